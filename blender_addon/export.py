@@ -1,0 +1,129 @@
+"""Export an animated Blender scene to das-tracks/1: mesh vertices and camera, frame by frame.
+
+`export_tracks(scene)` is usable from any `import bpy` script (no UI needed). Frames are the
+scene's range sampled to 49 evenly spaced frames (`das_core.video.sample_indices`, the reference's
+`linspace(0, n-1, 49)`), or a chosen window with a fixed step.
+
+Topology that changes across frames (remeshing, geometry nodes that add points, an object whose
+vertex count changes) cannot be tracked vertex by vertex: such an object is left out of the export
+with a warning naming it (logged and listed in `tracks.extra["warnings"]`). Only when nothing
+trackable is left does export fail. Objects that turn off rendering mid-shot keep their vertices
+but are marked invisible on those frames (`tracks.visibility`); objects hidden at the first frame
+are not exported, since DaS colours every point by where it is in the first frame.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import bpy
+import numpy as np
+
+from das_core.errors import DasError
+from das_core.tracks import Tracks
+from das_core.video import sample_indices
+
+from .gather_camera import gather_camera, gather_render_size, resolve_camera
+from .gather_mesh import gather_layout, gather_positions, renderable_mesh_objects
+
+log = logging.getLogger(__name__)
+
+
+def export_frames(
+    scene: bpy.types.Scene,
+    *,
+    frame_start: int | None = None,
+    frame_end: int | None = None,
+    samples: int = 49,
+    step: int | None = None,
+) -> list[int]:
+    """The Blender frame numbers to export: `samples` evenly spaced frames, or every `step`-th frame."""
+    start = scene.frame_start if frame_start is None else int(frame_start)
+    end = scene.frame_end if frame_end is None else int(frame_end)
+    if end < start:
+        raise DasError(f"frame range {start}..{end} is empty; set an end frame at or after the start frame")
+    if step is not None:
+        if step < 1:
+            raise DasError(f"frame step must be 1 or more, got {step}")
+        return list(range(start, end + 1, int(step)))
+    if samples < 1:
+        raise DasError(f"samples must be 1 or more, got {samples}")
+    return [start + int(i) for i in sample_indices(end - start + 1, samples)]
+
+
+def export_tracks(
+    scene: bpy.types.Scene,
+    *,
+    camera: bpy.types.Object | None = None,
+    frame_start: int | None = None,
+    frame_end: int | None = None,
+    samples: int = 49,
+    step: int | None = None,
+) -> Tracks:
+    """Evaluate `scene` at each export frame and return its mesh vertices and camera as `Tracks`.
+
+    The scene's current frame is restored afterwards. Raises `DasError` for a missing or
+    non-perspective camera, an empty frame range or a scene with nothing to track.
+    """
+    camera = resolve_camera(scene, camera)
+    frames = export_frames(scene, frame_start=frame_start, frame_end=frame_end, samples=samples, step=step)
+    view_layer = _view_layer(scene)
+    size = gather_render_size(scene)
+    objects = renderable_mesh_objects(view_layer)
+    if not objects:
+        raise DasError(f"scene {scene.name!r} has no visible, renderable mesh objects to track")
+
+    original_frame, original_subframe = scene.frame_current, scene.frame_subframe
+    try:
+        scene.frame_set(frames[0])
+        depsgraph = view_layer.depsgraph
+        layout = gather_layout(objects, depsgraph)
+        points = np.empty((len(frames), layout.num_points, 3), dtype=np.float32)
+        rendered = np.ones((len(frames), len(objects)), dtype=bool)
+        world_to_camera = np.empty((len(frames), 4, 4), dtype=np.float64)
+        intrinsics = np.empty((len(frames), 3, 3), dtype=np.float64)
+        changed: set[str] = set()
+        for index, frame in enumerate(frames):
+            if index:
+                scene.frame_set(frame)
+            changed_now, rendered[index] = gather_positions(objects, depsgraph, layout, points[index])
+            changed |= changed_now
+            world_to_camera[index], intrinsics[index] = gather_camera(camera, depsgraph, size)
+    finally:
+        scene.frame_set(original_frame, subframe=original_subframe)
+
+    warnings = []
+    visibility = np.repeat(rendered, layout.counts, axis=1)
+    if changed:
+        warnings.append(
+            f"left out {', '.join(sorted(changed))}: the vertex count changes between frames "
+            "(remeshing or generated geometry), so its vertices cannot be tracked; "
+            "apply the modifier or make the topology constant to include it"
+        )
+        layout, keep = layout.without(changed)
+        points, visibility = points[:, keep], visibility[:, keep]
+    if layout.num_points == 0:
+        raise DasError(f"nothing to track in scene {scene.name!r}: {warnings[0]}")
+    for warning in warnings:
+        log.warning(warning)
+
+    return Tracks(
+        points=points,
+        world_to_camera=world_to_camera,
+        intrinsics=intrinsics,
+        width=size.width,
+        height=size.height,
+        faces=layout.faces,
+        frame_numbers=np.array(frames, dtype=np.int32),
+        fps=scene.render.fps / scene.render.fps_base,
+        visibility=None if visibility.all() else visibility,
+        extra={"scene": scene.name, "camera": camera.name, "objects": list(layout.names), "warnings": warnings},
+    )
+
+
+def _view_layer(scene: bpy.types.Scene) -> bpy.types.ViewLayer:
+    """The context's view layer when it belongs to `scene`, otherwise the scene's first."""
+    context_layer = getattr(bpy.context, "view_layer", None)
+    if context_layer is not None and bpy.context.scene == scene:
+        return context_layer
+    return scene.view_layers[0]

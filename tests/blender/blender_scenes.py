@@ -1,0 +1,112 @@
+"""Small animated scenes built in code for the add-on tests (no .blend files to keep in sync)."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+
+def clear(scene: bpy.types.Scene) -> None:
+    """Remove every object, keep the scene settings."""
+    for obj in list(scene.objects):
+        bpy.data.objects.remove(obj)
+
+
+def add_moving_camera(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 24) -> bpy.types.Object:
+    """A camera that dollies, pans and zooms (focal length 35 -> 60 mm), with a little lens shift."""
+    data = bpy.data.cameras.new("Cam")
+    camera = bpy.data.objects.new("Cam", data)
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    data.sensor_fit = "AUTO"
+    data.shift_x, data.shift_y = 0.05, -0.03
+    for frame, location, rotation, lens in (
+        (frame_start, (0.0, -9.0, 2.0), (1.45, 0.0, 0.0), 35.0),
+        (frame_end, (3.0, -8.0, 3.0), (1.35, 0.0, 0.35), 60.0),
+    ):
+        camera.location, camera.rotation_euler, data.lens = location, rotation, lens
+        camera.keyframe_insert("location", frame=frame)
+        camera.keyframe_insert("rotation_euler", frame=frame)
+        data.keyframe_insert("lens", frame=frame)
+    return camera
+
+
+def add_armature_mesh(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 24) -> bpy.types.Object:
+    """A subdivided column skinned to a two-bone armature whose upper bone bends over the shot."""
+    bpy.ops.mesh.primitive_cylinder_add(vertices=12, depth=4.0, radius=0.5, location=(0.0, 0.0, 2.0))
+    column = bpy.context.active_object
+    column.name = "Column"
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.mesh.subdivide(number_cuts=8)
+    bpy.ops.object.mode_set(mode="OBJECT")
+
+    armature_data = bpy.data.armatures.new("Rig")
+    rig = bpy.data.objects.new("Rig", armature_data)
+    scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    lower = armature_data.edit_bones.new("Lower")
+    lower.head, lower.tail = (0.0, 0.0, 0.0), (0.0, 0.0, 2.0)
+    upper = armature_data.edit_bones.new("Upper")
+    upper.head, upper.tail, upper.parent = (0.0, 0.0, 2.0), (0.0, 0.0, 4.0), lower
+    bpy.ops.object.mode_set(mode="OBJECT")
+
+    column.parent = rig
+    modifier = column.modifiers.new("Armature", "ARMATURE")
+    modifier.object = rig
+    heights = np.array([v.co.z for v in column.data.vertices]) + column.location.z
+    lower_group, upper_group = column.vertex_groups.new(name="Lower"), column.vertex_groups.new(name="Upper")
+    for vertex, height in zip(column.data.vertices, heights):
+        weight = float(np.clip((height - 1.5) / 1.0, 0.0, 1.0))
+        lower_group.add([vertex.index], 1.0 - weight, "REPLACE")
+        upper_group.add([vertex.index], weight, "REPLACE")
+
+    bone = rig.pose.bones["Upper"]
+    bone.rotation_mode = "XYZ"
+    for frame, angle in ((frame_start, 0.0), (frame_end, 1.2)):
+        bone.rotation_euler = (angle, 0.0, 0.0)
+        bone.keyframe_insert("rotation_euler", frame=frame)
+    rig.location = (0.0, 0.0, 0.0)
+    rig.keyframe_insert("location", frame=frame_start)
+    rig.location = (1.0, 0.5, 0.0)
+    rig.keyframe_insert("location", frame=frame_end)
+    return column
+
+
+def add_modifier_stack(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 24) -> bpy.types.Object:
+    """A cube with a shape key, a bevel, subdivision and an animated wave, parented to a spinning empty."""
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(-2.5, 1.0, 1.0))
+    cube = bpy.context.active_object
+    cube.name = "Stack"
+    cube.shape_key_add(name="Basis")
+    stretch = cube.shape_key_add(name="Stretch")
+    for point in stretch.data:
+        point.co.z *= 2.0
+    for frame, value in ((frame_start, 0.0), (frame_end, 1.0)):
+        stretch.value = value
+        stretch.keyframe_insert("value", frame=frame)
+    bevel = cube.modifiers.new("Bevel", "BEVEL")
+    bevel.width, bevel.limit_method = 0.05, "NONE"
+    cube.modifiers.new("Subdivision", "SUBSURF").levels = 2
+    wave = cube.modifiers.new("Wave", "WAVE")
+    wave.height, wave.width, wave.speed = 0.2, 0.8, 0.1
+
+    pivot = bpy.data.objects.new("Pivot", None)
+    scene.collection.objects.link(pivot)
+    pivot.location = (-1.0, 0.0, 0.0)
+    cube.parent = pivot
+    for frame, angle in ((frame_start, 0.0), (frame_end, 0.8)):
+        pivot.rotation_euler = (0.0, 0.0, angle)
+        pivot.keyframe_insert("rotation_euler", frame=frame)
+    return cube
+
+
+def build_test_scene(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 24) -> None:
+    """The armature column, the modifier-stack cube and the moving camera, at a small render size."""
+    clear(scene)
+    scene.frame_start, scene.frame_end = frame_start, frame_end
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 360, 240, 50
+    add_armature_mesh(scene, frame_start=frame_start, frame_end=frame_end)
+    add_modifier_stack(scene, frame_start=frame_start, frame_end=frame_end)
+    add_moving_camera(scene, frame_start=frame_start, frame_end=frame_end)
+    scene.frame_set(frame_start)
