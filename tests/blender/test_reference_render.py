@@ -1,0 +1,34 @@
+"""The reference image: rendered at the tracking video's framing, settings restored, read back without imageio."""
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from blender_addon.export import export_tracks
+from blender_addon.reference_render import load_image_rgb, render_reference
+from blender_scenes import build_test_scene
+from das_core.errors import DasError
+
+
+def test_workbench_reference_at_first_frame_and_tracks_size(factory_scene, tmp_path):
+    scene = factory_scene
+    build_test_scene(scene, frame_start=1, frame_end=24)
+    scene.frame_set(10)
+    scene.render.filepath = "//keep/"
+    engine = scene.render.engine
+    tracks = export_tracks(scene, samples=3)
+
+    path = render_reference(scene, tmp_path / "ref.png", frame=int(tracks.frame_numbers[0]), engine="WORKBENCH")
+
+    image = load_image_rgb(path)
+    assert image.shape == (tracks.height, tracks.width, 3)
+    np.testing.assert_array_equal(image, iio.imread(path)[:, :, :3])  # Blender's loader reads it top row first
+    assert image.std() > 5, "the render shows the scene, not a blank image"
+    assert (scene.frame_current, scene.render.engine, scene.render.filepath) == (10, engine, "//keep/")
+
+
+def test_unknown_engine_and_missing_image_are_clear_errors(factory_scene, tmp_path):
+    with pytest.raises(DasError, match="render engine 'NOPE' is not available"):
+        render_reference(factory_scene, tmp_path / "ref.png", frame=1, engine="NOPE")
+    with pytest.raises(DasError, match="does not exist"):
+        load_image_rgb(tmp_path / "missing.png")
