@@ -1,0 +1,285 @@
+"""The DaS tracking transformer: CogVideoX-5B-I2V plus a tracking branch (spec §2).
+
+Checkpoint-compatible with `EXCAI/Diffusion-As-Shader/transformer`: the parameter names are those of the
+reference `CogVideoXTransformer3DModelTracking` (`transformer_blocks_copy`, `combine_linears`,
+`initial_combine_linear`), so its shards load as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock, CogVideoXTransformer3DModel
+from diffusers.utils import apply_lora_scale
+from torch import nn
+
+from das_core.errors import DasError
+
+# The class name the published checkpoint's config records; we write it too, so the reference code
+# can load checkpoints we save.
+REFERENCE_CLASS_NAME = "CogVideoXTransformer3DModelTracking"
+
+
+class DasTransformer3DModel(CogVideoXTransformer3DModel):
+    """CogVideoX transformer that follows a 3D tracking video.
+
+    Takes every argument of `CogVideoXTransformer3DModel` plus `num_tracking_blocks` (18 in the published
+    checkpoint): that many copies of the first main blocks process the tracking tokens, and zero-initialised
+    linears add their output into the main stream after each of the first `num_tracking_blocks` main blocks.
+    """
+
+    _no_split_modules = ["CogVideoXBlock", "CogVideoXPatchEmbed"]
+
+    @register_to_config
+    def __init__(
+        self,
+        num_tracking_blocks: int = 18,
+        num_attention_heads: int = 30,
+        attention_head_dim: int = 64,
+        in_channels: int = 16,
+        out_channels: int | None = 16,
+        flip_sin_to_cos: bool = True,
+        freq_shift: int = 0,
+        time_embed_dim: int = 512,
+        ofs_embed_dim: int | None = None,
+        text_embed_dim: int = 4096,
+        num_layers: int = 30,
+        dropout: float = 0.0,
+        attention_bias: bool = True,
+        sample_width: int = 90,
+        sample_height: int = 60,
+        sample_frames: int = 49,
+        patch_size: int = 2,
+        patch_size_t: int | None = None,
+        temporal_compression_ratio: int = 4,
+        max_text_seq_length: int = 226,
+        activation_fn: str = "gelu-approximate",
+        timestep_activation_fn: str = "silu",
+        norm_elementwise_affine: bool = True,
+        norm_eps: float = 1e-5,
+        spatial_interpolation_scale: float = 1.875,
+        temporal_interpolation_scale: float = 1.0,
+        use_rotary_positional_embeddings: bool = False,
+        use_learned_positional_embeddings: bool = False,
+        patch_bias: bool = True,
+    ):
+        if not 0 <= num_tracking_blocks <= num_layers:
+            raise DasError(
+                f"num_tracking_blocks is {num_tracking_blocks} but must be between 0 and num_layers ({num_layers}); "
+                "fix transformer/config.json"
+            )
+        super().__init__(
+            num_attention_heads=num_attention_heads,
+            attention_head_dim=attention_head_dim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            flip_sin_to_cos=flip_sin_to_cos,
+            freq_shift=freq_shift,
+            time_embed_dim=time_embed_dim,
+            ofs_embed_dim=ofs_embed_dim,
+            text_embed_dim=text_embed_dim,
+            num_layers=num_layers,
+            dropout=dropout,
+            attention_bias=attention_bias,
+            sample_width=sample_width,
+            sample_height=sample_height,
+            sample_frames=sample_frames,
+            patch_size=patch_size,
+            patch_size_t=patch_size_t,
+            temporal_compression_ratio=temporal_compression_ratio,
+            max_text_seq_length=max_text_seq_length,
+            activation_fn=activation_fn,
+            timestep_activation_fn=timestep_activation_fn,
+            norm_elementwise_affine=norm_elementwise_affine,
+            norm_eps=norm_eps,
+            spatial_interpolation_scale=spatial_interpolation_scale,
+            temporal_interpolation_scale=temporal_interpolation_scale,
+            use_rotary_positional_embeddings=use_rotary_positional_embeddings,
+            use_learned_positional_embeddings=use_learned_positional_embeddings,
+            patch_bias=patch_bias,
+        )
+        inner_dim = num_attention_heads * attention_head_dim
+        self.transformer_blocks_copy = nn.ModuleList(
+            [
+                CogVideoXBlock(
+                    dim=inner_dim,
+                    num_attention_heads=num_attention_heads,
+                    attention_head_dim=attention_head_dim,
+                    time_embed_dim=time_embed_dim,
+                    dropout=dropout,
+                    activation_fn=activation_fn,
+                    attention_bias=attention_bias,
+                    norm_elementwise_affine=norm_elementwise_affine,
+                    norm_eps=norm_eps,
+                )
+                for _ in range(num_tracking_blocks)
+            ]
+        )
+        self.combine_linears = nn.ModuleList([nn.Linear(inner_dim, inner_dim) for _ in range(num_tracking_blocks)])
+        self.initial_combine_linear = nn.Linear(inner_dim, inner_dim)
+        self.zero_combine_linears()
+
+    def zero_combine_linears(self) -> None:
+        """Zero the linears that join the tracking branch, so the model starts equal to the base model."""
+        with torch.no_grad():
+            for linear in (self.initial_combine_linear, *self.combine_linears):
+                if linear.weight.device.type != "meta":
+                    linear.weight.zero_()
+                    linear.bias.zero_()
+
+    def tracking_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters DaS trains (copy blocks and combine linears); the rest stays frozen."""
+        yield from self.transformer_blocks_copy.parameters()
+        yield from self.combine_linears.parameters()
+        yield from self.initial_combine_linear.parameters()
+
+    @classmethod
+    def from_base(cls, base: CogVideoXTransformer3DModel, num_tracking_blocks: int = 18) -> DasTransformer3DModel:
+        """Build a DaS transformer from a plain CogVideoX I2V one (spec §2 conversion).
+
+        Main weights are taken over, copy block i starts as main block i, and the combine linears are zero,
+        so the result computes exactly what `base` computes until it is trained. Built on the meta device
+        first, so no second full-size copy of the weights is ever allocated.
+        """
+        from accelerate import init_empty_weights
+
+        config = {key: value for key, value in base.config.items() if not key.startswith("_")}
+        config.pop("num_tracking_blocks", None)
+        with init_empty_weights():
+            model = cls(num_tracking_blocks=num_tracking_blocks, **config)
+        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False, assign=True)
+        if unexpected:
+            raise DasError(f"the base transformer has parameters DaS does not know: {unexpected[:3]}...")
+        reference = base.proj_out.weight
+        for i in range(num_tracking_blocks):
+            model.transformer_blocks_copy[i] = copy.deepcopy(base.transformer_blocks[i])
+        for linear in (model.initial_combine_linear, *model.combine_linears):
+            linear.to_empty(device=reference.device)
+            linear.to(reference.dtype)
+        model.zero_combine_linears()
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """Save like diffusers does, with the reference class name in config.json (checkpoint compatibility)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        config_path = os.path.join(save_directory, self.config_name)
+        with open(config_path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        config["_class_name"] = REFERENCE_CLASS_NAME
+        with open(config_path, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, sort_keys=True)
+
+    def _run_block(
+        self,
+        block: CogVideoXBlock,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        emb: torch.Tensor,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None,
+        attention_kwargs: dict[str, Any] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            return self._gradient_checkpointing_func(
+                block, hidden_states, encoder_hidden_states, emb, image_rotary_emb, attention_kwargs
+            )
+        return block(
+            hidden_states=hidden_states,
+            encoder_hidden_states=encoder_hidden_states,
+            temb=emb,
+            image_rotary_emb=image_rotary_emb,
+            attention_kwargs=attention_kwargs,
+        )
+
+    @apply_lora_scale("attention_kwargs")
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        tracking_maps: torch.Tensor | None,
+        timestep: int | float | torch.LongTensor,
+        timestep_cond: torch.Tensor | None = None,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+        return_dict: bool = True,
+    ) -> tuple[torch.Tensor] | Transformer2DModelOutput:
+        """Predict the noise of `hidden_states` [B, F, C, H, W] following `tracking_maps` (same shape).
+
+        `tracking_maps` holds the tracking-video latents concatenated with the tracking-image latents on the
+        channel axis; `None` runs the plain CogVideoX model (the tracking branch is skipped).
+        """
+        if tracking_maps is None:
+            return super().forward(
+                hidden_states,
+                encoder_hidden_states,
+                timestep,
+                timestep_cond=timestep_cond,
+                image_rotary_emb=image_rotary_emb,
+                attention_kwargs=attention_kwargs,
+                return_dict=return_dict,
+            )
+        if tracking_maps.shape != hidden_states.shape:
+            raise DasError(
+                f"tracking_maps has shape {tuple(tracking_maps.shape)} but the video input has "
+                f"{tuple(hidden_states.shape)}; encode the tracking video at the same size and frame count"
+            )
+        batch_size, num_frames, _, height, width = hidden_states.shape
+
+        # 1. Time embedding, as the base model.
+        t_emb = self.time_proj(timestep).to(dtype=hidden_states.dtype)
+        emb = self.time_embedding(t_emb, timestep_cond)
+
+        # 2. Main input and text through the patch embedding.
+        prompt_embeds = encoder_hidden_states
+        text_seq_length = prompt_embeds.shape[1]
+        embedded = self.embedding_dropout(self.patch_embed(prompt_embeds, hidden_states))
+        encoder_hidden_states = embedded[:, :text_seq_length]
+        hidden_states = embedded[:, text_seq_length:]
+
+        # 3. Tracking input through the same patch embedding and text; only its video tokens are kept.
+        tracking = self.embedding_dropout(self.patch_embed(prompt_embeds, tracking_maps))[:, text_seq_length:]
+
+        # 4. Initial combination.
+        tracking = self.initial_combine_linear(hidden_states + tracking)
+
+        # 5. Main blocks; the first num_tracking_blocks each feed a copy block whose combined output is added.
+        for i, block in enumerate(self.transformer_blocks):
+            hidden_states, encoder_hidden_states = self._run_block(
+                block, hidden_states, encoder_hidden_states, emb, image_rotary_emb, attention_kwargs
+            )
+            if i < len(self.transformer_blocks_copy):
+                tracking, _ = self._run_block(
+                    self.transformer_blocks_copy[i],
+                    tracking,
+                    encoder_hidden_states,
+                    emb,
+                    image_rotary_emb,
+                    attention_kwargs,
+                )
+                tracking = self.combine_linears[i](tracking)
+                hidden_states = hidden_states + tracking
+
+        # 6. Final norm, output projection and unpatchify, as the base model.
+        hidden_states = self.norm_final(hidden_states)
+        hidden_states = self.norm_out(hidden_states, temb=emb)
+        hidden_states = self.proj_out(hidden_states)
+        p = self.config.patch_size
+        p_t = self.config.patch_size_t
+        if p_t is None:
+            output = hidden_states.reshape(batch_size, num_frames, height // p, width // p, -1, p, p)
+            output = output.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+        else:
+            output = hidden_states.reshape(
+                batch_size, (num_frames + p_t - 1) // p_t, height // p, width // p, -1, p_t, p, p
+            )
+            output = output.permute(0, 1, 5, 4, 2, 6, 3, 7).flatten(6, 7).flatten(4, 5).flatten(1, 2)
+
+        if not return_dict:
+            return (output,)
+        return Transformer2DModelOutput(sample=output)
