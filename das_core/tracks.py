@@ -119,6 +119,8 @@ class Tracks:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise TracksError(f"{path}: no such tracks file")
+        if not zipfile.is_zipfile(path):
+            raise TracksError(f"{path}: not an .npz archive (a das-tracks/1 file is an .npz written by Tracks.save)")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
@@ -158,6 +160,10 @@ def _as_array(name: str, value, dtype, ndim: int) -> np.ndarray:
     kind = np.dtype(dtype).kind
     if array.dtype.kind not in ("iu" if kind == "i" else "fiu"):
         raise TracksError(f"{name} must be {'integer' if kind == 'i' else 'numeric'}, got {array.dtype}")
+    if kind == "i" and array.size:
+        limits = np.iinfo(dtype)
+        if array.min() < limits.min or array.max() > limits.max:
+            raise TracksError(f"{name} has values outside the {np.dtype(dtype).name} range ({array.min()}..{array.max()})")
     return np.ascontiguousarray(array, dtype=dtype)
 
 
