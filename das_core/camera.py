@@ -76,7 +76,7 @@ def blender_camera_to_opencv(
         if not np.isfinite(value):
             raise CameraError(f"camera {name} must be a finite number, got {value!r}")
     for name, value in (("resolution_x", resolution_x), ("resolution_y", resolution_y)):
-        if int(value) != value or value <= 0:
+        if not isinstance(value, (int, np.integer, float, np.floating)) or not np.isfinite(value) or value <= 0 or value != int(value):
             raise CameraError(f"{name} must be a positive whole number of pixels, got {value!r}")
 
     world_to_camera = _BLENDER_TO_OPENCV @ _camera_to_world_inverse(matrix_world)

@@ -130,6 +130,15 @@ def test_mp4_quality_trades_size_for_fidelity(tmp_path):
     assert np.abs(read_video(large).astype(int) - frames).mean() < np.abs(read_video(small).astype(int) - frames).mean()
 
 
+def test_other_containers_read_through_ffmpeg(tmp_path):
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    images = [Image.new("RGB", (16, 12), colour) for colour in colours]
+    images[0].save(tmp_path / "anim.gif", save_all=True, append_images=images[1:], duration=100, loop=0)
+    frames = read_video(tmp_path / "anim.gif")
+    assert frames.shape == (3, 12, 16, 3)
+    assert [tuple(frame[6, 8]) for frame in frames] == colours
+
+
 # --- errors -----------------------------------------------------------------------------------------
 
 
