@@ -143,7 +143,8 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
                 raise DasError(
                     f"this model generates {config.sample_frames} frames of {sample[1]} x {sample[0]} only "
                     f"(learned positional embeddings); got {num_frames} frames of {width} x {height}. "
-                    "Resample and fit the inputs with das_core.video.sample_indices and fit_frames"
+                    f"Generate at that size (das infer --height {sample[0]} --width {sample[1]}); fit inputs to it "
+                    "with das_core.video.sample_indices and fit_frames"
                 )
 
     def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
@@ -388,13 +389,15 @@ def _image_to_pil(image: Any, name: str, height: int, width: int) -> PIL.Image.I
     return pil
 
 
-def _video_to_unit_float(video: Any, num_frames: int, height: int, width: int) -> torch.Tensor:
+def _video_to_unit_float(
+    video: Any, num_frames: int, height: int, width: int, name: str = "tracking_video"
+) -> torch.Tensor:
     """uint8 [T, H, W, 3] or float [T, 3, H, W] in [0, 1] as float32 [T, 3, H, W] in [0, 1], checked."""
     tensor = torch.from_numpy(np.ascontiguousarray(video)) if isinstance(video, np.ndarray) else video
     if not isinstance(tensor, torch.Tensor):
-        raise DasError(f"tracking_video must be a numpy array or torch tensor, got {type(video).__name__}")
+        raise DasError(f"{name} must be a numpy array or torch tensor, got {type(video).__name__}")
     if tensor.ndim != 4 or tensor.shape[0] == 0:
-        raise DasError(f"tracking_video is empty or not a video: shape {tuple(tensor.shape)}")
+        raise DasError(f"{name} is empty or not a video: shape {tuple(tensor.shape)}")
     if tensor.dtype == torch.uint8:
         if tensor.shape[3] != 3:
             raise DasError(f"uint8 tracking_video must be [T, H, W, 3], got shape {tuple(tensor.shape)}")
@@ -407,16 +410,16 @@ def _video_to_unit_float(video: Any, num_frames: int, height: int, width: int) -
             raise DasError(f"float tracking_video must be in [0, 1], got values in [{low:.3f}, {high:.3f}]")
         tensor = tensor.float()
     else:
-        raise DasError(f"tracking_video must be uint8 [T, H, W, 3] or float [T, 3, H, W], got dtype {tensor.dtype}")
+        raise DasError(f"{name} must be uint8 [T, H, W, 3] or float [T, 3, H, W], got dtype {tensor.dtype}")
     frames, _, got_height, got_width = tensor.shape
     if frames != num_frames:
         raise DasError(
-            f"tracking_video has {frames} frames but {num_frames} are needed; resample it with "
+            f"{name} has {frames} frames but {num_frames} are needed; resample it with "
             "das_core.video.sample_indices"
         )
     if (got_height, got_width) != (height, width):
         raise DasError(
-            f"tracking_video is {got_width} x {got_height} but the video is {width} x {height}; "
+            f"{name} is {got_width} x {got_height} but the video is {width} x {height}; "
             "fit it with das_core.video.fit_frames"
         )
     return tensor
@@ -427,5 +430,4 @@ def _frame_to_unit_float(frame: Any, height: int, width: int) -> torch.Tensor:
     tensor = torch.from_numpy(np.ascontiguousarray(frame)) if isinstance(frame, np.ndarray) else frame
     if not isinstance(tensor, torch.Tensor) or tensor.ndim != 3:
         raise DasError("tracking_image must be uint8 [H, W, 3] or float [3, H, W] in [0, 1]")
-    video = _video_to_unit_float(tensor.unsqueeze(0), 1, height, width)
-    return video
+    return _video_to_unit_float(tensor.unsqueeze(0), 1, height, width, name="tracking_image")

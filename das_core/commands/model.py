@@ -1,0 +1,118 @@
+"""`das infer` (the reference's inference flags, plus loading options) and `das tiny-model DIR`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from das_core.errors import DasError
+
+_DTYPES = ("bfloat16", "float16", "float32")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `infer` and `tiny-model` to the `das` command."""
+    infer = subparsers.add_parser(
+        "infer",
+        help="generate a video from an image and a tracking video with the DaS model",
+        description="Generate a video that starts at an image and moves like a tracking video "
+        "(DaS image-to-video). The tracking video is resampled to 49 frames and letterboxed to the "
+        "output size; so is the image.",
+    )
+    infer.add_argument("--prompt", required=True, help="what the video shows")
+    infer.add_argument("--negative_prompt", default=None, help="what to avoid (default: the reference's)")
+    infer.add_argument(
+        "--model_path",
+        default="EXCAI/Diffusion-As-Shader",
+        help="hub id or folder with the published layout (default: %(default)s)",
+    )
+    infer.add_argument("--tracking_path", required=True, help="tracking video file or folder of frames")
+    infer.add_argument(
+        "--image_or_video_path", required=True, help="first-frame image, or a video whose first frame is used"
+    )
+    infer.add_argument("--generate_type", default="i2v", choices=["i2v"], help="only image-to-video (i2v)")
+    infer.add_argument("--num_inference_steps", type=int, default=50, help="denoising steps (default: 50)")
+    infer.add_argument("--guidance_scale", type=float, default=6.0, help="CFG scale (default: 6.0)")
+    infer.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    infer.add_argument("--fps", type=float, default=8.0, help="frame rate of the MP4 (default: 8)")
+    infer.add_argument("--output_path", default="./output.mp4", help="MP4 to write (default: %(default)s)")
+    infer.add_argument(
+        "--offload",
+        default="none",
+        choices=["none", "model", "sequential"],
+        help="none: all on the GPU (~32 GB); model: one component at a time (24 GB cards); sequential: least memory",
+    )
+    infer.add_argument("--dtype", default="bfloat16", choices=_DTYPES, help="weights dtype (default: bfloat16)")
+    infer.add_argument("--device", default=None, help="cuda, cuda:1, cpu... (default: cuda if present)")
+    infer.add_argument(
+        "--tracking_normalization",
+        default="reference",
+        choices=["reference", "training"],
+        help="tracking frames into the VAE in [0, 1] (reference inference, default) or [-1, 1] (training)",
+    )
+    infer.add_argument("--height", type=int, default=480, help="output height (default: 480)")
+    infer.add_argument("--width", type=int, default=720, help="output width (default: 720)")
+    infer.add_argument("--num_frames", type=int, default=49, help="output frames (default: 49)")
+    infer.set_defaults(func=run_infer)
+
+    tiny = subparsers.add_parser(
+        "tiny-model",
+        help="write a tiny random DaS model in the published layout (tests, demos, offline tries)",
+        description="Write a tiny DaS model (random weights, no download) laid out like "
+        "EXCAI/Diffusion-As-Shader, for `das infer --model_path DIR --height 64 --width 96`.",
+    )
+    tiny.add_argument("directory", help="folder to write (created)")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+    tiny.set_defaults(func=run_tiny_model)
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    """Load inputs first (cheap, fails fast), then the model, then generate and write the MP4."""
+    import numpy as np
+    import torch
+
+    from das_core import video
+    from das_core.pipeline import DEFAULT_NEGATIVE_PROMPT, load_pipeline
+
+    tracking = video.read_video(args.tracking_path)
+    if len(tracking) == 0:
+        raise DasError(f"tracking video {args.tracking_path} has no frames")
+    tracking = tracking[video.sample_indices(len(tracking), args.num_frames)]
+    tracking = video.fit_frames(tracking, width=args.width, height=args.height)
+    first = video.read_video(args.image_or_video_path)[0]
+    image = video.fit_frames(first, width=args.width, height=args.height, resample="bilinear")
+
+    pipe = load_pipeline(
+        args.model_path, device=args.device, dtype=getattr(torch, args.dtype), offload=args.offload
+    )
+    pipe.set_progress_bar_config(desc="das infer", unit="step")
+    result = pipe(
+        image,
+        args.prompt,
+        negative_prompt=DEFAULT_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt,
+        tracking_video=tracking,
+        tracking_normalization=args.tracking_normalization,
+        num_frames=args.num_frames,
+        height=args.height,
+        width=args.width,
+        num_inference_steps=args.num_inference_steps,
+        guidance_scale=args.guidance_scale,
+        generator=torch.Generator().manual_seed(args.seed),
+        output_type="np",
+    )
+    frames = np.clip(np.rint(result.frames[0] * 255.0), 0, 255).astype(np.uint8)
+    path = video.write_mp4(args.output_path, frames, fps=args.fps)
+    print(f"wrote {path} ({len(frames)} frames, {args.width} x {args.height}, {args.fps:g} fps)")
+    return 0
+
+
+def run_tiny_model(args: argparse.Namespace) -> int:
+    """Write the tiny model folder."""
+    from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH, save_tiny_model
+
+    directory = Path(args.directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise DasError(f"{directory} exists and is not empty; choose a new folder")
+    save_tiny_model(directory, seed=args.seed)
+    print(f"wrote a tiny DaS model to {directory} (runs at {TINY_WIDTH} x {TINY_HEIGHT}, 49 frames)")
+    return 0
