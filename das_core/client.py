@@ -1,0 +1,295 @@
+"""`DasClient`: talk to a das server from a script, the CLI or Blender's network thread (no torch).
+
+One DEALER socket, used only by the thread that calls the client. Requests (`info`, `status`,
+`list`, `cancel`) wait for their reply up to `timeout` and raise `ServerUnavailable` when none
+comes. `submit` returns once the server has stored the job; if no acceptance arrives it
+reconnects and re-sends the same message under the same job id (the server never runs a job id
+twice). `events(job_id)` yields `Accepted`, `Progress`, `Frame`, then `Done` or `JobFailed`;
+after a silence it asks the server again for what it missed (so a restart or a dropped
+connection costs nothing), and it checks the result checksum before yielding `Done`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket as _socket
+import time
+import uuid
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Iterator
+
+import zmq
+
+from das_core.errors import DasError
+from das_core.protocol import (
+    Accepted, Cancel, Done, ErrorReply, Event, Fetch, Frame, Hello, Info, JobFailed, JobRequest,
+    ListJobs, Message, Progress, ProtocolError, Reply, StatusRequest, Submit, check_job_id, decode,
+    encode, frame_digest, result_checksum,
+)
+
+__all__ = [
+    "DasClient", "JobRequest", "Accepted", "Progress", "Frame", "Done", "JobFailed",
+    "ServerUnavailable", "ServerError", "load_keys", "DEFAULT_ADDRESS",
+]
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+_RESUBSCRIBE_S = 5.0  # ask again for a job's events after this long without news
+_MAX_REFETCH = 5
+
+
+class ServerUnavailable(DasError):
+    """No das server answered in time."""
+
+
+class ServerError(DasError):
+    """The server refused a request; `code` says why in a word, the message in a sentence."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_keys(keys_dir: str | Path, name: str = "client") -> dict:
+    """Keyword arguments for `DasClient` from a `das keygen` folder (server.key, NAME.key_secret)."""
+    import zmq.auth
+
+    keys_dir = Path(keys_dir)
+    server_file, client_file = keys_dir / "server.key", keys_dir / f"{name}.key_secret"
+    for path in (server_file, client_file):
+        if not path.is_file():
+            raise DasError(f"{path} not found; copy the keys made by `das keygen` from the server machine")
+    server_public, _ = zmq.auth.load_certificate(server_file)
+    client_public, client_secret = zmq.auth.load_certificate(client_file)
+    return {"server_public_key": server_public, "client_public_key": client_public, "client_secret_key": client_secret}
+
+
+class DasClient:
+    """A connection to one das server; also a context manager that closes it."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float = 10.0,
+        server_public_key: bytes | None = None,
+        client_secret_key: bytes | None = None,
+        client_public_key: bytes | None = None,
+        name: str | None = None,
+    ) -> None:
+        keys = (server_public_key, client_secret_key, client_public_key)
+        if any(keys) and not all(keys):
+            raise DasError("CURVE needs all three keys: server_public_key, client_secret_key, client_public_key")
+        self.address = address
+        self.timeout = float(timeout)
+        self.name = name or f"{getpass.getuser()}@{_socket.gethostname()}"
+        self._keys = keys if all(keys) else None
+        self._context = zmq.Context.instance()
+        self._socket: zmq.Socket | None = None
+        self._next_req = 1
+        self._replies: dict[int | None, Message] = {}
+        self._events: dict[str, deque] = defaultdict(deque)
+
+    def __enter__(self) -> "DasClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the connection (jobs keep running on the server; fetch them later)."""
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def info(self) -> dict:
+        """The server's version, backend, model, device, queue length and limits."""
+        reply = self._request(Hello(self.name))
+        return reply.fields
+
+    def status(self, job_id: str | None = None) -> dict:
+        """One job's state (and position, progress), or the server's summary without a job id."""
+        return self._request(StatusRequest(None if job_id is None else check_job_id(job_id))).body
+
+    def list(self) -> list[dict]:
+        """The server's most recent jobs, newest first."""
+        return list(self._request(ListJobs()).body.get("jobs", []))
+
+    def cancel(self, job_id: str) -> dict:
+        """Cancel a queued or running job; its event stream ends with `JobFailed(code="cancelled")`."""
+        return self._request(Cancel(check_job_id(job_id))).body
+
+    def submit(self, request: JobRequest) -> str:
+        """Send a job and return its id once the server has stored it."""
+        job_id = check_job_id(request.job_id) if request.job_id is not None else uuid.uuid4().hex
+        req = self._new_req()
+        parts = encode(Submit.from_request(request, job_id, client=self.name), req)
+        deadline = time.monotonic() + self.timeout
+        wait = 1.0
+        while True:
+            self._send_parts(parts)
+            reply = self._wait_reply(req, min(deadline, time.monotonic() + wait))
+            if reply is not None:
+                break
+            if time.monotonic() >= deadline:
+                self._unavailable()
+            self._reconnect()  # and send the same submit again: the server keeps job ids unique
+            wait *= 2
+        if isinstance(reply, ErrorReply):
+            raise ServerError(reply.code, f"the server refused job {job_id}: {reply.message}")
+        if not isinstance(reply, Accepted):
+            raise ProtocolError(f"expected 'accepted' for a submit, got {type(reply).__name__}")
+        return job_id
+
+    def events(self, job_id: str, timeout: float | None = None) -> Iterator[Event]:
+        """Yield a job's events until `Done` or `JobFailed`; `timeout` bounds silence, None waits."""
+        return self._stream(check_job_id(job_id), timeout, None)
+
+    def fetch(self, job_id: str, timeout: float | None = None) -> Iterator[Event]:
+        """All of a job's events again from the first frame, waiting if it has not finished."""
+        check_job_id(job_id)
+        self._events.pop(job_id, None)
+        req = self._new_req()
+        self._send_parts(encode(Fetch(job_id, 0), req))
+        return self._stream(job_id, timeout, req)
+
+    # -- the event stream ---------------------------------------------------------------------
+
+    def _stream(self, job_id: str, timeout: float | None, fetch_req: int | None) -> Iterator[Event]:
+        digests: dict[int, bytes] = {}
+        refetches = 0
+        last_news = time.monotonic()
+        last_ask = last_news
+        pending = self._events[job_id]
+        while True:
+            while pending:
+                event = pending.popleft()
+                last_news = last_ask = time.monotonic()
+                if isinstance(event, Frame):
+                    if event.index in digests:
+                        continue  # sent again after a re-fetch
+                    digests[event.index] = frame_digest(event.image)
+                elif isinstance(event, Done):
+                    missing = [i for i in range(event.num_frames) if i not in digests]
+                    if missing:
+                        refetches += 1
+                        if refetches > _MAX_REFETCH:
+                            raise ProtocolError(f"job {job_id}: frames {missing[:5]} never arrived", "incomplete")
+                        self._send_parts(encode(Fetch(job_id, missing[0])))
+                        continue
+                    checksum = result_checksum([digests[i] for i in range(event.num_frames)])
+                    if checksum != event.checksum:
+                        raise ProtocolError(
+                            f"job {job_id}: the frames received do not match the server's checksum; fetch it again",
+                            "checksum",
+                        )
+                    self._events.pop(job_id, None)
+                    yield event
+                    return
+                elif isinstance(event, JobFailed):
+                    self._events.pop(job_id, None)
+                    yield event
+                    return
+                yield event
+            if fetch_req is not None and fetch_req in self._replies:
+                reply = self._replies.pop(fetch_req)
+                if isinstance(reply, ErrorReply):
+                    self._events.pop(job_id, None)
+                    raise ServerError(reply.code, reply.message)
+            now = time.monotonic()
+            if timeout is not None and now - last_news > timeout:
+                self._unavailable(f"job {job_id} had no news from the server for {timeout:g} s")
+            if now - last_ask > _RESUBSCRIBE_S:
+                fetch_req = self._new_req()
+                next_missing = next(i for i in range(len(digests) + 1) if i not in digests)
+                self._send_parts(encode(Fetch(job_id, next_missing), fetch_req))
+                last_ask = now
+            self._receive(now + 0.5)
+            pending = self._events[job_id]
+
+    # -- the socket ---------------------------------------------------------------------------
+
+    def _connect(self) -> zmq.Socket:
+        if self._socket is None:
+            sock = self._context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 10000)
+            sock.setsockopt(zmq.HEARTBEAT_TTL, 10000)
+            if self._keys is not None:
+                server_public, client_secret, client_public = self._keys
+                sock.curve_serverkey = server_public
+                sock.curve_secretkey = client_secret
+                sock.curve_publickey = client_public
+            try:
+                sock.connect(self.address)
+            except zmq.ZMQError as error:
+                sock.close(linger=0)
+                raise DasError(f"cannot connect to {self.address!r} ({error}); use an address like {DEFAULT_ADDRESS}") from None
+            self._socket = sock
+        return self._socket
+
+    def _reconnect(self) -> None:
+        self.close()
+        self._connect()
+
+    def _new_req(self) -> int:
+        req = self._next_req
+        self._next_req += 1
+        return req
+
+    def _send_parts(self, parts: list[bytes]) -> None:
+        try:
+            self._connect().send_multipart(parts, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self._unavailable()
+
+    def _request(self, message: Message) -> Message:
+        req = self._new_req()
+        self._send_parts(encode(message, req))
+        reply = self._wait_reply(req, time.monotonic() + self.timeout)
+        if reply is None:
+            self._reconnect()  # drop the unanswered request with the old socket
+            self._unavailable()
+        if isinstance(reply, ErrorReply):
+            raise ServerError(reply.code, reply.message)
+        return reply
+
+    def _wait_reply(self, req: int, deadline: float) -> Message | None:
+        while req not in self._replies:
+            if not self._receive(deadline) and time.monotonic() >= deadline:
+                return None
+        return self._replies.pop(req)
+
+    def _receive(self, deadline: float) -> bool:
+        """Read one message (waiting until `deadline` at most) and file it; False if none came."""
+        sock = self._connect()
+        wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        if not sock.poll(wait_ms, zmq.POLLIN):
+            return False
+        parts = sock.recv_multipart(copy=False)
+        try:
+            message, req = decode([part.buffer for part in parts])
+        except ProtocolError as error:
+            if error.code == "version":
+                raise
+            return True  # a malformed message is dropped; the stream's re-fetch recovers
+        if isinstance(message, (Info, Reply, ErrorReply)):
+            if isinstance(message, ErrorReply) and message.code == "version":
+                raise ProtocolError(message.message, "version")
+            self._replies[req] = message
+        elif isinstance(message, (Accepted, Progress, Frame, Done, JobFailed)):
+            if isinstance(message, Accepted) and req is not None:
+                self._replies[req] = message
+            self._events[message.job_id].append(message)
+        return True
+
+    def _unavailable(self, detail: str | None = None) -> None:
+        raise ServerUnavailable(
+            (detail or f"no das server answered at {self.address} within {self.timeout:g} s")
+            + "; start one with `python -m das_server --backend preview` (or check --server and --keys)"
+        )

@@ -1,0 +1,84 @@
+"""`python -m das_server`: parse the command line, load the backend, serve until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from das_core.errors import DasError
+from das_core.protocol import Limits
+from das_server.config import BACKENDS, DEFAULT_BIND, DEFAULT_MODEL, ServerConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m das_server",
+        description="Serve DaS video generation over ZeroMQ: one warm model, a persistent job queue, "
+        "progress and frames streamed to clients (`das generate`, the Blender add-on).",
+    )
+    parser.add_argument("--backend", choices=BACKENDS, default="das",
+                        help="das: the DaS model on a GPU; preview: CPU warp of the reference image, no model; "
+                        "tiny: a tiny random model for tests (default: das)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or folder of the DaS weights (default: {DEFAULT_MODEL})")
+    parser.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ address to listen on (default: {DEFAULT_BIND})")
+    parser.add_argument("--state-dir", type=Path, default=Path("das-server-state"),
+                        help="folder for the job database and media (default: ./das-server-state)")
+    parser.add_argument("--device", default=None, help="torch device for the das backend (default: cuda)")
+    parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none",
+                        help="CPU offload for GPUs with less memory (model: about 24 GB is enough)")
+    parser.add_argument("--max-queue", type=int, default=64, help="jobs queued or running at most (default: 64)")
+    parser.add_argument("--max-queue-per-client", type=int, default=16,
+                        help="jobs one client may have queued or running (default: 16)")
+    parser.add_argument("--max-frames", type=int, default=49, help="tracking frames per job at most (default: 49)")
+    parser.add_argument("--max-steps", type=int, default=200, help="denoising steps per job at most (default: 200)")
+    parser.add_argument("--result-codec", choices=("auto", "raw", "png", "zlib"), default="auto",
+                        help="how result frames travel: auto = raw on loopback, PNG across a network")
+    parser.add_argument("--retention-days", type=float, default=7.0, help="keep finished jobs this long (default: 7)")
+    parser.add_argument("--retention-gb", type=float, default=20.0,
+                        help="and at most this much media on disk, oldest removed first (default: 20)")
+    parser.add_argument("--keys", type=Path, default=None,
+                        help="folder from `das keygen`: enables CURVE encryption and the client allow-list")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback --bind without --keys (anyone who can reach it can use it)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    for name in ("max_queue", "max_queue_per_client", "max_frames", "max_steps"):
+        if getattr(args, name) < 1:
+            raise DasError(f"--{name.replace('_', '-')} must be at least 1")
+    return ServerConfig(
+        state_dir=args.state_dir, backend=args.backend, model=args.model, bind=args.bind, device=args.device,
+        offload=args.offload, max_queue=args.max_queue, max_queue_per_client=args.max_queue_per_client,
+        limits=Limits(max_frames=args.max_frames, max_steps=args.max_steps), result_codec=args.result_codec,
+        retention_days=args.retention_days, retention_gb=args.retention_gb, keys_dir=args.keys,
+        insecure=args.insecure,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from das_server import security
+        from das_server.backends import load_backend
+        from das_server.server import Server
+
+        config = config_from_args(args)
+        security.check_bind(config.bind, config.keys_dir, config.insecure)  # before minutes of loading
+        print(f"das server: loading the {config.backend} backend ...", file=sys.stderr, flush=True)
+        backend = load_backend(config.backend, model=config.model, device=config.device, offload=config.offload)
+        server = Server(config, backend)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: server.stop())
+        server.run()
+    except DasError as error:
+        print(f"das server: error: {error}", file=sys.stderr)
+        return 2
+    print("das server: stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

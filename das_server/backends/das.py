@@ -1,0 +1,95 @@
+"""The `das` backend: the DaS pipeline (CogVideoX-5B-I2V + tracking branch) kept warm on a GPU.
+
+`PipelineBackend` runs any `DasImageToVideoPipeline`: it fits the request to the model's size,
+drives progress and cancel through `callback_on_step_end` (setting `pipe._interrupt`), and scales
+the results back to the request's size. `DasBackend` loads the published weights; without a GPU or
+without the weights it refuses at server start and names `--backend preview`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from das_core.protocol import DEFAULT_NEGATIVE_PROMPT, JobRequest
+from das_server.backends import BackendUnavailable
+from das_server.backends.framing import from_model_size, to_model_size, to_uint8
+
+MODEL_FRAMES = 49
+MODEL_HEIGHT, MODEL_WIDTH = 480, 720
+_WEIGHTS_HINT = (
+    "download the weights (about 25 GB) with `hf download EXCAI/Diffusion-As-Shader --local-dir DaS` "
+    "and pass --model DaS, or run `python -m das_server --backend preview` for a CPU preview"
+)
+
+
+class PipelineBackend:
+    """Runs a loaded pipeline at a fixed size; subclasses say which pipeline and size."""
+
+    name = "pipeline"
+
+    def __init__(self, pipe: Any, *, height: int, width: int, model: str, device: str) -> None:
+        self.pipe = pipe
+        self.height = height
+        self.width = width
+        self.model = model
+        self.device = device
+
+    def describe(self) -> dict:
+        return {
+            "backend": self.name, "model": self.model, "device": self.device, "preview": False,
+            "model_size": [self.width, self.height],
+        }
+
+    def generate(self, request: JobRequest, control) -> Iterator[np.ndarray]:
+        out_height, out_width = np.asarray(request.tracking).shape[1:3]
+        image, tracking = to_model_size(request.image, request.tracking, self.width, self.height, MODEL_FRAMES)
+        steps = int(request.steps)
+        control.progress("denoise", 0, steps)
+
+        def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+            control.progress("denoise", step + 1, steps)
+            if control.should_stop():
+                pipe._interrupt = True
+            return {}
+
+        generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
+        output = self.pipe(
+            image=image,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
+            tracking_video=tracking,
+            num_frames=MODEL_FRAMES,
+            height=self.height,
+            width=self.width,
+            num_inference_steps=steps,
+            guidance_scale=float(request.guidance),
+            generator=generator,
+            output_type="np",
+            callback_on_step_end=on_step_end,
+        )
+        if getattr(output, "interrupted", False) or output.frames is None or control.should_stop():
+            return
+        control.progress("decode", 1, 1)
+        frames = from_model_size(to_uint8(output.frames[0]), out_width, out_height)
+        yield from frames
+
+
+class DasBackend(PipelineBackend):
+    """The published DaS model on a CUDA GPU."""
+
+    name = "das"
+
+    def __init__(self, *, model: str, device: str | None, offload: str) -> None:
+        device = device or "cuda"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailable(f"the das backend needs a CUDA GPU and none is visible; {_WEIGHTS_HINT}")
+        from das_core.pipeline import load_pipeline
+
+        try:
+            pipe = load_pipeline(model=model, device=device, dtype=torch.bfloat16, offload=offload)
+        except (OSError, ValueError, EnvironmentError) as error:
+            raise BackendUnavailable(f"cannot load the DaS weights from {model!r} ({error}); {_WEIGHTS_HINT}") from None
+        super().__init__(pipe, height=MODEL_HEIGHT, width=MODEL_WIDTH, model=model, device=device)

@@ -1,0 +1,48 @@
+"""Getting a request's frames to a model's fixed size and the results back to the request's size.
+
+Both directions use the project's one aspect policy (`das_core.video.fit_frames`: letterbox, never
+stretch): inputs are letterboxed to the model size, results are cropped to the same box and scaled
+back, so a 720x480 request to a 720x480 model passes through untouched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from das_core.video import fit_frames, sample_indices
+
+
+def to_model_size(request_image: np.ndarray, tracking: np.ndarray, width: int, height: int, num_frames: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Reference image (bilinear) and tracking video (nearest, sampled to `num_frames`) at the model size."""
+    if len(tracking) != num_frames:
+        tracking = tracking[sample_indices(len(tracking), num_frames)]
+    image = fit_frames(request_image, width, height, resample="bilinear")
+    return image, fit_frames(tracking, width, height, resample="nearest")
+
+
+def from_model_size(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Undo `to_model_size` on result frames [T, h, w, 3]: crop the letterbox, scale to width x height."""
+    from PIL import Image
+
+    model_height, model_width = frames.shape[1:3]
+    if (model_width, model_height) == (width, height):
+        return frames
+    scale = min(model_width / width, model_height / height)
+    box_width = min(model_width, max(1, round(width * scale)))
+    box_height = min(model_height, max(1, round(height * scale)))
+    left = (model_width - box_width) // 2
+    top = (model_height - box_height) // 2
+    out = np.empty((len(frames), height, width, 3), dtype=np.uint8)
+    for target, frame in zip(out, frames):
+        crop = Image.fromarray(frame[top : top + box_height, left : left + box_width])
+        target[:] = np.asarray(crop.resize((width, height), Image.Resampling.BILINEAR))
+    return out
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Pipeline output (float in [0, 1], as output_type="np" gives it) to uint8 frames."""
+    frames = np.asarray(frames)
+    if frames.dtype == np.uint8:
+        return frames
+    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -1,0 +1,41 @@
+"""Server settings as one frozen dataclass, built from the command line by `__main__`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from das_core.protocol import Limits
+
+DEFAULT_MODEL = "EXCAI/Diffusion-As-Shader"
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+BACKENDS = ("das", "preview", "tiny")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `Server` needs; defaults are the safe ones (loopback, no keys needed)."""
+
+    state_dir: Path
+    backend: str = "das"
+    model: str = DEFAULT_MODEL
+    bind: str = DEFAULT_BIND
+    device: str | None = None
+    offload: str = "none"
+    max_queue: int = 64
+    max_queue_per_client: int = 16
+    limits: Limits = field(default_factory=Limits)
+    result_codec: str = "auto"  # auto: raw frames on loopback, PNG across a network
+    retention_days: float = 7.0
+    retention_gb: float = 20.0
+    keys_dir: Path | None = None  # from `das keygen`: server.key_secret + allowed_clients/*.key
+    insecure: bool = False
+    heartbeat_s: float = 2.0
+
+    @property
+    def retention_seconds(self) -> float:
+        return self.retention_days * 86400.0
+
+    @property
+    def retention_bytes(self) -> int:
+        return int(self.retention_gb * (1 << 30))

@@ -1,0 +1,283 @@
+"""Jobs on disk: SQLite for state, one folder of media files per job, in the server's --state-dir.
+
+A submit is written (request file fsync'd, row committed) before the server acknowledges it, so
+an accepted job survives a crash: at start `recover()` puts running jobs back in the queue and
+returns every queued job in submission order. Finished results stay fetchable until retention
+(age, then total size) removes them. Thread-safe: the server thread and the worker share it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from das_core.protocol import EncodedImage, Limits, Submit, check_job_id, decode, join_parts, split_parts
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+ACTIVE_STATES = (QUEUED, RUNNING)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL UNIQUE,
+    client TEXT NOT NULL,
+    state TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    guidance REAL NOT NULL,
+    fps REAL NOT NULL,
+    input_frames INTEGER NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    frames_done INTEGER NOT NULL DEFAULT 0,
+    result_codec TEXT,
+    result_height INTEGER,
+    result_width INTEGER,
+    checksum TEXT,
+    metadata TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    disk_bytes INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+"""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of the jobs table."""
+
+    seq: int
+    job_id: str
+    client: str
+    state: str
+    prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    fps: float
+    input_frames: int
+    created: float
+    started: float | None
+    finished: float | None
+    frames_done: int
+    result_codec: str | None
+    result_height: int | None
+    result_width: int | None
+    checksum: str | None
+    metadata: str | None
+    error_code: str | None
+    error_message: str | None
+    disk_bytes: int
+
+    def summary(self) -> dict:
+        """What `status` and `list` show a client."""
+        summary = {
+            "job_id": self.job_id, "state": self.state, "prompt": self.prompt[:200], "seed": self.seed,
+            "steps": self.steps, "frames_done": self.frames_done, "created": self.created,
+            "started": self.started, "finished": self.finished,
+        }
+        if self.checksum:
+            summary["checksum"] = self.checksum
+        if self.metadata:
+            summary["metadata"] = json.loads(self.metadata)
+        if self.error_code:
+            summary["error"] = {"code": self.error_code, "message": self.error_message}
+        return summary
+
+
+class JobStore:
+    """SQLite state plus per-job media folders under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.media = self.root / "jobs"
+        self.media.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.root / "jobs.sqlite", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def add(self, submit: Submit, parts: list[bytes], client: str) -> JobRecord:
+        """Store an accepted submit durably (request file fsync'd, then the row committed)."""
+        folder = self._folder(submit.job_id)
+        folder.mkdir(exist_ok=True)
+        blob = join_parts(parts)
+        path = folder / "request.das"
+        with open(path, "wb") as handle:
+            handle.write(blob)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (job_id, client, state, prompt, seed, steps, guidance, fps, input_frames,"
+                " created, disk_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (submit.job_id, client, QUEUED, submit.prompt, submit.seed, submit.steps, submit.guidance,
+                 submit.fps, len(submit.tracking), time.time(), len(blob)),
+            )
+            return self.get(submit.job_id)
+
+    def claim(self, job_id: str) -> bool:
+        """Mark a queued job running; False if it is no longer queued (cancelled, gone)."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET state=?, started=?, frames_done=0 WHERE job_id=? AND state=?",
+                (RUNNING, time.time(), job_id, QUEUED),
+            )
+            return cursor.rowcount == 1
+
+    def cancel_queued(self, job_id: str) -> bool:
+        """Cancel a job that has not started; False if it is not queued."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET state=?, finished=?, error_code=?, error_message=? WHERE job_id=? AND state=?",
+                (CANCELLED, time.time(), "cancelled", "the job was cancelled before it started", job_id, QUEUED),
+            )
+            return cursor.rowcount == 1
+
+    def add_frame(self, job_id: str, index: int, image: EncodedImage) -> None:
+        """Write one result frame in its wire encoding and count it."""
+        path = self._folder(job_id) / f"frame_{index:05d}.{image.codec}"
+        path.write_bytes(image.data)
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET frames_done=?, result_codec=?, result_height=?, result_width=?,"
+                " disk_bytes=disk_bytes+? WHERE job_id=?",
+                (index + 1, image.codec, image.height, image.width, len(image.data), job_id),
+            )
+
+    def finish(self, job_id: str, checksum: str, metadata: dict) -> None:
+        """Flush the frames to disk, then mark the job done."""
+        for path in self._folder(job_id).glob("frame_*"):
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET state=?, finished=?, checksum=?, metadata=? WHERE job_id=?",
+                (DONE, time.time(), checksum, json.dumps(metadata), job_id),
+            )
+
+    def fail(self, job_id: str, code: str, message: str) -> None:
+        """Mark a job failed (or cancelled, when `code` is "cancelled")."""
+        state = CANCELLED if code == "cancelled" else FAILED
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET state=?, finished=?, error_code=?, error_message=? WHERE job_id=?",
+                (state, time.time(), code, message, job_id),
+            )
+
+    def requeue(self, job_id: str) -> None:
+        """Put an interrupted job back in the queue, dropping its partial frames."""
+        for path in self._folder(job_id).glob("frame_*"):
+            path.unlink()
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET state=?, started=NULL, frames_done=0 WHERE job_id=?", (QUEUED, job_id)
+            )
+
+    def recover(self) -> list[str]:
+        """After a restart: running jobs go back to the queue; return all queued ids in order."""
+        with self._lock:
+            running = [row[0] for row in self._db.execute("SELECT job_id FROM jobs WHERE state=?", (RUNNING,))]
+        for job_id in running:
+            self.requeue(job_id)
+        with self._lock:
+            rows = self._db.execute("SELECT job_id FROM jobs WHERE state=? ORDER BY seq", (QUEUED,))
+            return [row[0] for row in rows]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return None if row is None else JobRecord(*row)
+
+    def load_submit(self, job_id: str, limits: Limits) -> Submit:
+        """The stored submit, parsed again (images stay encoded)."""
+        parts = split_parts((self._folder(job_id) / "request.das").read_bytes())
+        message, _ = decode(parts, limits, decode_images=False)
+        assert isinstance(message, Submit)
+        return message
+
+    def read_frame(self, job: JobRecord, index: int) -> EncodedImage:
+        path = self._folder(job.job_id) / f"frame_{index:05d}.{job.result_codec}"
+        return EncodedImage(job.result_height, job.result_width, job.result_codec, path.read_bytes())
+
+    def position(self, job: JobRecord) -> int:
+        """How many jobs run or wait ahead of a queued job (0 for a running one)."""
+        if job.state != QUEUED:
+            return 0
+        with self._lock:
+            ahead = self._db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE (state=? AND seq<?) OR state=?", (QUEUED, job.seq, RUNNING)
+            ).fetchone()[0]
+        return int(ahead)
+
+    def queued_jobs(self) -> list[JobRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE state=? ORDER BY seq", (QUEUED,)).fetchall()
+        return [JobRecord(*row) for row in rows]
+
+    def count_active(self, client: str | None = None) -> int:
+        """Queued plus running jobs, for one client or for all."""
+        query = "SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)"
+        args: tuple = ACTIVE_STATES
+        if client is not None:
+            query += " AND client=?"
+            args += (client,)
+        with self._lock:
+            return int(self._db.execute(query, args).fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {state: count for state, count in rows}
+
+    def recent(self, limit: int = 100) -> list[JobRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        return [JobRecord(*row) for row in rows]
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def prune(self, max_age_s: float, max_bytes: int, now: float | None = None) -> list[str]:
+        """Delete finished jobs older than `max_age_s`, then the oldest until under `max_bytes`."""
+        now = time.time() if now is None else now
+        finished = (DONE, FAILED, CANCELLED)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, finished, disk_bytes FROM jobs WHERE state IN (?, ?, ?) ORDER BY finished",
+                finished,
+            ).fetchall()
+            total = int(self._db.execute("SELECT COALESCE(SUM(disk_bytes), 0) FROM jobs").fetchone()[0])
+        removed = []
+        for job_id, finished_at, size in rows:
+            if now - (finished_at or now) <= max_age_s and total <= max_bytes:
+                break
+            self._delete(job_id)
+            total -= size
+            removed.append(job_id)
+        return removed
+
+    def _delete(self, job_id: str) -> None:
+        shutil.rmtree(self._folder(job_id), ignore_errors=True)
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE job_id=?", (job_id,))
+
+    def _folder(self, job_id: str) -> Path:
+        return self.media / check_job_id(job_id)  # a valid id has no path characters

@@ -1,0 +1,343 @@
+"""The server thread: owns the ROUTER socket, answers every request, forwards the worker's events.
+
+Nothing a client sends can stop it: each message is decoded by `das_core.protocol` and anything
+malformed gets an `error` reply (or is dropped when the peer cannot take it). A submit is stored
+before `accepted` goes out. Clients subscribe to a job by submitting or fetching it; progress and
+frames reach every subscriber, and a fetch first replays what already exists from the job store.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import asdict
+
+import zmq
+
+from das_core import __version__
+from das_core.errors import DasError
+from das_core.protocol import (
+    VERSION, Accepted, Cancel, Done, ErrorReply, Fetch, Frame, Hello, Info, JobFailed, ListJobs,
+    Progress, ProtocolError, Reply, StatusRequest, Submit, decode, encode,
+)
+from das_server import security
+from das_server.backends import Backend
+from das_server.config import ServerConfig
+from das_server.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobRecord, JobStore
+from das_server.worker import Started, Worker
+
+_WAKE_ADDRESS = "inproc://das-worker-events"
+_BATCH = 200  # messages read per loop turn before the worker's events get a turn
+_RETENTION_EVERY_S = 600.0
+_MAX_SUBSCRIBERS = 32
+
+
+class Server:
+    """`run()` serves until `stop()` (or SIGINT/SIGTERM via `__main__`)."""
+
+    def __init__(self, config: ServerConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self.result_codec = config.result_codec
+        if self.result_codec == "auto":
+            self.result_codec = "raw" if security.is_loopback(config.bind) else "png"
+        self._stop = threading.Event()
+        self._subscribers: dict[str, dict[bytes, None]] = {}
+        self._forwarded: dict[str, int] = {}
+        self._last_progress: dict[str, Progress] = {}
+        self.ready = threading.Event()
+        self.bound_address: str | None = None
+
+    def stop(self) -> None:
+        """Ask `run()` to finish; safe from any thread or a signal handler."""
+        self._stop.set()
+
+    def run(self) -> None:
+        config = self.config
+        security.check_bind(config.bind, config.keys_dir, config.insecure)
+        context = zmq.Context()
+        socket = context.socket(zmq.ROUTER)
+        authenticator = None
+        store = JobStore(config.state_dir)
+        worker = None
+        try:
+            heartbeat_ms = int(config.heartbeat_s * 1000)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            socket.setsockopt(zmq.MAXMSGSIZE, config.limits.max_part_bytes)
+            socket.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
+            socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, heartbeat_ms * 5)
+            socket.setsockopt(zmq.HEARTBEAT_TTL, heartbeat_ms * 5)
+            if config.keys_dir is not None:
+                authenticator = security.secure(context, socket, config.keys_dir)
+            try:
+                socket.bind(config.bind)
+            except zmq.ZMQError as error:
+                raise DasError(
+                    f"cannot listen on {config.bind} ({error}); is another server running there? "
+                    "Choose another --bind address"
+                ) from None
+            self.bound_address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            wake = context.socket(zmq.PULL)
+            wake.setsockopt(zmq.LINGER, 0)
+            wake.bind(_WAKE_ADDRESS)
+            self.store = store
+            self.socket = socket
+            worker = Worker(context, _WAKE_ADDRESS, store, self.backend, config.limits, self.result_codec)
+            self.worker = worker
+            recovered = store.recover()
+            for job_id in recovered:
+                worker.enqueue(job_id)
+            worker.start()
+            self._prune()
+            print(
+                f"das server {__version__}: backend {self.backend.name}, listening on {self.bound_address}, "
+                f"state in {config.state_dir}" + (f", resuming {len(recovered)} jobs" if recovered else ""),
+                file=sys.stderr, flush=True,
+            )
+            self.ready.set()
+            self._loop(socket, wake, worker)
+            wake.close()
+        finally:
+            if worker is not None and worker.is_alive():
+                worker.shutdown()
+                worker.join(timeout=60.0)
+            socket.close(linger=0)
+            if authenticator is not None:
+                authenticator.stop()
+            store.close()
+            context.term()
+
+    def _loop(self, socket: zmq.Socket, wake: zmq.Socket, worker: Worker) -> None:
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
+        next_prune = time.monotonic() + _RETENTION_EVERY_S
+        while not self._stop.is_set():
+            ready = dict(poller.poll(200))
+            if socket in ready:
+                for _ in range(_BATCH):
+                    try:
+                        frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._handle(frames)
+            if wake in ready:
+                while True:
+                    try:
+                        wake.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+            self._drain_events(worker)
+            if time.monotonic() > next_prune:
+                self._prune()
+                next_prune = time.monotonic() + _RETENTION_EVERY_S
+        self._drain_events(worker)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _handle(self, frames: list) -> None:
+        if len(frames) < 2:
+            return
+        identity = frames[0].bytes
+        try:
+            message, req = decode([frame.buffer for frame in frames[1:]], self.config.limits, decode_images=False)
+        except ProtocolError as error:
+            self._send(identity, ErrorReply(error.code, str(error)))
+            return
+        try:
+            if isinstance(message, Submit):
+                self._submit(identity, frames, message, req)
+            elif isinstance(message, Hello):
+                self._send(identity, Info(self.info()), req)
+            elif isinstance(message, Fetch):
+                self._fetch(identity, message, req)
+            elif isinstance(message, Cancel):
+                self._cancel(identity, message.job_id, req)
+            elif isinstance(message, StatusRequest):
+                self._status(identity, message.job_id, req)
+            elif isinstance(message, ListJobs):
+                self._send(identity, Reply({"jobs": [job.summary() for job in self.store.recent()]}), req)
+            else:
+                self._send(identity, ErrorReply("unexpected", f"{type(message).__name__} is a server message"), req)
+        except Exception as error:  # a bug must cost one reply, never the server
+            print(f"das server: error handling {type(message).__name__}: {error!r}", file=sys.stderr, flush=True)
+            self._send(identity, ErrorReply("internal", f"the server failed on this request: {error}"), req)
+
+    def info(self) -> dict:
+        """What `hello` and `status` report."""
+        described = self.backend.describe()
+        return {
+            "version": VERSION,
+            "das": __version__,
+            "backend": self.backend.name,
+            "model": described.get("model"),
+            "device": described.get("device"),
+            "preview": bool(described.get("preview")),
+            "queue_length": self.store.count_active(),
+            "max_queue": self.config.max_queue,
+            "max_queue_per_client": self.config.max_queue_per_client,
+            "result_codec": self.result_codec,
+            "limits": asdict(self.config.limits),
+        }
+
+    def _submit(self, identity: bytes, frames: list, submit: Submit, req: int | None) -> None:
+        existing = self.store.get(submit.job_id)
+        if existing is not None:
+            if (existing.prompt, existing.seed, existing.steps) != (submit.prompt, submit.seed, submit.steps):
+                self._send(identity, ErrorReply(
+                    "job_id_taken", f"job id {submit.job_id} is already used by a different job; submit with a new id"
+                ), req)
+                return
+            self._send(identity, Accepted(submit.job_id, self.store.position(existing)), req)  # a retried submit
+            self._attach(identity, existing, 0, announce=False)
+            return
+        client = self._client_key(frames, submit)
+        if self.store.count_active() >= self.config.max_queue:
+            self._send(identity, ErrorReply(
+                "queue_full", f"the server's queue is full ({self.config.max_queue} jobs); try again when some finish"
+            ), req)
+            return
+        if self.store.count_active(client) >= self.config.max_queue_per_client:
+            self._send(identity, ErrorReply(
+                "client_queue_full",
+                f"you already have {self.config.max_queue_per_client} jobs queued or running; wait for one to finish",
+            ), req)
+            return
+        try:
+            job = self.store.add(submit, [frame.bytes for frame in frames[1:]], client)
+        except OSError as error:
+            self._send(identity, ErrorReply("storage", f"the server could not store the job ({error})"), req)
+            return
+        self.worker.enqueue(job.job_id)
+        self._subscribe(job.job_id, identity)
+        self._send(identity, Accepted(job.job_id, self.store.position(job)), req)
+
+    @staticmethod
+    def _client_key(frames: list, submit: Submit) -> str:
+        """Who a job counts against: the CURVE public key when authenticated, else the client's name."""
+        try:
+            user = frames[1].get("User-Id")
+        except zmq.ZMQError:
+            user = None
+        return f"key:{user}" if user else f"name:{submit.client}"
+
+    def _fetch(self, identity: bytes, fetch: Fetch, req: int | None) -> None:
+        job = self.store.get(fetch.job_id)
+        if job is None:
+            self._send(identity, ErrorReply(
+                "unknown_job",
+                f"no job {fetch.job_id} on this server (finished jobs are kept {self.config.retention_days:g} days)",
+            ), req)
+            return
+        self._attach(identity, job, fetch.from_index, announce=True)
+
+    def _attach(self, identity: bytes, job: JobRecord, from_index: int, *, announce: bool) -> None:
+        """Send what exists of `job` from frame `from_index` on, and subscribe if it is not over."""
+        if job.state == QUEUED:
+            self._subscribe(job.job_id, identity)
+            if announce:
+                self._send(identity, Accepted(job.job_id, self.store.position(job)))
+        elif job.state == RUNNING:
+            self._subscribe(job.job_id, identity)
+            for index in range(from_index, self._forwarded.get(job.job_id, 0)):
+                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job, index)))
+            progress = self._last_progress.get(job.job_id)
+            if progress is not None:
+                self._send(identity, progress)
+        elif job.state == DONE:
+            for index in range(from_index, job.frames_done):
+                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job, index)))
+            metadata = job.summary().get("metadata", {})
+            self._send(identity, Done(job.job_id, job.frames_done, job.checksum, metadata))
+        elif job.state in (FAILED, CANCELLED):
+            self._send(identity, JobFailed(job.job_id, job.error_code or job.state, job.error_message or job.state))
+
+    def _cancel(self, identity: bytes, job_id: str, req: int | None) -> None:
+        job = self.store.get(job_id)
+        if job is None:
+            self._send(identity, ErrorReply("unknown_job", f"no job {job_id} on this server"), req)
+            return
+        if self.store.cancel_queued(job_id):
+            self._publish(JobFailed(job_id, "cancelled", "the job was cancelled before it started"))
+            state = CANCELLED
+        elif self.worker.cancel_running(job_id):
+            state = "cancelling"
+        else:
+            state = job.state
+        self._send(identity, Reply({"job_id": job_id, "state": state}), req)
+
+    def _status(self, identity: bytes, job_id: str | None, req: int | None) -> None:
+        if job_id is None:
+            body = {**self.info(), "jobs": self.store.counts()}
+        else:
+            job = self.store.get(job_id)
+            if job is None:
+                self._send(identity, ErrorReply("unknown_job", f"no job {job_id} on this server"), req)
+                return
+            body = {**job.summary(), "position": self.store.position(job)}
+            progress = self._last_progress.get(job_id)
+            if progress is not None:
+                body["progress"] = {"phase": progress.phase, "step": progress.step, "total": progress.total,
+                                    "eta_s": progress.eta_s}
+        self._send(identity, Reply(body), req)
+
+    # -- worker events ------------------------------------------------------------------------
+
+    def _drain_events(self, worker: Worker) -> None:
+        while True:
+            try:
+                event = worker.events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, Started):
+                self._forwarded[event.job_id] = 0
+                for position, job in enumerate(self.store.queued_jobs(), start=1):
+                    if job.job_id in self._subscribers:
+                        self._publish(Accepted(job.job_id, position))
+                continue
+            if isinstance(event, Progress):
+                self._last_progress[event.job_id] = event
+            elif isinstance(event, Frame):
+                self._forwarded[event.job_id] = event.index + 1
+            self._publish(event)
+            if isinstance(event, (Done, JobFailed)):
+                self._subscribers.pop(event.job_id, None)
+                self._forwarded.pop(event.job_id, None)
+                self._last_progress.pop(event.job_id, None)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _subscribe(self, job_id: str, identity: bytes) -> None:
+        subscribers = self._subscribers.setdefault(job_id, {})
+        subscribers[identity] = None
+        while len(subscribers) > _MAX_SUBSCRIBERS:
+            subscribers.pop(next(iter(subscribers)))
+
+    def _publish(self, event: object) -> None:
+        subscribers = self._subscribers.get(event.job_id, {})
+        if not subscribers:
+            return
+        parts = encode(event)
+        for identity in list(subscribers):
+            if not self._send_parts(identity, parts):
+                subscribers.pop(identity, None)  # gone; it can fetch again later
+        if isinstance(event, (Done, JobFailed)) or not subscribers:
+            self._subscribers.pop(event.job_id, None)
+
+    def _send(self, identity: bytes, message: object, req: int | None = None) -> bool:
+        return self._send_parts(identity, encode(message, req))
+
+    def _send_parts(self, identity: bytes, parts: list[bytes]) -> bool:
+        try:
+            self.socket.send_multipart([identity, *parts], zmq.NOBLOCK, copy=len(parts) < 2)
+        except zmq.ZMQError:  # peer gone (ROUTER_MANDATORY) or not reading (high-water mark)
+            return False
+        return True
+
+    def _prune(self) -> None:
+        removed = self.store.prune(self.config.retention_seconds, self.config.retention_bytes)
+        if removed:
+            print(f"das server: retention removed {len(removed)} finished jobs", file=sys.stderr, flush=True)
