@@ -8,6 +8,7 @@ renderer, the CLI and the server. Stored as `.npz`; numpy only, so Blender's Pyt
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ class Tracks:
     frame_numbers: np.ndarray | None = None  # int32 [T]; defaults to 0..T-1
     fps: float = 24.0
     visibility: np.ndarray | None = None  # bool [T, N]; None means all visible
-    extra: dict = field(default_factory=dict, repr=False)  # free-form metadata, not validated
+    extra: dict = field(default_factory=dict, repr=False)  # JSON-able metadata (scene, objects, warnings)
 
     def __post_init__(self) -> None:
         self.points = _as_array("points", self.points, np.float32, ndim=3)
@@ -110,6 +111,8 @@ class Tracks:
             arrays["faces"] = self.faces
         if self.visibility is not None:
             arrays["visibility"] = self.visibility
+        if self.extra:
+            arrays["extra"] = np.array(json.dumps(self.extra))
         with open(path, "wb") as file:  # a file object keeps numpy from appending ".npz"
             np.savez(file, **arrays)
 
@@ -144,6 +147,7 @@ class Tracks:
                 frame_numbers=arrays.get("frame_numbers"),
                 fps=_scalar("fps", arrays["fps"]) if "fps" in arrays else 24.0,
                 visibility=arrays.get("visibility"),
+                extra=_extra(arrays["extra"]) if "extra" in arrays else {},
             )
         except TracksError as error:
             raise TracksError(f"{path}: {error}") from None
@@ -192,3 +196,13 @@ def _scalar(name: str, array: np.ndarray):
     if np.ndim(array) != 0:
         raise TracksError(f"{name} must be a single number, got shape {list(np.shape(array))}")
     return array.item()
+
+
+def _extra(array: np.ndarray) -> dict:
+    try:
+        value = json.loads(str(array))
+    except json.JSONDecodeError as error:
+        raise TracksError(f"extra is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise TracksError(f"extra must be a JSON object, got {type(value).__name__}")
+    return value

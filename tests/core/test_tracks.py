@@ -52,6 +52,7 @@ def test_round_trip_keeps_every_field(tmp_path):
         frame_numbers=arrays["frame_numbers"],
         fps=12.5,
         visibility=arrays["visibility"],
+        extra={"scene": "Shot 010", "warnings": ["Cloth: vertex count changes"]},
     )
     tracks.save(tmp_path / "mesh.npz")
     back = Tracks.load(tmp_path / "mesh.npz")
@@ -59,6 +60,7 @@ def test_round_trip_keeps_every_field(tmp_path):
         np.testing.assert_array_equal(getattr(back, name), getattr(tracks, name))
         assert getattr(back, name).dtype == getattr(tracks, name).dtype
     assert (back.width, back.height, back.fps) == (720, 480, 12.5)
+    assert back.extra == tracks.extra
     assert (back.num_frames, back.num_points) == (T, N)
     assert back.points.dtype == np.float32 and back.faces.dtype == np.int32 and back.visibility.dtype == bool
 
@@ -161,3 +163,10 @@ def test_constructor_validates_like_load():
             width=4,
             height=4,
         )
+
+
+def test_extra_metadata_that_is_not_a_json_object_is_refused(tmp_path):
+    with pytest.raises(TracksError, match="extra must be a JSON object"):
+        Tracks.load(_write(tmp_path, extra=np.array("[1, 2]")))
+    with pytest.raises(TracksError, match="extra is not valid JSON"):
+        Tracks.load(_write(tmp_path, extra=np.array("{oops")))
