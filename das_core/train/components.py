@@ -1,0 +1,120 @@
+"""Load what training needs from a model folder and freeze all but the tracking branch.
+
+The folder is a DaS checkpoint (its transformer has `num_tracking_blocks`) or plain CogVideoX-5B-I2V
+(converted with `DasTransformer3DModel.from_base`: copy blocks start as the first main blocks, combine
+linears at zero). Only the copy blocks and combine linears train (spec §2); `freeze_to_tracking_branch`
+enforces and verifies it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from das_core.errors import DasError
+
+TRAINABLE_PREFIXES = ("transformer_blocks_copy.", "combine_linears.", "initial_combine_linear.")
+
+
+@dataclass
+class Components:
+    """The five model parts of a DaS pipeline."""
+
+    tokenizer: object
+    text_encoder: nn.Module
+    vae: nn.Module
+    transformer: nn.Module
+    scheduler: object
+
+
+def load_components(
+    model: str,
+    *,
+    num_tracking_blocks: int,
+    dtype: torch.dtype = torch.float32,
+    revision: str | None = None,
+    variant: str | None = None,
+    cache_dir: str | None = None,
+) -> Components:
+    """Load tokenizer, T5, VAE, scheduler and a DaS transformer (converted if the folder is plain CogVideoX)."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    from das_core.model import DasTransformer3DModel
+
+    folder = _model_folder(model, revision, cache_dir)
+    hub = {"revision": revision, "cache_dir": cache_dir}
+    tokenizer = AutoTokenizer.from_pretrained(folder, subfolder="tokenizer", **hub)
+    text_encoder = T5EncoderModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype, variant=variant, **hub)
+    vae = AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, variant=variant, **hub)
+    scheduler = CogVideoXDPMScheduler.from_pretrained(folder, subfolder="scheduler", **hub)
+
+    config = _transformer_config(Path(folder))
+    if "num_tracking_blocks" in config:
+        if config["num_tracking_blocks"] != num_tracking_blocks:
+            raise DasError(
+                f"{folder}: the DaS transformer has {config['num_tracking_blocks']} tracking blocks, "
+                f"--num_tracking_blocks is {num_tracking_blocks}; pass --num_tracking_blocks {config['num_tracking_blocks']}"
+            )
+        transformer = DasTransformer3DModel.from_pretrained(
+            folder, subfolder="transformer", torch_dtype=dtype, variant=variant, **hub
+        )
+    else:
+        base = CogVideoXTransformer3DModel.from_pretrained(
+            folder, subfolder="transformer", torch_dtype=dtype, variant=variant, **hub
+        )
+        if num_tracking_blocks > len(base.transformer_blocks):
+            raise DasError(
+                f"--num_tracking_blocks {num_tracking_blocks} is more than the base model's {len(base.transformer_blocks)} blocks"
+            )
+        transformer = DasTransformer3DModel.from_base(base, num_tracking_blocks=num_tracking_blocks)
+        del base
+    return Components(tokenizer, text_encoder, vae, transformer, scheduler)
+
+
+def freeze_to_tracking_branch(transformer: nn.Module) -> list[str]:
+    """Make only the copy blocks and combine linears trainable; return their parameter names.
+
+    Raises `DasError` if the model has no tracking branch or anything else is left trainable, so a
+    wrong model can never train (and so drift from) the frozen base weights.
+    """
+    transformer.requires_grad_(False)
+    for name, parameter in transformer.named_parameters():
+        if name.startswith(TRAINABLE_PREFIXES):
+            parameter.requires_grad_(True)
+    trainable = [name for name, parameter in transformer.named_parameters() if parameter.requires_grad]
+    wrong = [name for name in trainable if not name.startswith(TRAINABLE_PREFIXES)]
+    if wrong or not trainable:
+        raise DasError(
+            f"expected only the tracking branch to train, found {wrong[:3] or 'no tracking parameters'}; "
+            "is this a DaS transformer?"
+        )
+    return trainable
+
+
+def _model_folder(model: str, revision: str | None, cache_dir: str | None) -> Path:
+    """A local model folder: `model` itself, or the hub snapshot of that repo id (DaS or plain CogVideoX)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, revision=revision, cache_dir=cache_dir))
+    except Exception as error:  # noqa: BLE001 - offline, unknown repo or auth: the same advice applies
+        raise DasError(
+            f"{model}: not a local folder and not fetchable from the hub ({type(error).__name__}); "
+            "download the model first and pass its folder to --pretrained_model_name_or_path"
+        ) from error
+
+
+def _transformer_config(folder: Path) -> dict:
+    path = folder / "transformer" / "config.json"
+    if not path.is_file():
+        raise DasError(f"{folder}: no transformer/config.json; point --pretrained_model_name_or_path at a model folder")
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)

@@ -1,0 +1,336 @@
+"""`das dataset synth`: training samples from Blender scenes, with exact (ground-truth) tracking videos.
+
+For each scene and variant, a Blender process of its own (this Python's `bpy` module, or a Blender
+executable) opens the .blend, applies the variant (engine, background colour or HDRI), exports the
+ground-truth tracks with the add-on's `export_tracks` and renders the RGB frames at exactly the
+exported frames. This process then renders the tracking video from those tracks
+(`das_core.render.render_tracking`, mesh mode, as DaS made its synthetic data), writes
+`videos/NNNNN.mp4`, `tracking/NNNNN_tracking.mp4` and `images/NNNNN.png` (the first frame), and
+appends one line to `prompt.txt`, `videos.txt`, `trackings.txt` and `images.txt`.
+
+Resumable: `synth.jsonl` records each finished (scene, variant); a rerun skips them, and lines are
+appended only once every file of a sample is written. No torch and no bpy in this process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from das_core.errors import DasError
+from das_core.train.layout import IMAGES_FILE, PROMPT_FILE, TRACKINGS_FILE, VIDEOS_FILE
+
+ENGINES = ("workbench", "eevee", "cycles")
+HDRI_SUFFIXES = (".hdr", ".exr")
+MANIFEST_FILE = "synth.jsonl"
+DEFAULT_TEMPLATE = "A 3D animated scene: {name}."
+_RESULT_MARK = "DAS-SYNTH-RESULT: "
+_ERROR_MARK = "DAS-SYNTH-ERROR: "
+
+# Runs inside Blender; arguments arrive as one JSON string after "--". The package root is appended
+# (not prepended) so Blender's own numpy stays first.
+_SYNTH_SCRIPT = f"""
+import json, os, random, sys
+args = json.loads(sys.argv[sys.argv.index("--") + 1])
+sys.path.append(args["package_root"])
+import bpy
+from das_core.errors import DasError
+
+
+def set_background(scene, rng):
+    world = scene.world or bpy.data.worlds.new("World")
+    scene.world = world
+    if args["background"] == "hdri":
+        world.use_nodes = True
+        nodes, links = world.node_tree.nodes, world.node_tree.links
+        background = next((n for n in nodes if n.type == "BACKGROUND"), None) or nodes.new("ShaderNodeBackground")
+        output = next((n for n in nodes if n.type == "OUTPUT_WORLD"), None) or nodes.new("ShaderNodeOutputWorld")
+        texture = nodes.new("ShaderNodeTexEnvironment")
+        texture.image = bpy.data.images.load(args["hdri"])
+        links.new(texture.outputs["Color"], background.inputs["Color"])
+        links.new(background.outputs["Background"], output.inputs["Surface"])
+        return os.path.basename(args["hdri"])
+    colour = [rng.random() ** 2.2 for _ in range(3)]  # uniform in sRGB, stored linear
+    world.color = colour
+    if world.node_tree is not None:
+        for node in world.node_tree.nodes:
+            if node.type == "BACKGROUND":
+                node.inputs["Color"].default_value = (*colour, 1.0)
+    if scene.render.engine == "BLENDER_WORKBENCH":
+        scene.display.shading.background_type = "WORLD"
+    return "colour " + " ".join(f"{{c:.3f}}" for c in colour)
+
+
+def scene_text(scene):
+    for holder in (scene, getattr(scene, "das", None)):
+        for key in ("das_prompt", "prompt"):
+            try:
+                value = holder.get(key) if hasattr(holder, "get") else getattr(holder, key, None)
+            except Exception:
+                value = None
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    for name in ("das_prompt", "prompt"):
+        text = bpy.data.texts.get(name)
+        if text is not None and text.as_string().strip():
+            return " ".join(text.as_string().split())
+    return None
+
+
+def run():
+    bpy.ops.wm.open_mainfile(filepath=args["blend"])
+    from blender_addon.export import export_tracks
+    from blender_addon.reference_render import ENGINE_IDS
+
+    scene = bpy.context.scene
+    render = scene.render
+    render.engine = ENGINE_IDS[args["engine"].upper()]
+    render.resolution_x, render.resolution_y, render.resolution_percentage = args["width"], args["height"], 100
+    render.film_transparent = False
+    render.use_file_extension = False
+    render.image_settings.file_format = "PNG"
+    render.image_settings.color_mode = "RGB"
+    render.image_settings.color_depth = "8"
+    if render.engine == "CYCLES":
+        scene.cycles.device = "CPU"
+        scene.cycles.samples = args["render_samples"]
+    elif render.engine == "BLENDER_EEVEE":
+        scene.eevee.taa_render_samples = args["render_samples"]
+    rng = random.Random(args["seed"])
+    background = set_background(scene, rng)
+    tracks = export_tracks(scene, samples=args["num_frames"])
+    tracks.save(args["tracks"])
+    for index, frame in enumerate(tracks.frame_numbers):
+        scene.frame_set(int(frame))
+        render.filepath = os.path.join(args["frames_dir"], f"frame_{{index:05d}}.png")
+        bpy.ops.render.render(write_still=True)
+    result = {{"prompt": scene_text(scene), "background": background, "frames": [int(f) for f in tracks.frame_numbers]}}
+    print({_RESULT_MARK!r} + json.dumps(result))
+
+
+try:
+    run()
+except DasError as error:
+    print({_ERROR_MARK!r} + str(error), file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """How to synthesise: engine, background, variants, size and prompt template."""
+
+    engine: str = "workbench"
+    background: str = "random-color"  # or "hdri"
+    hdri_dir: Path | None = None
+    variants: int = 1
+    num_frames: int = 49
+    width: int = 720
+    height: int = 480
+    render_samples: int = 64
+    template: str = DEFAULT_TEMPLATE
+    blender: str | None = None
+    fps: float = 8.0
+
+
+@dataclass(frozen=True)
+class SynthSample:
+    """One written sample: its line number (0-based index) and prompt."""
+
+    index: int
+    key: str
+    prompt: str
+
+
+def synthesise(scenes: list[Path], out: str | os.PathLike, options: SynthOptions, *, progress: bool = True) -> list[SynthSample]:
+    """Render every (scene, variant) not yet in `out`'s manifest and append it to the dataset."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    _check_options(options)
+    scenes = [Path(scene).resolve() for scene in scenes]
+    missing = [str(scene) for scene in scenes if not scene.is_file()]
+    if missing:
+        raise DasError(f"scene file(s) not found: {', '.join(missing)}")
+    hdris = _hdris(options)
+    out.mkdir(parents=True, exist_ok=True)
+    done = _done_keys(out)
+    next_index = _dataset_length(out)
+    jobs = [(scene, variant) for scene in scenes for variant in range(options.variants)]
+    todo = [(scene, variant) for scene, variant in jobs if _key(scene, variant) not in done]
+    written = []
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="synthesising", unit="sample", disable=not progress)
+    for scene, variant in todo:
+        seed = zlib.crc32(f"{scene.name}#{variant}".encode())
+        hdri = hdris[seed % len(hdris)] if hdris else None
+        bar.set_postfix_str(f"{scene.stem} #{variant}")
+        written.append(_synthesise_one(scene, variant, seed, hdri, next_index, out, options))
+        next_index += 1
+        bar.update(1)
+    bar.close()
+    return written
+
+
+def example_scenes(folder: str | os.PathLike) -> list[Path]:
+    """Build the example scenes (`examples/scenes/*.py`) into `folder` as .blend files; built ones are reused."""
+    scripts_dir = Path(__file__).resolve().parents[2] / "examples" / "scenes"
+    scripts = sorted(path for path in scripts_dir.glob("*.py") if path.name != "scene_setup.py")
+    if not scripts:
+        raise DasError(f"no example scenes in {scripts_dir}; run from a source checkout or pass --scenes")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    blends = []
+    for script in scripts:
+        blend = folder / f"{script.stem}.blend"
+        if not blend.is_file():
+            finished = subprocess.run(
+                [sys.executable, str(script), str(blend)], capture_output=True, text=True, errors="replace"
+            )
+            if finished.returncode != 0 or not blend.is_file():
+                tail = " | ".join(finished.stderr.strip().splitlines()[-3:])
+                raise DasError(f"building example scene {script.name} failed: {tail}")
+        blends.append(blend)
+    return blends
+
+
+def _synthesise_one(
+    scene: Path, variant: int, seed: int, hdri: Path | None, index: int, out: Path, options: SynthOptions
+) -> SynthSample:
+    from das_core.render import render_tracking
+    from das_core.tracks import Tracks
+    from das_core.video import read_video, write_mp4
+
+    key = _key(scene, variant)
+    with tempfile.TemporaryDirectory(prefix="das-synth-") as work:
+        work = Path(work)
+        frames_dir = work / "frames"
+        frames_dir.mkdir()
+        result = _run_blender(scene, options, seed, hdri, work / "tracks.npz", frames_dir)
+        tracks = Tracks.load(work / "tracks.npz")
+        frames = read_video(frames_dir)
+        tracking = render_tracking(tracks, mode="mesh", num_frames=tracks.num_frames)
+        name = f"{index:05d}"
+        paths = {
+            "video": Path("videos") / f"{name}.mp4",
+            "tracking": Path("tracking") / f"{name}_tracking.mp4",
+            "image": Path("images") / f"{name}.png",
+        }
+        for path in paths.values():
+            (out / path.parent).mkdir(parents=True, exist_ok=True)
+        write_mp4(out / paths["video"], frames, fps=options.fps)
+        write_mp4(out / paths["tracking"], tracking, fps=options.fps)
+        shutil.copyfile(frames_dir / "frame_00000.png", out / paths["image"])
+    prompt = result["prompt"] or options.template.format(
+        name=scene.stem.replace("_", " "), variant=variant, background=result["background"]
+    )
+    prompt = " ".join(prompt.split())
+    lines = {
+        PROMPT_FILE: prompt,
+        VIDEOS_FILE: paths["video"].as_posix(),
+        TRACKINGS_FILE: paths["tracking"].as_posix(),
+        IMAGES_FILE: paths["image"].as_posix(),
+    }
+    for file_name, line in lines.items():
+        with open(out / file_name, "a", encoding="utf-8") as file:
+            file.write(line + "\n")
+    record = {"key": key, "index": index, "scene": str(scene), "variant": variant, "seed": seed, **result}
+    with open(out / MANIFEST_FILE, "a", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")
+    return SynthSample(index, key, prompt)
+
+
+def _run_blender(scene: Path, options: SynthOptions, seed: int, hdri: Path | None, tracks: Path, frames_dir: Path) -> dict:
+    args = json.dumps(
+        {
+            "package_root": str(Path(__file__).resolve().parents[2]),
+            "blend": str(scene),
+            "engine": options.engine,
+            "background": options.background,
+            "hdri": str(hdri) if hdri else None,
+            "seed": seed,
+            "num_frames": options.num_frames,
+            "width": options.width,
+            "height": options.height,
+            "render_samples": options.render_samples,
+            "tracks": str(tracks),
+            "frames_dir": str(frames_dir),
+        }
+    )
+    finished = subprocess.run(_blender_command(options.blender) + ["--", args], capture_output=True, text=True, errors="replace")
+    errors = [line[len(_ERROR_MARK) :] for line in finished.stderr.splitlines() if line.startswith(_ERROR_MARK)]
+    if errors:
+        raise DasError(f"{scene.name}: {errors[-1]}")
+    results = [line[len(_RESULT_MARK) :] for line in finished.stdout.splitlines() if line.startswith(_RESULT_MARK)]
+    if finished.returncode != 0 or not results:
+        tail = " | ".join((finished.stderr + finished.stdout).strip().splitlines()[-5:])
+        raise DasError(f"Blender failed on {scene.name} (exit code {finished.returncode}): {tail}")
+    return json.loads(results[-1])
+
+
+def _blender_command(blender: str | None) -> list[str]:
+    if blender is not None:
+        executable = shutil.which(blender)
+        if executable is None:
+            raise DasError(f"Blender executable {blender!r} not found; pass the full path to blender")
+        return [executable, "-b", "--factory-startup", "--python-exit-code", "3", "--python-expr", _SYNTH_SCRIPT]
+    if importlib.util.find_spec("bpy") is None:
+        raise DasError("this Python has no bpy module; install it (pip install bpy, Python 3.11) or pass --blender PATH")
+    return [sys.executable, "-c", _SYNTH_SCRIPT]
+
+
+def _check_options(options: SynthOptions) -> None:
+    if options.engine not in ENGINES:
+        raise DasError(f"engine {options.engine!r} is not one of {', '.join(ENGINES)}")
+    if options.background not in ("random-color", "hdri"):
+        raise DasError(f"background {options.background!r} is not random-color or hdri")
+    if options.background == "hdri" and options.engine == "workbench":
+        raise DasError("Workbench cannot show an HDRI background; use --engine eevee or cycles with --background hdri")
+    if options.variants < 1 or options.num_frames < 1:
+        raise DasError("--variants and --frames must be at least 1")
+    try:
+        options.template.format(name="", variant=0, background="")
+    except (KeyError, IndexError, ValueError) as error:
+        raise DasError(f"prompt template {options.template!r} is invalid ({error}); it may use {{name}}, {{variant}}, {{background}}") from None
+
+
+def _hdris(options: SynthOptions) -> list[Path]:
+    if options.background != "hdri":
+        return []
+    if options.hdri_dir is None or not Path(options.hdri_dir).is_dir():
+        raise DasError("--background hdri needs a folder of .hdr/.exr files: --background hdri DIR")
+    found = sorted(p for p in Path(options.hdri_dir).iterdir() if p.suffix.lower() in HDRI_SUFFIXES)
+    if not found:
+        raise DasError(f"{options.hdri_dir}: no .hdr or .exr files")
+    return found
+
+
+def _key(scene: Path, variant: int) -> str:
+    return f"{scene}#{variant}"
+
+
+def _done_keys(out: Path) -> set[str]:
+    path = out / MANIFEST_FILE
+    if not path.is_file():
+        return set()
+    with open(path, encoding="utf-8") as file:
+        return {json.loads(line)["key"] for line in file if line.strip()}
+
+
+def _dataset_length(out: Path) -> int:
+    """Entries already in the dataset; the four files must agree before more are appended."""
+    counts = {}
+    for name in (PROMPT_FILE, VIDEOS_FILE, TRACKINGS_FILE, IMAGES_FILE):
+        path = out / name
+        counts[name] = sum(1 for line in open(path, encoding="utf-8") if line.strip()) if path.is_file() else 0
+    if len(set(counts.values())) > 1:
+        listing = ", ".join(f"{name} {count}" for name, count in counts.items())
+        raise DasError(f"{out}: the dataset files disagree ({listing}); fix them (see `das dataset check`) before appending")
+    return next(iter(counts.values()))
