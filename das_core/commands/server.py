@@ -1,0 +1,215 @@
+"""`das generate`, `das fetch`, `das status`, `das keygen` and `das serve` (the server's CLI).
+
+The client commands talk to a running `python -m das_server` through `das_core.client.DasClient`:
+frames are written as PNGs the moment they arrive and the MP4 once the job is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from das_core.errors import DasError
+
+_DEFAULT_SERVER = "tcp://127.0.0.1:5555"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the server's subcommands to `das`."""
+    generate = subparsers.add_parser(
+        "generate", help="send an image and a tracking video to a das server and get the video back",
+        description="Submit a job to a das server, show its progress, write each frame as it arrives "
+        "(OUT_frames/frame_00000.png ...) and the MP4 at the end. The tracking video is sampled to 49 "
+        "frames; the image is letterboxed to the tracking video's size.",
+    )
+    generate.add_argument("--image", required=True, type=Path, help="first-frame image (PNG/JPG)")
+    generate.add_argument("--tracking", required=True, type=Path, help="tracking video (MP4) or folder of frames")
+    generate.add_argument("--prompt", required=True, help="what the video shows")
+    generate.add_argument("--negative-prompt", default=None, help="what to avoid (default: the reference's)")
+    generate.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
+    generate.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    generate.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance (default: 6.0)")
+    generate.add_argument("--fps", type=float, default=8.0, help="frame rate of the MP4 (default: 8)")
+    generate.add_argument("--job-id", default=None, help="choose the job id (default: a random one)")
+    generate.add_argument("--detach", action="store_true",
+                          help="return once the server has accepted the job; prints the job id on the last line")
+    _output_arguments(generate)
+    _server_arguments(generate)
+    generate.set_defaults(func=generate_command)
+
+    fetch = subparsers.add_parser(
+        "fetch", help="download a job's video (waits while it is queued or running)",
+        description="Get a job's frames and MP4 from the server, waiting with progress if it has not finished.",
+    )
+    fetch.add_argument("job_id", help="the id `das generate` printed")
+    _output_arguments(fetch)
+    _server_arguments(fetch)
+    fetch.set_defaults(func=fetch_command)
+
+    status = subparsers.add_parser("status", help="show the server's backend and queue, or one job's state")
+    status.add_argument("job_id", nargs="?", default=None, help="a job id (default: the server summary)")
+    status.add_argument("--jobs", action="store_true", help="also list recent jobs")
+    _server_arguments(status)
+    status.set_defaults(func=status_command)
+
+    keygen = subparsers.add_parser(
+        "keygen", help="make CURVE key pairs for a server reachable from the network",
+        description="Create DIR/server.key(_secret) once and a client key pair DIR/NAME.key(_secret), "
+        "allowed by the server (DIR/allowed_clients/NAME.key). Start the server with --keys DIR; give "
+        "each artist server.key and their NAME.key_secret.",
+    )
+    keygen.add_argument("dir", type=Path, help="folder for the keys")
+    keygen.add_argument("--client", default="client", help="name of the client key pair (default: client)")
+    keygen.set_defaults(func=keygen_command)
+
+    serve = subparsers.add_parser(
+        "serve", help="run the GPU server (same as `python -m das_server`)", add_help=False,
+        description="Run the das server; all arguments go to `python -m das_server` (see --help there).",
+    )
+    serve.add_argument("server_args", nargs=argparse.REMAINDER)
+    serve.set_defaults(func=serve_command)
+
+
+def _server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", default=_DEFAULT_SERVER, help=f"server address (default: {_DEFAULT_SERVER})")
+    parser.add_argument("--keys", type=Path, default=None, help="folder with server.key and your NAME.key_secret")
+    parser.add_argument("--key-name", default="client", help="your key pair's name in --keys (default: client)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server (default: 10)")
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, default=None, help="MP4 to write (default: JOB_ID.mp4)")
+    parser.add_argument("--frames-dir", type=Path, default=None,
+                        help="where frames go as they arrive (default: next to the MP4, OUTPUT_frames/)")
+
+
+def _client(args: argparse.Namespace):
+    from das_core.client import DasClient, load_keys
+
+    keys = load_keys(args.keys, args.key_name) if args.keys is not None else {}
+    return DasClient(args.server, timeout=args.timeout, **keys)
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    from das_core.client import JobRequest
+    from das_core.video import fit_frames, read_video, sample_indices
+
+    image = read_video(args.image)[0]
+    tracking = read_video(args.tracking, progress=True)
+    if len(tracking) != 49:
+        tracking = tracking[sample_indices(len(tracking), 49)]
+    height, width = tracking.shape[1:3]
+    image = fit_frames(image, width, height, resample="bilinear")
+    request = JobRequest(
+        prompt=args.prompt, image=image, tracking=tracking, negative_prompt=args.negative_prompt, seed=args.seed,
+        steps=args.steps, guidance=args.guidance, job_id=args.job_id, fps=args.fps,
+    )
+    with _client(args) as client:
+        job_id = client.submit(request)
+        if args.detach:
+            print(f"submitted to {args.server}; get the result with `das fetch {job_id}`", file=sys.stderr)
+            print(job_id)
+            return 0
+        print(f"job {job_id} accepted by {args.server}", file=sys.stderr)
+        _receive(client, job_id, client.events(job_id), args, fps=args.fps)
+    return 0
+
+
+def fetch_command(args: argparse.Namespace) -> int:
+    from das_core.protocol import check_job_id
+
+    job_id = check_job_id(args.job_id)
+    with _client(args) as client:
+        _receive(client, job_id, client.fetch(job_id), args, fps=None)
+    return 0
+
+
+def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float | None) -> Path:
+    """Show progress, write frames as they come and the MP4 at the end; return the MP4's path."""
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    from das_core.client import Accepted, Done, Frame, JobFailed, Progress
+    from das_core.video import write_mp4
+
+    output = args.output or Path(f"{job_id}.mp4")
+    frames_dir = args.frames_dir or output.with_name(output.stem + "_frames")
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    frames: dict[int, np.ndarray] = {}
+    metadata: dict = {}
+    bar = tqdm(total=None, unit="step", desc=f"job {job_id[:8]}", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for event in events:
+            if isinstance(event, Accepted):
+                bar.set_description(f"queued, {event.position} ahead" if event.position else "starting")
+            elif isinstance(event, Progress):
+                bar.set_description(event.phase)
+                bar.total = event.total
+                bar.n = event.step
+                bar.refresh()
+            elif isinstance(event, Frame):
+                frames[event.index] = event.image
+                Image.fromarray(event.image).save(frames_dir / f"frame_{event.index:05d}.png", compress_level=1)
+                bar.set_postfix_str(f"{len(frames)} frames")
+            elif isinstance(event, JobFailed):
+                raise DasError(f"job {job_id} {'was cancelled' if event.code == 'cancelled' else 'failed'}: {event.message}")
+            elif isinstance(event, Done):
+                metadata = event.metadata
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\nstopped waiting; the job goes on on the server: `das fetch {job_id}`", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+    video = np.stack([frames[i] for i in range(len(frames))])
+    path = write_mp4(output, video, fps=fps or float(metadata.get("fps", 8.0)))
+    if metadata.get("preview"):
+        print("note: the server runs the preview backend; this is the reference image warped along the "
+              "tracking video, not a DaS generation", file=sys.stderr)
+    print(f"wrote {path} ({len(frames)} frames) and {frames_dir}/", file=sys.stderr)
+    return path
+
+
+def status_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.job_id is not None:
+            status = client.status(args.job_id)
+            line = f"job {status['job_id']}: {status['state']}, {status['frames_done']} frames"
+            if status["state"] == "queued":
+                line += f", {status['position']} ahead"
+            if "progress" in status:
+                progress = status["progress"]
+                line += f", {progress['phase']} {progress['step']}/{progress['total']}"
+            if "error" in status:
+                line += f" ({status['error']['message']})"
+            print(line)
+            return 0
+        status = client.status()
+        jobs = status.get("jobs", {})
+        print(f"das server at {args.server}: protocol {status['version']}, das {status['das']}")
+        print(f"backend {status['backend']} ({status['model']}) on {status['device']}"
+              + (" - PREVIEW ONLY, no diffusion model" if status.get("preview") else ""))
+        counts = ", ".join(f"{count} {state}" for state, count in sorted(jobs.items())) or "no jobs yet"
+        print(f"queue: {status['queue_length']} of {status['max_queue']}; {counts}")
+        if args.jobs:
+            for job in client.list():
+                print(f"  {job['job_id']}  {job['state']:<9}  {job['prompt'][:60]}")
+    return 0
+
+
+def keygen_command(args: argparse.Namespace) -> int:
+    from das_server.security import keygen
+
+    for path in keygen(args.dir, args.client):
+        print(path)
+    print(f"start the server with --keys {args.dir}; clients use --keys DIR with server.key and "
+          f"{args.client}.key_secret (keep the *_secret files private)", file=sys.stderr)
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from das_server.__main__ import main
+
+    return main(args.server_args)
