@@ -1,0 +1,169 @@
+"""The jobs this Blender session runs, and the timer that applies their events on the main thread.
+
+Network threads post events to `OUTBOX`; `tick()` (a `bpy.app.timers` function, also called by
+`das.generate(wait=True)`) drains it, updates each `Job`, adds the strips when a job is done and
+redraws the DaS panels. Only this module and the operators change job state, always on the main
+thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+
+from das_core.protocol import Accepted, Done, JobFailed, Progress
+
+from . import sequencer
+from .network_thread import CancelSent, ClientError, FrameSaved, JobThread, Submitted
+
+OUTBOX: queue.Queue = queue.Queue()
+TICK_INTERVAL_S = 0.1
+ACTIVE_STATES = ("submitting", "queued", "running")
+
+
+@dataclass
+class Job:
+    """One generation request as the add-on sees it: where its frames go and where its strip lands."""
+
+    job_id: str
+    scene_name: str  # the sequencer scene recorded at submit time
+    prompt: str
+    frame_dir: Path
+    tracking_frames: list[Path]  # the tracking video as PNGs, for the optional strip above
+    source_frames: list[int]  # Blender frame numbers of the exported frames
+    frame_start: int  # timeline span the strip covers
+    frame_end: int
+    thread: JobThread | None = None
+    state: str = "submitting"
+    phase: str = ""
+    step: int = 0
+    total: int = 0
+    eta_s: float | None = None
+    queue_position: int = 0
+    error: str = ""
+    frames: dict[int, Path] = field(default_factory=dict)
+    strip_name: str = ""
+    submitted_at: float = field(default_factory=time.monotonic)
+    first_progress_s: float | None = None  # seconds from submit to the first progress event
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def progress(self) -> float:
+        """Fraction done, 0..1, for the panel's progress bar."""
+        if self.state == "done":
+            return 1.0
+        return self.step / self.total if self.total else 0.0
+
+    @property
+    def name(self) -> str:
+        """Strip name: the start of the prompt plus the job id's first characters."""
+        words = " ".join(self.prompt.split())[:40] or "DaS"
+        return f"{words} [{self.job_id[:8]}]"
+
+
+JOBS: dict[str, Job] = {}
+ERRORS: dict[str, str] = {}  # scene name -> the last error that stopped a job from starting
+
+
+def start(job: Job) -> None:
+    """Track `job` and start its network thread; the timer runs while any job is active."""
+    JOBS[job.job_id] = job
+    job.thread.start()
+    if not bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.register(_timer, first_interval=TICK_INTERVAL_S, persistent=True)
+
+
+def latest(scene_name: str | None = None, *, active_only: bool = False) -> Job | None:
+    """The most recently submitted job (of a scene, if given)."""
+    candidates = [
+        job
+        for job in JOBS.values()
+        if (scene_name is None or job.scene_name == scene_name) and (job.active or not active_only)
+    ]
+    return max(candidates, key=lambda job: job.submitted_at, default=None)
+
+
+def tick() -> bool:
+    """Apply every pending event; returns True if any job changed. Main thread only."""
+    changed = False
+    while True:
+        try:
+            event = OUTBOX.get_nowait()
+        except queue.Empty:
+            break
+        job = JOBS.get(event.job_id)
+        if job is not None:
+            _apply(job, event)
+            changed = True
+    if changed:
+        _redraw()
+    return changed
+
+
+def _timer() -> float | None:
+    tick()
+    return TICK_INTERVAL_S if any(job.active for job in JOBS.values()) else None
+
+
+def _apply(job: Job, event) -> None:
+    if isinstance(event, Submitted):
+        job.state = "queued" if job.state == "submitting" else job.state
+    elif isinstance(event, Accepted):
+        job.state, job.queue_position = "queued", event.position
+    elif isinstance(event, Progress):
+        if job.first_progress_s is None:
+            job.first_progress_s = time.monotonic() - job.submitted_at
+        job.state, job.phase, job.step, job.total, job.eta_s = "running", event.phase, event.step, event.total, event.eta_s
+    elif isinstance(event, FrameSaved):
+        job.frames[event.index] = event.path
+    elif isinstance(event, Done):
+        _finish(job, event)
+    elif isinstance(event, JobFailed):
+        job.state = "cancelled" if event.code == "cancelled" else "failed"
+        job.error = "" if job.state == "cancelled" else f"server: {event.message} ({event.code})"
+    elif isinstance(event, ClientError):
+        if job.active:
+            job.state = "failed"
+        job.error = event.message
+    elif isinstance(event, CancelSent):
+        job.phase = "cancelling"
+
+
+def _finish(job: Job, done: Done) -> None:
+    """All frames are on disk: add the generated strip (and the tracking strip above it)."""
+    frames = [job.frames.get(index) for index in range(done.num_frames)]
+    missing = [index for index, path in enumerate(frames) if path is None]
+    if missing or not frames:
+        job.state, job.error = "failed", f"the server reported {done.num_frames} frames but {len(missing)} never arrived"
+        return
+    scene = bpy.data.scenes.get(job.scene_name)
+    if scene is None:
+        job.state, job.error = "failed", f"scene {job.scene_name!r} no longer exists; frames are in {job.frame_dir}"
+        return
+    height = 2 if job.tracking_frames else 1
+    channel = sequencer.free_channel(scene, job.frame_start, job.frame_end, height)
+    elements = sequencer.timeline_elements(job.source_frames, len(frames), job.frame_start, job.frame_end)
+    strip = sequencer.add_image_sequence(scene, job.name, frames, elements, channel=channel, frame_start=job.frame_start)
+    job.strip_name = strip.name
+    if job.tracking_frames:
+        elements = sequencer.timeline_elements(job.source_frames, len(job.tracking_frames), job.frame_start, job.frame_end)
+        sequencer.add_image_sequence(
+            scene, f"tracking [{job.job_id[:8]}]", job.tracking_frames, elements, channel=channel + 1, frame_start=job.frame_start
+        )
+    job.state, job.step = "done", job.total
+
+
+def _redraw() -> None:
+    """Redraw the areas showing DaS panels (none in background mode)."""
+    window_manager = bpy.context.window_manager
+    for window in window_manager.windows if window_manager else ():
+        for area in window.screen.areas:
+            if area.type in {"VIEW_3D", "SEQUENCE_EDITOR"}:
+                area.tag_redraw()

@@ -1,0 +1,199 @@
+"""Operators: Generate, Cancel and Preview tracking video. Each polls, gathers on the main thread, hands off.
+
+`bpy.ops.das.generate(wait=True)` is for scripts and batch use: it blocks until the strip is in the
+sequencer, or fails (a RuntimeError in Python) with the server's error.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import bpy
+from bpy.props import BoolProperty, StringProperty
+
+from das_core.errors import DasError
+from das_core.protocol import JobRequest
+
+from . import jobs, sequencer
+from .job_inputs import NUM_FRAMES, cache_dir, reference_image, tracking_video
+from .network_thread import Connection, JobThread, cancel_in_background
+from .properties import DEFAULT_SERVER, preferences
+
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+WAIT_POLL_S = 0.02
+
+
+def connection_for(context: bpy.types.Context) -> Connection:
+    """The scene's server (or the preferences' default) with the preferences' timeout and CURVE keys.
+
+    A server on another machine needs Blender's online access (Preferences > System > Network).
+    """
+    prefs = preferences(context)
+    address = context.scene.das.server.strip() or (prefs.default_server if prefs else DEFAULT_SERVER)
+    if not is_local(address) and not bpy.app.online_access:
+        raise DasError(
+            f"{address} is on another machine and Blender's online access is off; allow it in "
+            "Preferences > System > Network > Allow Online Access, or use a server on this machine"
+        )
+    if prefs is None:
+        return Connection(address)
+    return Connection(
+        address, prefs.timeout, prefs.server_public_key.strip(), prefs.client_secret_key.strip(), prefs.client_public_key.strip()
+    )
+
+
+def is_local(address: str) -> bool:
+    """True for loopback TCP addresses and same-machine transports (ipc://, inproc://)."""
+    parts = urlsplit(address)
+    if parts.scheme in ("ipc", "inproc"):
+        return True
+    host = (parts.hostname or "").lower()
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class DAS_OT_generate(bpy.types.Operator):
+    """Export the animation, send it with the prompt to the DaS server and add the video to the sequencer"""
+
+    bl_idname = "das.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER"}
+
+    wait: BoolProperty(
+        name="Wait", description="Block until the strip is in the sequencer (for scripts)", default=False, options={"SKIP_SAVE"}
+    )
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None and context.scene.camera is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene = context.scene
+        try:
+            job = self._submit(context, scene)
+        except DasError as error:
+            jobs.ERRORS[scene.name] = str(error)
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        jobs.ERRORS.pop(scene.name, None)
+        if not self.wait:
+            self.report({"INFO"}, f"DaS job {job.job_id[:8]} sent to {job.thread.connection.address}")
+            return {"FINISHED"}
+        while job.active:
+            jobs.tick()
+            time.sleep(WAIT_POLL_S)
+        jobs.tick()
+        if job.state != "done":
+            self.report({"ERROR"}, job.error or f"DaS job {job.job_id} ended {job.state}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"added strip {job.strip_name!r}")
+        return {"FINISHED"}
+
+    def _submit(self, context: bpy.types.Context, scene: bpy.types.Scene) -> jobs.Job:
+        settings = scene.das
+        if not settings.prompt.strip():
+            raise DasError("the prompt is empty; describe the video in the DaS panel's Prompt field")
+        connection = connection_for(context)
+        job_id = uuid.uuid4().hex
+        directory = cache_dir(scene) / job_id
+        video = tracking_video(scene, directory / "tracking")
+        frames = [int(frame) for frame in video.tracks.frame_numbers]
+        image = reference_image(scene, frames[0], directory)
+        video.tracks.save(directory / "tracks.npz")
+        for warning in video.tracks.extra.get("warnings", []):
+            self.report({"WARNING"}, warning)
+        request = JobRequest(
+            prompt=settings.prompt,
+            image=image,
+            tracking=video.frames,
+            negative_prompt=settings.negative_prompt or None,
+            seed=settings.seed,
+            steps=settings.steps,
+            guidance=settings.guidance,
+            job_id=job_id,
+            fps=NUM_FRAMES * scene.render.fps / scene.render.fps_base / max(1, frames[-1] - frames[0] + 1),
+        )
+        job = jobs.Job(
+            job_id=job_id,
+            scene_name=sequencer.sequencer_scene(context).name,
+            prompt=settings.prompt,
+            frame_dir=directory / "frames",
+            tracking_frames=video.paths if settings.add_tracking_strip else [],
+            source_frames=frames,
+            frame_start=frames[0],
+            frame_end=frames[-1],
+        )
+        job.thread = JobThread(connection, request, job.frame_dir, jobs.OUTBOX)
+        jobs.start(job)
+        return job
+
+
+class DAS_OT_cancel(bpy.types.Operator):
+    """Cancel this scene's running DaS job on the server"""
+
+    bl_idname = "das.cancel"
+    bl_label = "Cancel"
+    bl_options = {"REGISTER"}
+
+    job_id: StringProperty(name="Job", description="Job to cancel; empty: the scene's latest running job", options={"SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return jobs.latest(active_only=True) is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        job = jobs.JOBS.get(self.job_id) if self.job_id else jobs.latest(sequencer.sequencer_scene(context).name, active_only=True)
+        job = job or jobs.latest(active_only=True)
+        if job is None or not job.active:
+            self.report({"WARNING"}, "no running DaS job to cancel")
+            return {"CANCELLED"}
+        cancel_in_background(job.thread.connection, job.job_id, jobs.OUTBOX)
+        job.phase = "cancelling"
+        self.report({"INFO"}, f"cancelling DaS job {job.job_id[:8]}")
+        return {"FINISHED"}
+
+
+class DAS_OT_preview_tracking(bpy.types.Operator):
+    """Render the tracking video of the animation and add it to the sequencer (no server needed)"""
+
+    bl_idname = "das.preview_tracking"
+    bl_label = "Preview tracking video"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None and context.scene.camera is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene = context.scene
+        try:
+            video = tracking_video(scene, cache_dir(scene) / f"preview-{uuid.uuid4().hex[:8]}")
+        except DasError as error:
+            jobs.ERRORS[scene.name] = str(error)
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        target = sequencer.sequencer_scene(context)
+        frames = [int(frame) for frame in video.tracks.frame_numbers]
+        elements = sequencer.timeline_elements(frames, len(video.paths), frames[0], frames[-1])
+        channel = sequencer.free_channel(target, frames[0], frames[-1])
+        strip = sequencer.add_image_sequence(
+            target, "tracking preview", video.paths, elements, channel=channel, frame_start=frames[0]
+        )
+        for warning in video.tracks.extra.get("warnings", []):
+            self.report({"WARNING"}, warning)
+        self.report({"INFO"}, f"added {strip.name!r} on channel {channel}")
+        return {"FINISHED"}
+
+
+CLASSES = (DAS_OT_generate, DAS_OT_cancel, DAS_OT_preview_tracking)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,109 @@
+"""The DaS panels in the 3D viewport's and the Sequencer's sidebar (N-panel). They only draw."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import jobs, sequencer
+
+
+def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """Settings, the three buttons, the running job's progress and the last error."""
+    settings = context.scene.das
+    layout.prop(settings, "server")
+    layout.prop(settings, "prompt")
+    layout.prop(settings, "negative_prompt")
+    row = layout.row(align=True)
+    row.prop(settings, "seed")
+    row.prop(settings, "steps")
+    layout.prop(settings, "guidance")
+
+    box = layout.box()
+    box.prop(settings, "use_scene_range")
+    if not settings.use_scene_range:
+        row = box.row(align=True)
+        row.prop(settings, "frame_start")
+        row.prop(settings, "frame_end")
+    box.prop(settings, "sampling")
+    if settings.sampling == "STEP":
+        box.prop(settings, "frame_step")
+    box.prop(settings, "tracking_mode")
+
+    box = layout.box()
+    box.prop(settings, "reference")
+    if settings.reference == "IMAGE":
+        box.prop(settings, "reference_image")
+    layout.prop(settings, "output_dir")
+    layout.prop(settings, "add_tracking_strip")
+
+    row = layout.row(align=True)
+    row.operator("das.generate", icon="RENDER_ANIMATION")
+    row.operator("das.cancel", icon="CANCEL")
+    layout.operator("das.preview_tracking", icon="SEQUENCE")
+
+    job = jobs.latest(sequencer.sequencer_scene(context).name)
+    if job is not None:
+        _draw_job(layout, job)
+    error = jobs.ERRORS.get(context.scene.name) or (job.error if job else "")
+    if error:
+        box = layout.box()
+        box.alert = True
+        for index, line in enumerate(_wrap(error, 48)):
+            box.label(text=line, icon="ERROR" if index == 0 else "BLANK1")
+
+
+def _draw_job(layout: bpy.types.UILayout, job: jobs.Job) -> None:
+    """A progress bar with phase, step and ETA (or the job's final state)."""
+    if job.state == "queued":
+        text = f"Queued ({job.queue_position} ahead)" if job.queue_position else "Queued"
+    elif job.state == "running":
+        eta = f", ETA {job.eta_s:.0f} s" if job.eta_s is not None else ""
+        text = f"{job.phase or 'running'} {job.step}/{job.total}{eta}"
+    else:
+        text = job.state.capitalize() + (f": {job.strip_name}" if job.strip_name else "")
+    layout.progress(factor=job.progress, type="BAR", text=text)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Split a message into label-sized lines on word boundaries."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + ([line] if line else [])
+
+
+class VIEW3D_PT_das(bpy.types.Panel):
+    bl_label = "Diffusion as Shader"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "DaS"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_das_panel(self.layout, context)
+
+
+class SEQUENCER_PT_das(bpy.types.Panel):
+    bl_label = "Diffusion as Shader"
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "DaS"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_das_panel(self.layout, context)
+
+
+CLASSES = (VIEW3D_PT_das, SEQUENCER_PT_das)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

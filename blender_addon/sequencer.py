@@ -1,0 +1,87 @@
+"""Generated and tracking frames into the Video Sequence Editor, lined up with the exported frames.
+
+A strip is an image sequence whose elements are the PNG files on disk, one element per timeline
+frame of the exported span: timeline frame f shows the generated frame whose source frame is
+nearest to f, so 49 generated frames are retimed to the span without effects or frame-rate tricks,
+and Blender's prefetch, proxies and rendering read plain files. Blender 5.0 renamed
+`sequence_editor.sequences` to `strips` (and added a per-workspace sequencer scene): those version
+differences live only in this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from das_core.video import sample_indices
+
+MAX_CHANNEL = 128
+
+
+def sequencer_scene(context: bpy.types.Context) -> bpy.types.Scene:
+    """The scene the sequencer edits: the workspace's sequencer scene (Blender 5.0+) or the context scene."""
+    workspace = getattr(context, "workspace", None)
+    return getattr(workspace, "sequencer_scene", None) or context.scene
+
+
+def strip_collection(scene: bpy.types.Scene):
+    """The top-level strips of `scene`'s sequencer (created if needed): `strips` in 5.x, `sequences` in 4.2."""
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def free_channel(scene: bpy.types.Scene, frame_start: int, frame_end: int, height: int = 1) -> int:
+    """The lowest channel where `height` stacked channels are empty over [frame_start, frame_end]."""
+    busy = set()
+    for strip in strip_collection(scene):
+        if strip.frame_final_start <= frame_end and strip.frame_final_end > frame_start:
+            busy.add(strip.channel)
+    for channel in range(1, MAX_CHANNEL - height + 2):
+        if not busy.intersection(range(channel, channel + height)):
+            return channel
+    raise RuntimeError(f"no free sequencer channel over frames {frame_start}..{frame_end}")
+
+
+def timeline_elements(source_frames: list[int], num_images: int, frame_start: int, frame_end: int) -> np.ndarray:
+    """For each timeline frame in [frame_start, frame_end], the index of the image to show.
+
+    Image k of `num_images` shows source frame `source_frames[sample_indices(len(source_frames), num_images)[k]]`
+    (the tracking video's own sampling); each timeline frame takes the image whose source frame is nearest.
+    """
+    shown = np.asarray(source_frames)[sample_indices(len(source_frames), num_images)]
+    timeline = np.arange(frame_start, frame_end + 1)
+    distance = np.abs(timeline[:, None] - shown[None, :])
+    return distance.argmin(axis=1)  # ties go to the earlier image
+
+
+def add_image_sequence(
+    scene: bpy.types.Scene,
+    name: str,
+    images: list[Path],
+    elements: np.ndarray,
+    *,
+    channel: int,
+    frame_start: int,
+) -> bpy.types.Strip:
+    """An image-sequence strip at `frame_start` on `channel` showing `images[elements[i]]` at frame start+i."""
+    files = [Path(images[int(index)]) for index in elements]
+    directory = files[0].parent
+    strip = strip_collection(scene).new_image(
+        name=name, filepath=_blend_path(files[0]), channel=channel, frame_start=frame_start, fit_method="FIT"
+    )
+    for file in files[1:]:
+        strip.elements.append(file.name)
+    strip.directory = _blend_path(directory) + "/"
+    return strip
+
+
+def _blend_path(path: Path) -> str:
+    """Relative to the .blend file when it is saved (so projects move), absolute otherwise."""
+    if bpy.data.filepath:
+        try:
+            return bpy.path.relpath(str(path))
+        except ValueError:  # another drive on Windows
+            pass
+    return str(path)
