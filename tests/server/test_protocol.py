@@ -1,0 +1,177 @@
+"""The codec under attack: every malformed input raises ProtocolError with a reason, never crashes."""
+
+from __future__ import annotations
+
+import zlib
+
+import msgpack
+import numpy as np
+import pytest
+
+from das_core.protocol import (
+    VERSION, Accepted, Done, EncodedImage, Fetch, Frame, Hello, Info, JobFailed, Limits, Progress,
+    ProtocolError, Submit, check_job_id, decode, encode, join_parts, split_parts,
+)
+from tests.server.conftest import make_request
+
+
+def _header(**fields) -> bytes:
+    return msgpack.packb({"v": VERSION, **fields}, use_bin_type=True)
+
+
+def test_submit_round_trip_keeps_every_field_and_pixel():
+    request = make_request(3, negative_prompt="blurry", steps=7, guidance=4.5, fps=12.0)
+    parts = encode(Submit.from_request(request, "job-1", client="me"), req=5)
+    message, req = decode(parts, decode_images=False)
+    assert req == 5 and isinstance(message, Submit)
+    assert (message.job_id, message.prompt, message.negative_prompt, message.seed, message.steps) == (
+        "job-1", "job 3", "blurry", 3, 7)
+    assert (message.guidance, message.fps, message.client) == (4.5, 12.0, "me")
+    decoded = message.to_request()
+    np.testing.assert_array_equal(decoded.image, request.image)
+    np.testing.assert_array_equal(decoded.tracking, request.tracking)
+    assert len(parts) == 2 + 49  # header, image, one frame per tracking frame: no base64, no pickle
+
+
+@pytest.mark.parametrize("codec", ["png", "zlib", "raw"])
+def test_every_codec_is_lossless(codec):
+    image = np.random.default_rng(0).integers(0, 256, (31, 17, 3), dtype=np.uint8)
+    encoded = EncodedImage.encode(image, codec)
+    np.testing.assert_array_equal(encoded.decode(), image)
+    message, _ = decode(encode(Frame("j", 2, encoded)))
+    np.testing.assert_array_equal(message.image, image)
+
+
+def test_server_events_round_trip():
+    preview = np.zeros((4, 6, 3), np.uint8)
+    for event in (Accepted("j", 3), Progress("j", "denoise", 2, 50, 1.5), Done("j", 49, "sha256:ab", {"preview": True}),
+                  JobFailed("j", "cancelled", "stopped"), Info({"backend": "preview"}), Fetch("j", 4), Hello("x")):
+        assert decode(encode(event))[0] == event
+    progress, _ = decode(encode(Progress("j", "denoise", 1, 2, None, preview)))
+    np.testing.assert_array_equal(progress.preview, preview)
+
+
+@pytest.mark.parametrize("raw", [b"", b"\xc1", b"\x92\x01", b"\xdf\xff\xff\xff\xff", bytes(range(256)), b"\x81\xa1"])
+def test_garbage_and_truncated_headers_are_refused(raw):
+    with pytest.raises(ProtocolError):
+        decode([raw])
+
+
+def test_random_bytes_never_escape_as_other_exceptions():
+    rng = np.random.default_rng(1)
+    valid = encode(Submit.from_request(make_request(0, frames=2), "abc"))
+    for trial in range(300):
+        parts = [bytes(rng.integers(0, 256, rng.integers(0, 64), dtype=np.uint8)) for _ in range(rng.integers(1, 4))]
+        if trial % 3 == 0:  # flip bytes inside a valid header so more of the parser is reached
+            header = bytearray(valid[0])
+            for _ in range(3):
+                header[rng.integers(0, len(header))] = rng.integers(0, 256)
+            parts = [bytes(header), *valid[1:]]
+        try:
+            decode(parts)
+        except ProtocolError:
+            pass
+
+
+def test_version_mismatch_names_both_versions():
+    with pytest.raises(ProtocolError, match="version 99.*speaks 1") as error:
+        decode([msgpack.packb({"v": 99, "type": "hello"})])
+    assert error.value.code == "version"
+
+
+@pytest.mark.parametrize(
+    "fields, reason",
+    [
+        ({"type": "nope"}, "unknown message type"),
+        ({"type": "cancel"}, "'job_id' is missing"),
+        ({"type": "cancel", "job_id": 5}, "must be str"),
+        ({"type": "cancel", "job_id": "../../etc/passwd"}, "not valid"),
+        ({"type": "fetch", "job_id": "a", "from_index": -1}, "from_index"),
+        ({"type": "accepted", "job_id": "a", "position": True}, "got bool"),
+        ({"type": "hello", "req": "x"}, "req"),
+        ({"type": 7}, "unknown message type"),
+    ],
+)
+def test_wrong_types_and_unknown_messages(fields, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        decode([_header(**fields)])
+
+
+def _submit_parts(**overrides):
+    parts = encode(Submit.from_request(make_request(1, frames=2), "abc"))
+    header = msgpack.unpackb(parts[0])
+    header.update(overrides)
+    return [msgpack.packb(header, use_bin_type=True), *parts[1:]]
+
+
+def test_huge_declared_sizes_are_refused_before_allocation():
+    with pytest.raises(ProtocolError, match="accepts 1x1 up to") as error:
+        decode(_submit_parts(image={"shape": [100000, 100000, 3], "codec": "raw"}))
+    assert error.value.code == "limit"
+    with pytest.raises(ProtocolError, match="frames"):
+        decode(_submit_parts(tracking=[{"shape": [4, 4, 3], "codec": "raw"}] * 500))
+
+
+def test_zlib_bomb_inflates_no_further_than_declared():
+    bomb = EncodedImage(4, 4, "zlib", zlib.compress(bytes(50_000_000)))
+    with pytest.raises(ProtocolError, match="exactly 4x4"):
+        bomb.decode()
+
+
+def test_png_whose_size_differs_from_its_header_is_refused():
+    png = EncodedImage.encode(np.zeros((8, 8, 3), np.uint8), "png")
+    with pytest.raises(ProtocolError, match="PNG image is 8x8"):
+        EncodedImage(4, 4, "png", png.data).decode()
+    with pytest.raises(ProtocolError, match="does not decode"):
+        EncodedImage(8, 8, "png", png.data[:20]).decode()
+
+
+def test_frame_count_must_match_the_header():
+    parts = _submit_parts()
+    with pytest.raises(ProtocolError, match="truncated"):
+        decode(parts[:-1])
+    with pytest.raises(ProtocolError, match="binary frames"):
+        decode([*parts, b"extra"])
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [({"steps": 0}, "steps"), ({"steps": 10_000}, "steps"), ({"prompt": "   "}, "empty"),
+     ({"prompt": "x" * 5000}, "characters"), ({"guidance": float("nan")}, "guidance"), ({"seed": -1}, "seed"),
+     ({"fps": 0.0}, "fps"), ({"seed": "42"}, "must be int")],
+)
+def test_submit_fields_are_checked(overrides, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        decode(_submit_parts(**overrides))
+
+
+def test_limits_are_the_servers_own():
+    parts = _submit_parts()
+    with pytest.raises(ProtocolError, match="at most 3 are allowed"):
+        decode(parts, Limits(max_frames=1))
+    with pytest.raises(ProtocolError, match="accepts 1x1 up to 32x32"):
+        decode(parts, Limits(max_width=32, max_height=32))
+
+
+@pytest.mark.parametrize("job_id", ["", "a/b", "..", "a b", "x" * 65, "-lead", "é"])
+def test_job_ids_can_never_name_a_path(job_id):
+    with pytest.raises(ProtocolError):
+        check_job_id(job_id)
+
+
+def test_stored_form_round_trips_and_rejects_truncation():
+    parts = [b"header", b"", b"\x00" * 1000]
+    blob = join_parts(parts)
+    assert split_parts(blob) == parts
+    for cut in (5, len(blob) - 1):
+        with pytest.raises(ProtocolError):
+            split_parts(blob[:cut])
+    with pytest.raises(ProtocolError, match="trailing"):
+        split_parts(blob + b"x")
+
+
+def test_client_side_validation_names_the_problem():
+    request = make_request(0)
+    request.tracking = request.tracking.astype(np.float32)
+    with pytest.raises(ProtocolError, match="uint8"):
+        Submit.from_request(request, "abc")
