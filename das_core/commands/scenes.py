@@ -39,6 +39,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(func=run_export)
 
+    batch = subparsers.add_parser(
+        "batch",
+        help="render many shots from a TOML spec through a das server, resumably",
+        description="Turn every shot of a batch spec (TOML) into a tracking video and a generated video: "
+        "export, tracking video, submission, results under --out with a manifest.json. Rerun the same "
+        "command to resume: finished shots are skipped, unfinished ones are picked up by job id.",
+    )
+    batch.add_argument("spec", type=Path, help="the batch spec (.toml)")
+    where = batch.add_mutually_exclusive_group()
+    where.add_argument(
+        "--server", default=None, metavar="ADDR", help="server address (default: the spec's, else tcp://127.0.0.1:5555)"
+    )
+    where.add_argument(
+        "--backend", choices=_BACKENDS, default=None, help="start a local server with this backend for the batch"
+    )
+    batch.add_argument("--out", type=Path, default=None, help="output folder (default: SPEC's name + '-out' beside it)")
+    batch.add_argument("--blender", default=None, metavar="PATH", help="Blender executable for .blend shots")
+    batch.add_argument("--keys", type=Path, default=None, help="folder from `das keygen` for a CURVE-secured server")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar (one line per shot instead)")
+    batch.set_defaults(func=run_batch_command)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="the whole pipeline on an example in under a minute, no GPU needed",
+        description="Take a committed example (tracks + reference render), render its tracking video, start "
+        "a local server, submit through the real client, stream the result, and write tracking.mp4, "
+        "result.mp4 and comparison.png. preview (default) warps the reference image along the tracking "
+        "video; tiny runs the real diffusion code with a tiny random model.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("das-demo"), help="output folder (default: ./das-demo)")
+    demo.add_argument("--backend", choices=("preview", "tiny"), default="preview", help="(default: preview)")
+    demo.add_argument(
+        "--example", type=Path, default=None, help="example folder with tracks.npz, reference.png, prompt.txt "
+        "(default: examples/walk_cycle)"
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.set_defaults(func=run_demo_command)
+
 
 def run_export(args: argparse.Namespace) -> int:
     from das_core.blend_export import export_blend, parse_frame_range
@@ -65,4 +103,48 @@ def run_export(args: argparse.Namespace) -> int:
     )
     if result.reference_path:
         print(f"wrote {result.reference_path}: frame {frames[0]}")
+    return 0
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    from das_core.batch import run_batch
+    from das_core.batch_spec import load_spec
+    from das_core.client import DEFAULT_ADDRESS, load_keys
+    from das_core.local_server import LocalServer
+
+    spec = load_spec(args.spec)
+    out_dir = args.out or spec.path.with_name(f"{spec.path.stem}-out")
+    client_options = load_keys(args.keys) if args.keys else {}
+    if args.backend:
+        server = LocalServer(args.backend, out_dir / "server")
+        print(f"starting a local {args.backend} server (log: {server.log_path}) ...", file=sys.stderr)
+        with server:
+            summary = run_batch(spec, out_dir, server.address, blender=args.blender, progress=not args.no_progress)
+    else:
+        address = args.server or spec.server or DEFAULT_ADDRESS
+        summary = run_batch(
+            spec, out_dir, address, blender=args.blender, progress=not args.no_progress, client_options=client_options
+        )
+    print(
+        f"batch: {len(summary.done)} done, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
+        f"manifest: {summary.manifest}"
+    )
+    for name, message in summary.failed.items():
+        print(f"  {name}: {message}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from das_core.demo import DEFAULT_EXAMPLE, run_demo
+
+    result = run_demo(
+        args.out, backend=args.backend, example=args.example or DEFAULT_EXAMPLE, progress=not args.no_progress
+    )
+    print(f"demo done in {result.seconds:.0f} s:")
+    for label, path in (
+        ("tracking video", result.tracking_video),
+        ("result video  ", result.result_video),
+        ("comparison    ", result.comparison),
+    ):
+        print(f"  {label} {path.resolve()}")
     return 0

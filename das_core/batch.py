@@ -1,0 +1,268 @@
+"""Run a batch spec: every shot becomes export, tracking video, a job on a das server, result files.
+
+Output tree (OUT is `--out`):
+
+    OUT/manifest.json               every shot: state, job id, parameters, output paths, error
+    OUT/shots/NAME/tracks.npz       exported motion (blend shots)
+    OUT/shots/NAME/reference.png    rendered first frame (blend shots without an image)
+    OUT/shots/NAME/tracking.mp4     the tracking video sent to the server (720x480, 49 frames)
+    OUT/shots/NAME/result.mp4       the generated video
+
+The manifest is rewritten (atomically) at every state change, and a shot's job id is recorded
+before the job is submitted. A rerun therefore skips shots that are done, picks up submitted
+ones by their job id (the server keeps results; a retried submit with the same id is not run
+twice), and retries failed ones. A shot whose parameters changed in the spec starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from das_core.batch_spec import BatchSpec, Shot
+from das_core.errors import DasError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "das-batch-manifest/1"
+PENDING, SUBMITTED, DONE, FAILED = "pending", "submitted", "done", "failed"
+TRACKING_SIZE = (720, 480)  # width, height the DaS model takes
+TRACKING_FRAMES = 49
+
+
+class ShotFailed(DasError):
+    """One shot could not be finished; the batch records it and goes on with the others."""
+
+
+@dataclass
+class BatchSummary:
+    """What a run did, shot by shot (names), and where the manifest is."""
+
+    manifest: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class Manifest:
+    """The batch's record on disk (JSON): one entry per shot, saved after every change."""
+
+    def __init__(self, path: Path, spec_path: Path) -> None:
+        self.path = path
+        self.data = {"format": MANIFEST_FORMAT, "spec": str(spec_path), "shots": {}}
+        if path.is_file():
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                raise DasError(f"{path}: the batch manifest is unreadable ({error}); move it away to start over") from None
+            if not isinstance(loaded, dict) or loaded.get("format") != MANIFEST_FORMAT:
+                raise DasError(f"{path}: not a das batch manifest ({MANIFEST_FORMAT}); use another --out folder")
+            self.data["shots"] = loaded.get("shots", {})
+
+    def entry(self, name: str) -> dict:
+        return self.data["shots"].get(name, {})
+
+    def update(self, name: str, **fields) -> dict:
+        """Merge `fields` into the shot's entry, stamp the time, save, and return the entry."""
+        entry = self.data["shots"].setdefault(name, {})
+        entry.update(fields, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        self.save()
+        return entry
+
+    def save(self) -> None:
+        """Write to a temporary file and rename it over the manifest, so a kill never leaves half a file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, self.path)
+
+
+def run_batch(
+    spec: BatchSpec,
+    out_dir: str | os.PathLike,
+    address: str,
+    *,
+    blender: str | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+    client_options: dict | None = None,
+) -> BatchSummary:
+    """Run every shot of `spec` against the server at `address`, writing under `out_dir`.
+
+    A shot that fails is recorded and reported through `report`; the rest go on. Only a server
+    that stops answering (`ServerUnavailable`) ends the batch early, since every later shot
+    would fail the same way; rerun the same command to resume.
+    """
+    from tqdm import tqdm
+
+    from das_core.client import DasClient, ServerUnavailable
+
+    out_dir = Path(out_dir).resolve()
+    manifest = Manifest(out_dir / MANIFEST_NAME, spec.path)
+    summary = BatchSummary(manifest=manifest.path)
+    say = tqdm.write if progress else report
+    with DasClient(address, **(client_options or {})) as client, tqdm(
+        total=len(spec.shots), unit="shot", desc="batch", disable=not progress
+    ) as bar:
+        for shot in spec.shots:
+            runner = _ShotRun(shot, manifest, out_dir, client, blender or spec.blender, bar)
+            try:
+                outcome = runner.run()
+            except ServerUnavailable:
+                manifest.save()
+                raise
+            except Exception as error:  # noqa: BLE001 - one broken shot must not stop the batch
+                message = str(error) if isinstance(error, DasError) else f"{type(error).__name__}: {error}"
+                manifest.update(shot.name, state=FAILED, error=message)
+                summary.failed[shot.name] = message
+                say(f"{shot.name}: FAILED: {message}")
+            else:
+                (summary.skipped if outcome == "already done" else summary.done).append(shot.name)
+                entry = manifest.entry(shot.name)
+                say(f"{shot.name}: {outcome} (job {entry['job_id']}) -> {out_dir / entry['outputs']['result_video']}")
+            bar.update(1)
+    return summary
+
+
+class _ShotRun:
+    """One shot through its states: pending -> submitted (job id recorded) -> done | failed."""
+
+    def __init__(self, shot: Shot, manifest: Manifest, out_dir: Path, client, blender: str | None, bar) -> None:
+        self.shot, self.manifest, self.out_dir, self.client, self.blender, self.bar = (
+            shot, manifest, out_dir, client, blender, bar,
+        )  # fmt: skip
+        self.folder = out_dir / "shots" / shot.name
+        self._last_refresh = 0.0
+
+    def run(self) -> str:
+        """Returns "already done" (skipped), "resumed" (picked up by job id) or "done"."""
+        entry = self.manifest.entry(self.shot.name)
+        parameters = self.shot.parameters()
+        same = entry.get("parameters") == parameters and entry.get("job_id")
+        if same and entry.get("state") == DONE and self._outputs_exist(entry):
+            return "already done"
+        if same and entry.get("state") in (SUBMITTED, DONE):
+            self._status("fetching")
+            events = self._fetch(entry["job_id"])
+            if events is not None:
+                self._finish(entry["job_id"], events)
+                return "resumed"
+            job_id = entry["job_id"]  # the server never got it (or forgot it): submit under the same id
+        else:
+            previous = entry.get("previous_job_ids", []) + ([entry["job_id"]] if entry.get("job_id") else [])
+            job_id = f"{self.shot.name}-{uuid.uuid4().hex[:12]}"
+            self.manifest.data["shots"][self.shot.name] = {}
+            self.manifest.update(
+                self.shot.name, state=PENDING, job_id=None, parameters=parameters, outputs={}, error=None,
+                previous_job_ids=previous,
+            )  # fmt: skip
+        request, outputs = self._prepare(job_id)
+        self.manifest.update(self.shot.name, state=SUBMITTED, job_id=job_id, outputs=outputs, error=None)
+        self._status("submitting")
+        self.client.submit(request)
+        self._finish(job_id, self.client.events(job_id))
+        return "done"
+
+    def _prepare(self, job_id: str):
+        """Export (blend shots), render the tracking video, read the reference: the job request and file paths."""
+        from das_core.blend_export import export_blend
+        from das_core.protocol import JobRequest
+        from das_core.render import render_tracking
+        from das_core.tracks import Tracks
+        from das_core.video import fit_frames, read_video, write_mp4
+
+        shot, folder = self.shot, self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        if shot.blend is not None:
+            self._status("exporting")
+            reference = None if shot.image else folder / "reference.png"
+            exported = export_blend(
+                shot.blend, folder / "tracks.npz", camera=shot.camera, frame_start=shot.frame_start,
+                frame_end=shot.frame_end, samples=shot.samples, blender=self.blender, reference_render=reference,
+            )  # fmt: skip
+            tracks, tracks_path = exported.tracks, folder / "tracks.npz"
+        else:
+            tracks, tracks_path = Tracks.load(shot.tracks), shot.tracks
+        image_path = shot.image or folder / "reference.png"
+        image = read_video(image_path)[0]
+        self._status("tracking video")
+        mode = shot.mode or ("mesh" if tracks.faces is not None else "points")
+        tracking = fit_frames(render_tracking(tracks, mode, TRACKING_FRAMES), *TRACKING_SIZE)
+        write_mp4(folder / "tracking.mp4", tracking, fps=shot.fps)
+        request = JobRequest(
+            prompt=shot.prompt, image=fit_frames(image, *TRACKING_SIZE, resample="bilinear"), tracking=tracking,
+            negative_prompt=shot.negative_prompt, seed=shot.seed, steps=shot.steps, guidance=shot.guidance,
+            job_id=job_id, fps=shot.fps,
+        )  # fmt: skip
+        outputs = {
+            "tracks": self._relative(tracks_path),
+            "reference": self._relative(image_path),
+            "tracking_video": self._relative(folder / "tracking.mp4"),
+            "result_video": self._relative(folder / "result.mp4"),
+        }
+        return request, outputs
+
+    def _fetch(self, job_id: str):
+        """The job's events again from the server, or None when the server does not know the job."""
+        from das_core.client import ServerError
+
+        events = self.client.fetch(job_id)
+        try:
+            first = next(events)
+        except ServerError as error:
+            if error.code == "unknown_job":
+                return None
+            raise
+        return _chain([first], events)
+
+    def _finish(self, job_id: str, events: Iterable) -> None:
+        """Stream the job to its end (the client checks frames against the checksum), write result.mp4."""
+        from das_core.protocol import Done, Frame, JobFailed, Progress
+        from das_core.video import write_mp4
+
+        frames: dict[int, np.ndarray] = {}
+        for event in events:
+            if isinstance(event, Progress):
+                self._status(f"{event.phase} {event.step}/{event.total}")
+            elif isinstance(event, Frame):
+                frames[event.index] = event.image
+            elif isinstance(event, JobFailed):
+                raise ShotFailed(f"the server failed job {job_id} ({event.code}): {event.message}")
+            elif isinstance(event, Done):
+                break
+        else:
+            raise ShotFailed(f"the event stream of job {job_id} ended without a result; rerun to fetch it again")
+        self._status("writing result")
+        entry = self.manifest.entry(self.shot.name)
+        write_mp4(self.out_dir / entry["outputs"]["result_video"], np.stack([frames[i] for i in range(event.num_frames)]), fps=self.shot.fps)
+        self.manifest.update(
+            self.shot.name, state=DONE, checksum=event.checksum, num_frames=event.num_frames,
+            metadata=event.metadata, error=None,
+        )  # fmt: skip
+
+    def _outputs_exist(self, entry: dict) -> bool:
+        outputs = entry.get("outputs") or {}
+        return bool(outputs) and all((self.out_dir / path).is_file() for path in outputs.values())
+
+    def _relative(self, path: Path) -> str:
+        """Paths inside OUT are stored relative to it (the tree can move); others stay absolute."""
+        path = Path(path).resolve()
+        return path.relative_to(self.out_dir).as_posix() if path.is_relative_to(self.out_dir) else str(path)
+
+    def _status(self, text: str) -> None:
+        """Show what the shot is doing after the bar (redrawn at most 5 times a second)."""
+        now = time.monotonic()
+        refresh = now - self._last_refresh > 0.2
+        self._last_refresh = now if refresh else self._last_refresh
+        self.bar.set_postfix_str(f"{self.shot.name}: {text}", refresh=refresh)
+
+
+def _chain(head: list, tail: Iterable) -> Iterable:
+    yield from head
+    yield from tail
