@@ -1,0 +1,174 @@
+"""Generate, Cancel and server errors against real servers (`python -m das_server` subprocesses on loopback)."""
+
+import socket
+import time
+from pathlib import Path
+
+import addon_utils
+import bpy
+import numpy as np
+import pytest
+
+from blender_scenes import build_test_scene
+from das_core.local_server import LocalServer
+
+TICK_BUDGET_S = 0.1  # the UI may not stall longer than this per timer tick
+
+
+@pytest.fixture
+def addon():
+    """The add-on enabled the way Blender enables it (so its preferences exist), disabled afterwards."""
+    module = addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    assert module is not None and hasattr(bpy.types.Scene, "das")
+    from blender_addon import jobs
+
+    yield bpy.context.preferences.addons["blender_addon"].preferences
+    for job in jobs.JOBS.values():
+        if job.thread is not None:
+            job.thread.stop()
+    jobs.JOBS.clear()
+    jobs.ERRORS.clear()
+    addon_utils.disable("blender_addon", default_set=True)
+
+
+@pytest.fixture(scope="module")
+def preview_server(tmp_path_factory):
+    with LocalServer("preview", tmp_path_factory.mktemp("preview-server")) as server:
+        yield server.address
+
+
+def _setup(scene, address: str, cache: Path, prompt: str = "a bending column in a stone hall") -> None:
+    build_test_scene(scene, frame_start=11, frame_end=40)
+    scene.das.server = address
+    scene.das.prompt = prompt
+    scene.das.reference = "WORKBENCH"
+    scene.das.output_dir = str(cache)
+
+
+def _strips(scene):
+    return {strip.name: strip for strip in scene.sequence_editor.strips}
+
+
+def test_generate_wait_adds_retimed_strips_on_a_free_channel(factory_scene, addon, preview_server, tmp_path):
+    scene = factory_scene
+    _setup(scene, preview_server, tmp_path)
+    busy = scene.sequence_editor_create().strips.new_effect("busy", "COLOR", channel=1, frame_start=20, length=5)
+
+    assert bpy.ops.das.generate(wait=True) == {"FINISHED"}
+
+    from blender_addon import jobs
+
+    job = jobs.latest()
+    assert job.state == "done", job.error
+    strips = _strips(scene)
+    generated, tracking = strips[job.strip_name], strips[f"tracking [{job.job_id[:8]}]"]
+    assert job.strip_name.startswith("a bending column") and job.job_id[:8] in job.strip_name
+    assert (generated.channel, tracking.channel) == (busy.channel + 1, busy.channel + 2)
+    for strip in (generated, tracking):
+        assert (strip.frame_final_start, strip.frame_final_end) == (11, 41)  # the exported span, 30 frames
+        assert len(strip.elements) == 30
+    frames = sorted(job.frame_dir.glob("frame_*.png"))
+    assert len(frames) == 49
+    assert Path(bpy.path.abspath(generated.directory)) == job.frame_dir
+    names = [element.filename for element in generated.elements]
+    assert names[0] == "frame_00000.png" and names[-1] == "frame_00048.png"
+    assert names == sorted(names), "retiming keeps the frames in order"
+    assert (job.frame_dir.parent / "tracks.npz").is_file() and (job.frame_dir.parent / "reference.png").is_file()
+
+
+def test_generate_returns_at_once_and_timer_ticks_stay_short(factory_scene, addon, preview_server, tmp_path):
+    scene = factory_scene
+    _setup(scene, preview_server, tmp_path)
+    from blender_addon import jobs
+
+    started = time.monotonic()
+    assert bpy.ops.das.generate() == {"FINISHED"}
+    job = jobs.latest()
+    ticks, first_progress = [], None
+    while job.active and time.monotonic() - started < 60:
+        tick_start = time.perf_counter()
+        jobs.tick()
+        ticks.append(time.perf_counter() - tick_start)
+        if first_progress is None and job.state == "running":
+            first_progress = time.monotonic() - started
+        time.sleep(0.01)
+    assert job.state == "done", job.error
+    assert first_progress is not None and first_progress < 3.0, f"first progress after {first_progress} s"
+    assert max(ticks) < TICK_BUDGET_S, f"slowest tick {max(ticks):.3f} s"
+    print(f"Generate -> first progress {first_progress:.2f} s (export + reference render included); slowest tick {max(ticks) * 1000:.1f} ms")
+
+
+def test_two_jobs_queue_and_both_land(factory_scene, addon, preview_server, tmp_path):
+    scene = factory_scene
+    _setup(scene, preview_server, tmp_path)
+    from blender_addon import jobs
+
+    assert bpy.ops.das.generate() == {"FINISHED"}
+    scene.das.seed = 7
+    assert bpy.ops.das.generate() == {"FINISHED"}
+    deadline = time.monotonic() + 60
+    while any(job.active for job in jobs.JOBS.values()) and time.monotonic() < deadline:
+        jobs.tick()
+        time.sleep(0.02)
+    assert [job.state for job in jobs.JOBS.values()] == ["done", "done"]
+    channels = sorted(_strips(scene)[job.strip_name].channel for job in jobs.JOBS.values())
+    assert channels == [1, 3]  # each with its tracking strip above
+
+
+def test_cancel_reaches_the_server(factory_scene, addon, tmp_path):
+    scene = factory_scene
+    with LocalServer("tiny", tmp_path / "tiny-server") as server:
+        _setup(scene, server.address, tmp_path / "cache")
+        scene.das.steps = 200
+        from blender_addon import jobs
+
+        assert bpy.ops.das.generate() == {"FINISHED"}
+        job = jobs.latest()
+        deadline = time.monotonic() + 60
+        while job.state != "running" and job.active and time.monotonic() < deadline:
+            jobs.tick()
+            time.sleep(0.02)
+        assert job.state == "running", job.error
+        assert bpy.ops.das.cancel() == {"FINISHED"}
+        while job.active and time.monotonic() < deadline:
+            jobs.tick()
+            time.sleep(0.02)
+        assert job.state == "cancelled", job.error
+        assert job.step < 200
+        from das_core.client import DasClient
+
+        with DasClient(server.address) as client:
+            assert client.status(job.job_id)["state"] == "cancelled"
+    assert job.strip_name == "" and scene.sequence_editor.strips.get(job.name) is None
+
+
+def test_server_down_is_a_clear_error_within_seconds(factory_scene, addon, tmp_path):
+    scene = factory_scene
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _setup(scene, f"tcp://127.0.0.1:{port}", tmp_path)
+    addon.timeout = 1.0
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="no das server answered"):
+        bpy.ops.das.generate(wait=True)
+    assert time.monotonic() - started < 6.0
+    assert scene.sequence_editor is None or len(scene.sequence_editor.strips) == 0
+
+
+def test_remote_server_needs_online_access(factory_scene, addon, tmp_path):
+    assert not bpy.app.online_access  # headless bpy starts with online access off
+    _setup(factory_scene, "tcp://192.0.2.10:5555", tmp_path)
+    with pytest.raises(RuntimeError, match="online access is off"):
+        bpy.ops.das.generate(wait=True)
+    from blender_addon import jobs
+
+    assert "online access" in jobs.ERRORS[factory_scene.name]
+
+
+def test_empty_prompt_is_refused_before_any_work(factory_scene, addon, tmp_path):
+    _setup(factory_scene, "tcp://127.0.0.1:1", tmp_path, prompt="  ")
+    with pytest.raises(RuntimeError, match="prompt is empty"):
+        bpy.ops.das.generate(wait=True)
+    assert not any(tmp_path.iterdir())
