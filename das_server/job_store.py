@@ -151,25 +151,22 @@ class JobStore:
             return cursor.rowcount == 1
 
     def add_frame(self, job_id: str, index: int, image: EncodedImage) -> None:
-        """Write one result frame in its wire encoding and count it."""
-        path = self._folder(job_id) / f"frame_{index:05d}.{image.codec}"
-        path.write_bytes(image.data)
-        with self._lock:
-            self._db.execute(
-                "UPDATE jobs SET frames_done=?, result_codec=?, result_height=?, result_width=?,"
-                " disk_bytes=disk_bytes+? WHERE job_id=?",
-                (index + 1, image.codec, image.height, image.width, len(image.data), job_id),
-            )
+        """Write one result frame in its wire encoding (counted in the database by `finish`)."""
+        (self._folder(job_id) / f"frame_{index:05d}.{image.codec}").write_bytes(image.data)
 
-    def finish(self, job_id: str, checksum: str, metadata: dict) -> None:
-        """Flush the frames to disk, then mark the job done."""
+    def finish(self, job_id: str, num_frames: int, sample: EncodedImage, checksum: str, metadata: dict) -> None:
+        """Flush the frames to disk, then mark the job done with `num_frames` frames like `sample`."""
+        size = 0
         for path in self._folder(job_id).glob("frame_*"):
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+            size += path.stat().st_size
         with self._lock:
             self._db.execute(
-                "UPDATE jobs SET state=?, finished=?, checksum=?, metadata=? WHERE job_id=?",
-                (DONE, time.time(), checksum, json.dumps(metadata), job_id),
+                "UPDATE jobs SET state=?, finished=?, checksum=?, metadata=?, frames_done=?, result_codec=?,"
+                " result_height=?, result_width=?, disk_bytes=disk_bytes+? WHERE job_id=?",
+                (DONE, time.time(), checksum, json.dumps(metadata), num_frames, sample.codec, sample.height,
+                 sample.width, size, job_id),
             )
 
     def fail(self, job_id: str, code: str, message: str) -> None:
@@ -214,9 +211,15 @@ class JobStore:
         assert isinstance(message, Submit)
         return message
 
-    def read_frame(self, job: JobRecord, index: int) -> EncodedImage:
-        path = self._folder(job.job_id) / f"frame_{index:05d}.{job.result_codec}"
-        return EncodedImage(job.result_height, job.result_width, job.result_codec, path.read_bytes())
+    def read_frame(self, job_id: str, index: int, like: EncodedImage) -> EncodedImage:
+        """Result frame `index`, stored with the codec and size of `like`."""
+        path = self._folder(job_id) / f"frame_{index:05d}.{like.codec}"
+        return EncodedImage(like.height, like.width, like.codec, path.read_bytes())
+
+    @staticmethod
+    def result_format(job: JobRecord) -> EncodedImage:
+        """An empty image with a finished job's result codec and size (for `read_frame`)."""
+        return EncodedImage(job.result_height, job.result_width, job.result_codec, b"")
 
     def position(self, job: JobRecord) -> int:
         """How many jobs run or wait ahead of a queued job (0 for a running one)."""

@@ -19,7 +19,7 @@ import zmq
 from das_core import __version__
 from das_core.errors import DasError
 from das_core.protocol import (
-    VERSION, Accepted, Cancel, Done, ErrorReply, Fetch, Frame, Hello, Info, JobFailed, ListJobs,
+    VERSION, Accepted, Cancel, Done, EncodedImage, ErrorReply, Fetch, Frame, Hello, Info, JobFailed, ListJobs,
     Progress, ProtocolError, Reply, StatusRequest, Submit, decode, encode,
 )
 from das_server import security
@@ -45,7 +45,7 @@ class Server:
             self.result_codec = "raw" if security.is_loopback(config.bind) else "png"
         self._stop = threading.Event()
         self._subscribers: dict[str, dict[bytes, None]] = {}
-        self._forwarded: dict[str, int] = {}
+        self._forwarded: dict[str, tuple[int, EncodedImage]] = {}  # running job: frames sent, their format
         self._last_progress: dict[str, Progress] = {}
         self.ready = threading.Event()
         self.bound_address: str | None = None
@@ -242,14 +242,16 @@ class Server:
                 self._send(identity, Accepted(job.job_id, self.store.position(job)))
         elif job.state == RUNNING:
             self._subscribe(job.job_id, identity)
-            for index in range(from_index, self._forwarded.get(job.job_id, 0)):
-                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job, index)))
+            count, like = self._forwarded.get(job.job_id, (0, None))
+            for index in range(from_index, count):
+                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
             progress = self._last_progress.get(job.job_id)
             if progress is not None:
                 self._send(identity, progress)
         elif job.state == DONE:
+            like = self.store.result_format(job)
             for index in range(from_index, job.frames_done):
-                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job, index)))
+                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
             metadata = job.summary().get("metadata", {})
             self._send(identity, Done(job.job_id, job.frames_done, job.checksum, metadata))
         elif job.state in (FAILED, CANCELLED):
@@ -278,6 +280,8 @@ class Server:
                 self._send(identity, ErrorReply("unknown_job", f"no job {job_id} on this server"), req)
                 return
             body = {**job.summary(), "position": self.store.position(job)}
+            if job.job_id in self._forwarded:
+                body["frames_done"] = self._forwarded[job.job_id][0]
             progress = self._last_progress.get(job_id)
             if progress is not None:
                 body["progress"] = {"phase": progress.phase, "step": progress.step, "total": progress.total,
@@ -293,7 +297,6 @@ class Server:
             except queue.Empty:
                 return
             if isinstance(event, Started):
-                self._forwarded[event.job_id] = 0
                 for position, job in enumerate(self.store.queued_jobs(), start=1):
                     if job.job_id in self._subscribers:
                         self._publish(Accepted(job.job_id, position))
@@ -301,7 +304,7 @@ class Server:
             if isinstance(event, Progress):
                 self._last_progress[event.job_id] = event
             elif isinstance(event, Frame):
-                self._forwarded[event.job_id] = event.index + 1
+                self._forwarded[event.job_id] = (event.index + 1, event.image)
             self._publish(event)
             if isinstance(event, (Done, JobFailed)):
                 self._subscribers.pop(event.job_id, None)

@@ -73,6 +73,7 @@ class Worker(threading.Thread):
         self._running: _Control | None = None
         self._shutting_down = False
         self._wake: zmq.Socket | None = None
+        self._last_encoded: EncodedImage | None = None
 
     # -- called from the server thread --------------------------------------------------------
 
@@ -165,7 +166,7 @@ class Worker(threading.Thread):
             return
         metadata = {**self.backend.describe(), "fps": request.fps, "seconds": round(time.monotonic() - control.started, 3)}
         checksum = result_checksum(digests)
-        self.store.finish(job_id, checksum, metadata)
+        self.store.finish(job_id, len(digests), self._last_encoded, checksum, metadata)
         self.emit(Done(job_id, len(digests), checksum, metadata))
 
     def _deliver(self, job_id: str, item: tuple[int, np.ndarray, Future], digests: list[bytes]) -> None:
@@ -173,6 +174,7 @@ class Worker(threading.Thread):
         encoded = future.result()
         digests.append(frame_digest(frame))
         self.store.add_frame(job_id, index, encoded)
+        self._last_encoded = encoded
         self.emit(Frame(job_id, index, encoded))
 
     def _fail(self, job_id: str, code: str, message: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from das_core.errors import DasError
 from das_core.protocol import DEFAULT_NEGATIVE_PROMPT, JobRequest
 from das_server.backends import BackendUnavailable
 from das_server.backends.framing import from_model_size, to_model_size, to_uint8
@@ -32,6 +33,8 @@ class PipelineBackend:
 
     def __init__(self, pipe: Any, *, height: int, width: int, model: str, device: str) -> None:
         self.pipe = pipe
+        if hasattr(pipe, "set_progress_bar_config"):
+            pipe.set_progress_bar_config(disable=True)  # the server reports progress to clients instead
         self.height = height
         self.width = width
         self.model = model
@@ -90,6 +93,6 @@ class DasBackend(PipelineBackend):
 
         try:
             pipe = load_pipeline(model=model, device=device, dtype=torch.bfloat16, offload=offload)
-        except (OSError, ValueError, EnvironmentError) as error:
+        except (DasError, OSError, ValueError) as error:
             raise BackendUnavailable(f"cannot load the DaS weights from {model!r} ({error}); {_WEIGHTS_HINT}") from None
         super().__init__(pipe, height=MODEL_HEIGHT, width=MODEL_WIDTH, model=model, device=device)
