@@ -70,7 +70,7 @@ def core_modules() -> list[str]:
         name = pending.pop()
         if name in found:
             continue
-        if name.startswith(FORBIDDEN_CORE):
+        if is_forbidden(name):
             raise BuildError(f"the add-on would bundle {name}, which needs torch or the CLI; keep Blender-side code torch-free")
         path = CORE_DIR / (name.split(".", 1)[1].replace(".", "/") + ".py") if "." in name else CORE_DIR / "__init__.py"
         if not path.is_file():
@@ -79,6 +79,11 @@ def core_modules() -> list[str]:
         pending.extend(_core_imports(path))
     found.add("das_core")
     return sorted(found)
+
+
+def is_forbidden(name: str) -> bool:
+    """True for the torch or CLI modules (and their submodules) that must stay out of Blender."""
+    return any(name == forbidden or name.startswith(forbidden + ".") for forbidden in FORBIDDEN_CORE)
 
 
 def _core_imports(path: Path) -> list[str]:

@@ -1,0 +1,44 @@
+"""Run in a fresh Python with BLENDER_USER_RESOURCES pointing at a temp folder: install the built zip, enable it.
+
+Usage: python install_extension.py EXTENSION.zip REPO_DIR
+Prints one JSON line describing what Blender loaded; exits non-zero on any failure. The project's
+editable install is hidden first, so `das_core` can only come from the extension's bundled wheel.
+"""
+
+import json
+import sys
+
+sys.meta_path[:] = [finder for finder in sys.meta_path if "editable" not in getattr(finder, "__module__", "")]
+sys.path_hooks[:] = [hook for hook in sys.path_hooks if "editable" not in getattr(hook, "__module__", "")]
+sys.path_importer_cache.clear()
+assert "das_core" not in sys.modules
+
+import bpy  # noqa: E402  (after hiding the editable install)
+import addon_utils  # noqa: E402  (only importable once bpy is)
+
+zip_path, repo_dir = sys.argv[1], sys.argv[2]
+bpy.ops.preferences.extension_repo_add(name="das_test", type="LOCAL", use_custom_directory=True, custom_directory=repo_dir)
+repo = next(repo for repo in bpy.context.preferences.extensions.repos if repo.name == "das_test")
+result = bpy.ops.extensions.package_install_files(filepath=zip_path, repo=repo.module, enable_on_install=True)
+module_name = f"bl_ext.{repo.module}.das"
+enabled = module_name in bpy.context.preferences.addons
+module = sys.modules.get(module_name)
+
+import das_core  # from the bundled das_blender_core wheel, installed by Blender
+
+scene = bpy.context.scene
+print(
+    json.dumps(
+        {
+            "result": sorted(result),
+            "enabled": enabled,
+            "module_file": getattr(module, "__file__", None),
+            "das_core_file": das_core.__file__,
+            "operators": [hasattr(bpy.ops.das, name) for name in ("generate", "cancel", "preview_tracking")],
+            "scene_das": [hasattr(scene.das, name) for name in ("server", "prompt", "negative_prompt", "seed", "steps", "guidance")],
+            "preferences": hasattr(bpy.context.preferences.addons.get(module_name, None), "preferences"),
+        }
+    )
+)
+addon_utils.disable(module_name, default_set=True)
+sys.exit(0 if enabled else 1)
