@@ -175,3 +175,16 @@ def test_client_side_validation_names_the_problem():
     request.tracking = request.tracking.astype(np.float32)
     with pytest.raises(ProtocolError, match="uint8"):
         Submit.from_request(request, "abc")
+
+
+def test_protocol_client_and_cli_import_without_torch_or_bpy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['bpy'] = None\n"
+        "import das_core.protocol, das_core.client, das_core.commands.server\n"
+        "import das_server.server, das_server.backends.preview\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
