@@ -1,0 +1,559 @@
+"""The tracking video ("the shader"): Tracks in, uint8 frames [T, H, W, 3] out, as DaS encodes motion.
+
+Spec §1 is the contract. Every point keeps the colour it had at the first frame (see
+`das_core.tracking_colors`) and is drawn where it is in each frame, on black:
+
+- mesh mode draws the surfaces, as the reference's Blender render does: per-vertex colours
+  decoded from sRGB to linear light, interpolated perspective-correctly across each triangle,
+  encoded back to sRGB; nearest surface wins (z-buffer); no back-face culling; triangles that cross
+  the camera plane are clipped at `NEAR_PLANE` in camera space (never projected from behind).
+- points mode draws filled rectangles far-to-near (painter's order), in the SpatialTracker or
+  CoTracker style of the reference.
+
+The output is the tracks' width x height; `das_core.video.fit_frames` is the one aspect policy for
+turning it into the model's 720 x 480. Numpy only (it runs inside Blender). The rasteriser is
+vectorised: triangles of all frames in a chunk are grouped by bounding-box size, every candidate
+pixel of a group is tested at once, and depth is resolved with a scatter-max of 1/z.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from das_core.camera import project
+from das_core.errors import DasError
+from das_core.tracking_colors import (
+    SRGB8_TABLE,
+    SRGB8_TABLE_SIZE,
+    cotracker_colors,
+    mesh_vertex_colors,
+    spatialtracker_colors,
+    srgb8_to_linear,
+)
+from das_core.tracks import Tracks
+from das_core.video import sample_indices
+
+__all__ = ["MODES", "NEAR_PLANE", "POINT_STYLES", "RenderError", "render_tracking"]
+
+MODES = ("mesh", "points")
+POINT_STYLES = ("spatialtracker", "cotracker")
+NEAR_PLANE = 1e-3  # camera-space z (scene units) where triangles are clipped
+COTRACKER_SIDE = 4  # the reference's point_wise; PIL fills [x - 2, x + 2], 5 pixels across
+
+# Work sizes: triangles and pixels per chunk of frames, candidate pixels per vectorised batch,
+# chunks drawn at once (each holds a few hundred MB at most).
+_CHUNK_TRIANGLES = 1 << 19
+_CHUNK_PIXELS = 1 << 23
+_THREADS = 2
+_BATCH_CANDIDATES = 1 << 21
+# Window sizes that candidate batches are grouped by: exact up to 8 pixels, then 1.5x steps.
+_LADDER = np.unique(np.r_[np.arange(1, 9), np.round(8 * 1.5 ** np.arange(1, 30))].astype(np.int64))
+
+
+class RenderError(DasError):
+    """A render request that cannot be met (wrong mode, no faces for mesh mode, bad frame count)."""
+
+
+def render_tracking(
+    tracks: Tracks,
+    mode: str = "mesh",
+    num_frames: int = 49,
+    *,
+    point_style: str = "spatialtracker",
+    progress: bool = False,
+) -> np.ndarray:
+    """Render the DaS tracking video of `tracks`: uint8 [num_frames, height, width, 3].
+
+    The T source frames are sampled to `num_frames` with `video.sample_indices` (evenly spaced,
+    first and last included). Colours come from the first source frame. `mode` is "mesh" (needs
+    `tracks.faces`) or "points" (every tracked point as a rectangle; `point_style` picks the
+    reference's "spatialtracker" or "cotracker" look). `progress` shows a tqdm bar over frames.
+    """
+    if mode not in MODES:
+        raise RenderError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if point_style not in POINT_STYLES:
+        raise RenderError(f"point_style must be one of {', '.join(POINT_STYLES)}, got {point_style!r}")
+    if not isinstance(tracks, Tracks):
+        raise RenderError(f"render_tracking needs a Tracks object, got {type(tracks).__name__}")
+    if mode == "mesh" and (tracks.faces is None or len(tracks.faces) == 0):
+        raise RenderError("mesh mode needs faces, but these tracks have none; render them with mode 'points'")
+    if isinstance(num_frames, bool) or int(num_frames) != num_frames or num_frames < 1:
+        raise RenderError(f"num_frames must be a positive whole number, got {num_frames!r}")
+
+    # Each distinct source frame is drawn once; repeats (fewer source frames than asked) are copies.
+    sources, where = np.unique(sample_indices(tracks.num_frames, int(num_frames)), return_inverse=True)
+    if mode == "mesh":
+        frames = _render_mesh(tracks, sources, progress)
+    else:
+        frames = _render_points(tracks, sources, point_style, progress)
+    return frames[where.reshape(-1)]
+
+
+def _render_chunks(
+    sources: np.ndarray,
+    per_chunk: int,
+    draw: Callable[[np.ndarray, np.ndarray], None],
+    size: tuple[int, int],
+    progress: bool,
+) -> np.ndarray:
+    """Draw the source frames in chunks, on up to `_THREADS` threads (numpy releases the GIL in
+    its array loops): `draw(chunk, out)` fills out, uint8 [len(chunk), H, W, 3], zeros on entry.
+    Returns uint8 [len(sources), H, W, 3]; tqdm counts frames."""
+    from tqdm.auto import tqdm
+
+    frames = np.zeros((len(sources), *size, 3), dtype=np.uint8)
+    starts = range(0, len(sources), per_chunk)
+
+    def run(start: int) -> int:
+        chunk = sources[start : start + per_chunk]
+        draw(chunk, frames[start : start + len(chunk)])
+        return len(chunk)
+
+    workers = min(_THREADS, os.cpu_count() or 1, len(starts))
+    with tqdm(total=len(sources), desc="tracking video", unit="frame", disable=not progress) as bar:
+        if workers <= 1:
+            for start in starts:
+                bar.update(run(start))
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for done in pool.map(run, starts):
+                    bar.update(done)
+    return frames
+
+
+# ----------------------------------------------------------------------------------------------
+# Mesh mode
+
+
+def _render_mesh(tracks: Tracks, sources: np.ndarray, progress: bool) -> np.ndarray:
+    """Rasterise the mesh at each source frame, coloured from frame 0."""
+    width, height = tracks.width, tracks.height
+    uv, depth = project(tracks.points[0], tracks.world_to_camera[0], tracks.intrinsics[0])
+    distance = np.linalg.norm(tracks.points[0].astype(np.float64) - _camera_centre(tracks.world_to_camera[0]), axis=1)
+    linear = srgb8_to_linear(mesh_vertex_colors(uv, depth, distance, width, height))
+
+    def draw(chunk: np.ndarray, out: np.ndarray) -> None:
+        _rasterise(
+            out,
+            tracks.points[chunk],
+            tracks.world_to_camera[chunk],
+            tracks.intrinsics[chunk],
+            tracks.faces,
+            linear,
+            width,
+            height,
+        )
+
+    per_chunk = min(_CHUNK_TRIANGLES // len(tracks.faces), _CHUNK_PIXELS // (width * height))
+    return _render_chunks(sources, max(1, per_chunk), draw, (height, width), progress)
+
+
+def _camera_centre(world_to_camera: np.ndarray) -> np.ndarray:
+    """World position of the camera centre: -R^-1 t."""
+    matrix = np.asarray(world_to_camera, dtype=np.float64)
+    return -np.linalg.solve(matrix[:3, :3], matrix[:3, 3])
+
+
+def _rasterise(
+    out: np.ndarray,
+    points: np.ndarray,
+    world_to_camera: np.ndarray,
+    intrinsics: np.ndarray,
+    faces: np.ndarray,
+    colors: np.ndarray,
+    width: int,
+    height: int,
+) -> np.ndarray:
+    """Draw `faces` at each of Tc frames (points [Tc, N, 3]) with linear vertex colours [N, 3]
+    into `out`, uint8 [Tc, H, W, 3] and black on entry."""
+    num_frames, num_vertices = points.shape[:2]
+    camera = np.einsum("tij,tnj->tni", world_to_camera[:, :3, :3], points) + world_to_camera[:, None, :3, 3]
+    x, y, inverse_z = _to_pixels(camera, intrinsics[:, None])
+    camera, x, y, inverse_z = camera.reshape(-1, 3), x.ravel(), y.ravel(), inverse_z.ravel()
+    vertex_colors = np.tile(colors, (num_frames, 1))
+    offsets = (np.arange(num_frames, dtype=np.int64) * num_vertices)[:, None]
+    corners = [(offsets + faces[:, k]).ravel() for k in range(3)]
+    triangle_frame = np.repeat(np.arange(num_frames), len(faces))
+
+    # Triangles crossing the camera plane are replaced by their clipped parts, with new vertices.
+    in_front = camera[:, 2] > NEAR_PLANE
+    if not in_front.all():
+        front_count = in_front[corners[0]].astype(np.int8) + in_front[corners[1]] + in_front[corners[2]]
+        crossing = (front_count == 1) | (front_count == 2)
+        whole = front_count == 3
+        new_camera, new_colors, new_vertex_frame, clipped, clipped_frame = _clip_near(
+            np.stack([c[crossing] for c in corners], axis=1),
+            triangle_frame[crossing],
+            camera,
+            vertex_colors,
+            in_front,
+        )
+        new_x, new_y, new_inverse_z = _to_pixels(new_camera, intrinsics[new_vertex_frame])
+        x, y, inverse_z = np.r_[x, new_x], np.r_[y, new_y], np.r_[inverse_z, new_inverse_z]
+        vertex_colors = np.concatenate([vertex_colors, new_colors])
+        corners = [np.r_[c[whole], clipped[:, k]] for k, c in enumerate(corners)]
+        triangle_frame = np.r_[triangle_frame[whole], clipped_frame]
+
+    triangles = _Triangles(corners, triangle_frame, x, y, inverse_z, vertex_colors, width, height)
+    # Depth test: per pixel keep the fragment with the largest (1/z, triangle) key, i.e. the
+    # nearest surface; 1/z is positive, so its float bits order like the numbers.
+    nearest = np.zeros(num_frames * height * width, dtype=np.int64)
+    triangles.draw(nearest)
+    covered = np.flatnonzero(nearest)
+    owner = (nearest[covered] & 0xFFFFFFFF) - 1
+    pixels = out.reshape(-1, 3)
+    for channel, values in enumerate(triangles.shade(owner, covered % (height * width))):
+        pixels[covered, channel] = values
+
+
+def _to_pixels(camera: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Camera-space points [..., 3] to pixel x, y and 1/z (0 where z <= 0), float32.
+
+    `intrinsics` [..., 3, 3] broadcasts against the points' leading dimensions.
+    """
+    z = camera[..., 2]
+    inverse_z = np.zeros(z.shape, dtype=np.float32)
+    np.divide(1.0, z, out=inverse_z, where=z > 0)
+    x = (intrinsics[..., 0, 0] * camera[..., 0] + intrinsics[..., 0, 1] * camera[..., 1]) * inverse_z
+    y = intrinsics[..., 1, 1] * camera[..., 1] * inverse_z
+    return (x + intrinsics[..., 0, 2]).astype(np.float32), (y + intrinsics[..., 1, 2]).astype(np.float32), inverse_z
+
+
+def _clip_near(
+    crossing: np.ndarray, frames: np.ndarray, camera: np.ndarray, colors: np.ndarray, in_front: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Clip triangles [C, 3] that have one or two vertices behind z = NEAR_PLANE.
+
+    Returns the new vertices (camera positions, linear colours, frames), numbered from
+    `len(camera)` on, and the triangles that replace the crossing ones with their frames.
+    Attributes are interpolated linearly in camera space along each cut edge, which is exact
+    for attributes that vary linearly over the 3D triangle (as colours do).
+    """
+    front = in_front[crossing]
+    quad = front.sum(axis=1) == 2  # one vertex behind: a quad in front, cut into two triangles
+    # Rotate each triangle (keeping its winding) so its odd vertex, the one behind or the one in
+    # front, comes first.
+    odd = np.where(quad, np.argmin(front, axis=1), np.argmax(front, axis=1))
+    rows = np.arange(len(crossing))[:, None]
+    a, b, c = crossing[rows, (odd[:, None] + np.arange(3)) % 3].T
+
+    def cut(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = ((NEAR_PLANE - camera[p, 2]) / (camera[q, 2] - camera[p, 2]))[:, None]
+        position = camera[p] + t * (camera[q] - camera[p])
+        position[:, 2] = NEAR_PLANE
+        return position, (colors[p] + t * (colors[q] - colors[p])).astype(colors.dtype)
+
+    ab_position, ab_color = cut(a, b)
+    ac_position, ac_color = cut(a, c)
+    ab = len(camera) + np.arange(len(crossing))
+    ac = ab + len(crossing)
+    single = ~quad
+    clipped = np.concatenate(
+        [
+            np.stack([ab[quad], b[quad], c[quad]], axis=1),
+            np.stack([ab[quad], c[quad], ac[quad]], axis=1),
+            np.stack([a[single], ab[single], ac[single]], axis=1),
+        ]
+    )
+    return (
+        np.concatenate([ab_position, ac_position]),
+        np.concatenate([ab_color, ac_color]),
+        np.concatenate([frames, frames]),
+        clipped,
+        np.concatenate([frames[quad], frames[quad], frames[single]]),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Points mode
+
+
+def _render_points(tracks: Tracks, sources: np.ndarray, style: str, progress: bool) -> np.ndarray:
+    """Draw each point as a filled rectangle in its first-frame colour, far to near.
+
+    SpatialTracker style (the reference's `Visualizer`): half-width floor(distance to the nearest
+    other point at the first frame, in (x, y, depth) as the reference measures it) / 2, half-height
+    half-width / 1.5, corners truncated to whole pixels and both included; every point is drawn,
+    whatever `visibility` says, as the reference does. CoTracker style: the pixel containing the
+    point, +-2 pixels (the reference's 4-pixel PIL rectangle); points outside the image or not
+    visible are skipped. Points at or behind the camera at the first frame have no colour and are
+    never drawn; any point at or behind the camera in a frame is not drawn in that frame.
+    """
+    width, height = tracks.width, tracks.height
+    uv0, z0 = project(tracks.points[0], tracks.world_to_camera[0], tracks.intrinsics[0])
+    coloured = z0 > 0
+    colors = np.zeros((tracks.num_points, 3), dtype=np.uint8)
+    half_width = np.zeros(tracks.num_points)
+    if style == "spatialtracker":
+        colors[coloured] = spatialtracker_colors(uv0[coloured], z0[coloured])
+        first = np.column_stack([uv0[coloured], z0[coloured]])
+        half_width[coloured] = np.floor(_nearest_distance(first)) / 2
+    else:
+        colors[coloured] = cotracker_colors(uv0[coloured], z0[coloured], width, height)
+
+    visibility = tracks.visibility if style == "cotracker" else None
+
+    def draw(chunk: np.ndarray, out: np.ndarray) -> None:
+        _paint_rectangles(
+            out,
+            tracks.points[chunk],
+            tracks.world_to_camera[chunk],
+            tracks.intrinsics[chunk],
+            coloured,
+            colors,
+            half_width,
+            None if visibility is None else visibility[chunk],
+            style,
+            width,
+            height,
+        )
+
+    return _render_chunks(sources, max(1, _CHUNK_PIXELS // (4 * width * height)), draw, (height, width), progress)
+
+
+def _paint_rectangles(
+    out: np.ndarray,
+    points: np.ndarray,
+    world_to_camera: np.ndarray,
+    intrinsics: np.ndarray,
+    coloured: np.ndarray,
+    colors: np.ndarray,
+    half_width: np.ndarray,
+    visibility: np.ndarray | None,
+    style: str,
+    width: int,
+    height: int,
+) -> np.ndarray:
+    """Paint one chunk of frames into `out` (black on entry): rectangles resolved per pixel by
+    painter's order."""
+    num_frames, num_points = points.shape[:2]
+    uv = np.empty((num_frames, num_points, 2))
+    depth = np.empty((num_frames, num_points))
+    for frame in range(num_frames):
+        uv[frame], depth[frame] = project(points[frame], world_to_camera[frame], intrinsics[frame])
+    drawn = coloured[None] & (depth > 0)
+    u, v = np.nan_to_num(uv[..., 0]), np.nan_to_num(uv[..., 1])
+    if style == "spatialtracker":
+        half_height = half_width / 1.5
+        left, right = np.trunc(u - half_width), np.trunc(u + half_width)
+        top, bottom = np.trunc(v - half_height), np.trunc(v + half_height)
+    else:
+        column, row = np.trunc(u), np.trunc(v)
+        drawn &= (column >= 0) & (column < width) & (row >= 0) & (row < height)
+        if visibility is not None:
+            drawn &= visibility
+        reach = COTRACKER_SIDE // 2
+        left, right, top, bottom = column - reach, column + reach, row - reach, row + reach
+    left, top = np.maximum(left, 0), np.maximum(top, 0)
+    right, bottom = np.minimum(right, width - 1), np.minimum(bottom, height - 1)
+    drawn &= (right >= left) & (bottom >= top)
+
+    # Painter's order: far to near (stable, so equal depths keep point order); the last drawn,
+    # i.e. the highest rank, owns a pixel. Ranks are stored plus one, so 0 means unpainted.
+    order = np.argsort(-depth, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(num_points)[None], axis=1)
+
+    selected = np.flatnonzero(drawn)
+    frame_of, point_of = np.divmod(selected, num_points)
+    left, top = left.ravel()[selected].astype(np.int64), top.ravel()[selected].astype(np.int64)
+    columns = right.ravel()[selected].astype(np.int64) - left + 1
+    rows = bottom.ravel()[selected].astype(np.int64) - top + 1
+    start = (frame_of * height + top) * width + left
+    owner_rank = (rank.ravel()[selected] + 1).astype(np.int32)
+
+    painted = np.zeros(num_frames * height * width, dtype=np.int32)
+    for batch, batch_columns, batch_rows in _windows(columns, rows, width, height):
+        dx = np.arange(batch_columns)
+        dy = np.arange(batch_rows)
+        inside = (dx[None, None, :] < columns[batch, None, None]) & (dy[None, :, None] < rows[batch, None, None])
+        pixel = start[batch, None, None] + (dy * width)[None, :, None] + dx[None, None, :]
+        ranks = np.broadcast_to(owner_rank[batch, None, None], inside.shape)
+        np.maximum.at(painted, pixel[inside], ranks[inside])
+
+    covered = np.flatnonzero(painted)
+    out.reshape(-1, 3)[covered] = colors[order[covered // (height * width), painted[covered] - 1]]
+
+
+def _nearest_distance(points: np.ndarray) -> np.ndarray:
+    """Distance from each point [N, D] to its nearest other point (inf when there is none).
+
+    Coincident points (distance 0) do not count, as in the reference. Points are bucketed into
+    cells of about one point each by their first two coordinates; a neighbour within one cell
+    size is always in the 3 x 3 cells around, and the few points whose nearest neighbour is
+    farther are measured against all points.
+    """
+    count = len(points)
+    best = np.full(count, np.inf)
+    if count < 2:
+        return best
+    plane = points[:, :2]
+    low = plane.min(axis=0)
+    extent = np.maximum(plane.max(axis=0) - low, 1e-9)
+    cell = max(float(np.sqrt(extent[0] * extent[1] / count)), 1e-9)
+    cells = np.floor((plane - low) / cell).astype(np.int64) + 1
+    stride = int(cells[:, 0].max()) + 2
+    cell_id = cells[:, 1] * stride + cells[:, 0]
+    order = np.argsort(cell_id, kind="stable")
+    sorted_ids = cell_id[order]
+
+    for offset in (dy * stride + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)):
+        first = np.searchsorted(sorted_ids, cell_id + offset, side="left")
+        occupancy = np.searchsorted(sorted_ids, cell_id + offset, side="right") - first
+        if occupancy.max() > 64:  # badly clustered points: measure everything against everything
+            best[:] = np.inf
+            break
+        for slot in range(int(occupancy.max())):
+            i = np.flatnonzero(occupancy > slot)
+            j = order[first[i] + slot]
+            distance = np.linalg.norm(points[j] - points[i], axis=1)
+            better = (distance > 0) & (distance < best[i])
+            best[i[better]] = distance[better]
+
+    far = np.flatnonzero(best > cell)
+    for start in range(0, len(far), 256):
+        i = far[start : start + 256]
+        distance = np.linalg.norm(points[None, :, :] - points[i, None, :], axis=2)
+        distance[distance == 0] = np.inf
+        best[i] = distance.min(axis=1)
+    return best
+
+
+class _Triangles:
+    """Screen-space triangles of a chunk of frames, culled and set up for rasterising.
+
+    Barycentrics b0, b1 and 1/z are affine in screen space, so each is kept as its value at the
+    triangle's third vertex plus a gradient (a per pixel in x, b in y). A pixel centre belongs to
+    the triangle when b0, b1 >= 0 and b0 + b1 <= 1, whichever way the triangle winds (no culling).
+    """
+
+    def __init__(
+        self,
+        corners: list[np.ndarray],
+        frame: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        inverse_z: np.ndarray,
+        colors: np.ndarray,
+        width: int,
+        height: int,
+    ) -> None:
+        self.width, self.height = width, height
+        x0, x1, x2 = (x[c] for c in corners)
+        y0, y1, y2 = (y[c] for c in corners)
+        # Pixel columns/rows whose centres (i + 0.5) lie inside the bounding box, clamped to the
+        # image; triangles between pixel centres or off-screen have none and are dropped.
+        i0 = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2) - 0.5), 0)
+        i1 = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2) - 0.5), width - 1)
+        j0 = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2) - 0.5), 0)
+        j1 = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.5), height - 1)
+        area = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
+        keep = np.flatnonzero((i1 >= i0) & (j1 >= j0) & (area != 0))
+        x0, x1, x2, y0, y1, y2, area = (v[keep] for v in (x0, x1, x2, y0, y1, y2, area))
+        self.frame = frame[keep]
+        self.i0, self.j0 = i0[keep].astype(np.int64), j0[keep].astype(np.int64)
+        self.columns = i1[keep].astype(np.int64) - self.i0 + 1
+        self.rows = j1[keep].astype(np.int64) - self.j0 + 1
+        self.x2, self.y2 = x2, y2
+        self.a0, self.b0 = (y1 - y2) / area, (x2 - x1) / area
+        self.a1, self.b1 = (y2 - y0) / area, (x0 - x2) / area
+        z0, z1, self.z2 = (inverse_z[c[keep]] for c in corners)
+        self.az = (z0 - self.z2) * self.a0 + (z1 - self.z2) * self.a1
+        self.bz = (z0 - self.z2) * self.b0 + (z1 - self.z2) * self.b1
+        # Colour times 1/z is affine too: the perspective-correct colour is its ratio to 1/z.
+        c0, c1, c2 = (colors[c[keep]].T * z for c, z in zip(corners, (z0, z1, self.z2)))
+        self.c2 = c2
+        self.ca = (c0 - c2) * self.a0 + (c1 - c2) * self.a1
+        self.cb = (c0 - c2) * self.b0 + (c1 - c2) * self.b1
+
+    def draw(self, nearest: np.ndarray) -> None:
+        """Scatter every fragment's (1/z bits << 32 | triangle + 1) key into `nearest` by max.
+
+        `nearest` has one int64 per pixel of the chunk: frame * H * W + row * W + column.
+        """
+        width, height = self.width, self.height
+        for batch, columns, rows in _windows(self.columns, self.rows, width, height):
+            # Windows shifted to stay inside the image cover extra pixels outside the triangle's
+            # bounding box; those fail the inside test.
+            ox = np.minimum(self.i0[batch], width - columns)
+            oy = np.minimum(self.j0[batch], height - rows)
+            fx = (ox + 0.5).astype(np.float32) - self.x2[batch]
+            fy = (oy + 0.5).astype(np.float32) - self.y2[batch]
+            dx = np.arange(columns, dtype=np.float32)
+            dy = np.arange(rows, dtype=np.float32)
+            # Long inner loops: triangles innermost for many small windows, pixels otherwise.
+            triangles_inner = len(batch) >= columns
+
+            def grid(base: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+                base = base + a * fx + b * fy
+                if triangles_inner:  # [rows, columns, triangles]
+                    return (base + dy[:, None] * b)[:, None, :] + (dx[:, None] * a)[None, :, :]
+                return (base[:, None] + b[:, None] * dy)[:, :, None] + (a[:, None] * dx)[:, None, :]
+
+            bary0 = grid(0, self.a0[batch], self.b0[batch])
+            bary1 = grid(0, self.a1[batch], self.b1[batch])
+            inside = bary0 >= 0
+            inside &= bary1 >= 0
+            bary0 += bary1
+            inside &= bary0 <= 1
+            hits = np.flatnonzero(inside)
+            depth = grid(self.z2[batch], self.az[batch], self.bz[batch]).ravel()[hits]
+            # Hit h is candidate (cell, triangle) of the window: h = cell * k + local when
+            # triangles are innermost, local * cells + cell otherwise.
+            if triangles_inner:
+                cell, local = np.divmod(hits, len(batch))
+            else:
+                local, cell = np.divmod(hits, rows * columns)
+            start = (self.frame[batch] * height + oy) * width + ox
+            offset = (np.arange(rows)[:, None] * width + np.arange(columns)).ravel()
+            key = depth.view(np.int32).astype(np.int64)
+            key <<= 32
+            key |= batch[local] + 1
+            np.maximum.at(nearest, start[local] + offset[cell], key)
+
+    def shade(self, owner: np.ndarray, pixel: np.ndarray) -> list[np.ndarray]:
+        """8-bit sRGB R, G, B [P] at the centres of `pixel` (row * W + column) of their owners."""
+        centre_x, centre_y = _pixel_centres(self.width, self.height)
+        fx = centre_x[pixel] - self.x2[owner]
+        fy = centre_y[pixel] - self.y2[owner]
+        scale = SRGB8_TABLE_SIZE / (self.z2[owner] + self.az[owner] * fx + self.bz[owner] * fy)
+        channels = []
+        for channel in range(3):
+            c2, ca, cb = self.c2[channel], self.ca[channel], self.cb[channel]
+            level = (c2[owner] + ca[owner] * fx + cb[owner] * fy) * scale
+            np.clip(level, 0, SRGB8_TABLE_SIZE - 1, out=level)
+            channels.append(SRGB8_TABLE[level.astype(np.int32)])
+        return channels
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_centres(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of every pixel centre, float32 [H * W] in row-major order (read-only)."""
+    x = np.tile(np.arange(width, dtype=np.float32) + 0.5, height)
+    y = np.repeat(np.arange(height, dtype=np.float32) + 0.5, width)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+def _windows(columns: np.ndarray, rows: np.ndarray, max_columns: int, max_rows: int):
+    """Group windows of columns x rows pixels by size; yield (indices, columns, rows) batches.
+
+    Sizes are rounded up a 1.5x ladder, so a group's shared window wastes little, and a group is
+    cut into batches of at most `_BATCH_CANDIDATES` pixels (a close-up plane stays bounded).
+    """
+    if not len(columns):
+        return
+    key = np.searchsorted(_LADDER, columns) * len(_LADDER) + np.searchsorted(_LADDER, rows)
+    order = np.argsort(key.astype(np.int16), kind="stable")  # radix sort on small keys
+    starts = np.flatnonzero(np.diff(key[order])) + 1
+    for group in np.split(order, starts):
+        width = min(int(columns[group].max()), max_columns)
+        height = min(int(rows[group].max()), max_rows)
+        per_batch = max(1, _BATCH_CANDIDATES // (width * height))
+        for start in range(0, len(group), per_batch):
+            yield group[start : start + per_batch], width, height

@@ -1,0 +1,132 @@
+"""Benchmark of the tracking-video renderer (`das_core.render.render_tracking`).
+
+Run: `python tests/benchmarks/render.py [--repeat 5]`. Prints a markdown table of the best and
+median wall time over the repeats for each case:
+- the issue's target: a UV sphere of 256 x 128 segments (32 k vertices, 65 k triangles) moving and
+  spinning before a fixed camera, 49 frames at 720 x 480, mesh mode (target 0.3 s, limit 1 s);
+- points mode: 4,900 points x 49 frames in both styles (target under 0.1 s);
+- growth with vertex count (spheres of 8 k to 130 k triangles at the same size on screen);
+- growth with covered pixels (the 65 k-triangle sphere from far to filling the frame, and a close-up
+  of a large two-triangle plane and of a 20 k-triangle plane that cover every pixel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from das_core.render import render_tracking
+from das_core.tracks import Tracks
+
+WIDTH, HEIGHT, FRAMES = 720, 480, 49
+
+
+def uv_sphere(segments: int, rings: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit UV sphere like Blender's: (vertices [N, 3], triangles [F, 3])."""
+    theta = np.linspace(0, np.pi, rings + 1)[1:-1]
+    phi = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    t, p = np.meshgrid(theta, phi, indexing="ij")
+    body = np.stack([np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)], axis=-1).reshape(-1, 3)
+    vertices = np.concatenate([[[0, 0, 1]], body, [[0, 0, -1]]])
+    ring = lambda r: 1 + r * segments + (np.arange(segments) % segments)  # noqa: E731
+    nxt = lambda r: 1 + r * segments + ((np.arange(segments) + 1) % segments)  # noqa: E731
+    faces = [np.stack([np.zeros(segments, int), nxt(0), ring(0)], axis=1)]
+    for r in range(rings - 2):
+        faces.append(np.stack([ring(r), nxt(r), nxt(r + 1)], axis=1))
+        faces.append(np.stack([ring(r), nxt(r + 1), ring(r + 1)], axis=1))
+    last = len(vertices) - 1
+    faces.append(np.stack([ring(rings - 2), nxt(rings - 2), np.full(segments, last)], axis=1))
+    return vertices.astype(np.float32), np.concatenate(faces).astype(np.int32)
+
+
+def grid_plane(cuts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Square plane in z = 0 from -1 to 1, split into cuts x cuts quads (2 triangles each)."""
+    s = np.linspace(-1, 1, cuts + 1)
+    x, y = np.meshgrid(s, s, indexing="xy")
+    vertices = np.stack([x, y, np.zeros_like(x)], axis=-1).reshape(-1, 3)
+    i = (np.arange(cuts)[:, None] * (cuts + 1) + np.arange(cuts)[None]).ravel()
+    faces = np.concatenate([np.stack([i, i + 1, i + cuts + 2], 1), np.stack([i, i + cuts + 2, i + cuts + 1], 1)])
+    return vertices.astype(np.float32), faces.astype(np.int32)
+
+
+def fixed_camera(frames: int, fov_degrees: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV camera at the origin looking down +z (world = camera), 720 x 480."""
+    f = WIDTH / 2 / np.tan(np.radians(fov_degrees) / 2)
+    intrinsics = np.array([[f, 0, WIDTH / 2], [0, f, HEIGHT / 2], [0, 0, 1]])
+    return np.tile(np.eye(4), (frames, 1, 1)), np.tile(intrinsics, (frames, 1, 1))
+
+
+def moving_tracks(vertices: np.ndarray, faces: np.ndarray | None, distance: float, scale: float = 1.0) -> Tracks:
+    """The object spins a full turn about its tilted axis while sliding left to right at `distance`."""
+    t = np.linspace(0, 1, FRAMES)
+    angle = 2 * np.pi * t
+    cos, sin = np.cos(angle), np.sin(angle)
+    spin = np.zeros((FRAMES, 3, 3))
+    spin[:, 0, 0], spin[:, 0, 2], spin[:, 1, 1], spin[:, 2, 0], spin[:, 2, 2] = cos, sin, 1, -sin, cos
+    tilt = np.array([[1, 0, 0], [0, np.cos(0.4), -np.sin(0.4)], [0, np.sin(0.4), np.cos(0.4)]])
+    centre = np.stack([0.3 * distance * (t - 0.5), 0.05 * distance * np.sin(angle), np.full(FRAMES, distance)], 1)
+    points = np.einsum("tij,nj->tni", spin @ tilt, vertices * scale) + centre[:, None]
+    world_to_camera, intrinsics = fixed_camera(FRAMES)
+    return Tracks(points=points, world_to_camera=world_to_camera, intrinsics=intrinsics,
+                  width=WIDTH, height=HEIGHT, faces=faces)
+
+
+def plane_close_up(cuts: int) -> Tracks:
+    """A 20 x 20 plane 1-2 units before the camera, tilted and drifting: every pixel covered."""
+    vertices, faces = grid_plane(cuts)
+    t = np.linspace(0, 1, FRAMES)
+    tilt = 0.5
+    rotation = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    points = (vertices * 10) @ rotation.T
+    points = points[None] + np.stack([0.2 * t, 0.1 * t, 1.5 + 0.3 * t], 1)[:, None]
+    world_to_camera, intrinsics = fixed_camera(FRAMES)
+    return Tracks(points=points, world_to_camera=world_to_camera, intrinsics=intrinsics,
+                  width=WIDTH, height=HEIGHT, faces=faces)
+
+
+def time_case(tracks: Tracks, repeat: int, **options) -> tuple[float, float, float]:
+    """(best s, median s, fraction of pixels covered) over `repeat` renders (after one warm-up)."""
+    frames = render_tracking(tracks, **options)
+    covered = float((frames.max(axis=-1) > 0).mean())
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        render_tracking(tracks, **options)
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times), covered
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    cases: list[tuple[str, Tracks, dict]] = []
+    sphere = uv_sphere(256, 128)
+    cases.append(("sphere 256x128 (32,514 v, 65,024 tris), mesh  [target 0.3 s]", moving_tracks(*sphere, 4.0), {}))
+    grid = uv_sphere(70, 72)[0][:4900]
+    cases.append(("4,900 points, spatialtracker  [target <0.1 s]", moving_tracks(grid, None, 4.0),
+                  {"mode": "points", "point_style": "spatialtracker"}))
+    cases.append(("4,900 points, cotracker  [target <0.1 s]", moving_tracks(grid, None, 4.0),
+                  {"mode": "points", "point_style": "cotracker"}))
+    for segments, rings in ((64, 32), (128, 64), (256, 128), (512, 256)):
+        mesh = uv_sphere(segments, rings)
+        cases.append((f"vertices: sphere {segments}x{rings} ({len(mesh[0]):,} v, {len(mesh[1]):,} tris)",
+                      moving_tracks(*mesh, 4.0), {}))
+    for distance in (16.0, 8.0, 4.0, 2.2):
+        cases.append((f"pixels: sphere 256x128 at distance {distance:g}", moving_tracks(*sphere, distance), {}))
+    cases.append(("pixels: close-up plane, 2 tris", plane_close_up(1), {}))
+    cases.append(("pixels: close-up plane, 100x100 quads (20,000 tris)", plane_close_up(100), {}))
+
+    print(f"| case ({FRAMES} frames, {WIDTH}x{HEIGHT}) | best s | median s | pixels covered |")
+    print("|---|---|---|---|")
+    for name, tracks, options in cases:
+        best, median, covered = time_case(tracks, args.repeat, **options)
+        print(f"| {name} | {best:.3f} | {median:.3f} | {covered:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
