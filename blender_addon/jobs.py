@@ -18,33 +18,35 @@ import bpy
 from das_core.protocol import Accepted, Done, JobFailed, Progress
 
 from . import sequencer
-from .network_thread import CancelSent, ClientError, FrameSaved, JobThread, Submitted
+from .network_thread import CancelFailed, ClientError, FrameSaved, JobThread, Submitted, TrackingReady
 
 OUTBOX: queue.Queue = queue.Queue()
 TICK_INTERVAL_S = 0.1
-ACTIVE_STATES = ("submitting", "queued", "running")
+ACTIVE_STATES = ("rendering", "submitting", "queued", "running")
 
 
 @dataclass
 class Job:
-    """One generation request as the add-on sees it: where its frames go and where its strip lands."""
+    """One generation (or tracking preview) as the add-on sees it: where its frames go, where its strip lands."""
 
     job_id: str
     scene_name: str  # the sequencer scene recorded at submit time
-    prompt: str
+    prompt: str  # empty for a tracking preview
     frame_dir: Path
-    tracking_frames: list[Path]  # the tracking video as PNGs, for the optional strip above
     source_frames: list[int]  # Blender frame numbers of the exported frames
     frame_start: int  # timeline span the strip covers
     frame_end: int
+    add_tracking_strip: bool = True
     thread: JobThread | None = None
-    state: str = "submitting"
+    state: str = "rendering"  # the tracking video is rendered in the job's thread first
     phase: str = ""
     step: int = 0
     total: int = 0
     eta_s: float | None = None
     queue_position: int = 0
     error: str = ""
+    warnings: list[str] = field(default_factory=list)  # export warnings, reported when the job starts
+    tracking_frames: list[Path] = field(default_factory=list)
     frames: dict[int, Path] = field(default_factory=dict)
     strip_name: str = ""
     submitted_at: float = field(default_factory=time.monotonic)
@@ -62,9 +64,13 @@ class Job:
         return self.step / self.total if self.total else 0.0
 
     @property
+    def is_preview(self) -> bool:
+        return not self.prompt
+
+    @property
     def name(self) -> str:
         """Strip name: the start of the prompt plus the job id's first characters."""
-        words = " ".join(self.prompt.split())[:40] or "DaS"
+        words = " ".join(self.prompt.split())[:40] or "tracking preview"
         return f"{words} [{self.job_id[:8]}]"
 
 
@@ -113,7 +119,14 @@ def _timer() -> float | None:
 
 
 def _apply(job: Job, event) -> None:
-    if isinstance(event, Submitted):
+    if isinstance(event, TrackingReady):
+        job.tracking_frames = event.paths
+        if job.is_preview:
+            _add_strips(job, [], event.paths)
+            job.state = "done"
+        else:
+            job.state = "submitting"
+    elif isinstance(event, Submitted):
         job.state = "queued" if job.state == "submitting" else job.state
     elif isinstance(event, Accepted):
         job.state, job.queue_position = "queued", event.position
@@ -132,8 +145,8 @@ def _apply(job: Job, event) -> None:
         if job.active:
             job.state = "failed"
         job.error = event.message
-    elif isinstance(event, CancelSent):
-        job.phase = "cancelling"
+    elif isinstance(event, CancelFailed):
+        job.error = event.message
 
 
 def _finish(job: Job, done: Done) -> None:
@@ -143,21 +156,24 @@ def _finish(job: Job, done: Done) -> None:
     if missing or not frames:
         job.state, job.error = "failed", f"the server reported {done.num_frames} frames but {len(missing)} never arrived"
         return
+    if _add_strips(job, frames, job.tracking_frames if job.add_tracking_strip else []):
+        job.state, job.step = "done", job.total
+
+
+def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bool:
+    """The generated strip with the tracking strip above it (either may be absent), on free channels."""
     scene = bpy.data.scenes.get(job.scene_name)
     if scene is None:
-        job.state, job.error = "failed", f"scene {job.scene_name!r} no longer exists; frames are in {job.frame_dir}"
-        return
-    height = 2 if job.tracking_frames else 1
-    channel = sequencer.free_channel(scene, job.frame_start, job.frame_end, height)
-    elements = sequencer.timeline_elements(job.source_frames, len(frames), job.frame_start, job.frame_end)
-    strip = sequencer.add_image_sequence(scene, job.name, frames, elements, channel=channel, frame_start=job.frame_start)
-    job.strip_name = strip.name
-    if job.tracking_frames:
-        elements = sequencer.timeline_elements(job.source_frames, len(job.tracking_frames), job.frame_start, job.frame_end)
-        sequencer.add_image_sequence(
-            scene, f"tracking [{job.job_id[:8]}]", job.tracking_frames, elements, channel=channel + 1, frame_start=job.frame_start
-        )
-    job.state, job.step = "done", job.total
+        job.state, job.error = "failed", f"scene {job.scene_name!r} no longer exists; frames are in {job.frame_dir.parent}"
+        return False
+    layers = [(job.name, frames), (f"tracking [{job.job_id[:8]}]", tracking_frames)]
+    layers = [(name, images) for name, images in layers if images]
+    channel = sequencer.free_channel(scene, job.frame_start, job.frame_end, len(layers))
+    for offset, (name, images) in enumerate(layers):
+        elements = sequencer.timeline_elements(job.source_frames, len(images), job.frame_start, job.frame_end)
+        strip = sequencer.add_image_sequence(scene, name, images, elements, channel=channel + offset, frame_start=job.frame_start)
+        job.strip_name = job.strip_name or strip.name
+    return True
 
 
 def _redraw() -> None:

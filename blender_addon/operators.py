@@ -17,9 +17,10 @@ from das_core.errors import DasError
 from das_core.protocol import JobRequest
 
 from . import jobs, sequencer
-from .job_inputs import NUM_FRAMES, cache_dir, reference_image, tracking_video
+from .job_inputs import cache_dir, export_scene, reference_image
 from .network_thread import Connection, JobThread, cancel_in_background
 from .properties import DEFAULT_SERVER, preferences
+from .tracking_video import NUM_FRAMES
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 WAIT_POLL_S = 0.02
@@ -69,44 +70,23 @@ class DAS_OT_generate(bpy.types.Operator):
         return context.scene is not None and context.scene.camera is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        scene = context.scene
-        try:
-            job = self._submit(context, scene)
-        except DasError as error:
-            jobs.ERRORS[scene.name] = str(error)
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        jobs.ERRORS.pop(scene.name, None)
-        if not self.wait:
-            self.report({"INFO"}, f"DaS job {job.job_id[:8]} sent to {job.thread.connection.address}")
-            return {"FINISHED"}
-        while job.active:
-            jobs.tick()
-            time.sleep(WAIT_POLL_S)
-        jobs.tick()
-        if job.state != "done":
-            self.report({"ERROR"}, job.error or f"DaS job {job.job_id} ended {job.state}")
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"added strip {job.strip_name!r}")
-        return {"FINISHED"}
+        return _run(self, context, self._submit, self.wait)
 
-    def _submit(self, context: bpy.types.Context, scene: bpy.types.Scene) -> jobs.Job:
-        settings = scene.das
+    def _submit(self, context: bpy.types.Context) -> jobs.Job:
+        scene, settings = context.scene, context.scene.das
         if not settings.prompt.strip():
             raise DasError("the prompt is empty; describe the video in the DaS panel's Prompt field")
         connection = connection_for(context)
         job_id = uuid.uuid4().hex
         directory = cache_dir(scene) / job_id
-        video = tracking_video(scene, directory / "tracking")
-        frames = [int(frame) for frame in video.tracks.frame_numbers]
+        tracks = export_scene(scene)
+        frames = [int(frame) for frame in tracks.frame_numbers]
         image = reference_image(scene, frames[0], directory)
-        video.tracks.save(directory / "tracks.npz")
-        for warning in video.tracks.extra.get("warnings", []):
-            self.report({"WARNING"}, warning)
+        tracks.save(directory / "tracks.npz")
         request = JobRequest(
             prompt=settings.prompt,
             image=image,
-            tracking=video.frames,
+            tracking=None,  # rendered in the job's thread
             negative_prompt=settings.negative_prompt or None,
             seed=settings.seed,
             steps=settings.steps,
@@ -114,17 +94,12 @@ class DAS_OT_generate(bpy.types.Operator):
             job_id=job_id,
             fps=NUM_FRAMES * scene.render.fps / scene.render.fps_base / max(1, frames[-1] - frames[0] + 1),
         )
-        job = jobs.Job(
-            job_id=job_id,
-            scene_name=sequencer.sequencer_scene(context).name,
-            prompt=settings.prompt,
-            frame_dir=directory / "frames",
-            tracking_frames=video.paths if settings.add_tracking_strip else [],
-            source_frames=frames,
-            frame_start=frames[0],
-            frame_end=frames[-1],
-        )
-        job.thread = JobThread(connection, request, job.frame_dir, jobs.OUTBOX)
+        job = _job(context, job_id, settings.prompt, directory, tracks)
+        job.add_tracking_strip = settings.add_tracking_strip
+        job.thread = JobThread(
+            job_id, tracks, settings.tracking_mode, directory / "tracking", jobs.OUTBOX,
+            connection=connection, request=request, frame_dir=job.frame_dir,
+        )  # fmt: skip
         jobs.start(job)
         return job
 
@@ -148,7 +123,9 @@ class DAS_OT_cancel(bpy.types.Operator):
         if job is None or not job.active:
             self.report({"WARNING"}, "no running DaS job to cancel")
             return {"CANCELLED"}
-        cancel_in_background(job.thread.connection, job.job_id, jobs.OUTBOX)
+        job.thread.request_cancel()
+        if job.state != "rendering":  # the server has (or is getting) the job: tell it now
+            cancel_in_background(job.thread.connection, job.job_id, jobs.OUTBOX)
         job.phase = "cancelling"
         self.report({"INFO"}, f"cancelling DaS job {job.job_id[:8]}")
         return {"FINISHED"}
@@ -161,29 +138,67 @@ class DAS_OT_preview_tracking(bpy.types.Operator):
     bl_label = "Preview tracking video"
     bl_options = {"REGISTER"}
 
+    wait: BoolProperty(
+        name="Wait", description="Block until the strip is in the sequencer (for scripts)", default=False, options={"SKIP_SAVE"}
+    )
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return context.scene is not None and context.scene.camera is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        return _run(self, context, self._start, self.wait)
+
+    def _start(self, context: bpy.types.Context) -> jobs.Job:
         scene = context.scene
-        try:
-            video = tracking_video(scene, cache_dir(scene) / f"preview-{uuid.uuid4().hex[:8]}")
-        except DasError as error:
-            jobs.ERRORS[scene.name] = str(error)
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        target = sequencer.sequencer_scene(context)
-        frames = [int(frame) for frame in video.tracks.frame_numbers]
-        elements = sequencer.timeline_elements(frames, len(video.paths), frames[0], frames[-1])
-        channel = sequencer.free_channel(target, frames[0], frames[-1])
-        strip = sequencer.add_image_sequence(
-            target, "tracking preview", video.paths, elements, channel=channel, frame_start=frames[0]
-        )
-        for warning in video.tracks.extra.get("warnings", []):
-            self.report({"WARNING"}, warning)
-        self.report({"INFO"}, f"added {strip.name!r} on channel {channel}")
+        job_id = uuid.uuid4().hex
+        directory = cache_dir(scene) / f"preview-{job_id}"
+        tracks = export_scene(scene)
+        job = _job(context, job_id, "", directory, tracks)
+        job.thread = JobThread(job_id, tracks, scene.das.tracking_mode, directory / "tracking", jobs.OUTBOX)
+        jobs.start(job)
+        return job
+
+
+def _job(context: bpy.types.Context, job_id: str, prompt: str, directory, tracks) -> jobs.Job:
+    """A job whose strips span the exported frames, in the sequencer scene of this moment."""
+    frames = [int(frame) for frame in tracks.frame_numbers]
+    return jobs.Job(
+        job_id=job_id,
+        scene_name=sequencer.sequencer_scene(context).name,
+        prompt=prompt,
+        frame_dir=directory / "frames",
+        source_frames=frames,
+        frame_start=frames[0],
+        frame_end=frames[-1],
+        warnings=list(tracks.extra.get("warnings", [])),
+    )
+
+
+def _run(operator: bpy.types.Operator, context: bpy.types.Context, start, wait: bool) -> set[str]:
+    """Start a job with `start(context)`; with `wait`, apply its events here until it ends (for scripts)."""
+    scene = context.scene
+    try:
+        job = start(context)
+    except DasError as error:
+        jobs.ERRORS[scene.name] = str(error)
+        operator.report({"ERROR"}, str(error))
+        return {"CANCELLED"}
+    jobs.ERRORS.pop(scene.name, None)
+    for warning in job.warnings:
+        operator.report({"WARNING"}, warning)
+    if not wait:
+        operator.report({"INFO"}, f"DaS {'preview' if job.is_preview else 'job'} {job.job_id} started")
         return {"FINISHED"}
+    while job.active:
+        jobs.tick()
+        time.sleep(WAIT_POLL_S)
+    jobs.tick()
+    if job.state != "done":
+        operator.report({"ERROR"}, job.error or f"DaS job {job.job_id} ended {job.state}")
+        return {"CANCELLED"}
+    operator.report({"INFO"}, f"added strip {job.strip_name!r}")
+    return {"FINISHED"}
 
 
 CLASSES = (DAS_OT_generate, DAS_OT_cancel, DAS_OT_preview_tracking)

@@ -23,10 +23,7 @@ def addon():
     from blender_addon import jobs
 
     yield bpy.context.preferences.addons["blender_addon"].preferences
-    for job in jobs.JOBS.values():
-        if job.thread is not None:
-            job.thread.stop()
-    jobs.JOBS.clear()
+    jobs.JOBS.clear()  # threads still running post to the outbox; events of unknown jobs are dropped
     jobs.ERRORS.clear()
     addon_utils.disable("blender_addon", default_set=True)
 
@@ -172,3 +169,23 @@ def test_empty_prompt_is_refused_before_any_work(factory_scene, addon, tmp_path)
     with pytest.raises(RuntimeError, match="prompt is empty"):
         bpy.ops.das.generate(wait=True)
     assert not any(tmp_path.iterdir())
+
+
+def test_cancel_before_sending_drops_the_job_locally(factory_scene, addon, tmp_path):
+    scene = factory_scene
+    with socket.socket() as probe:  # no server: a job that reached the network would fail, not cancel
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _setup(scene, f"tcp://127.0.0.1:{port}", tmp_path)
+    scene.render.resolution_percentage = 100  # a slower tracking render, so Cancel lands before it ends
+    from blender_addon import jobs
+
+    assert bpy.ops.das.generate() == {"FINISHED"}
+    job = jobs.latest()
+    assert job.state == "rendering"
+    assert bpy.ops.das.cancel() == {"FINISHED"}
+    deadline = time.monotonic() + 30
+    while job.active and time.monotonic() < deadline:
+        jobs.tick()
+        time.sleep(0.02)
+    assert job.state == "cancelled" and job.error == ""

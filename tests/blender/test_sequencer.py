@@ -52,11 +52,12 @@ def test_preview_tracking_adds_a_strip_without_a_server(factory_scene, addon, tm
     build_test_scene(scene, frame_start=5, frame_end=30)
     scene.das.output_dir = str(tmp_path)
 
-    assert bpy.ops.das.preview_tracking() == {"FINISHED"}
+    assert bpy.ops.das.preview_tracking(wait=True) == {"FINISHED"}
 
     (strip,) = scene.sequence_editor.strips
     assert (strip.frame_final_start, strip.frame_final_end, strip.channel) == (5, 31, 1)
-    files = sorted(tmp_path.glob("preview-*/frame_*.png"))
+    assert strip.name.startswith("tracking [")
+    files = sorted(tmp_path.glob("preview-*/tracking/frame_*.png"))
     assert len(files) == 49
 
     # The strip survives saving (paths become relative) and renders through the sequencer.
