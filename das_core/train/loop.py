@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -50,7 +49,7 @@ class TrainResult:
 def train(args: argparse.Namespace) -> TrainResult:
     """Run training as `args` (from `das_core.train.args`) says; returns a `TrainResult`."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, ProjectConfiguration, set_seed
+    from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
 
@@ -60,12 +59,7 @@ def train(args: argparse.Namespace) -> TrainResult:
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)),
-        kwargs_handlers=[
-            DistributedDataParallelKwargs(find_unused_parameters=True),
-            InitProcessGroupKwargs(
-                backend="nccl" if torch.cuda.is_available() else "gloo", timeout=timedelta(seconds=args.nccl_timeout)
-            ),
-        ],
+        kwargs_handlers=_kwargs_handlers(args.nccl_timeout),
     )
     if args.seed is not None:
         set_seed(args.seed)
@@ -87,7 +81,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     parts.vae.requires_grad_(False)
     trainable_names = freeze_to_tracking_branch(parts.transformer)
     for module in (parts.text_encoder, parts.vae, parts.transformer):
-        module.to(accelerator.device, dtype=weight_dtype)
+        module.to(accelerator.device)  # already loaded in weight_dtype
     if args.mixed_precision == "fp16":  # fp16 weights cannot take optimizer updates; keep trainables in fp32
         for parameter in parts.transformer.parameters():
             if parameter.requires_grad:
@@ -179,7 +173,6 @@ def train(args: argparse.Namespace) -> TrainResult:
     unwrapped = accelerator.unwrap_model(transformer)
     alphas_cumprod = parts.scheduler.alphas_cumprod.to(accelerator.device, dtype=torch.float32)
     signed_tracking = args.tracking_normalization == "training"
-    dropout_rng = random.Random(args.seed)
     progress = tqdm(
         range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
     )
@@ -202,7 +195,6 @@ def train(args: argparse.Namespace) -> TrainResult:
                     images,
                     trackings,
                     noised_image_dropout=args.noised_image_dropout,
-                    rng=dropout_rng,
                 )
                 prompt_embeds = encode_prompts(
                     parts.tokenizer,
@@ -341,6 +333,16 @@ def _register_checkpoint_hooks(accelerator) -> None:
 
     accelerator.register_save_state_pre_hook(save_model_hook)
     accelerator.register_load_state_pre_hook(load_model_hook)
+
+
+def _kwargs_handlers(nccl_timeout: int) -> list:
+    """DDP with unused parameters allowed (the reference's setting) and the NCCL timeout on GPUs."""
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    if torch.cuda.is_available():  # naming a backend on a CPU-only machine makes accelerate expect a process group
+        handlers.append(InitProcessGroupKwargs(backend="nccl", timeout=timedelta(seconds=nccl_timeout)))
+    return handlers
 
 
 def _weight_dtype(accelerator) -> torch.dtype:

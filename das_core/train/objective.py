@@ -63,12 +63,12 @@ def build_conditioning(
     *,
     noised_image_dropout: float,
     generator: torch.Generator | None = None,
-    rng: random.Random | None = None,
 ) -> Conditioning:
     """All latents of a step from frames already in the VAE's value range and dtype.
 
     `videos`, `trackings` [B, F, 3, H, W], `images` [B, 1, 3, H, W]. The tracking image is the first
-    tracking frame. `rng` decides the (whole-batch) image dropout, like the reference's `random.random()`.
+    tracking frame. Image dropout is decided for the whole batch by Python's global `random`, as the
+    reference does (accelerate checkpoints restore its state, so a resumed run draws the same).
     """
     with torch.no_grad():
         video_latents = encode(vae, videos, generator)
@@ -78,7 +78,7 @@ def build_conditioning(
     num_frames = video_latents.shape[1]
     image_latents = pad_to_frames(image_latents, num_frames)
     tracking_image_latents = pad_to_frames(tracking_image_latents, num_frames)
-    if (rng or random).random() < noised_image_dropout:
+    if random.random() < noised_image_dropout:
         image_latents = torch.zeros_like(image_latents)
         tracking_image_latents = torch.zeros_like(tracking_image_latents)
     return Conditioning(video_latents, image_latents, tracking_latents, tracking_image_latents)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ MANIFEST_FILE = "synth.jsonl"
 DEFAULT_TEMPLATE = "A 3D animated scene: {name}."
 _RESULT_MARK = "DAS-SYNTH-RESULT: "
 _ERROR_MARK = "DAS-SYNTH-ERROR: "
+_TRACKS_MARK = "DAS-SYNTH-TRACKS-READY"
 
 # Runs inside Blender; arguments arrive as one JSON string after "--". The package root is appended
 # (not prepended) so Blender's own numpy stays first.
@@ -108,6 +110,7 @@ def run():
     background = set_background(scene, rng)
     tracks = export_tracks(scene, samples=args["num_frames"])
     tracks.save(args["tracks"])
+    print({_TRACKS_MARK!r}, flush=True)  # the caller renders the tracking video while Blender renders frames
     for index, frame in enumerate(tracks.frame_numbers):
         scene.frame_set(int(frame))
         render.filepath = os.path.join(args["frames_dir"], f"frame_{{index:05d}}.png")
@@ -213,10 +216,15 @@ def _synthesise_one(
         work = Path(work)
         frames_dir = work / "frames"
         frames_dir.mkdir()
-        result = _run_blender(scene, options, seed, hdri, work / "tracks.npz", frames_dir)
-        tracks = Tracks.load(work / "tracks.npz")
+        tracking = None
+
+        def on_tracks(tracks_path: Path) -> None:
+            nonlocal tracking
+            tracks = Tracks.load(tracks_path)
+            tracking = render_tracking(tracks, mode="mesh", num_frames=tracks.num_frames)
+
+        result = _run_blender(scene, options, seed, hdri, work / "tracks.npz", frames_dir, on_tracks)
         frames = read_video(frames_dir)
-        tracking = render_tracking(tracks, mode="mesh", num_frames=tracks.num_frames)
         name = f"{index:05d}"
         paths = {
             "video": Path("videos") / f"{name}.mp4",
@@ -247,7 +255,16 @@ def _synthesise_one(
     return SynthSample(index, key, prompt)
 
 
-def _run_blender(scene: Path, options: SynthOptions, seed: int, hdri: Path | None, tracks: Path, frames_dir: Path) -> dict:
+def _run_blender(
+    scene: Path,
+    options: SynthOptions,
+    seed: int,
+    hdri: Path | None,
+    tracks: Path,
+    frames_dir: Path,
+    on_tracks: Callable[[Path], None],
+) -> dict:
+    """Run the synthesis script; `on_tracks(tracks)` runs here while Blender renders the frames."""
     args = json.dumps(
         {
             "package_root": str(Path(__file__).resolve().parents[2]),
@@ -264,14 +281,27 @@ def _run_blender(scene: Path, options: SynthOptions, seed: int, hdri: Path | Non
             "frames_dir": str(frames_dir),
         }
     )
-    finished = subprocess.run(_blender_command(options.blender) + ["--", args], capture_output=True, text=True, errors="replace")
-    errors = [line[len(_ERROR_MARK) :] for line in finished.stderr.splitlines() if line.startswith(_ERROR_MARK)]
+    command = _blender_command(options.blender) + ["--", args]
+    with tempfile.TemporaryFile("w+", errors="replace") as log:  # a file, so a chatty stderr never blocks
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, errors="replace")
+        stdout = []
+        try:
+            for line in process.stdout:
+                stdout.append(line)
+                if line.startswith(_TRACKS_MARK):
+                    on_tracks(tracks)
+        finally:
+            process.stdout.close()
+            process.wait()
+        log.seek(0)
+        stderr = log.read()
+    errors = [line[len(_ERROR_MARK) :] for line in stderr.splitlines() if line.startswith(_ERROR_MARK)]
     if errors:
         raise DasError(f"{scene.name}: {errors[-1]}")
-    results = [line[len(_RESULT_MARK) :] for line in finished.stdout.splitlines() if line.startswith(_RESULT_MARK)]
-    if finished.returncode != 0 or not results:
-        tail = " | ".join((finished.stderr + finished.stdout).strip().splitlines()[-5:])
-        raise DasError(f"Blender failed on {scene.name} (exit code {finished.returncode}): {tail}")
+    results = [line[len(_RESULT_MARK) :].strip() for line in stdout if line.startswith(_RESULT_MARK)]
+    if process.returncode != 0 or not results:
+        tail = " | ".join((stderr + "".join(stdout)).strip().splitlines()[-5:])
+        raise DasError(f"Blender failed on {scene.name} (exit code {process.returncode}): {tail}")
     return json.loads(results[-1])
 
 
@@ -329,7 +359,7 @@ def _dataset_length(out: Path) -> int:
     counts = {}
     for name in (PROMPT_FILE, VIDEOS_FILE, TRACKINGS_FILE, IMAGES_FILE):
         path = out / name
-        counts[name] = sum(1 for line in open(path, encoding="utf-8") if line.strip()) if path.is_file() else 0
+        counts[name] = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()) if path.is_file() else 0
     if len(set(counts.values())) > 1:
         listing = ", ".join(f"{name} {count}" for name, count in counts.items())
         raise DasError(f"{out}: the dataset files disagree ({listing}); fix them (see `das dataset check`) before appending")

@@ -2,8 +2,9 @@
 
 Prompts and images are split by `--validation_prompt_separator` (as the reference); the tracking
 video(s) too, where one tracking video serves every prompt. Each input is sized to the training
-buckets nearest to its tracking video (frames sampled the inference way, `sample_indices`), so a
-validation run sees what training sees.
+bucket nearest to its tracking video and sampled (the inference way, `sample_indices`) to the
+model's own frame count (`sample_frames`, 49 for DaS): checkpoints with learned positional
+embeddings generate that length only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from das_core.errors import DasError
-from das_core.train.layout import nearest_frame_bucket, nearest_resolution
+from das_core.train.layout import nearest_resolution
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ValidationInput:
         return self.tracking.shape[0], self.tracking.shape[1], self.tracking.shape[2]
 
 
-def load_validation_inputs(args: argparse.Namespace) -> list[ValidationInput]:
+def load_validation_inputs(args: argparse.Namespace, num_frames: int) -> list[ValidationInput]:
     """Read and size every validation input; mismatched counts raise `DasError`."""
     from das_core.video import fit_frames, read_video, sample_indices
 
@@ -49,9 +50,8 @@ def load_validation_inputs(args: argparse.Namespace) -> list[ValidationInput]:
     inputs = []
     for index, prompt in enumerate(prompts):
         tracking = read_video(Path(trackings[index if len(trackings) > 1 else 0].strip()))
-        frames = nearest_frame_bucket(tracking.shape[0], args.frame_buckets, args.max_num_frames)
         height, width = nearest_resolution(*tracking.shape[1:3], args.height_buckets, args.width_buckets)
-        tracking = fit_frames(tracking[sample_indices(tracking.shape[0], frames)], width=width, height=height)
+        tracking = fit_frames(tracking[sample_indices(tracking.shape[0], num_frames)], width=width, height=height)
         image = fit_frames(read_video(Path(images[index].strip()))[0], width=width, height=height, resample="bilinear")
         inputs.append(ValidationInput(prompt.strip(), image, tracking))
     return inputs
@@ -64,7 +64,7 @@ def run_validation(args, accelerator, parts, transformer, epoch: int, dtype: tor
     from das_core.pipeline import DasImageToVideoPipeline
     from das_core.video import write_mp4
 
-    inputs = load_validation_inputs(args)
+    inputs = load_validation_inputs(args, transformer.config.sample_frames)
     transformer.eval()
     pipe = DasImageToVideoPipeline(
         tokenizer=parts.tokenizer,
