@@ -33,6 +33,16 @@ def cache_dir(scene: bpy.types.Scene) -> Path:
     return Path(tempfile.gettempdir()) / "das_cache"
 
 
+def job_directory(scene: bpy.types.Scene, name: str) -> Path:
+    """A new folder for one job's files inside the cache folder; a clear error if it cannot be made."""
+    directory = cache_dir(scene) / name
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DasError(f"cannot create the cache folder {directory} ({error.strerror}); choose another Cache folder") from None
+    return directory
+
+
 def export_scene(scene: bpy.types.Scene) -> Tracks:
     """`export_tracks` with the frame range and sampling chosen in `scene.das`."""
     settings = scene.das

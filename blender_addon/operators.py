@@ -17,7 +17,7 @@ from das_core.errors import DasError
 from das_core.protocol import JobRequest
 
 from . import jobs, sequencer
-from .job_inputs import cache_dir, export_scene, reference_image
+from .job_inputs import export_scene, job_directory, reference_image
 from .network_thread import Connection, JobThread, cancel_in_background
 from .properties import DEFAULT_SERVER, preferences
 from .tracking_video import NUM_FRAMES
@@ -77,9 +77,9 @@ class DAS_OT_generate(bpy.types.Operator):
         if not settings.prompt.strip():
             raise DasError("the prompt is empty; describe the video in the DaS panel's Prompt field")
         connection = connection_for(context)
-        job_id = uuid.uuid4().hex
-        directory = cache_dir(scene) / job_id
         tracks = export_scene(scene)
+        job_id = uuid.uuid4().hex
+        directory = job_directory(scene, job_id)
         frames = [int(frame) for frame in tracks.frame_numbers]
         image = reference_image(scene, frames[0], directory)
         tracks.save(directory / "tracks.npz")
@@ -151,9 +151,10 @@ class DAS_OT_preview_tracking(bpy.types.Operator):
 
     def _start(self, context: bpy.types.Context) -> jobs.Job:
         scene = context.scene
-        job_id = uuid.uuid4().hex
-        directory = cache_dir(scene) / f"preview-{job_id}"
         tracks = export_scene(scene)
+        job_id = uuid.uuid4().hex
+        directory = job_directory(scene, f"preview-{job_id}")
+        tracks.save(directory / "tracks.npz")  # so the same video can be re-rendered with `das render-tracking`
         job = _job(context, job_id, "", directory, tracks)
         job.thread = JobThread(job_id, tracks, scene.das.tracking_mode, directory / "tracking", jobs.OUTBOX)
         jobs.start(job)

@@ -189,3 +189,31 @@ def test_cancel_before_sending_drops_the_job_locally(factory_scene, addon, tmp_p
         jobs.tick()
         time.sleep(0.02)
     assert job.state == "cancelled" and job.error == ""
+
+
+def test_generate_with_a_chosen_reference_image(factory_scene, addon, preview_server, tmp_path):
+    from PIL import Image
+
+    scene = factory_scene
+    _setup(scene, preview_server, tmp_path / "cache")
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(tmp_path / "painted.png")  # a "repainted first frame"
+    scene.das.reference = "IMAGE"
+    scene.das.reference_image = str(tmp_path / "painted.png")
+
+    assert bpy.ops.das.generate(wait=True) == {"FINISHED"}
+
+    from blender_addon import jobs
+
+    job = jobs.latest()
+    first = np.asarray(Image.open(job.frame_dir / "frame_00000.png"))
+    # The preview backend shows the reference (3:2, so no letterbox bars) wherever nothing is tracked.
+    colours, counts = np.unique(first.reshape(-1, 3), axis=0, return_counts=True)
+    assert tuple(colours[counts.argmax()]) == (200, 30, 30) and counts.max() > first.shape[0] * first.shape[1] // 2
+    assert not (job.frame_dir.parent / "reference.png").exists()  # nothing was rendered
+
+
+def test_missing_reference_image_is_a_clear_error(factory_scene, addon, preview_server, tmp_path):
+    _setup(factory_scene, preview_server, tmp_path)
+    factory_scene.das.reference = "IMAGE"
+    with pytest.raises(RuntimeError, match="no file is chosen"):
+        bpy.ops.das.generate(wait=True)
