@@ -400,14 +400,14 @@ def _video_to_unit_float(
         raise DasError(f"{name} is empty or not a video: shape {tuple(tensor.shape)}")
     if tensor.dtype == torch.uint8:
         if tensor.shape[3] != 3:
-            raise DasError(f"uint8 tracking_video must be [T, H, W, 3], got shape {tuple(tensor.shape)}")
+            raise DasError(f"uint8 {name} must be [T, H, W, 3], got shape {tuple(tensor.shape)}")
         tensor = tensor.permute(0, 3, 1, 2).float() / 255.0
     elif tensor.dtype.is_floating_point:
         if tensor.shape[1] != 3:
-            raise DasError(f"float tracking_video must be [T, 3, H, W] in [0, 1], got shape {tuple(tensor.shape)}")
+            raise DasError(f"float {name} must be [T, 3, H, W] in [0, 1], got shape {tuple(tensor.shape)}")
         low, high = float(tensor.min()), float(tensor.max())
         if low < 0.0 or high > 1.0:
-            raise DasError(f"float tracking_video must be in [0, 1], got values in [{low:.3f}, {high:.3f}]")
+            raise DasError(f"float {name} must be in [0, 1], got values in [{low:.3f}, {high:.3f}]")
         tensor = tensor.float()
     else:
         raise DasError(f"{name} must be uint8 [T, H, W, 3] or float [T, 3, H, W], got dtype {tensor.dtype}")

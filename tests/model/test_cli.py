@@ -1,0 +1,74 @@
+"""`das tiny-model` and `das infer` end to end on real files (MP4 tracking video, PNG image, MP4 out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from das_core import video  # noqa: E402
+from das_core.cli import main  # noqa: E402
+from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH  # noqa: E402
+
+
+def test_tiny_model_refuses_a_non_empty_folder(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("x")
+    assert main(["tiny-model", str(tmp_path)]) == 1
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_infer_end_to_end_on_the_tiny_model(tmp_path, tiny_dir, capsys):
+    rng = np.random.default_rng(1)
+    # 30 frames of 200 x 120: resampled to 49 and letterboxed to 96 x 64 by `das infer`.
+    tracking_path = video.write_mp4(tmp_path / "tracking.mp4", rng.integers(0, 256, (30, 120, 200, 3), np.uint8))
+    image_dir = tmp_path / "image"
+    video.write_png_dir(image_dir, rng.integers(0, 256, (1, 100, 100, 3), np.uint8))
+    output = tmp_path / "out" / "result.mp4"
+    args = [
+        "infer",
+        "--prompt", "a red cube moving",
+        "--model_path", str(tiny_dir),
+        "--tracking_path", str(tracking_path),
+        "--image_or_video_path", str(next(image_dir.iterdir())),
+        "--generate_type", "i2v",
+        "--num_inference_steps", "2",
+        "--guidance_scale", "6",
+        "--seed", "42",
+        "--fps", "8",
+        "--output_path", str(output),
+        "--offload", "none",
+        "--dtype", "float32",
+        "--device", "cpu",
+        "--tracking_normalization", "reference",
+        "--height", str(TINY_HEIGHT),
+        "--width", str(TINY_WIDTH),
+    ]  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out
+    assert "step" in captured.err and "2/2" in captured.err  # the tqdm bar: steps, rate and ETA
+    frames = video.read_video(output)
+    assert frames.shape == (49, TINY_HEIGHT, TINY_WIDTH, 3)
+    assert video.video_info(output).fps == pytest.approx(8.0)
+
+
+def test_infer_at_a_size_the_model_cannot_make_fails_in_one_line(tmp_path, tiny_dir, capsys):
+    rng = np.random.default_rng(2)
+    tracking_path = video.write_mp4(tmp_path / "t.mp4", rng.integers(0, 256, (10, 64, 96, 3), np.uint8))
+    code = main(
+        ["infer", "--prompt", "x", "--model_path", str(tiny_dir), "--tracking_path", str(tracking_path),
+         "--image_or_video_path", str(tracking_path), "--device", "cpu", "--dtype", "float32"]
+    )  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("das infer: error:") and "--height 64 --width 96" in err
+
+
+def test_infer_missing_tracking_file_fails_before_loading(tmp_path, capsys):
+    code = main(
+        ["infer", "--prompt", "x", "--model_path", str(tmp_path / "no-model"), "--tracking_path",
+         str(tmp_path / "missing.mp4"), "--image_or_video_path", str(tmp_path / "missing.png")]
+    )  # fmt: skip
+    assert code == 1
+    assert "missing.mp4" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""load_pipeline on the tiny model saved in the published layout; its clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from diffusers import CogVideoXDPMScheduler  # noqa: E402
+
+from das_core.errors import DasError  # noqa: E402
+from das_core.model import DasTransformer3DModel  # noqa: E402
+from das_core.model import loading  # noqa: E402
+from das_core.pipeline import DasImageToVideoPipeline, load_pipeline  # noqa: E402
+
+
+def test_saved_layout_is_the_published_one(tiny_dir):
+    for name in ("model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae"):
+        assert (tiny_dir / name).exists(), name
+    index = json.loads((tiny_dir / "model_index.json").read_text())
+    assert index["transformer"][1] == "CogVideoXTransformer3DModelTracking"  # the reference's, not ours
+    config = json.loads((tiny_dir / "transformer" / "config.json").read_text())
+    assert config["num_tracking_blocks"] == 2
+    assert config["_class_name"] == "CogVideoXTransformer3DModelTracking"
+
+
+def test_loads_our_classes_and_reproduces_the_built_pipeline(run, tiny_dir, tiny_pipe, inputs):
+    pipe = load_pipeline(tiny_dir, device="cpu", dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    assert isinstance(pipe, DasImageToVideoPipeline)
+    assert isinstance(pipe.transformer, DasTransformer3DModel)
+    assert isinstance(pipe.scheduler, CogVideoXDPMScheduler)
+    assert pipe.scheduler.config.timestep_spacing == "trailing"
+    assert pipe.vae.use_tiling and pipe.vae.use_slicing
+    loaded_state = pipe.transformer.state_dict()
+    for name, tensor in tiny_pipe.transformer.state_dict().items():
+        # diffusers builds the positional-embedding buffer in float64; loading casts it to float32.
+        assert torch.equal(loaded_state[name], tensor.to(loaded_state[name].dtype)), name
+    assert pipe.tokenizer("a red cube").input_ids == tiny_pipe.tokenizer("a red cube").input_ids
+    torch.manual_seed(0)
+    loaded = run(pipe, inputs, steps=1, output_type="latent").frames
+    torch.manual_seed(0)
+    built = run(tiny_pipe, inputs, steps=1, output_type="latent").frames
+    torch.testing.assert_close(loaded, built, rtol=0, atol=0)
+
+
+def test_components_load_directly_in_the_target_dtype(tiny_dir, monkeypatch):
+    """No fp32 copy then cast: no module is ever moved to another dtype after loading."""
+    casts = []
+    real_to = torch.nn.Module.to
+
+    def recording_to(self, *args, **kwargs):
+        if any(isinstance(a, torch.dtype) for a in args) or "dtype" in kwargs:
+            casts.append(type(self).__name__)
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", recording_to)
+    pipe = load_pipeline(tiny_dir, device="cpu", dtype=torch.bfloat16, vae_tiling=False)
+    for component in (pipe.text_encoder, pipe.vae, pipe.transformer):
+        assert {p.dtype for p in component.parameters()} == {torch.bfloat16}, type(component).__name__
+    assert casts == []
+    assert not pipe.vae.use_tiling
+
+
+def test_missing_folder_and_missing_parts(tmp_path, tiny_dir):
+    with pytest.raises(DasError, match="does not exist"):
+        load_pipeline(tmp_path / "nowhere", device="cpu")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    shutil.rmtree(broken / "vae")
+    with pytest.raises(DasError, match="missing vae"):
+        load_pipeline(broken, device="cpu")
+
+
+def test_plain_cogvideox_transformer_is_named(tmp_path, tiny_dir):
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_dir, plain)
+    config_path = plain / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["num_tracking_blocks"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(DasError, match="from_base"):
+        load_pipeline(plain, device="cpu")
+
+
+def test_hub_id_without_network_names_the_next_step(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    with pytest.raises(DasError) as error:
+        load_pipeline("EXCAI/Diffusion-As-Shader", device="cpu")
+    message = str(error.value)
+    assert "huggingface-cli download EXCAI/Diffusion-As-Shader --local-dir" in message
+    assert "das tiny-model" in message
+
+
+def test_bad_offload_choices():
+    with pytest.raises(DasError, match="offload is 'fast'"):
+        load_pipeline("whatever", offload="fast")
+    with pytest.raises(DasError, match="on the CPU use --offload none"):
+        load_pipeline("whatever", device="cpu", offload="model")
+
+
+def test_weight_sizes_come_from_the_safetensors_headers(tiny_dir, tiny_pipe):
+    sizes = loading.component_weight_bytes(tiny_dir, torch.bfloat16)
+    for name in ("text_encoder", "transformer", "vae"):
+        module = getattr(tiny_pipe, name)
+        # Saved tensors (parameters + persistent buffers) at 2 bytes each; tied weights saved once.
+        expected = sum(t.numel() for t in module.state_dict().values()) * 2
+        assert sizes[name] <= expected and sizes[name] >= expected * 0.7, name
+    assert loading.required_device_bytes(sizes, "model") < loading.required_device_bytes(sizes, "none")
+    assert loading.required_device_bytes(sizes, "sequential") < loading.required_device_bytes(sizes, "model")
+
+
+def test_published_sizes_need_offload_on_a_24_gb_card():
+    """Planning numbers (spec §5): ~16.4 GB transformer + ~9.5 GB T5 in bf16."""
+    sizes = {"transformer": 8_184_009_792 * 2, "text_encoder": 4_762_310_656 * 2, "vae": 215_000_000 * 2}
+    gib24 = 24 * 10**9
+    assert loading.required_device_bytes(sizes, "none") > gib24
+    assert loading.required_device_bytes(sizes, "model") < gib24
+    assert loading.required_device_bytes(sizes, "none") < 40 * 10**9
+
+
+def test_not_enough_cuda_memory_names_offload(tiny_dir, monkeypatch):
+    """No GPU here: torch.cuda.mem_get_info is faked to report 1 GiB free; the check itself is real."""
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**30, 80 * 2**30))
+    sizes = loading.component_weight_bytes(tiny_dir, torch.bfloat16)
+    assert loading.required_device_bytes(sizes, "none") > 2**30  # activations margin alone exceeds 1 GiB
+    with pytest.raises(DasError, match="--offload model"):
+        loading.check_device_memory(tiny_dir, torch.device("cuda"), torch.bfloat16, "none")
+    with pytest.raises(DasError, match="--offload sequential"):
+        loading.check_device_memory(tiny_dir, torch.device("cuda"), torch.bfloat16, "model")
