@@ -5,7 +5,8 @@ executable) opens the .blend, applies the variant (engine, background colour or 
 ground-truth tracks with the add-on's `export_tracks` and renders the RGB frames at exactly the
 exported frames. This process then renders the tracking video from those tracks
 (`das_core.render.render_tracking`, mesh mode, as DaS made its synthetic data), writes
-`videos/NNNNN.mp4`, `tracking/NNNNN_tracking.mp4` and `images/NNNNN.png` (the first frame), and
+`videos/NNNNN.mp4`, `tracking/NNNNN_tracking.mp4`, `images/NNNNN.png` (the first frame) and
+`tracks/NNNNN.npz` (the ground truth, to re-render the tracking video in another mode), and
 appends one line to `prompt.txt`, `videos.txt`, `trackings.txt` and `images.txt`.
 
 Resumable: `synth.jsonl` records each finished (scene, variant); a rerun skips them, and lines are
@@ -230,12 +231,14 @@ def _synthesise_one(
             "video": Path("videos") / f"{name}.mp4",
             "tracking": Path("tracking") / f"{name}_tracking.mp4",
             "image": Path("images") / f"{name}.png",
+            "tracks": Path("tracks") / f"{name}.npz",
         }
         for path in paths.values():
             (out / path.parent).mkdir(parents=True, exist_ok=True)
         write_mp4(out / paths["video"], frames, fps=options.fps)
         write_mp4(out / paths["tracking"], tracking, fps=options.fps)
         shutil.copyfile(frames_dir / "frame_00000.png", out / paths["image"])
+        shutil.copyfile(work / "tracks.npz", out / paths["tracks"])  # to re-render the tracking video later
     prompt = result["prompt"] or options.template.format(
         name=scene.stem.replace("_", " "), variant=variant, background=result["background"]
     )
