@@ -101,33 +101,40 @@ def run_batch(
     """
     from tqdm import tqdm
 
-    from das_core.client import DasClient, ServerUnavailable
+    from das_core.client import DasClient
 
     out_dir = Path(out_dir).resolve()
     manifest = Manifest(out_dir / MANIFEST_NAME, spec.path)
     summary = BatchSummary(manifest=manifest.path)
-    say = tqdm.write if progress else report
-    with DasClient(address, **(client_options or {})) as client, tqdm(
-        total=len(spec.shots), unit="shot", desc="batch", disable=not progress
-    ) as bar:
-        for shot in spec.shots:
-            runner = _ShotRun(shot, manifest, out_dir, client, blender or spec.blender, bar)
-            try:
-                outcome = runner.run()
-            except ServerUnavailable:
-                manifest.save()
-                raise
-            except Exception as error:  # noqa: BLE001 - one broken shot must not stop the batch
-                message = str(error) if isinstance(error, DasError) else f"{type(error).__name__}: {error}"
-                manifest.update(shot.name, state=FAILED, error=message)
-                summary.failed[shot.name] = message
-                say(f"{shot.name}: FAILED: {message}")
-            else:
-                (summary.skipped if outcome == "already done" else summary.done).append(shot.name)
-                entry = manifest.entry(shot.name)
-                say(f"{shot.name}: {outcome} (job {entry['job_id']}) -> {out_dir / entry['outputs']['result_video']}")
-            bar.update(1)
+    with DasClient(address, **(client_options or {})) as client:
+        info = client.info()  # fail before any work when the server is not there
+        report(f"server {address}: {info.get('backend', '?')} backend, model {info.get('model', '?')}")
+        with tqdm(total=len(spec.shots), unit="shot", desc="batch", disable=not progress) as bar:
+            _run_shots(spec, manifest, out_dir, client, blender, bar, summary, report if not progress else tqdm.write)
     return summary
+
+
+def _run_shots(spec: BatchSpec, manifest: Manifest, out_dir: Path, client, blender, bar, summary, say) -> None:
+    """Each shot in order; a failure is recorded and reported, and the next shot starts."""
+    from das_core.client import ServerUnavailable
+
+    for shot in spec.shots:
+        runner = _ShotRun(shot, manifest, out_dir, client, blender or spec.blender, bar)
+        try:
+            outcome = runner.run()
+        except ServerUnavailable as error:
+            manifest.save()
+            raise ServerUnavailable(f"{error}; every job id is in {manifest.path}: rerun the same command to resume") from None
+        except Exception as error:  # noqa: BLE001 - one broken shot must not stop the batch
+            message = str(error) if isinstance(error, DasError) else f"{type(error).__name__}: {error}"
+            manifest.update(shot.name, state=FAILED, error=message)
+            summary.failed[shot.name] = message
+            say(f"{shot.name}: FAILED: {message}")
+        else:
+            (summary.skipped if outcome == "already done" else summary.done).append(shot.name)
+            entry = manifest.entry(shot.name)
+            say(f"{shot.name}: {outcome} (job {entry['job_id']}) -> {out_dir / entry['outputs']['result_video']}")
+        bar.update(1)
 
 
 class _ShotRun:

@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--out", type=Path, default=None, help="output folder (default: SPEC's name + '-out' beside it)")
     batch.add_argument("--blender", default=None, metavar="PATH", help="Blender executable for .blend shots")
     batch.add_argument("--keys", type=Path, default=None, help="folder from `das keygen` for a CURVE-secured server")
+    batch.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the server to answer a request (default: 10)"
+    )
     batch.add_argument("--no-progress", action="store_true", help="no progress bar (one line per shot instead)")
     batch.set_defaults(func=run_batch_command)
 
@@ -114,12 +117,15 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     out_dir = args.out or spec.path.with_name(f"{spec.path.stem}-out")
-    client_options = load_keys(args.keys) if args.keys else {}
+    client_options = {"timeout": args.timeout, **(load_keys(args.keys) if args.keys else {})}
     if args.backend:
         server = LocalServer(args.backend, out_dir / "server")
         print(f"starting a local {args.backend} server (log: {server.log_path}) ...", file=sys.stderr)
         with server:
-            summary = run_batch(spec, out_dir, server.address, blender=args.blender, progress=not args.no_progress)
+            summary = run_batch(
+                spec, out_dir, server.address, blender=args.blender, progress=not args.no_progress,
+                client_options=client_options,
+            )  # fmt: skip
     else:
         address = args.server or spec.server or DEFAULT_ADDRESS
         summary = run_batch(

@@ -1,0 +1,218 @@
+"""`das batch` against real local servers (preview backend, real ZeroMQ on 127.0.0.1, real video files):
+a broken shot is reported while the others finish, and an interrupted batch resumes by job id."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from das_core.batch_spec import load_spec
+from das_core.cli import main
+from das_core.client import DasClient
+from das_core.local_server import LocalServer
+from das_core.render import render_tracking
+from das_core.tracks import Tracks
+from das_core.video import fit_frames, read_video
+
+pytest.importorskip("bpy")  # the .blend shot exports through bpy
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def manifest_of(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())["shots"]
+
+
+def server_job_ids(state_dir: Path) -> list[str]:
+    """Every job a (restarted) server in `state_dir` has stored."""
+    with LocalServer("preview", state_dir) as server, DasClient(server.address) as client:
+        return sorted(job["job_id"] for job in client.list())
+
+
+def test_batch_reports_a_broken_shot_and_finishes_the_others(tmp_path, capsys):
+    (tmp_path / "broken.npz").write_bytes(b"this is not a tracks file")
+    spec = tmp_path / "shots.toml"
+    spec.write_text(f"""
+[defaults]
+steps = 10
+
+[[shot]]
+name = "walk"
+blend = "{EXAMPLES / 'walk_cycle' / 'walk_cycle.blend'}"
+frames = "1:49"
+prompt = "A mannequin walks."
+
+[[shot]]
+name = "broken"
+tracks = "broken.npz"
+image = "{EXAMPLES / 'thrown_ball' / 'reference.png'}"
+prompt = "Nothing good."
+
+[[shot]]
+name = "ball"
+tracks = "{EXAMPLES / 'thrown_ball' / 'tracks.npz'}"
+image = "{EXAMPLES / 'thrown_ball' / 'reference.png'}"
+prompt = "A ball bounces."
+seed = 3
+""")
+    out = tmp_path / "out"
+    assert main(["batch", str(spec), "--backend", "preview", "--out", str(out), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "broken: FAILED: " in captured.out and "broken.npz: not an .npz archive" in captured.out
+    assert "batch: 2 done, 0 already done, 1 failed" in captured.out
+
+    shots = manifest_of(out)
+    assert shots["broken"]["state"] == "failed" and "broken.npz" in shots["broken"]["error"]
+    for name in ("walk", "ball"):
+        entry = shots[name]
+        assert entry["state"] == "done" and entry["job_id"].startswith(f"{name}-") and entry["num_frames"] == 49
+        assert entry["parameters"]["prompt"] in ("A mannequin walks.", "A ball bounces.")
+        assert entry["parameters"]["steps"] == 10
+        result = read_video(out / entry["outputs"]["result_video"])
+        tracking = read_video(out / entry["outputs"]["tracking_video"])
+        assert result.shape == tracking.shape == (49, 480, 720, 3)
+    assert shots["ball"]["parameters"]["seed"] == 3
+    assert (out / "shots" / "walk" / "tracks.npz").is_file()
+    assert read_video(out / shots["walk"]["outputs"]["reference"]).shape == (1, 480, 720, 3)
+
+    # The tracking video is the renderer's output for the exported tracks (up to H.264 loss).
+    expected = fit_frames(render_tracking(Tracks.load(out / "shots" / "walk" / "tracks.npz"), "mesh", 49), 720, 480)
+    tracking = read_video(out / "shots" / "walk" / "tracking.mp4")
+    assert np.abs(tracking.astype(int) - expected).mean() < 2.0
+
+    # A rerun skips what is done (no new jobs on the server) and reports the broken shot again.
+    jobs_before = server_job_ids(out / "server")
+    assert jobs_before == sorted([shots["walk"]["job_id"], shots["ball"]["job_id"]])
+    assert main(["batch", str(spec), "--backend", "preview", "--out", str(out), "--no-progress"]) == 1
+    assert "batch: 0 done, 2 already done, 1 failed" in capsys.readouterr().out
+    assert server_job_ids(out / "server") == jobs_before
+    assert {name: manifest_of(out)[name]["job_id"] for name in ("walk", "ball")} == {
+        name: shots[name]["job_id"] for name in ("walk", "ball")
+    }
+
+
+def test_interrupted_batch_resumes_by_job_id_without_duplicates(tmp_path, capsys, small_shot):
+    tracks, image = small_shot
+    spec_path = tmp_path / "shots.toml"
+    spec_path.write_text("".join(f"""
+[[shot]]
+name = "{name}"
+tracks = "{tracks}"
+image = "{image}"
+prompt = "Shot {name}."
+""" for name in ("first", "second", "third")))
+    out = tmp_path / "out"
+    with LocalServer("preview", tmp_path / "server") as server:
+        command = [sys.executable, "-m", "das_core", "batch", str(spec_path), "--server", server.address,
+                   "--out", str(out), "--no-progress"]  # fmt: skip
+        batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:  # kill the batch as soon as the server has accepted the second shot's job
+            deadline = time.monotonic() + 120
+            with DasClient(server.address) as watcher:
+                while time.monotonic() < deadline and batch.poll() is None:
+                    shots = manifest_of(out) if (out / "manifest.json").exists() else {}
+                    second = shots.get("second", {})
+                    if second.get("state") == "submitted" and _server_knows(watcher, second["job_id"]):
+                        break
+                    time.sleep(0.02)
+                else:
+                    pytest.fail("the batch never got the second shot accepted")
+        finally:
+            os.kill(batch.pid, signal.SIGKILL)  # a crash: no chance to clean up
+            batch.wait()
+        killed = manifest_of(out)
+        assert killed["first"]["state"] == "done" and killed["second"]["state"] == "submitted"
+        assert "third" not in killed
+
+        # As if the batch had also died between recording a job id and sending the job:
+        spec = load_spec(spec_path)
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["shots"]["third"] = {"state": "submitted", "job_id": "third-never-sent",
+                                      "parameters": spec.shots[2].parameters(), "outputs": {}}  # fmt: skip
+        (out / "manifest.json").write_text(json.dumps(manifest))
+
+        assert main(["batch", str(spec_path), "--server", server.address, "--out", str(out), "--no-progress"]) == 0
+        output = capsys.readouterr().out
+        assert f"first: already done (job {killed['first']['job_id']})" in output
+        assert f"second: resumed (job {killed['second']['job_id']})" in output
+        assert "third: done (job third-never-sent)" in output
+
+        shots = manifest_of(out)
+        assert [shots[name]["state"] for name in ("first", "second", "third")] == ["done"] * 3
+        assert shots["second"]["job_id"] == killed["second"]["job_id"]
+        for entry in shots.values():
+            assert read_video(out / entry["outputs"]["result_video"]).shape == (49, 480, 720, 3)
+        with DasClient(server.address) as client:
+            ids = sorted(job["job_id"] for job in client.list())
+        assert ids == sorted([killed["first"]["job_id"], killed["second"]["job_id"], "third-never-sent"])
+
+
+def _server_knows(client: DasClient, job_id: str) -> bool:
+    from das_core.client import ServerError
+
+    try:
+        client.status(job_id)
+    except ServerError as error:
+        assert error.code == "unknown_job"
+        return False
+    return True
+
+
+def test_changed_parameters_start_the_shot_over(tmp_path, capsys, small_shot):
+    tracks, image = small_shot
+    spec_path = tmp_path / "shots.toml"
+    shot = f"""
+[[shot]]
+name = "ball"
+tracks = "{tracks}"
+image = "{image}"
+"""
+    spec_path.write_text(shot + 'prompt = "A ball."\n')
+    out = tmp_path / "out"
+    with LocalServer("preview", tmp_path / "server") as server:
+        arguments = ["batch", str(spec_path), "--server", server.address, "--out", str(out), "--no-progress"]
+        assert main(arguments) == 0
+        first_job = manifest_of(out)["ball"]["job_id"]
+        spec_path.write_text(shot + 'prompt = "A red ball."\n')
+        assert main(arguments) == 0
+    entry = manifest_of(out)["ball"]
+    assert entry["job_id"] != first_job and entry["previous_job_ids"] == [first_job]
+    assert entry["parameters"]["prompt"] == "A red ball."
+    assert "batch: 1 done, 0 already done" in capsys.readouterr().out
+
+
+def test_unreachable_server_fails_before_any_work(tmp_path, capsys, small_shot):
+    from das_core.local_server import free_loopback_port
+
+    tracks, image = small_shot
+    spec_path = tmp_path / "shots.toml"
+    spec_path.write_text(f"""
+[[shot]]
+name = "ball"
+tracks = "{tracks}"
+image = "{image}"
+prompt = "A ball."
+""")
+    address = f"tcp://127.0.0.1:{free_loopback_port()}"
+    arguments = ["batch", str(spec_path), "--server", address, "--out", str(tmp_path / "out"), "--timeout", "1"]
+    started = time.monotonic()
+    assert main(arguments) == 1
+    assert time.monotonic() - started < 10
+    error = capsys.readouterr().err
+    assert f"no das server answered at {address} within 1 s" in error and error.count("\n") == 1
+    assert not (tmp_path / "out" / "shots").exists()  # nothing exported or rendered for nothing
+
+
+def test_local_server_that_cannot_start_says_why(tmp_path):
+    from das_core.errors import DasError
+
+    with pytest.raises(DasError, match="exited at start-up.*max-queue"):
+        LocalServer("preview", tmp_path, extra_args=("--max-queue", "0")).start()

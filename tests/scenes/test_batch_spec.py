@@ -1,0 +1,89 @@
+"""The batch spec format: defaults, relative paths, and one clear error per kind of mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from das_core.batch_spec import BatchSpecError, load_spec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_spec_loads_with_defaults_and_paths_relative_to_the_spec():
+    spec = load_spec(EXAMPLES / "batch.toml")
+    walk, orbit, ball = spec.shots
+    assert [shot.name for shot in spec.shots] == ["walk", "orbit", "ball"]
+    assert walk.blend == EXAMPLES / "walk_cycle" / "walk_cycle.blend" and walk.image is None
+    assert (walk.camera, walk.frame_start, walk.frame_end, walk.samples) == ("Camera", 1, 49, 49)
+    assert orbit.seed == 7 and walk.seed == 42 and ball.steps == 50
+    assert ball.tracks == EXAMPLES / "thrown_ball" / "tracks.npz" and ball.blend is None
+    assert ball.negative_prompt == "blurry, distorted, low quality" and walk.negative_prompt is None
+    for shot in spec.shots:
+        for path in (shot.blend, shot.tracks, shot.image):
+            assert path is None or path.is_file()
+
+
+def test_defaults_apply_and_shots_override(tmp_path):
+    spec = load_spec(write(tmp_path, """
+server = "tcp://10.0.0.5:5555"
+[defaults]
+steps = 20
+fps = 12
+[[shot]]
+name = "a"
+tracks = "a.npz"
+image = "a.png"
+prompt = "p"
+[[shot]]
+name = "b"
+blend = "b.blend"
+frames = "10:"
+prompt = "q"
+steps = 30
+"""))
+    first, second = spec.shots
+    assert spec.server == "tcp://10.0.0.5:5555"
+    assert (first.steps, second.steps, first.fps) == (20, 30, 12.0)
+    assert (second.frame_start, second.frame_end) == (10, None)
+    assert first.tracks == tmp_path / "a.npz"
+    assert first.parameters()["tracks"] == str(tmp_path / "a.npz")
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('[[shot]]\nname = "a"\ntracks = "a.npz"\nimage = "a.png"\nprompt = "p"\nsed = 3\n', "unknown key 'sed'"),
+        ('[[shot]]\nname = "a"\ntracks = "a.npz"\nimage = "a.png"\nprompt = "p"\nsteps = "10"\n', "steps must be a whole number"),
+        ('[[shot]]\nname = "a"\ntracks = "a.npz"\nimage = "a.png"\nprompt = "p"\nseed = true\n', "seed must be a whole number"),
+        ('[[shot]]\nname = "a"\ntracks = "a.npz"\nprompt = "p"\n', "needs image"),
+        ('[[shot]]\nname = "a"\nblend = "a.blend"\ntracks = "a.npz"\nprompt = "p"\n', "exactly one of blend"),
+        ('[[shot]]\nname = "a"\nblend = "a.blend"\n', "needs a prompt"),
+        ('[[shot]]\nname = "a b"\nblend = "a.blend"\nprompt = "p"\n', "needs a name"),
+        ('[[shot]]\nname = "a"\nblend = "a.blend"\nprompt = "p"\nframes = "9:2"\n', "ends before it starts"),
+        ('[[shot]]\nname = "a"\nblend = "a.blend"\nprompt = "p"\nmode = "wire"\n', "mode must be one of"),
+        ('[[shot]]\nname = "a"\nblend = "a.blend"\nprompt = "p"\n[[shot]]\nname = "a"\nblend = "b.blend"\nprompt = "q"\n',
+         "used more than once: a"),
+        ('[[shot]]\nname = "a"\ntracks = "a.npz"\nimage = "a.png"\ncamera = "Cam"\nprompt = "p"\n', "camera only applies"),
+        ("[defaults]\nsteps = 5\n", "no shots"),
+        ("shots = 1\n", "unknown top-level key(s) shots"),
+        ("[[shot]\n", "not valid TOML"),
+    ],
+)
+def test_mistakes_are_named(tmp_path, body, message):
+    with pytest.raises(BatchSpecError) as error:
+        load_spec(write(tmp_path, body))
+    assert message in str(error.value)
+    assert str(tmp_path / "spec.toml") in str(error.value)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(BatchSpecError, match="no such batch spec file"):
+        load_spec(tmp_path / "nope.toml")
