@@ -255,7 +255,9 @@ def train(args: argparse.Namespace) -> TrainResult:
     result.global_step = global_step
     if accelerator.is_main_process:
         result.transformer_dir = output_dir / "transformer"
-        unwrapped.to(weight_dtype).save_pretrained(result.transformer_dir, safe_serialization=True, max_shard_size="5GB")
+        if unwrapped.dtype != weight_dtype:  # fp16 runs keep trainables in fp32; save one dtype
+            unwrapped.to(weight_dtype)
+        unwrapped.save_pretrained(result.transformer_dir, safe_serialization=True, max_shard_size="5GB")
         accelerator.print(f"saved the trained transformer to {result.transformer_dir}")
     accelerator.end_training()
     return result

@@ -68,3 +68,19 @@ def test_bad_combinations_are_refused(extra, message, capsys):
     with pytest.raises(SystemExit):
         parse_args(["--pretrained_model_name_or_path", "m", *extra])
     assert message in capsys.readouterr().err
+
+
+def test_example_accelerate_configs_load():
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    folder = Path(__file__).resolve().parents[2] / "examples" / "accelerate"
+    kinds = {path.stem: ClusterConfig.from_yaml_file(str(path)) for path in folder.glob("*.yaml")}
+    assert {name: config.distributed_type.value for name, config in kinds.items()} == {
+        "single_gpu": "NO",
+        "multi_gpu_ddp": "MULTI_GPU",
+        "deepspeed_zero2": "DEEPSPEED",
+    }
+    assert all(config.mixed_precision == "bf16" for config in kinds.values())
+    assert kinds["deepspeed_zero2"].deepspeed_config["zero_stage"] == 2
