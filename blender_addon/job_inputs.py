@@ -19,7 +19,7 @@ from das_core.tracks import Tracks
 from das_core.video import fit_frames
 
 from .export import export_tracks
-from .reference_render import load_image_rgb, render_reference
+from .reference_render import load_image_rgb, percentage_for, render_reference
 from .tracking_video import HEIGHT, NUM_FRAMES, WIDTH
 
 
@@ -60,5 +60,10 @@ def reference_image(scene: bpy.types.Scene, frame: int, directory: Path) -> np.n
         image = load_image_rgb(bpy.path.abspath(settings.reference_image))
     else:
         engine = "WORKBENCH" if settings.reference == "WORKBENCH" else None
-        image = load_image_rgb(render_reference(scene, os.path.join(directory, "reference.png"), frame=frame, engine=engine))
+        # Rendered only as large as the letterbox needs: the same framing, fewer pixels to wait for.
+        path = render_reference(
+            scene, os.path.join(directory, "reference.png"), frame=frame, engine=engine,
+            resolution_percentage=percentage_for(scene, WIDTH, HEIGHT),
+        )  # fmt: skip
+        image = load_image_rgb(path)
     return fit_frames(image, WIDTH, HEIGHT, resample="bilinear")

@@ -86,6 +86,12 @@ def start(job: Job) -> None:
         bpy.app.timers.register(_timer, first_interval=TICK_INTERVAL_S, persistent=True)
 
 
+def stop_timer() -> None:
+    """Unregister the timer (add-on disabled); running threads finish on their own, their events are dropped."""
+    if bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.unregister(_timer)
+
+
 def latest(scene_name: str | None = None, *, active_only: bool = False) -> Job | None:
     """The most recently submitted job (of a scene, if given)."""
     candidates = [

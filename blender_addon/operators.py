@@ -211,5 +211,6 @@ def register() -> None:
 
 
 def unregister() -> None:
+    jobs.stop_timer()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

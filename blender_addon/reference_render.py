@@ -7,6 +7,7 @@ both to the model's 720 x 480. Render settings touched here are restored afterwa
 
 from __future__ import annotations
 
+import math
 import os
 
 import bpy
@@ -27,11 +28,13 @@ def render_reference(
     frame: int,
     engine: str | None = None,
     camera: bpy.types.Object | None = None,
+    resolution_percentage: int | None = None,
 ) -> str:
     """Render `frame` of `scene` through `camera` (default: the scene camera) to the PNG `path`.
 
     `engine` is None (the scene's engine), a short name ("WORKBENCH", "EEVEE", "CYCLES") or a
-    Blender engine id. Returns the path written. Usable from plain `import bpy` scripts.
+    Blender engine id. `resolution_percentage` overrides the scene's (same framing, fewer pixels).
+    Returns the path written. Usable from plain `import bpy` scripts.
     """
     path = os.path.abspath(os.fspath(path))
     camera = resolve_camera(scene, camera)
@@ -41,6 +44,7 @@ def render_reference(
         (render, "engine", engine_id),
         (render, "filepath", path),
         (render, "use_file_extension", False),
+        (render, "resolution_percentage", resolution_percentage),
         (render.image_settings, "file_format", "PNG"),
         (render.image_settings, "color_mode", "RGB"),
         (render.image_settings, "color_depth", "8"),
@@ -62,6 +66,13 @@ def render_reference(
     if not os.path.isfile(path):
         raise DasError(f"rendering frame {frame} of scene {scene.name!r} wrote no image to {path}; check the render settings")
     return path
+
+
+def percentage_for(scene: bpy.types.Scene, width: int, height: int) -> int:
+    """The smallest render percentage whose image still covers a `width` x `height` letterbox, at most the scene's own."""
+    render = scene.render
+    scale = min(width / render.resolution_x, height / render.resolution_y)
+    return max(1, min(render.resolution_percentage, math.ceil(scale * 100)))
 
 
 def load_image_rgb(path: str | os.PathLike) -> np.ndarray:

@@ -51,6 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vertices", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--baseline-frames", type=int, default=2, help="frames to time the per-vertex Python loop on (0: skip)"
+    )
     args = parser.parse_args()
     scene = build_scene(args.vertices)
     times = []
@@ -62,6 +65,23 @@ def main() -> None:
         f"export_tracks: {tracks.num_points} vertices, {len(tracks.faces)} triangles, {tracks.num_frames} frames: "
         f"best {min(times):.3f} s, median {float(np.median(times)):.3f} s over {args.repeats} runs"
     )
+    if args.baseline_frames:
+        per_frame = per_vertex_loop_seconds(scene, args.baseline_frames)
+        print(f"per-vertex Python loop (matrix_world @ v.co): {per_frame:.3f} s per frame, ~{per_frame * 49:.1f} s for 49 frames")
+
+
+def per_vertex_loop_seconds(scene: bpy.types.Scene, frames: int) -> float:
+    """The obvious way, for comparison: evaluate, to_mesh(), transform each vertex in Python."""
+    grid = next(obj for obj in scene.objects if obj.type == "MESH")
+    start = time.perf_counter()
+    for frame in range(1, frames + 1):
+        scene.frame_set(frame)
+        evaluated = grid.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        mesh = evaluated.to_mesh()
+        matrix = evaluated.matrix_world
+        _ = [tuple(matrix @ vertex.co) for vertex in mesh.vertices]
+        evaluated.to_mesh_clear()
+    return (time.perf_counter() - start) / frames
 
 
 if __name__ == "__main__":

@@ -32,3 +32,26 @@ def test_unknown_engine_and_missing_image_are_clear_errors(factory_scene, tmp_pa
         render_reference(factory_scene, tmp_path / "ref.png", frame=1, engine="NOPE")
     with pytest.raises(DasError, match="does not exist"):
         load_image_rgb(tmp_path / "missing.png")
+
+
+def test_smaller_percentage_keeps_the_framing(factory_scene, tmp_path):
+    from blender_addon.reference_render import percentage_for
+
+    scene = factory_scene
+    build_test_scene(scene)
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 1920, 1080, 100
+    assert percentage_for(scene, 720, 480) == 38  # 729 x 410 still covers the 720 x 405 letterbox
+    scene.render.resolution_percentage = 20
+    assert percentage_for(scene, 720, 480) == 20  # never larger than the artist's own setting
+
+    scene.render.resolution_percentage = 100
+    full = load_image_rgb(render_reference(scene, tmp_path / "full.png", frame=1, engine="WORKBENCH"))
+    small = load_image_rgb(
+        render_reference(scene, tmp_path / "small.png", frame=1, engine="WORKBENCH", resolution_percentage=25)
+    )
+    assert small.shape == (270, 480, 3) and scene.render.resolution_percentage == 100
+    # Same framing: the full render shrunk to the small size matches it closely.
+    from PIL import Image
+
+    shrunk = np.asarray(Image.fromarray(full).resize((480, 270), Image.Resampling.BOX)).astype(int)
+    assert np.abs(shrunk - small.astype(int)).mean() < 2  # 0.5 measured; a 10 px shift gives 3.9
