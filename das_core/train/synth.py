@@ -217,28 +217,25 @@ def _synthesise_one(
         work = Path(work)
         frames_dir = work / "frames"
         frames_dir.mkdir()
-        tracking = None
 
-        def on_tracks(tracks_path: Path) -> None:
-            nonlocal tracking
+        def on_tracks(tracks_path: Path) -> None:  # runs while Blender renders the frames
             tracks = Tracks.load(tracks_path)
             tracking = render_tracking(tracks, mode="mesh", num_frames=tracks.num_frames)
+            write_mp4(work / "tracking.mp4", tracking, fps=options.fps)
 
         result = _run_blender(scene, options, seed, hdri, work / "tracks.npz", frames_dir, on_tracks)
-        frames = read_video(frames_dir)
+        write_mp4(work / "video.mp4", read_video(frames_dir), fps=options.fps)
         name = f"{index:05d}"
-        paths = {
-            "video": Path("videos") / f"{name}.mp4",
-            "tracking": Path("tracking") / f"{name}_tracking.mp4",
-            "image": Path("images") / f"{name}.png",
-            "tracks": Path("tracks") / f"{name}.npz",
+        files = {
+            work / "video.mp4": Path("videos") / f"{name}.mp4",
+            work / "tracking.mp4": Path("tracking") / f"{name}_tracking.mp4",
+            frames_dir / "frame_00000.png": Path("images") / f"{name}.png",
+            work / "tracks.npz": Path("tracks") / f"{name}.npz",  # to re-render the tracking video later
         }
-        for path in paths.values():
-            (out / path.parent).mkdir(parents=True, exist_ok=True)
-        write_mp4(out / paths["video"], frames, fps=options.fps)
-        write_mp4(out / paths["tracking"], tracking, fps=options.fps)
-        shutil.copyfile(frames_dir / "frame_00000.png", out / paths["image"])
-        shutil.copyfile(work / "tracks.npz", out / paths["tracks"])  # to re-render the tracking video later
+        for source, target in files.items():
+            (out / target.parent).mkdir(parents=True, exist_ok=True)
+            shutil.move(source, out / target)
+        paths = dict(zip(("video", "tracking", "image", "tracks"), files.values()))
     prompt = result["prompt"] or options.template.format(
         name=scene.stem.replace("_", " "), variant=variant, background=result["background"]
     )
