@@ -50,6 +50,9 @@ COTRACKER_SIDE = 4  # the reference's point_wise; PIL fills [x - 2, x + 2], 5 pi
 _CHUNK_TRIANGLES = 1 << 19
 _CHUNK_PIXELS = 1 << 23
 _THREADS = 2
+# Slack of the inside test in pixels, so a pixel centre exactly on an edge or vertex (a mesh's
+# outline, say) is covered despite float rounding.
+_EDGE_TOLERANCE = 1e-3
 _BATCH_CANDIDATES = 1 << 21
 # Window sizes that candidate batches are grouped by: exact up to 8 pixels, then 1.5x steps.
 _LADDER = np.unique(np.r_[np.arange(1, 9), np.round(8 * 1.5 ** np.arange(1, 30))].astype(np.int64))
@@ -448,10 +451,12 @@ class _Triangles:
         y0, y1, y2 = (y[c] for c in corners)
         # Pixel columns/rows whose centres (i + 0.5) lie inside the bounding box, clamped to the
         # image; triangles between pixel centres or off-screen have none and are dropped.
-        i0 = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2) - 0.5), 0)
-        i1 = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2) - 0.5), width - 1)
-        j0 = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2) - 0.5), 0)
-        j1 = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.5), height - 1)
+        # The box is widened by a thousandth of a pixel so that a vertex on a pixel centre, give
+        # or take float rounding, still gets its pixel tested.
+        i0 = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2) - 0.501), 0)
+        i1 = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2) - 0.499), width - 1)
+        j0 = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2) - 0.501), 0)
+        j1 = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.499), height - 1)
         area = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
         keep = np.flatnonzero((i1 >= i0) & (j1 >= j0) & (area != 0))
         x0, x1, x2, y0, y1, y2, area = (v[keep] for v in (x0, x1, x2, y0, y1, y2, area))
@@ -463,6 +468,12 @@ class _Triangles:
         self.a0, self.b0 = (y1 - y2) / area, (x2 - x1) / area
         self.a1, self.b1 = (y2 - y0) / area, (x0 - x2) / area
         z0, z1, self.z2 = (inverse_z[c[keep]] for c in corners)
+        # Inside-test limits: `_EDGE_TOLERANCE` pixels past each edge, in barycentric units.
+        self.slack = (
+            -_EDGE_TOLERANCE * np.hypot(self.a0, self.b0),
+            -_EDGE_TOLERANCE * np.hypot(self.a1, self.b1),
+            1 + _EDGE_TOLERANCE * np.hypot(self.a0 + self.a1, self.b0 + self.b1),
+        )
         self.az = (z0 - self.z2) * self.a0 + (z1 - self.z2) * self.a1
         self.bz = (z0 - self.z2) * self.b0 + (z1 - self.z2) * self.b1
         # Colour times 1/z is affine too: the perspective-correct colour is its ratio to 1/z.
@@ -497,10 +508,11 @@ class _Triangles:
 
             bary0 = grid(0, self.a0[batch], self.b0[batch])
             bary1 = grid(0, self.a1[batch], self.b1[batch])
-            inside = bary0 >= 0
-            inside &= bary1 >= 0
+            slack = [v[batch] if triangles_inner else v[batch, None, None] for v in self.slack]
+            inside = bary0 >= slack[0]
+            inside &= bary1 >= slack[1]
             bary0 += bary1
-            inside &= bary0 <= 1
+            inside &= bary0 <= slack[2]
             hits = np.flatnonzero(inside)
             depth = grid(self.z2[batch], self.az[batch], self.bz[batch]).ravel()[hits]
             # Hit h is candidate (cell, triangle) of the window: h = cell * k + local when
