@@ -141,9 +141,12 @@ class _ShotRun:
     """One shot through its states: pending -> submitted (job id recorded) -> done | failed."""
 
     def __init__(self, shot: Shot, manifest: Manifest, out_dir: Path, client, blender: str | None, bar) -> None:
-        self.shot, self.manifest, self.out_dir, self.client, self.blender, self.bar = (
-            shot, manifest, out_dir, client, blender, bar,
-        )  # fmt: skip
+        self.shot = shot
+        self.manifest = manifest
+        self.out_dir = out_dir
+        self.client = client
+        self.blender = blender
+        self.bar = bar
         self.folder = out_dir / "shots" / shot.name
         self._last_refresh = 0.0
 
@@ -194,6 +197,7 @@ class _ShotRun:
                 frame_end=shot.frame_end, samples=shot.samples, blender=self.blender, reference_render=reference,
             )  # fmt: skip
             tracks, tracks_path = exported.tracks, folder / "tracks.npz"
+            self.manifest.update(shot.name, warnings=list(exported.warnings))
         else:
             tracks, tracks_path = Tracks.load(shot.tracks), shot.tracks
         image_path = shot.image or folder / "reference.png"

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from das_core.errors import DasError
 
+# Seconds a backend may take to load before it answers: the DaS model is ~25 GB to read.
+STARTUP_TIMEOUTS = {"preview": 60.0, "tiny": 300.0, "das": 3600.0}
+
 
 def free_loopback_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
@@ -29,7 +32,8 @@ class LocalServer:
     """Context manager: start a server with `backend` and `state_dir`, yield it, stop it.
 
     `address` is the `tcp://127.0.0.1:PORT` to give `DasClient`. A server that exits or stays
-    silent for `startup_timeout` seconds raises `DasError` with the end of its log.
+    silent for `startup_timeout` seconds (default: `STARTUP_TIMEOUTS[backend]`) raises `DasError`
+    with the end of its log.
     """
 
     def __init__(
@@ -37,13 +41,13 @@ class LocalServer:
         backend: str,
         state_dir: str | os.PathLike,
         *,
-        startup_timeout: float = 120.0,
+        startup_timeout: float | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.backend = backend
         self.state_dir = Path(state_dir)
         self.log_path = self.state_dir / "server.log"
-        self.startup_timeout = startup_timeout
+        self.startup_timeout = startup_timeout or STARTUP_TIMEOUTS.get(backend, 300.0)
         self.extra_args = tuple(extra_args)
         self.address = ""
         self._process: subprocess.Popen | None = None
@@ -56,28 +60,41 @@ class LocalServer:
         self.stop()
 
     def start(self) -> str:
-        """Start the server and wait until it answers; returns its address."""
-        from das_core.client import DasClient, ServerUnavailable
+        """Start the server and wait until it answers; returns its address.
 
+        Another program can take the free port between probing and binding; then the server
+        reports "cannot listen" and start-up is tried again on a new port (three times at most).
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.address = f"tcp://127.0.0.1:{free_loopback_port()}"
-        command = [
-            sys.executable, "-m", "das_server", "--backend", self.backend, "--bind", self.address,
-            "--state-dir", str(self.state_dir), *self.extra_args,
-        ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + self.startup_timeout
+        attempts = 0
         while True:
-            if self._process.poll() is not None:
+            attempts += 1
+            self.address = f"tcp://127.0.0.1:{free_loopback_port()}"
+            command = [
+                sys.executable, "-m", "das_server", "--backend", self.backend, "--bind", self.address,
+                "--state-dir", str(self.state_dir), *self.extra_args,
+            ]  # fmt: skip
+            with open(self.log_path, "ab") as log:
+                self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            if self._wait_until_ready():
+                return self.address
+            tail = self._log_tail()
+            if f"cannot listen on {self.address}" not in tail or attempts == 3:
                 raise DasError(
                     f"the local {self.backend} server exited at start-up (code {self._process.returncode}): "
-                    f"{self._log_tail()} (full log: {self.log_path})"
+                    f"{tail} (full log: {self.log_path})"
                 )
+
+    def _wait_until_ready(self) -> bool:
+        """True once the server answers `info`; False if it exits first. Raises after the timeout."""
+        from das_core.client import DasClient, ServerUnavailable
+
+        deadline = time.monotonic() + self.startup_timeout
+        while self._process.poll() is None:
             try:
                 with DasClient(self.address, timeout=1.0) as client:
                     client.info()
-                return self.address
+                return True
             except ServerUnavailable:
                 if time.monotonic() > deadline:
                     self.stop()
@@ -86,6 +103,7 @@ class LocalServer:
                         f"(log: {self.log_path})"
                     ) from None
                 time.sleep(0.1)
+        return False
 
     def stop(self) -> None:
         """Ask the server to shut down (SIGINT, as Ctrl+C would), then kill it if it lingers."""

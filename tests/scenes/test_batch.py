@@ -216,3 +216,23 @@ def test_local_server_that_cannot_start_says_why(tmp_path):
 
     with pytest.raises(DasError, match="exited at start-up.*max-queue"):
         LocalServer("preview", tmp_path, extra_args=("--max-queue", "0")).start()
+
+
+def test_local_server_retries_when_its_port_is_taken(tmp_path, monkeypatch):
+    """Another program grabbing the probed port before the server binds it: start-up moves on.
+
+    The race is made certain by handing out a port that a socket here already listens on.
+    """
+    import socket
+
+    import das_core.local_server as local_server
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = iter([busy.getsockname()[1], local_server.free_loopback_port()])
+        monkeypatch.setattr(local_server, "free_loopback_port", lambda: next(ports))
+        with LocalServer("preview", tmp_path) as server, DasClient(server.address) as client:
+            assert client.info()["backend"] == "preview"
+            assert server.address != f"tcp://127.0.0.1:{busy.getsockname()[1]}"
+    assert "cannot listen on" in (tmp_path / "server.log").read_text()
