@@ -30,7 +30,7 @@ class Job:
     """One generation (or tracking preview) as the add-on sees it: where its frames go, where its strip lands."""
 
     job_id: str
-    scene_name: str  # the sequencer scene recorded at submit time
+    scene_uid: int  # session_uid of the sequencer scene recorded at submit time (survives renames)
     prompt: str  # empty for a tracking preview
     frame_dir: Path
     source_frames: list[int]  # Blender frame numbers of the exported frames
@@ -50,7 +50,6 @@ class Job:
     frames: dict[int, Path] = field(default_factory=dict)
     strip_name: str = ""
     submitted_at: float = field(default_factory=time.monotonic)
-    first_progress_s: float | None = None  # seconds from submit to the first progress event
 
     @property
     def active(self) -> bool:
@@ -75,7 +74,7 @@ class Job:
 
 
 JOBS: dict[str, Job] = {}
-ERRORS: dict[str, str] = {}  # scene name -> the last error that stopped a job from starting
+ERRORS: dict[int, str] = {}  # scene session_uid -> the last error that stopped a job from starting
 
 
 def start(job: Job) -> None:
@@ -92,12 +91,12 @@ def stop_timer() -> None:
         bpy.app.timers.unregister(_timer)
 
 
-def latest(scene_name: str | None = None, *, active_only: bool = False) -> Job | None:
+def latest(scene_uid: int | None = None, *, active_only: bool = False) -> Job | None:
     """The most recently submitted job (of a scene, if given)."""
     candidates = [
         job
         for job in JOBS.values()
-        if (scene_name is None or job.scene_name == scene_name) and (job.active or not active_only)
+        if (scene_uid is None or job.scene_uid == scene_uid) and (job.active or not active_only)
     ]
     return max(candidates, key=lambda job: job.submitted_at, default=None)
 
@@ -111,9 +110,13 @@ def tick() -> bool:
         except queue.Empty:
             break
         job = JOBS.get(event.job_id)
-        if job is not None:
+        if job is None:
+            continue  # a job of an earlier session state (cleared or disabled add-on)
+        try:
             _apply(job, event)
-            changed = True
+        except Exception as error:  # a raising timer would be unregistered by Blender and freeze every job
+            job.state, job.error = "failed", f"{type(error).__name__}: {error}; frames are in {job.frame_dir.parent}"
+        changed = True
     if changed:
         _redraw()
     return changed
@@ -128,8 +131,8 @@ def _apply(job: Job, event) -> None:
     if isinstance(event, TrackingReady):
         job.tracking_frames = event.paths
         if job.is_preview:
-            _add_strips(job, [], event.paths)
-            job.state = "done"
+            if _add_strips(job, [], event.paths):
+                job.state = "done"
         else:
             job.state = "submitting"
     elif isinstance(event, Submitted):
@@ -137,8 +140,6 @@ def _apply(job: Job, event) -> None:
     elif isinstance(event, Accepted):
         job.state, job.queue_position = "queued", event.position
     elif isinstance(event, Progress):
-        if job.first_progress_s is None:
-            job.first_progress_s = time.monotonic() - job.submitted_at
         job.state, job.phase, job.step, job.total, job.eta_s = "running", event.phase, event.step, event.total, event.eta_s
     elif isinstance(event, FrameSaved):
         job.frames[event.index] = event.path
@@ -168,9 +169,9 @@ def _finish(job: Job, done: Done) -> None:
 
 def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bool:
     """The generated strip with the tracking strip above it (either may be absent), on free channels."""
-    scene = bpy.data.scenes.get(job.scene_name)
+    scene = next((scene for scene in bpy.data.scenes if scene.session_uid == job.scene_uid), None)
     if scene is None:
-        job.state, job.error = "failed", f"scene {job.scene_name!r} no longer exists; frames are in {job.frame_dir.parent}"
+        job.state, job.error = "failed", f"the job's sequencer scene no longer exists; its frames are in {job.frame_dir.parent}"
         return False
     layers = [(job.name, frames), (f"tracking [{job.job_id[:8]}]", tracking_frames)]
     layers = [(name, images) for name, images in layers if images]

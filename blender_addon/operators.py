@@ -118,7 +118,7 @@ class DAS_OT_cancel(bpy.types.Operator):
         return jobs.latest(active_only=True) is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        job = jobs.JOBS.get(self.job_id) if self.job_id else jobs.latest(sequencer.sequencer_scene(context).name, active_only=True)
+        job = jobs.JOBS.get(self.job_id) if self.job_id else jobs.latest(sequencer.sequencer_scene(context).session_uid, active_only=True)
         job = job or jobs.latest(active_only=True)
         if job is None or not job.active:
             self.report({"WARNING"}, "no running DaS job to cancel")
@@ -166,7 +166,7 @@ def _job(context: bpy.types.Context, job_id: str, prompt: str, directory, tracks
     frames = [int(frame) for frame in tracks.frame_numbers]
     return jobs.Job(
         job_id=job_id,
-        scene_name=sequencer.sequencer_scene(context).name,
+        scene_uid=sequencer.sequencer_scene(context).session_uid,
         prompt=prompt,
         frame_dir=directory / "frames",
         source_frames=frames,
@@ -182,10 +182,10 @@ def _run(operator: bpy.types.Operator, context: bpy.types.Context, start, wait: 
     try:
         job = start(context)
     except DasError as error:
-        jobs.ERRORS[scene.name] = str(error)
+        jobs.ERRORS[scene.session_uid] = str(error)
         operator.report({"ERROR"}, str(error))
         return {"CANCELLED"}
-    jobs.ERRORS.pop(scene.name, None)
+    jobs.ERRORS.pop(scene.session_uid, None)
     for warning in job.warnings:
         operator.report({"WARNING"}, warning)
     if not wait:

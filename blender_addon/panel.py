@@ -41,10 +41,10 @@ def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
     row.operator("das.cancel", icon="CANCEL")
     layout.operator("das.preview_tracking", icon="SEQUENCE")
 
-    job = jobs.latest(sequencer.sequencer_scene(context).name)
+    job = jobs.latest(sequencer.sequencer_scene(context).session_uid)
     if job is not None:
         _draw_job(layout, job)
-    error = jobs.ERRORS.get(context.scene.name) or (job.error if job else "")
+    error = jobs.ERRORS.get(context.scene.session_uid) or (job.error if job else "")
     if error:
         box = layout.box()
         box.alert = True

@@ -161,7 +161,7 @@ def test_remote_server_needs_online_access(factory_scene, addon, tmp_path):
         bpy.ops.das.generate(wait=True)
     from blender_addon import jobs
 
-    assert "online access" in jobs.ERRORS[factory_scene.name]
+    assert "online access" in jobs.ERRORS[factory_scene.session_uid]
 
 
 def test_empty_prompt_is_refused_before_any_work(factory_scene, addon, tmp_path):
@@ -217,3 +217,38 @@ def test_missing_reference_image_is_a_clear_error(factory_scene, addon, preview_
     factory_scene.das.reference = "IMAGE"
     with pytest.raises(RuntimeError, match="no file is chosen"):
         bpy.ops.das.generate(wait=True)
+
+
+def test_strip_lands_in_the_submit_time_scene_even_after_a_rename(factory_scene, addon, preview_server, tmp_path):
+    scene = factory_scene
+    _setup(scene, preview_server, tmp_path)
+    from blender_addon import jobs
+
+    assert bpy.ops.das.generate() == {"FINISHED"}
+    scene.name = "Renamed while generating"
+    other = bpy.data.scenes.new("Another scene")  # not the target, even if it becomes the context's
+    bpy.context.window.scene = other
+    job = jobs.latest()
+    deadline = time.monotonic() + 60
+    while job.active and time.monotonic() < deadline:
+        jobs.tick()
+        time.sleep(0.02)
+    assert job.state == "done", job.error
+    assert job.strip_name in {strip.name for strip in bpy.data.scenes["Renamed while generating"].sequence_editor.strips}
+    assert other.sequence_editor is None
+
+
+def test_deleted_target_scene_fails_the_job_with_the_frames_folder(factory_scene, addon, tmp_path):
+    build_test_scene(factory_scene)
+    factory_scene.das.output_dir = str(tmp_path)
+    from blender_addon import jobs
+
+    assert bpy.ops.das.preview_tracking() == {"FINISHED"}
+    job = jobs.latest()
+    bpy.context.window.scene = bpy.data.scenes.new("Shot")
+    bpy.data.scenes.remove(factory_scene)
+    deadline = time.monotonic() + 30
+    while job.active and time.monotonic() < deadline:
+        jobs.tick()
+        time.sleep(0.02)
+    assert job.state == "failed" and "no longer exists" in job.error and str(tmp_path) in job.error
