@@ -1,0 +1,79 @@
+"""The panel's draw code against the real settings and operators.
+
+Headless Blender draws no UI, so a recording layout stands in for `UILayout`: it checks that every
+property drawn exists on the real `scene.das` and every button names a registered operator.
+"""
+
+import addon_utils
+import bpy
+import pytest
+
+from blender_addon import jobs
+
+
+class RecordingLayout:
+    """Records what a panel draws; fails on unknown properties or operators like Blender would."""
+
+    def __init__(self, log):
+        self.log, self.alert = log, False
+
+    def _child(self, *args, **kwargs):
+        return RecordingLayout(self.log)
+
+    row = column = box = _child
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, f"no property {name!r}"
+        self.log.append(("prop", name))
+
+    def operator(self, idname, **kwargs):
+        module, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, module), name), f"no operator {idname}"
+        self.log.append(("operator", idname))
+
+    def label(self, text="", **kwargs):
+        self.log.append(("label", text))
+
+    def progress(self, factor=0.0, type="BAR", text=""):
+        assert 0.0 <= factor <= 1.0
+        self.log.append(("progress", text))
+
+
+@pytest.fixture
+def addon():
+    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    yield
+    jobs.JOBS.clear()
+    jobs.ERRORS.clear()
+    addon_utils.disable("blender_addon", default_set=True)
+
+
+def _draw(context):
+    from blender_addon.panel import draw_das_panel
+
+    log = []
+    draw_das_panel(RecordingLayout(log), context)
+    return log
+
+
+def test_panel_draws_settings_buttons_progress_and_error(factory_scene, addon, tmp_path):
+    context = bpy.context
+    log = _draw(context)
+    drawn = {name for kind, name in log if kind == "prop"}
+    assert {"server", "prompt", "negative_prompt", "seed", "steps", "guidance", "reference", "sampling"} <= drawn
+    assert [name for kind, name in log if kind == "operator"] == ["das.generate", "das.cancel", "das.preview_tracking"]
+
+    factory_scene.das.use_scene_range = False
+    factory_scene.das.sampling = "STEP"
+    factory_scene.das.reference = "IMAGE"
+    drawn = {name for kind, name in _draw(context) if kind == "prop"}
+    assert {"frame_start", "frame_end", "frame_step", "reference_image"} <= drawn
+
+    job = jobs.Job("0123456789abcdef", factory_scene.session_uid, "a prompt", tmp_path, [1, 49], 1, 49)
+    job.state, job.phase, job.step, job.total, job.eta_s = "running", "denoise", 12, 50, 31.0
+    jobs.JOBS[job.job_id] = job
+    jobs.ERRORS[factory_scene.session_uid] = "no das server answered at tcp://127.0.0.1:5555 within 10 s; start one"
+    log = _draw(context)
+    assert ("progress", "denoise 12/50, ETA 31 s") in log
+    labels = " ".join(text for kind, text in log if kind == "label")
+    assert "no das server answered" in labels and "start one" in labels
