@@ -11,7 +11,7 @@ import argparse
 
 REFERENCE_BUCKETS = [256, 320, 384, 480, 512, 576, 720, 768, 960, 1024, 1280, 1536]
 DEFAULT_TRACKER_NAME = "cogvideox-sft"
-TRAINABLE_OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULERS = (
     "linear",
     "cosine",
@@ -148,7 +148,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     )
 
     optimizer = parser.add_argument_group("optimizer")
-    optimizer.add_argument("--optimizer", type=str.lower, choices=TRAINABLE_OPTIMIZERS, default="adam")
+    optimizer.add_argument("--optimizer", type=str.lower, choices=OPTIMIZERS, default="adam")
     optimizer.add_argument("--beta1", type=float, default=0.9)
     optimizer.add_argument("--beta2", type=float, default=0.95)
     optimizer.add_argument("--weight_decay", type=float, default=1e-4)
