@@ -155,8 +155,13 @@ class DasTransformer3DModel(CogVideoXTransformer3DModel):
         with init_empty_weights():
             model = cls(num_tracking_blocks=num_tracking_blocks, **config)
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False, assign=True)
-        if unexpected:
-            raise DasError(f"the base transformer has parameters DaS does not know: {unexpected[:3]}...")
+        branch = ("transformer_blocks_copy.", "combine_linears.", "initial_combine_linear.")
+        missing = [name for name in missing if not name.startswith(branch)]
+        if unexpected or missing:
+            raise DasError(
+                f"the base transformer does not match its own config (unexpected {unexpected[:3]}, missing "
+                f"{missing[:3]}); give a plain CogVideoX image-to-video transformer"
+            )
         reference = base.proj_out.weight
         for i in range(num_tracking_blocks):
             model.transformer_blocks_copy[i] = copy.deepcopy(base.transformer_blocks[i])

@@ -132,3 +132,24 @@ def test_not_enough_cuda_memory_names_offload(tiny_dir, monkeypatch):
         loading.check_device_memory(tiny_dir, torch.device("cuda"), torch.bfloat16, "none")
     with pytest.raises(DasError, match="--offload sequential"):
         loading.check_device_memory(tiny_dir, torch.device("cuda"), torch.bfloat16, "model")
+
+
+def test_published_sentencepiece_tokenizer_folder_loads(tmp_path, tiny_dir):
+    """The published tokenizer/ holds only a sentencepiece `spiece.model`; train a tiny one and load it."""
+    sentencepiece = pytest.importorskip("sentencepiece")
+    folder = tmp_path / "spm-model"
+    shutil.copytree(tiny_dir, folder)
+    shutil.rmtree(folder / "tokenizer")
+    (folder / "tokenizer").mkdir()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a red cube moving fast across the street\nthe camera pans over a green field\n" * 50)
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(folder / "tokenizer" / "spiece"), vocab_size=30,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2,
+    )  # fmt: skip
+    (folder / "tokenizer" / "spiece.vocab").unlink()
+    pipe = load_pipeline(folder, device="cpu", dtype=torch.float32)
+    reference = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer" / "spiece.model"))
+    assert pipe.tokenizer("a red cube").input_ids == [*reference.encode("a red cube"), 1]  # + </s>
+    embeds, _ = pipe.encode_prompt("a red cube", do_classifier_free_guidance=False, device="cpu")
+    assert embeds.shape == (1, 226, 32)
