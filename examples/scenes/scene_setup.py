@@ -133,7 +133,8 @@ def sphere(centre: tuple[float, float, float], radius: float, segments: int = 16
 
 
 def save(path: str) -> None:
-    """Save the file (compressed, so the committed examples stay small)."""
+    """Save the file (compressed, so the committed examples stay small; no .blend1 backup)."""
+    bpy.context.preferences.filepaths.save_version = 0
     bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(path), compress=True)
     print(f"saved {path}")
 
