@@ -118,19 +118,21 @@ def run_batch_command(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     out_dir = args.out or spec.path.with_name(f"{spec.path.stem}-out")
     client_options = {"timeout": args.timeout, **(load_keys(args.keys) if args.keys else {})}
-    if args.backend:
-        server = LocalServer(args.backend, out_dir / "server")
-        print(f"starting a local {args.backend} server (log: {server.log_path}) ...", file=sys.stderr)
-        with server:
-            summary = run_batch(
-                spec, out_dir, server.address, blender=args.blender, progress=not args.no_progress,
-                client_options=client_options,
-            )  # fmt: skip
-    else:
-        address = args.server or spec.server or DEFAULT_ADDRESS
-        summary = run_batch(
-            spec, out_dir, address, blender=args.blender, progress=not args.no_progress, client_options=client_options
-        )
+    progress = not args.no_progress
+    try:
+        if args.backend:
+            server = LocalServer(args.backend, out_dir / "server")
+            print(f"starting a local {args.backend} server (log: {server.log_path}) ...", file=sys.stderr)
+            with server:
+                summary = run_batch(spec, out_dir, server.address, blender=args.blender, progress=progress,
+                                    client_options=client_options)  # fmt: skip
+        else:
+            address = args.server or spec.server or DEFAULT_ADDRESS
+            summary = run_batch(spec, out_dir, address, blender=args.blender, progress=progress,
+                                client_options=client_options)  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"job ids are kept in {out_dir / 'manifest.json'}: rerun the same command to resume", file=sys.stderr)
+        raise
     print(
         f"batch: {len(summary.done)} done, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
         f"manifest: {summary.manifest}"
