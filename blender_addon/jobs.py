@@ -91,13 +91,9 @@ def stop_timer() -> None:
         bpy.app.timers.unregister(_timer)
 
 
-def latest(scene_uid: int | None = None, *, active_only: bool = False) -> Job | None:
-    """The most recently submitted job (of a scene, if given)."""
-    candidates = [
-        job
-        for job in JOBS.values()
-        if (scene_uid is None or job.scene_uid == scene_uid) and (job.active or not active_only)
-    ]
+def latest(scene_uid: int | None = None) -> Job | None:
+    """The most recently started job (of the scene with this session_uid, if given)."""
+    candidates = [job for job in JOBS.values() if scene_uid is None or job.scene_uid == scene_uid]
     return max(candidates, key=lambda job: job.submitted_at, default=None)
 
 

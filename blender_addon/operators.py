@@ -115,12 +115,16 @@ class DAS_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return jobs.latest(active_only=True) is not None
+        return any(job.active and not job.is_preview for job in jobs.JOBS.values())
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        job = jobs.JOBS.get(self.job_id) if self.job_id else jobs.latest(sequencer.sequencer_scene(context).session_uid, active_only=True)
-        job = job or jobs.latest(active_only=True)
-        if job is None or not job.active:
+        if self.job_id:
+            job = jobs.JOBS.get(self.job_id)
+        else:  # the newest running generation, preferring this sequencer scene's
+            target = sequencer.sequencer_scene(context).session_uid
+            running = [job for job in jobs.JOBS.values() if job.active and not job.is_preview]
+            job = max(running, key=lambda job: (job.scene_uid == target, job.submitted_at), default=None)
+        if job is None or not job.active or job.is_preview:
             self.report({"WARNING"}, "no running DaS job to cancel")
             return {"CANCELLED"}
         job.thread.request_cancel()
