@@ -45,12 +45,9 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo on `example` (a folder with tracks.npz, reference.png, prompt.txt) into `out_dir`."""
     from PIL import Image
-    from tqdm import tqdm
 
-    from das_core.client import DasClient
     from das_core.contact_sheet import comparison_sheet
-    from das_core.local_server import LocalServer
-    from das_core.protocol import Done, Frame, JobFailed, JobRequest, Progress
+    from das_core.protocol import JobRequest
     from das_core.render import render_tracking
     from das_core.tracks import Tracks
     from das_core.video import fit_frames, read_video, write_mp4
@@ -67,21 +64,40 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     tracks = Tracks.load(tracks_path)
     reference = fit_frames(read_video(reference_path)[0], 720, 480, resample="bilinear")
+
     report(f"[1/4] rendering the tracking video of {example.name} ({tracks.num_points} points, 49 frames)")
-    tracking = fit_frames(render_tracking(tracks, "mesh" if tracks.faces is not None else "points", 49, progress=progress), 720, 480)
+    mode = "mesh" if tracks.faces is not None else "points"
+    tracking = fit_frames(render_tracking(tracks, mode, 49, progress=progress), 720, 480)
     tracking_path = write_mp4(out_dir / "tracking.mp4", tracking, fps=8.0)
+
+    request = JobRequest(
+        prompt=prompt_path.read_text(encoding="utf-8").strip(), image=reference, tracking=tracking,
+        steps=DEMO_STEPS[backend], seed=42,
+    )  # fmt: skip
+    result, fps = _generate_on_local_server(backend, request, progress, report)
+    result_path = write_mp4(out_dir / "result.mp4", result, fps=fps)
+
+    report("[4/4] writing the comparison image")
+    comparison_path = out_dir / "comparison.png"
+    Image.fromarray(comparison_sheet(reference, tracking, result)).save(comparison_path, optimize=True)
+    return DemoResult(tracking_path, result_path, comparison_path, time.monotonic() - started)
+
+
+def _generate_on_local_server(backend: str, request, progress: bool, report: Callable[[str], None]) -> tuple[np.ndarray, float]:
+    """Start a throwaway server, submit `request` through the real client, stream it: (frames, fps)."""
+    from tqdm import tqdm
+
+    from das_core.client import DasClient
+    from das_core.local_server import LocalServer
+    from das_core.protocol import Done, Frame, JobFailed, Progress
 
     with tempfile.TemporaryDirectory(prefix="das-demo-server-") as state_dir:
         report(f"[2/4] starting a local {backend} server")
         with LocalServer(backend, state_dir) as server, DasClient(server.address) as client:
             report(f"[3/4] submitting to {server.address} and streaming the result")
-            request = JobRequest(
-                prompt=prompt_path.read_text(encoding="utf-8").strip(), image=reference, tracking=tracking,
-                steps=DEMO_STEPS[backend], seed=42,
-            )  # fmt: skip
             job_id = client.submit(request)
             frames: dict[int, np.ndarray] = {}
-            with tqdm(total=49, unit="frame", desc="result", disable=not progress) as bar:
+            with tqdm(total=len(request.tracking), unit="frame", desc="result", disable=not progress) as bar:
                 for event in client.events(job_id):
                     if isinstance(event, Progress):
                         bar.set_postfix_str(f"{event.phase} {event.step}/{event.total}")
@@ -91,10 +107,5 @@ def run_demo(
                     elif isinstance(event, JobFailed):
                         raise DasError(f"the demo job failed on the server ({event.code}): {event.message}")
                     elif isinstance(event, Done):
-                        metadata = event.metadata
-    result = np.stack([frames[index] for index in sorted(frames)])
-    result_path = write_mp4(out_dir / "result.mp4", result, fps=float(metadata.get("fps", 8.0)))
-    report("[4/4] writing the comparison image")
-    comparison_path = out_dir / "comparison.png"
-    Image.fromarray(comparison_sheet(reference, tracking, result)).save(comparison_path, optimize=True)
-    return DemoResult(tracking_path, result_path, comparison_path, time.monotonic() - started)
+                        return np.stack([frames[i] for i in range(event.num_frames)]), float(event.metadata.get("fps", 8.0))
+    raise DasError("the demo job's event stream ended without a result; run the demo again")
