@@ -10,6 +10,10 @@ with a warning naming it (logged and listed in `tracks.extra["warnings"]`). Only
 trackable is left does export fail. Objects that turn off rendering mid-shot keep their vertices
 but are marked invisible on those frames (`tracks.visibility`); objects hidden at the first frame
 are not exported, since DaS colours every point by where it is in the first frame.
+
+Not exported (listed here so nobody is surprised): non-mesh objects (curves, text, metaballs; convert
+them to meshes), instances (particles, collection instances, geometry-nodes instances) and the
+viewport-hidden; the camera must be perspective.
 """
 
 from __future__ import annotations
