@@ -458,16 +458,28 @@ class _Triangles:
         j0 = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2) - 0.501), 0)
         j1 = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.499), height - 1)
         area = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
-        keep = np.flatnonzero((i1 >= i0) & (j1 >= j0) & (area != 0))
-        x0, x1, x2, y0, y1, y2, area = (v[keep] for v in (x0, x1, x2, y0, y1, y2, area))
-        self.frame = frame[keep]
-        self.i0, self.j0 = i0[keep].astype(np.int64), j0[keep].astype(np.int64)
-        self.columns = i1[keep].astype(np.int64) - self.i0 + 1
-        self.rows = j1[keep].astype(np.int64) - self.j0 + 1
+        empty = (i1 < i0) | (j1 < j0) | (area == 0)
+        corners = list(corners)
+        if empty.mean() > 0.25:  # worth compacting; otherwise empty ones just fail every test
+            keep = np.flatnonzero(~empty)
+            x0, x1, x2, y0, y1, y2, area, i0, i1, j0, j1, frame = (
+                v[keep] for v in (x0, x1, x2, y0, y1, y2, area, i0, i1, j0, j1, frame)
+            )
+            corners = [c[keep] for c in corners]
+        else:
+            # A degenerate triangle gets NaN coefficients (every comparison false) and an
+            # off-screen one a one-pixel window whose centre lies outside it.
+            area[area == 0] = np.nan
+            i0, j0 = np.minimum(i0, width - 1), np.minimum(j0, height - 1)
+            i1, j1 = np.maximum(i1, i0), np.maximum(j1, j0)
+        self.frame = frame
+        self.i0, self.j0 = i0.astype(np.int64), j0.astype(np.int64)
+        self.columns = np.maximum(i1.astype(np.int64) - self.i0 + 1, 1)
+        self.rows = np.maximum(j1.astype(np.int64) - self.j0 + 1, 1)
         self.x2, self.y2 = x2, y2
         self.a0, self.b0 = (y1 - y2) / area, (x2 - x1) / area
         self.a1, self.b1 = (y2 - y0) / area, (x0 - x2) / area
-        z0, z1, self.z2 = (inverse_z[c[keep]] for c in corners)
+        z0, z1, self.z2 = (inverse_z[c] for c in corners)
         # Inside-test limits: `_EDGE_TOLERANCE` pixels past each edge, in barycentric units.
         self.slack = (
             -_EDGE_TOLERANCE * np.hypot(self.a0, self.b0),
@@ -477,7 +489,7 @@ class _Triangles:
         self.az = (z0 - self.z2) * self.a0 + (z1 - self.z2) * self.a1
         self.bz = (z0 - self.z2) * self.b0 + (z1 - self.z2) * self.b1
         # Colour times 1/z is affine too: the perspective-correct colour is its ratio to 1/z.
-        c0, c1, c2 = (colors[c[keep]].T * z for c, z in zip(corners, (z0, z1, self.z2)))
+        c0, c1, c2 = (colors[c].T * z for c, z in zip(corners, (z0, z1, self.z2)))
         self.c2 = c2
         self.ca = (c0 - c2) * self.a0 + (c1 - c2) * self.a1
         self.cb = (c0 - c2) * self.b0 + (c1 - c2) * self.b1
@@ -544,6 +556,12 @@ class _Triangles:
 
 
 @functools.lru_cache(maxsize=4)
+def _ladder_steps(largest: int) -> np.ndarray:
+    """For each size 0..largest, the index of the smallest `_LADDER` size that holds it."""
+    return np.searchsorted(_LADDER, np.arange(largest + 1)).astype(np.int16)
+
+
+@functools.lru_cache(maxsize=4)
 def _pixel_centres(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """x and y of every pixel centre, float32 [H * W] in row-major order (read-only)."""
     x = np.tile(np.arange(width, dtype=np.float32) + 0.5, height)
@@ -560,7 +578,8 @@ def _windows(columns: np.ndarray, rows: np.ndarray, max_columns: int, max_rows: 
     """
     if not len(columns):
         return
-    key = np.searchsorted(_LADDER, columns) * len(_LADDER) + np.searchsorted(_LADDER, rows)
+    step = _ladder_steps(max(max_columns, max_rows))
+    key = step[columns] * len(_LADDER) + step[rows]
     order = np.argsort(key.astype(np.int16), kind="stable")  # radix sort on small keys
     starts = np.flatnonzero(np.diff(key[order])) + 1
     for group in np.split(order, starts):
