@@ -2,8 +2,8 @@
 
 Steps: copy the add-on's modules into a staging folder; pack the torch-free `das_core` modules the
 add-on imports (found by following imports, refusing the model, pipeline and training code) into a
-pure-Python wheel; download pyzmq, msgpack and Pillow wheels for each platform at Blender's Python
-(3.11 for Blender 4.2-5.0), at the versions installed here; render the manifest template with the
+pure-Python wheel; download pyzmq, msgpack and Pillow wheels for each platform at Blender's Pythons
+(3.11 for Blender 4.2-5.0, 3.13 after), at the versions installed here; render the manifest template with the
 version, platforms and wheels; then let Blender's own `extension build --split-platforms` validate
 and zip it, one zip per platform. numpy is not bundled: Blender ships it.
 """
@@ -30,7 +30,10 @@ from das_core.errors import DasError
 
 ADDON_DIR = Path(__file__).resolve().parent
 CORE_DIR = ADDON_DIR.parent / "das_core"
-PYTHON_VERSION = "3.11"  # Blender 4.2 LTS through 5.0
+# Blender 4.2 LTS through 5.0 run Python 3.11; later releases move to 3.13. Wheels for both are
+# bundled: Blender installs those matching its Python (and the compiled modules' file names carry
+# the Python version, so even an unfiltered install loads the right one).
+PYTHON_VERSIONS = ("3.11", "3.13")
 # Third-party packages das_core needs inside Blender: the wire (pyzmq, msgpack) and PNG/letterbox (Pillow).
 WHEEL_PACKAGES = ("pyzmq", "msgpack", "pillow")
 # das_core modules that import torch or are CLI-only; the add-on must never need them.
@@ -125,9 +128,9 @@ def _digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def download_wheels(platform: Platform, cache: Path) -> list[Path]:
-    """pyzmq, msgpack and Pillow wheels for `platform` at Python 3.11, pinned to the versions installed here."""
-    target = cache / platform.blender
+def download_wheels(platform: Platform, python: str, cache: Path) -> list[Path]:
+    """pyzmq, msgpack and Pillow wheels for `platform` and `python`, pinned to the versions installed here."""
+    target = cache / f"{platform.blender}-py{python}"
     target.mkdir(parents=True, exist_ok=True)
     requirements = [f"{name}=={importlib.metadata.version(name)}" for name in WHEEL_PACKAGES]
     wheels = _cached_wheels(target, requirements)
@@ -135,13 +138,13 @@ def download_wheels(platform: Platform, cache: Path) -> list[Path]:
         return wheels
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
-        "--python-version", PYTHON_VERSION, "--implementation", "cp", "--platform", platform.pip_tag,
+        "--python-version", python, "--implementation", "cp", "--platform", platform.pip_tag,
         "--dest", str(target), *requirements,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise BuildError(
-            f"downloading wheels for {platform.blender} failed ({result.stderr.strip().splitlines()[-1:]}); "
+            f"downloading wheels for {platform.blender}, Python {python} failed ({result.stderr.strip().splitlines()[-1:]}); "
             f"check access to PyPI or put the wheels in {target}"
         )
     return _cached_wheels(target, requirements)
@@ -191,8 +194,9 @@ def stage(staging: Path, platforms: list[Platform], cache: Path) -> Path:
     wheels_dir.mkdir()
     wheels = [write_core_wheel(wheels_dir)]
     for platform in platforms:
-        for wheel in download_wheels(platform, cache):
-            wheels.append(Path(shutil.copy2(wheel, wheels_dir)))
+        for python in PYTHON_VERSIONS:
+            for wheel in download_wheels(platform, python, cache):
+                wheels.append(Path(shutil.copy2(wheel, wheels_dir)))
     manifest = render_manifest(
         ADDON_DIR / "blender_manifest.toml",
         [platform.blender for platform in platforms],

@@ -6,6 +6,7 @@ editable install is hidden first, so `das_core` can only come from the extension
 """
 
 import json
+import os
 import sys
 
 sys.meta_path[:] = [finder for finder in sys.meta_path if "editable" not in getattr(finder, "__module__", "")]
@@ -27,6 +28,8 @@ module = sys.modules.get(module_name)
 import das_core  # from the bundled das_blender_core wheel, installed by Blender
 
 scene = bpy.context.scene
+site_packages = os.path.dirname(os.path.dirname(das_core.__file__))
+compiled = sorted(name for _, _, files in os.walk(site_packages) for name in files if name.endswith((".so", ".pyd")))
 print(
     json.dumps(
         {
@@ -34,6 +37,7 @@ print(
             "enabled": enabled,
             "module_file": getattr(module, "__file__", None),
             "das_core_file": das_core.__file__,
+            "compiled_modules": compiled,
             "operators": [hasattr(bpy.ops.das, name) for name in ("generate", "cancel", "preview_tracking")],
             "scene_das": [hasattr(scene.das, name) for name in ("server", "prompt", "negative_prompt", "seed", "steps", "guidance")],
             "preferences": hasattr(bpy.context.preferences.addons.get(module_name, None), "preferences"),

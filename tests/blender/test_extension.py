@@ -29,6 +29,7 @@ def test_manifest_renders_with_platforms_and_wheels():
     manifest = tomllib.loads(text)
     assert manifest["platforms"] == ["linux-x64"] and manifest["wheels"] == ["./wheels/a.whl", "./wheels/b c.whl"]
     assert manifest["blender_version_min"] == "4.2.0" and "network" in manifest["permissions"]
+    assert set(build.PYTHON_VERSIONS) == {"3.11", "3.13"}  # Blender 4.2-5.0, and the releases after
     assert manifest["version"] == build.__version__
 
 
@@ -53,6 +54,7 @@ def test_built_extension_installs_and_enables(tmp_path):
     wheels = [name for name in names if name.endswith(".whl")]
     assert any(name.startswith("wheels/pyzmq-") for name in wheels) and any(name.startswith("wheels/msgpack-") for name in wheels)
     assert not any("torch" in name or "win_amd64" in name for name in wheels)
+    assert any("-cp311-" in name for name in wheels) and any("-cp313-" in name for name in wheels)
 
     user = tmp_path / "user"
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(user), "PYTHONNOUSERSITE": "1"}
@@ -66,4 +68,8 @@ def test_built_extension_installs_and_enables(tmp_path):
     assert report["enabled"] and report["result"] == ["FINISHED"]
     assert report["module_file"].startswith(str(tmp_path / "repo"))
     assert report["das_core_file"].startswith(str(user)), report["das_core_file"]  # from the bundled wheel
+    compiled = report["compiled_modules"]  # Blender installed the wheels for its own Python only
+    assert any(name.startswith("_zmq.cpython-311") for name in compiled), compiled
+    assert any(name.startswith("_imaging.cpython-311") for name in compiled), compiled
+    assert not any("cpython-313" in name or "abi3" in name for name in compiled), compiled
     assert report["operators"] == [True] * 3 and report["scene_das"] == [True] * 6 and report["preferences"]
