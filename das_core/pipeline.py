@@ -133,18 +133,17 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
             raise DasError(f"height x width is {height} x {width}; both must be multiples of {multiple}")
         config = self.transformer.config
         if config.use_learned_positional_embeddings:
+            # Learned positional embeddings fix the size (not the frame count: diffusers falls back to
+            # sin-cos embeddings for other lengths).
             sample = (
                 config.sample_height * self.vae_scale_factor_spatial,
                 config.sample_width * self.vae_scale_factor_spatial,
             )
-            latent_frames = (num_frames - 1) // temporal + 1
-            sample_latent_frames = (config.sample_frames - 1) // config.temporal_compression_ratio + 1
-            if (height, width) != sample or latent_frames != sample_latent_frames:
+            if (height, width) != sample:
                 raise DasError(
-                    f"this model generates {config.sample_frames} frames of {sample[1]} x {sample[0]} only "
-                    f"(learned positional embeddings); got {num_frames} frames of {width} x {height}. "
-                    f"Generate at that size (das infer --height {sample[0]} --width {sample[1]}); fit inputs to it "
-                    "with das_core.video.sample_indices and fit_frames"
+                    f"this model generates {sample[1]} x {sample[0]} video only (learned positional embeddings); "
+                    f"got {width} x {height}. Generate at that size (das infer --height {sample[0]} --width "
+                    f"{sample[1]}) and fit inputs to it with das_core.video.fit_frames"
                 )
 
     def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
