@@ -118,6 +118,8 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
             if tracking_image is None:
                 raise DasError("tracking_latents need a tracking_image (the first tracking frame)")
         track_image = None
+        if tracking_image is not None and video is None and tracking_latents is None:
+            raise DasError("tracking_image was given without tracking_video or tracking_latents; give one of them")
         if tracking_image is not None:
             track_image = _frame_to_unit_float(tracking_image, height, width)
         elif video is not None:

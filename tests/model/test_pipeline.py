@@ -284,6 +284,7 @@ BAD_INPUTS = {
     "latents without image": (dict(tracking_video=None, tracking_latents="ok"), "need a tracking_image"),
     "latents of another shape": (dict(tracking_video=None, tracking_latents="bad", tracking_image="ok"), "shape"),
     "both tracking inputs": (dict(tracking_latents="ok"), "not both"),
+    "tracking image alone": (dict(tracking_video=None, tracking_image="ok"), "without tracking_video"),
     "frames not 4k+1": (dict(num_frames=48), "4k \\+ 1"),
     "other size than the model's": (dict(height=128, width=192), "generates 96 x 64 video only"),
     "unknown normalization": (dict(tracking_normalization="foo"), "tracking_normalization"),
