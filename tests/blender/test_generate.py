@@ -112,9 +112,10 @@ def test_two_jobs_queue_and_both_land(factory_scene, addon, preview_server, tmp_
     assert channels == [1, 3]  # each with its tracking strip above
 
 
-def test_cancel_reaches_the_server(factory_scene, addon, tmp_path):
+def test_cancel_reaches_the_server_and_wait_raises_the_servers_error(factory_scene, addon, tmp_path):
+    """The tiny backend (real diffusers classes, random weights) runs long enough to be refused and cancelled."""
     scene = factory_scene
-    with LocalServer("tiny", tmp_path / "tiny-server") as server:
+    with LocalServer("tiny", tmp_path / "tiny-server", extra_args=("--max-queue", "1")) as server:
         _setup(scene, server.address, tmp_path / "cache")
         scene.das.steps = 200
         from blender_addon import jobs
@@ -126,6 +127,12 @@ def test_cancel_reaches_the_server(factory_scene, addon, tmp_path):
             jobs.tick()
             time.sleep(0.02)
         assert job.state == "running", job.error
+
+        # A second job while the server's one-job queue is full: wait=True raises with the server's words.
+        with pytest.raises(RuntimeError, match="queue is full"):
+            bpy.ops.das.generate(wait=True)
+        assert jobs.latest().state == "failed" and jobs.latest() is not job
+
         assert bpy.ops.das.cancel() == {"FINISHED"}
         while job.active and time.monotonic() < deadline:
             jobs.tick()
