@@ -107,7 +107,6 @@ def export_blend(
     blender: str | os.PathLike | None = None,
     reference_render: str | os.PathLike | None = None,
     engine: str | None = None,
-    timeout: float | None = None,
 ) -> ExportResult:
     """Export `blend`'s active scene to `output` (.npz) and optionally render its first sampled frame.
 
@@ -142,10 +141,7 @@ def export_blend(
     )
     command = _blender_command(blend, blender) + ["--", args]
     output.unlink(missing_ok=True)
-    try:
-        finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout, errors="replace")
-    except subprocess.TimeoutExpired:
-        raise DasError(f"exporting {blend.name} took longer than {timeout:g} s; the scene may be too heavy") from None
+    finished = subprocess.run(command, capture_output=True, text=True, errors="replace")
     log = finished.stderr.splitlines()
     errors = [line[len(_ERROR_MARK) :] for line in log if line.startswith(_ERROR_MARK)]
     if errors:

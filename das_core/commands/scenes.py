@@ -85,6 +85,7 @@ def run_export(args: argparse.Namespace) -> int:
     from das_core.blend_export import export_blend, parse_frame_range
 
     frame_start, frame_end = parse_frame_range(args.frames) if args.frames else (None, None)
+    print(f"exporting {args.blend} with {args.blender or 'the bpy module'} (headless) ...", file=sys.stderr)
     result = export_blend(
         args.blend,
         args.output,
