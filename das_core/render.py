@@ -48,7 +48,7 @@ COTRACKER_SIDE = 4  # the reference's point_wise; PIL fills [x - 2, x + 2], 5 pi
 # Work sizes: triangles and pixels per chunk of frames, candidate pixels per vectorised batch,
 # chunks drawn at once (each holds a few hundred MB at most).
 _CHUNK_TRIANGLES = 1 << 19
-_CHUNK_PIXELS = 1 << 23
+_CHUNK_PIXELS = 1 << 19  # about a frame of 720 x 480: its buffers stay in cache
 _THREADS = 2
 # Slack of the inside test in pixels, so a pixel centre exactly on an edge or vertex (a mesh's
 # outline, say) is covered despite float rounding.
@@ -316,7 +316,7 @@ def _render_points(tracks: Tracks, sources: np.ndarray, style: str, progress: bo
             height,
         )
 
-    return _render_chunks(sources, max(1, _CHUNK_PIXELS // (4 * width * height)), draw, (height, width), progress)
+    return _render_chunks(sources, max(1, _CHUNK_PIXELS // (width * height)), draw, (height, width), progress)
 
 
 def _paint_rectangles(
@@ -363,24 +363,34 @@ def _paint_rectangles(
     np.put_along_axis(rank, order, np.arange(num_points)[None], axis=1)
 
     selected = np.flatnonzero(drawn)
-    frame_of, point_of = np.divmod(selected, num_points)
+    frame_of = selected // num_points
     left, top = left.ravel()[selected].astype(np.int64), top.ravel()[selected].astype(np.int64)
     columns = right.ravel()[selected].astype(np.int64) - left + 1
     rows = bottom.ravel()[selected].astype(np.int64) - top + 1
     start = (frame_of * height + top) * width + left
-    owner_rank = (rank.ravel()[selected] + 1).astype(np.int32)
+    # A pixel keeps the largest frame * N + rank + 1 painted on it (0: unpainted); frames never
+    # share a pixel, so within a frame that is the highest rank.
+    dtype = np.int32 if num_frames * num_points < 2**31 - 1 else np.int64
+    value = (frame_of * num_points + rank.ravel()[selected] + 1).astype(dtype)
 
-    painted = np.zeros(num_frames * height * width, dtype=np.int32)
+    painted = np.zeros(num_frames * height * width, dtype=dtype)
     for batch, batch_columns, batch_rows in _windows(columns, rows, width, height):
-        dx = np.arange(batch_columns)
-        dy = np.arange(batch_rows)
-        inside = (dx[None, None, :] < columns[batch, None, None]) & (dy[None, :, None] < rows[batch, None, None])
-        pixel = start[batch, None, None] + (dy * width)[None, :, None] + dx[None, None, :]
-        ranks = np.broadcast_to(owner_rank[batch, None, None], inside.shape)
-        np.maximum.at(painted, pixel[inside], ranks[inside])
+        offset = (np.arange(batch_rows)[:, None] * width + np.arange(batch_columns)).ravel()
+        pixel = start[batch, None] + offset
+        values = np.broadcast_to(value[batch, None], pixel.shape)
+        if (columns[batch] != batch_columns).any() or (rows[batch] != batch_rows).any():
+            inside = (np.arange(batch_columns) < columns[batch, None, None]) & (
+                np.arange(batch_rows)[:, None] < rows[batch, None, None]
+            )
+            inside = inside.reshape(len(batch), -1)
+            pixel, values = pixel[inside], values[inside]
+        np.maximum.at(painted, pixel.ravel(), values.ravel())
 
     covered = np.flatnonzero(painted)
-    out.reshape(-1, 3)[covered] = colors[order[covered // (height * width), painted[covered] - 1]]
+    point = order.ravel()[painted[covered] - 1]
+    pixels = out.reshape(-1, 3)
+    for channel in range(3):  # a channel at a time: numpy scatters 3-byte rows slowly
+        pixels[covered, channel] = colors[point, channel]
 
 
 def _nearest_distance(points: np.ndarray) -> np.ndarray:
