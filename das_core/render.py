@@ -397,7 +397,7 @@ def _nearest_distance(points: np.ndarray) -> np.ndarray:
     """Distance from each point [N, D] to its nearest other point (inf when there is none).
 
     Coincident points (distance 0) do not count, as in the reference. Points are bucketed into
-    cells of about one point each by their first two coordinates; a neighbour within one cell
+    cells of about two points each by their first two coordinates; a neighbour within one cell
     size is always in the 3 x 3 cells around, and the few points whose nearest neighbour is
     farther are measured against all points.
     """
@@ -408,25 +408,28 @@ def _nearest_distance(points: np.ndarray) -> np.ndarray:
     plane = points[:, :2]
     low = plane.min(axis=0)
     extent = np.maximum(plane.max(axis=0) - low, 1e-9)
-    cell = max(float(np.sqrt(extent[0] * extent[1] / count)), 1e-9)
+    cell = max(float(1.5 * np.sqrt(extent[0] * extent[1] / count)), 1e-9)
     cells = np.floor((plane - low) / cell).astype(np.int64) + 1
     stride = int(cells[:, 0].max()) + 2
     cell_id = cells[:, 1] * stride + cells[:, 0]
     order = np.argsort(cell_id, kind="stable")
     sorted_ids = cell_id[order]
 
+    best_squared = best.copy()
     for offset in (dy * stride + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)):
         first = np.searchsorted(sorted_ids, cell_id + offset, side="left")
         occupancy = np.searchsorted(sorted_ids, cell_id + offset, side="right") - first
-        if occupancy.max() > 64:  # badly clustered points: measure everything against everything
-            best[:] = np.inf
+        most = int(occupancy.max())
+        if most > 64:  # badly clustered points: measure everything against everything
+            best_squared[:] = np.inf
             break
-        for slot in range(int(occupancy.max())):
+        for slot in range(most):
             i = np.flatnonzero(occupancy > slot)
-            j = order[first[i] + slot]
-            distance = np.linalg.norm(points[j] - points[i], axis=1)
-            better = (distance > 0) & (distance < best[i])
-            best[i[better]] = distance[better]
+            difference = points[order[first[i] + slot]] - points[i]
+            squared = np.einsum("ij,ij->i", difference, difference)
+            better = (squared > 0) & (squared < best_squared[i])
+            best_squared[i[better]] = squared[better]
+    best = np.sqrt(best_squared)
 
     far = np.flatnonzero(best > cell)
     for start in range(0, len(far), 256):

@@ -401,3 +401,20 @@ def test_mesh_mode_without_faces_names_the_fix():
     tracks = make_tracks([unproject(np.array([[10.5, 10.5]]), np.full(1, 2.0))])
     with pytest.raises(RenderError, match="mesh mode needs faces.*mode 'points'"):
         render_tracking(tracks, mode="mesh")
+
+
+@pytest.mark.parametrize("layout", ["uniform", "grid", "clustered", "duplicates"])
+def test_nearest_neighbour_search_matches_brute_force(layout):
+    # The SpatialTracker sizes rest on it; its cell search must agree with measuring every pair.
+    from das_core.render import _nearest_distance
+
+    rng = np.random.default_rng(7)
+    points = {
+        "uniform": rng.random((1500, 3)) * [720, 480, 2],
+        "grid": np.c_[np.mgrid[0:40, 0:30].reshape(2, -1).T * [10.0, 6.8], np.full(1200, 3.0)],
+        "clustered": np.r_[rng.random((300, 3)) * 0.5, rng.random((700, 3)) * [720, 480, 1]],
+        "duplicates": np.repeat(rng.random((400, 3)) * [720, 480, 1], 2, axis=0),
+    }[layout]
+    distance = np.linalg.norm(points[:, None] - points[None], axis=2)
+    distance[distance == 0] = np.inf
+    np.testing.assert_allclose(_nearest_distance(points), distance.min(axis=1), rtol=1e-12)
