@@ -210,7 +210,8 @@ def _rasterise(
     covered = np.flatnonzero(nearest)
     owner = (nearest[covered] & 0xFFFFFFFF) - 1
     pixels = out.reshape(-1, 3)
-    for channel, values in enumerate(triangles.shade(owner, covered % (height * width))):
+    within = covered - (covered // (height * width)) * (height * width)
+    for channel, values in enumerate(triangles.shade(owner, within)):
         pixels[covered, channel] = values
 
 
@@ -542,10 +543,12 @@ class _Triangles:
             depth = grid(self.z2[batch], self.az[batch], self.bz[batch]).ravel()[hits]
             # Hit h is candidate (cell, triangle) of the window: h = cell * k + local when
             # triangles are innermost, local * cells + cell otherwise.
-            if triangles_inner:
-                cell, local = np.divmod(hits, len(batch))
+            if triangles_inner:  # floor_divide by a scalar is fast (libdivide); divmod is not
+                cell = hits // len(batch)
+                local = hits - cell * len(batch)
             else:
-                local, cell = np.divmod(hits, rows * columns)
+                local = hits // (rows * columns)
+                cell = hits - local * (rows * columns)
             start = (self.frame[batch] * height + oy) * width + ox
             offset = (np.arange(rows)[:, None] * width + np.arange(columns)).ravel()
             key = depth.view(np.int32).astype(np.int64)
