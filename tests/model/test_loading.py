@@ -153,3 +153,12 @@ def test_published_sentencepiece_tokenizer_folder_loads(tmp_path, tiny_dir):
     assert pipe.tokenizer("a red cube").input_ids == [*reference.encode("a red cube"), 1]  # + </s>
     embeds, _ = pipe.encode_prompt("a red cube", do_classifier_free_guidance=False, device="cpu")
     assert embeds.shape == (1, 226, 32)
+
+
+def test_compile_wraps_the_transformer_in_place(tiny_dir):
+    """`compile=True` marks the transformer for torch.compile (compilation itself happens on first call)."""
+    pipe = load_pipeline(tiny_dir, device="cpu", dtype=torch.float32, compile=True)
+    assert isinstance(pipe.transformer, DasTransformer3DModel)
+    assert pipe.transformer._compiled_call_impl is not None
+    plain = load_pipeline(tiny_dir, device="cpu", dtype=torch.float32)
+    assert plain.transformer._compiled_call_impl is None
