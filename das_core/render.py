@@ -45,15 +45,15 @@ POINT_STYLES = ("spatialtracker", "cotracker")
 NEAR_PLANE = 1e-3  # camera-space z (scene units) where triangles are clipped
 COTRACKER_SIDE = 4  # the reference's point_wise; PIL fills [x - 2, x + 2], 5 pixels across
 
-# Work sizes: triangles and pixels per chunk of frames, candidate pixels per vectorised batch,
-# chunks drawn at once (each holds a few hundred MB at most).
+# Work sizes: triangles and pixels per chunk of frames (a chunk of 720 x 480 is one frame, whose
+# buffers stay in cache), candidate pixels per vectorised batch, chunks drawn at once.
 _CHUNK_TRIANGLES = 1 << 19
-_CHUNK_PIXELS = 1 << 19  # about a frame of 720 x 480: its buffers stay in cache
+_CHUNK_PIXELS = 1 << 19
 _THREADS = 2
 # Slack of the inside test in pixels, so a pixel centre exactly on an edge or vertex (a mesh's
 # outline, say) is covered despite float rounding.
 _EDGE_TOLERANCE = 1e-3
-_BATCH_CANDIDATES = 1 << 21
+_BATCH_CANDIDATES = 1 << 21  # candidate pixels tested at once
 # Window sizes that candidate batches are grouped by: exact up to 8 pixels, then 1.5x steps.
 _LADDER = np.unique(np.r_[np.arange(1, 9), np.round(8 * 1.5 ** np.arange(1, 30))].astype(np.int64))
 
@@ -94,7 +94,7 @@ def render_tracking(
         frames = _render_mesh(tracks, sources, progress)
     else:
         frames = _render_points(tracks, sources, point_style, progress)
-    return frames[where.reshape(-1)]
+    return frames if len(sources) == num_frames else frames[where.reshape(-1)]
 
 
 def _render_chunks(
@@ -171,7 +171,7 @@ def _rasterise(
     colors: np.ndarray,
     width: int,
     height: int,
-) -> np.ndarray:
+) -> None:
     """Draw `faces` at each of Tc frames (points [Tc, N, 3]) with linear vertex colours [N, 3]
     into `out`, uint8 [Tc, H, W, 3] and black on entry."""
     num_frames, num_vertices = points.shape[:2]
@@ -283,7 +283,9 @@ def _render_points(tracks: Tracks, sources: np.ndarray, style: str, progress: bo
     SpatialTracker style (the reference's `Visualizer`): half-width floor(distance to the nearest
     other point at the first frame, in (x, y, depth) as the reference measures it) / 2, half-height
     half-width / 1.5, corners truncated to whole pixels and both included; every point is drawn,
-    whatever `visibility` says, as the reference does. CoTracker style: the pixel containing the
+    whatever `visibility` says, as the reference does. Each point keeps its own size in every frame
+    (the reference, by a loop-variable slip, reuses the last point's size after the first frame,
+    the same size on its regular 70 x 70 grids). CoTracker style: the pixel containing the
     point, +-2 pixels (the reference's 4-pixel PIL rectangle); points outside the image or not
     visible are skipped. Points at or behind the camera at the first frame have no colour and are
     never drawn; any point at or behind the camera in a frame is not drawn in that frame.
@@ -296,7 +298,8 @@ def _render_points(tracks: Tracks, sources: np.ndarray, style: str, progress: bo
     if style == "spatialtracker":
         colors[coloured] = spatialtracker_colors(uv0[coloured], z0[coloured])
         first = np.column_stack([uv0[coloured], z0[coloured]])
-        half_width[coloured] = np.floor(_nearest_distance(first)) / 2
+        nearest = _nearest_distance(first)
+        half_width[coloured] = np.where(np.isfinite(nearest), np.floor(nearest) / 2, 0)  # alone: 1 px
     else:
         colors[coloured] = cotracker_colors(uv0[coloured], z0[coloured], width, height)
 

@@ -368,6 +368,14 @@ def test_spatialtracker_points_are_sized_by_nearest_neighbour_and_min_max_colour
             assert columns.min() == int(uv0[index - 1, 0] + np.floor(12.6) / 2) + 1, index
 
 
+def test_a_lone_spatialtracker_point_renders():
+    # No neighbour to size it by, and min-max colours of one point are 0 (matplotlib's Normalize
+    # in the reference): drawn as one black pixel, without failing.
+    tracks = make_tracks([unproject(np.array([[80.5, 60.5]]), np.array([3.0]))])
+    image = render_tracking(tracks, mode="points", num_frames=1)
+    assert image.shape == (1, H, W, 3) and image.max() == 0
+
+
 def test_points_behind_the_camera_are_not_drawn():
     uv = np.array([[80.5, 60.5], [100.5, 60.5]])
     first = unproject(uv, np.array([3.0, 4.0]))
