@@ -11,9 +11,10 @@ trackable is left does export fail. Objects that turn off rendering mid-shot kee
 but are marked invisible on those frames (`tracks.visibility`); objects hidden at the first frame
 are not exported, since DaS colours every point by where it is in the first frame.
 
-Not exported (listed here so nobody is surprised): non-mesh objects (curves, text, metaballs; convert
-them to meshes), instances (particles, collection instances, geometry-nodes instances) and the
-viewport-hidden; the camera must be perspective.
+Mesh instances (collection instances, particles, geometry-nodes instances) of visible, renderable
+objects are exported too, matched across frames by the depsgraph's persistent instance id; one that
+disappears is left out like a changing topology. Not exported: non-mesh objects (curves, text,
+metaballs; convert them to meshes) and viewport-hidden objects. The camera must be perspective.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from das_core.tracks import Tracks
 from das_core.video import sample_indices
 
 from .gather_camera import gather_camera, gather_render_size, resolve_camera
-from .gather_mesh import gather_layout, gather_positions, renderable_mesh_objects
+from .gather_mesh import gather_layout, gather_positions, renderable_objects
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +74,24 @@ def export_tracks(
     frames = export_frames(scene, frame_start=frame_start, frame_end=frame_end, samples=samples, step=step)
     view_layer = _view_layer(scene)
     size = gather_render_size(scene)
-    objects = renderable_mesh_objects(view_layer)
-    if not objects:
-        raise DasError(f"scene {scene.name!r} has no visible, renderable mesh objects to track")
+    objects = renderable_objects(view_layer)
 
     original_frame, original_subframe = scene.frame_current, scene.frame_subframe
     try:
         scene.frame_set(frames[0])
         depsgraph = view_layer.depsgraph
         layout = gather_layout(objects, depsgraph)
+        if not layout.counts:
+            raise DasError(f"scene {scene.name!r} has no visible, renderable mesh objects to track")
         points = np.empty((len(frames), layout.num_points, 3), dtype=np.float32)
-        rendered = np.ones((len(frames), len(objects)), dtype=bool)
+        rendered = np.ones((len(frames), len(layout.counts)), dtype=bool)
         world_to_camera = np.empty((len(frames), 4, 4), dtype=np.float64)
         intrinsics = np.empty((len(frames), 3, 3), dtype=np.float64)
         changed: set[str] = set()
         for index, frame in enumerate(frames):
             if index:
                 scene.frame_set(frame)
-            changed_now, rendered[index] = gather_positions(objects, depsgraph, layout, points[index])
+            changed_now, rendered[index] = gather_positions(depsgraph, layout, points[index])
             changed |= changed_now
             world_to_camera[index], intrinsics[index] = gather_camera(camera, depsgraph, size)
     finally:
@@ -101,13 +102,14 @@ def export_tracks(
     if changed:
         warnings.append(
             f"left out {', '.join(sorted(changed))}: the vertex count changes between frames "
-            "(remeshing or generated geometry), so its vertices cannot be tracked; "
-            "apply the modifier or make the topology constant to include it"
+            "(remeshing or generated geometry) or the instance disappears, so its vertices cannot "
+            "be tracked; apply the modifier or make the topology constant to include it"
         )
         layout, keep = layout.without(changed)
         points, visibility = points[:, keep], visibility[:, keep]
     if layout.num_points == 0:
-        raise DasError(f"nothing to track in scene {scene.name!r}: {warnings[0]}")
+        reason = f": {warnings[0]}" if warnings else " (its meshes have no vertices)"
+        raise DasError(f"nothing to track in scene {scene.name!r}{reason}")
     for warning in warnings:
         log.warning(warning)
 

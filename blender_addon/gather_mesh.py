@@ -1,8 +1,10 @@
-"""Read evaluated mesh geometry from bpy in bulk: which objects, their triangles, their world positions.
+"""Read evaluated mesh geometry from bpy in bulk: which meshes, their triangles, their world positions.
 
 Every visible, renderable mesh object is read through the depsgraph, so modifiers, armatures, shape
-keys, constraints and parenting are applied exactly as Blender renders them. Reads use `foreach_get`
-into preallocated numpy arrays and world transforms are numpy matrix products: no per-vertex Python.
+keys, constraints and parenting are applied exactly as Blender renders them; so are the mesh
+instances such objects make (collection instances, particles, geometry-nodes instances), matched
+across frames by the depsgraph's persistent instance id. Reads use `foreach_get` into preallocated
+numpy arrays and world transforms are numpy matrix products: no per-vertex Python.
 """
 
 from __future__ import annotations
@@ -12,14 +14,21 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
+InstanceKey = tuple[str, str, tuple[int, ...]]  # (instancer name, instanced object name, persistent id)
+
 
 @dataclass(frozen=True)
 class MeshLayout:
-    """Where each object's vertices sit in the flat point array, and the triangles over them."""
+    """Where each mesh's vertices sit in the flat point array, and the triangles over them.
 
-    names: tuple[str, ...]
-    offsets: tuple[int, ...]  # first point index of each object
-    counts: tuple[int, ...]  # vertex count of each object at the first frame
+    Entries are the objects first (`instance_keys[i]` is None), then the instances.
+    """
+
+    names: tuple[str, ...]  # for messages: the object's name, or "<instancer> instance <id>"
+    owners: tuple[str, ...]  # the object whose render visibility applies (itself, or the instancer)
+    instance_keys: tuple[InstanceKey | None, ...]
+    offsets: tuple[int, ...]  # first point index of each entry
+    counts: tuple[int, ...]  # vertex count of each entry at the first frame
     faces: np.ndarray  # int32 [F, 3], indices into the flat point array
 
     @property
@@ -27,68 +36,105 @@ class MeshLayout:
         return sum(self.counts)
 
     def without(self, names: set[str]) -> tuple["MeshLayout", np.ndarray]:
-        """This layout minus the named objects, plus the boolean mask of points kept."""
+        """This layout minus the named entries, plus the boolean mask of points kept."""
         keep = np.ones(self.num_points, dtype=bool)
         for name, offset, count in zip(self.names, self.offsets, self.counts):
             if name in names:
                 keep[offset : offset + count] = False
         new_index = np.cumsum(keep, dtype=np.int64) - 1
-        faces = self.faces[keep[self.faces].all(axis=1)]
-        kept = [(n, c) for n, c in zip(self.names, self.counts) if n not in names]
-        counts = tuple(c for _, c in kept)
+        faces = new_index[self.faces[keep[self.faces].all(axis=1)]].astype(np.int32)
+        kept = [i for i, name in enumerate(self.names) if name not in names]
+        counts = tuple(self.counts[i] for i in kept)
         offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(counts)[:-1]])) if kept else ()
-        layout = MeshLayout(tuple(n for n, _ in kept), offsets, counts, new_index[faces].astype(np.int32))
-        return layout, keep
+        pick = lambda values: tuple(values[i] for i in kept)  # noqa: E731
+        return MeshLayout(pick(self.names), pick(self.owners), pick(self.instance_keys), offsets, counts, faces), keep
 
 
-def renderable_mesh_objects(view_layer: bpy.types.ViewLayer) -> list[bpy.types.Object]:
-    """Mesh objects that are visible in the view layer and enabled for rendering, in a stable order."""
-    objects = [
-        obj
-        for obj in view_layer.objects
-        if obj.type == "MESH" and not obj.hide_render and obj.visible_get(view_layer=view_layer)
-    ]
+def renderable_objects(view_layer: bpy.types.ViewLayer) -> list[bpy.types.Object]:
+    """Objects visible in the view layer and enabled for rendering, by name (any type: instancers too)."""
+    objects = [obj for obj in view_layer.objects if not obj.hide_render and obj.visible_get(view_layer=view_layer)]
     return sorted(objects, key=lambda obj: obj.name)
 
 
 def gather_layout(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph) -> MeshLayout:
-    """Triangles of each evaluated mesh at the current frame, indexed into one flat point array."""
-    names, offsets, counts, faces = [], [], [], []
-    offset = 0
+    """Triangles of each evaluated mesh (objects, then instances) at the current frame, in one flat index."""
+    entries = []  # (name, owner, key, vertex count, triangles)
     for obj in objects:
-        mesh = obj.evaluated_get(depsgraph).data
-        triangles = mesh.loop_triangles
-        indices = np.empty(len(triangles) * 3, dtype=np.int32)
-        triangles.foreach_get("vertices", indices)
-        names.append(obj.name)
-        offsets.append(offset)
-        counts.append(len(mesh.vertices))
-        faces.append(indices.reshape(-1, 3) + offset)
-        offset += len(mesh.vertices)
-    all_faces = np.concatenate(faces) if faces else np.empty((0, 3), dtype=np.int32)
-    return MeshLayout(tuple(names), tuple(offsets), tuple(counts), all_faces.astype(np.int32))
+        if obj.type == "MESH":
+            mesh = obj.evaluated_get(depsgraph).data
+            entries.append((obj.name, obj.name, None, len(mesh.vertices), _triangles(mesh)))
+    owners = {obj.name for obj in objects}
+    for instance in depsgraph.object_instances:  # instance data is valid only inside this loop
+        key = _instance_key(instance)
+        if key is not None and key[0] in owners:
+            mesh = instance.object.data
+            entries.append((_instance_name(key), key[0], key, len(mesh.vertices), _triangles(mesh)))
+    offsets = np.concatenate([[0], np.cumsum([count for *_, count, _ in entries], dtype=np.int64)])
+    faces = [triangles + offset for (*_, triangles), offset in zip(entries, offsets)]
+    return MeshLayout(
+        names=tuple(entry[0] for entry in entries),
+        owners=tuple(entry[1] for entry in entries),
+        instance_keys=tuple(entry[2] for entry in entries),
+        offsets=tuple(int(offset) for offset in offsets[:-1]),
+        counts=tuple(entry[3] for entry in entries),
+        faces=(np.concatenate(faces) if faces else np.empty((0, 3))).astype(np.int32),
+    )
 
 
-def gather_positions(
-    objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, layout: MeshLayout, out: np.ndarray
-) -> tuple[set[str], np.ndarray]:
+def gather_positions(depsgraph: bpy.types.Depsgraph, layout: MeshLayout, out: np.ndarray) -> tuple[set[str], np.ndarray]:
     """Fill `out` [N, 3] float32 with world positions at the current frame.
 
-    Returns the names of objects whose vertex count differs from the layout (their rows are left
-    untouched) and a per-object render flag (False where `hide_render` is animated on).
+    Returns the names of entries whose vertex count differs from the layout or that vanished (their
+    rows are left untouched) and a per-entry render flag (False where `hide_render` is animated on).
     """
     changed = set()
-    rendered = np.ones(len(objects), dtype=bool)
-    for index, (obj, offset, count) in enumerate(zip(objects, layout.offsets, layout.counts)):
-        evaluated = obj.evaluated_get(depsgraph)
-        mesh = evaluated.data
-        if len(mesh.vertices) != count:
-            changed.add(obj.name)
-            continue
-        rows = out[offset : offset + count]
-        mesh.vertices.foreach_get("co", rows.reshape(-1))
-        matrix = np.array(evaluated.matrix_world, dtype=np.float32)
-        np.matmul(rows, matrix[:3, :3].T, out=rows)
-        rows += matrix[:3, 3]
-        rendered[index] = not obj.hide_render
+    slots = {}
+    for index, key in enumerate(layout.instance_keys):
+        if key is None:
+            obj = bpy.data.objects[layout.names[index]].evaluated_get(depsgraph)
+            if not _read(obj.data, obj.matrix_world, out, layout, index):
+                changed.add(layout.names[index])
+        else:
+            slots[key] = index
+    if slots:
+        for instance in depsgraph.object_instances:
+            index = slots.pop(_instance_key(instance), None)
+            if index is not None and not _read(instance.object.data, instance.matrix_world, out, layout, index):
+                changed.add(layout.names[index])
+        changed.update(layout.names[index] for index in slots.values())  # instances that are gone
+    hidden = {owner: bpy.data.objects[owner].hide_render for owner in set(layout.owners)}
+    rendered = np.array([not hidden[owner] for owner in layout.owners], dtype=bool)
     return changed, rendered
+
+
+def _read(mesh: bpy.types.Mesh, matrix_world, out: np.ndarray, layout: MeshLayout, index: int) -> bool:
+    """Write one mesh's world positions into its rows; False if its vertex count changed."""
+    offset, count = layout.offsets[index], layout.counts[index]
+    if len(mesh.vertices) != count:
+        return False
+    rows = out[offset : offset + count]
+    mesh.vertices.foreach_get("co", rows.reshape(-1))
+    matrix = np.array(matrix_world, dtype=np.float32)
+    np.matmul(rows, matrix[:3, :3].T, out=rows)
+    rows += matrix[:3, 3]
+    return True
+
+
+def _triangles(mesh: bpy.types.Mesh) -> np.ndarray:
+    """The mesh's triangulation as int32 [F, 3] vertex indices."""
+    triangles = mesh.loop_triangles
+    indices = np.empty(len(triangles) * 3, dtype=np.int32)
+    triangles.foreach_get("vertices", indices)
+    return indices.reshape(-1, 3)
+
+
+def _instance_key(instance: bpy.types.DepsgraphObjectInstance) -> InstanceKey | None:
+    """A mesh instance's identity across frames, or None for non-instances and non-meshes."""
+    if not instance.is_instance or instance.object.type != "MESH" or instance.parent is None:
+        return None
+    return (instance.parent.original.name, instance.object.name, tuple(instance.persistent_id))
+
+
+def _instance_name(key: InstanceKey) -> str:
+    ids = [i for i in key[2] if i != 2**31 - 1]  # unused persistent-id levels hold INT_MAX
+    return f"{key[0]} instance {'.'.join(map(str, ids))} ({key[1]})"

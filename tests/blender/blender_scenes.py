@@ -110,3 +110,38 @@ def build_test_scene(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end:
     add_modifier_stack(scene, frame_start=frame_start, frame_end=frame_end)
     add_moving_camera(scene, frame_start=frame_start, frame_end=frame_end)
     scene.frame_set(frame_start)
+
+
+def add_instances(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 24) -> None:
+    """A moving Empty instancing a hidden collection, and a plane whose geometry nodes put spheres on its points."""
+    props = bpy.data.collections.new("Props")
+    scene.collection.children.link(props)
+    bpy.ops.mesh.primitive_monkey_add(size=0.6)
+    monkey = bpy.context.active_object
+    for collection in list(monkey.users_collection):
+        collection.objects.unlink(monkey)
+    props.objects.link(monkey)
+    bpy.context.view_layer.layer_collection.children["Props"].exclude = True  # only its instance is drawn
+    spawner = bpy.data.objects.new("Spawner", None)
+    spawner.instance_type, spawner.instance_collection = "COLLECTION", props
+    scene.collection.objects.link(spawner)
+    for frame, location in ((frame_start, (2.0, 2.0, 1.0)), (frame_end, (2.5, 1.0, 2.0))):
+        spawner.location = location
+        spawner.keyframe_insert("location", frame=frame)
+
+    bpy.ops.mesh.primitive_plane_add(size=1.5, location=(-1.0, 3.0, 0.5))
+    plane = bpy.context.active_object
+    plane.name = "Scatter"
+    tree = bpy.data.node_groups.new("Scatter spheres", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    group_in, group_out = tree.nodes.new("NodeGroupInput"), tree.nodes.new("NodeGroupOutput")
+    on_points, sphere = tree.nodes.new("GeometryNodeInstanceOnPoints"), tree.nodes.new("GeometryNodeMeshIcoSphere")
+    sphere.inputs["Radius"].default_value = 0.2
+    tree.links.new(group_in.outputs[0], on_points.inputs["Points"])
+    tree.links.new(sphere.outputs["Mesh"], on_points.inputs["Instance"])
+    tree.links.new(on_points.outputs[0], group_out.inputs[0])
+    plane.modifiers.new("Scatter", "NODES").node_group = tree
+    for frame, angle in ((frame_start, 0.0), (frame_end, 1.0)):
+        plane.rotation_euler = (0.0, 0.0, angle)
+        plane.keyframe_insert("rotation_euler", frame=frame)
