@@ -7,6 +7,7 @@ Output tree (OUT is `--out`):
     OUT/shots/NAME/reference.png    rendered first frame (blend shots without an image)
     OUT/shots/NAME/tracking.mp4     the tracking video sent to the server (720x480, 49 frames)
     OUT/shots/NAME/result.mp4       the generated video
+    OUT/shots/NAME/comparison.png   reference, tracking and result frames side by side
 
 The manifest is rewritten (atomically) at every state change, and a shot's job id is recorded
 before the job is submitted. A rerun therefore skips shots that are done, picks up submitted
@@ -216,6 +217,7 @@ class _ShotRun:
             "reference": self._relative(image_path),
             "tracking_video": self._relative(folder / "tracking.mp4"),
             "result_video": self._relative(folder / "result.mp4"),
+            "comparison": self._relative(folder / "comparison.png"),
         }
         return request, outputs
 
@@ -233,9 +235,12 @@ class _ShotRun:
         return _chain([first], events)
 
     def _finish(self, job_id: str, events: Iterable) -> None:
-        """Stream the job to its end (the client checks frames against the checksum), write result.mp4."""
+        """Stream the job to its end (the client checks frames against the checksum), write the result files."""
+        from PIL import Image
+
+        from das_core.contact_sheet import comparison_sheet
         from das_core.protocol import Done, Frame, JobFailed, Progress
-        from das_core.video import write_mp4
+        from das_core.video import fit_frames, read_video, write_mp4
 
         frames: dict[int, np.ndarray] = {}
         for event in events:
@@ -250,8 +255,12 @@ class _ShotRun:
         else:
             raise ShotFailed(f"the event stream of job {job_id} ended without a result; rerun to fetch it again")
         self._status("writing result")
-        entry = self.manifest.entry(self.shot.name)
-        write_mp4(self.out_dir / entry["outputs"]["result_video"], np.stack([frames[i] for i in range(event.num_frames)]), fps=self.shot.fps)
+        outputs = {key: self.out_dir / path for key, path in self.manifest.entry(self.shot.name)["outputs"].items()}
+        result = np.stack([frames[i] for i in range(event.num_frames)])
+        write_mp4(outputs["result_video"], result, fps=self.shot.fps)
+        reference = fit_frames(read_video(outputs["reference"])[0], *TRACKING_SIZE, resample="bilinear")
+        sheet = comparison_sheet(reference, read_video(outputs["tracking_video"]), result)
+        Image.fromarray(sheet).save(outputs["comparison"], optimize=True)
         self.manifest.update(
             self.shot.name, state=DONE, checksum=event.checksum, num_frames=event.num_frames,
             metadata=event.metadata, error=None,

@@ -79,6 +79,8 @@ seed = 3
         result = read_video(out / entry["outputs"]["result_video"])
         tracking = read_video(out / entry["outputs"]["tracking_video"])
         assert result.shape == tracking.shape == (49, 480, 720, 3)
+        comparison = read_video(out / entry["outputs"]["comparison"])[0]
+        assert comparison.shape[1] > comparison.shape[0] > 160  # reference + 4 frames wide, 2 rows high
     assert shots["ball"]["parameters"]["seed"] == 3
     assert (out / "shots" / "walk" / "tracks.npz").is_file()
     assert read_video(out / shots["walk"]["outputs"]["reference"]).shape == (1, 480, 720, 3)
@@ -236,3 +238,15 @@ def test_local_server_retries_when_its_port_is_taken(tmp_path, monkeypatch):
             assert client.info()["backend"] == "preview"
             assert server.address != f"tcp://127.0.0.1:{busy.getsockname()[1]}"
     assert "cannot listen on" in (tmp_path / "server.log").read_text()
+
+
+def test_a_foreign_manifest_is_not_overwritten(tmp_path, capsys, small_shot):
+    tracks, image = small_shot
+    spec_path = tmp_path / "shots.toml"
+    spec_path.write_text(f'[[shot]]\nname = "a"\ntracks = "{tracks}"\nimage = "{image}"\nprompt = "p"\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"something": "else"}')
+    assert main(["batch", str(spec_path), "--server", "tcp://127.0.0.1:9", "--out", str(out), "--timeout", "1"]) == 1
+    assert "not a das batch manifest" in capsys.readouterr().err
+    assert (out / "manifest.json").read_text() == '{"something": "else"}'
