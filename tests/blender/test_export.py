@@ -168,3 +168,29 @@ def test_instances_are_tracked_like_objects(factory_scene):
                 expected.append(np.array([tuple(matrix @ v.co) for v in instance.object.data.vertices]))
         np.testing.assert_allclose(tracks.points[t], np.concatenate(expected), atol=1e-4)
     assert np.abs(tracks.points[-1] - tracks.points[0])[-20:].max() > 0.3  # the instances moved
+
+
+def test_vanishing_instances_are_left_out_with_a_warning(factory_scene):
+    from blender_scenes import add_instances
+
+    scene = factory_scene
+    build_test_scene(scene)
+    add_instances(scene)
+    # Select the Scatter points whose x is below a keyframed threshold: all at frame 1, none at frame 24.
+    tree = bpy.data.node_groups["Scatter spheres"]
+    position, compare, value = (tree.nodes.new(kind) for kind in ("GeometryNodeInputPosition", "FunctionNodeCompare", "ShaderNodeValue"))
+    compare.data_type, compare.operation = "FLOAT", "LESS_THAN"
+    separate = tree.nodes.new("ShaderNodeSeparateXYZ")
+    tree.links.new(position.outputs[0], separate.inputs[0])
+    tree.links.new(separate.outputs["X"], compare.inputs[0])
+    tree.links.new(value.outputs[0], compare.inputs[1])
+    tree.links.new(compare.outputs[0], tree.nodes["Instance on Points"].inputs["Selection"])
+    for frame, threshold in ((1, 10.0), (24, -10.0)):
+        value.outputs[0].default_value = threshold
+        value.outputs[0].keyframe_insert("default_value", frame=frame)
+
+    tracks = export_tracks(scene, samples=3)
+
+    assert not any("Scatter instance" in name for name in tracks.extra["objects"])
+    assert any("Spawner instance" in name for name in tracks.extra["objects"])
+    assert "Scatter instance" in tracks.extra["warnings"][0] and "disappears" in tracks.extra["warnings"][0]
