@@ -1,6 +1,6 @@
 """The jobs this Blender session runs, and the timer that applies their events on the main thread.
 
-Network threads post events to `OUTBOX`; `tick()` (a `bpy.app.timers` function, also called by
+Job threads (`network_thread.JobThread`) post events to `OUTBOX`; `tick()` (a `bpy.app.timers` function, also called by
 `das.generate(wait=True)`) drains it, updates each `Job`, adds the strips when a job is done and
 redraws the DaS panels. Only this module and the operators change job state, always on the main
 thread.
@@ -69,8 +69,7 @@ class Job:
     @property
     def name(self) -> str:
         """Strip name: the start of the prompt plus the job id's first characters."""
-        words = " ".join(self.prompt.split())[:40] or "tracking preview"
-        return f"{words} [{self.job_id[:8]}]"
+        return f"{' '.join(self.prompt.split())[:40]} [{self.job_id[:8]}]"
 
 
 JOBS: dict[str, Job] = {}
@@ -78,7 +77,7 @@ ERRORS: dict[int, str] = {}  # scene session_uid -> the last error that stopped 
 
 
 def start(job: Job) -> None:
-    """Track `job` and start its network thread; the timer runs while any job is active."""
+    """Track `job` and start its thread; the timer runs while any job is active."""
     JOBS[job.job_id] = job
     job.thread.start()
     if not bpy.app.timers.is_registered(_timer):

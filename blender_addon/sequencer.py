@@ -15,6 +15,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from das_core.errors import DasError
 from das_core.video import sample_indices
 
 MAX_CHANNEL = 128
@@ -41,7 +42,9 @@ def free_channel(scene: bpy.types.Scene, frame_start: int, frame_end: int, heigh
     for channel in range(1, MAX_CHANNEL - height + 2):
         if not busy.intersection(range(channel, channel + height)):
             return channel
-    raise RuntimeError(f"no free sequencer channel over frames {frame_start}..{frame_end}")
+    raise DasError(
+        f"no {height} free sequencer channel(s) over frames {frame_start}..{frame_end}; delete or move some strips"
+    )
 
 
 def timeline_elements(source_frames: list[int], num_images: int, frame_start: int, frame_end: int) -> np.ndarray:
