@@ -503,6 +503,8 @@ class _Triangles:
             -_EDGE_TOLERANCE * np.hypot(self.a1, self.b1),
             1 + _EDGE_TOLERANCE * np.hypot(self.a0 + self.a1, self.b0 + self.b1),
         )
+        self.facing = area > 0  # one winding; which one faces the camera depends on the mesh
+        self.nearest_depth = np.maximum(np.maximum(z0, z1), self.z2)  # 1/z is largest at a corner
         self.az = (z0 - self.z2) * self.a0 + (z1 - self.z2) * self.a1
         self.bz = (z0 - self.z2) * self.b0 + (z1 - self.z2) * self.b1
         # Colour times 1/z is affine too: the perspective-correct colour is its ratio to 1/z.
@@ -515,9 +517,42 @@ class _Triangles:
         """Scatter every fragment's (1/z bits << 32 | triangle + 1) key into `nearest` by max.
 
         `nearest` has one int64 per pixel of the chunk: frame * H * W + row * W + column.
+        Triangles of the winding that is nearer on average (the front faces of a closed mesh) go
+        first; then each other triangle is skipped when the surfaces already drawn cover its
+        whole box and are all nearer than its nearest corner (it could not win a pixel), which
+        spares most hidden back faces without culling any that could show.
         """
+        facing = self.facing
+        count = facing.sum()
+        if 0 < count < len(facing) and self.z2[facing].mean() < self.z2[~facing].mean():
+            facing = ~facing
+        self._scatter(nearest, np.flatnonzero(facing))
+        rest = np.flatnonzero(~facing)
+        if len(rest):
+            self._scatter(nearest, rest[~self._hidden(nearest, rest)])
+
+    def _hidden(self, nearest: np.ndarray, subset: np.ndarray) -> np.ndarray:
+        """Which triangles of `subset` lie behind fully covered 8 x 8 tiles (their box spans at
+        most 2 x 2 tiles) whose farthest pixel is nearer than the triangle's nearest corner."""
+        size, width, height = 8, self.width, self.height
+        rows, columns = -(-height // size), -(-width // size)
+        keys = nearest.reshape(-1, height, width)
+        if (rows * size, columns * size) != (height, width):  # partial tiles count as uncovered
+            keys = np.pad(keys, ((0, 0), (0, rows * size - height), (0, columns * size - width)))
+        tiles = keys.reshape(len(keys), rows, size, columns, size).min(axis=(2, 4))  # 0: a hole
+        tiles[:, :-1] = np.minimum(tiles[:, :-1], tiles[:, 1:])  # min over the 2 x 2 tiles from
+        tiles[:, :, :-1] = np.minimum(tiles[:, :, :-1], tiles[:, :, 1:])  # each tile on
+        i0, j0 = self.i0[subset], self.j0[subset]
+        tx, ty = i0 // size, j0 // size
+        fits = ((i0 + self.columns[subset] - 1) // size - tx <= 1) & ((j0 + self.rows[subset] - 1) // size - ty <= 1)
+        farthest = tiles[self.frame[subset], ty, tx] >> 32
+        return fits & (farthest > self.nearest_depth[subset].view(np.int32))
+
+    def _scatter(self, nearest: np.ndarray, subset: np.ndarray) -> None:
+        """Rasterise the triangles `subset` into `nearest` (see `draw`)."""
         width, height = self.width, self.height
-        for batch, columns, rows in _windows(self.columns, self.rows, width, height):
+        for part, columns, rows in _windows(self.columns[subset], self.rows[subset], width, height):
+            batch = subset[part]
             # Windows shifted to stay inside the image cover extra pixels outside the triangle's
             # bounding box; those fail the inside test.
             ox = np.minimum(self.i0[batch], width - columns)
