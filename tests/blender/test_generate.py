@@ -1,6 +1,8 @@
 """Generate, Cancel and server errors against real servers (`python -m das_server` subprocesses on loopback)."""
 
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -259,3 +261,53 @@ def test_deleted_target_scene_fails_the_job_with_the_frames_folder(factory_scene
         jobs.tick()
         time.sleep(0.02)
     assert job.state == "failed" and "no longer exists" in job.error and str(tmp_path) in job.error
+
+
+def _start_server_we_can_kill(backend: str, state_dir: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m das_server` as our own subprocess (LocalServer only stops politely), once it answers."""
+    from das_core.client import DasClient, ServerUnavailable
+    from das_core.local_server import free_loopback_port
+
+    address = f"tcp://127.0.0.1:{free_loopback_port()}"
+    command = [sys.executable, "-m", "das_server", "--backend", backend, "--bind", address, "--state-dir", str(state_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with DasClient(address, timeout=1.0) as client:
+                client.info()
+            return process, address
+        except ServerUnavailable:
+            assert process.poll() is None, "the server exited at start-up"
+    process.kill()
+    raise AssertionError("the server did not start")
+
+
+def test_server_going_away_mid_job_fails_within_seconds(factory_scene, addon, tmp_path):
+    scene = factory_scene
+    addon.timeout = 1.0
+    process, address = _start_server_we_can_kill("tiny", tmp_path / "tiny-server")
+    try:
+        _setup(scene, address, tmp_path / "cache")
+        scene.das.steps = 200
+        from blender_addon import jobs
+
+        assert bpy.ops.das.generate() == {"FINISHED"}
+        job = jobs.latest()
+        deadline = time.monotonic() + 60
+        while job.state != "running" and job.active and time.monotonic() < deadline:
+            jobs.tick()
+            time.sleep(0.02)
+        assert job.state == "running", job.error
+        process.kill()  # no goodbye: the machine or process is simply gone
+        process.wait()
+        gone = time.monotonic()
+        while job.active and time.monotonic() - gone < 30:
+            jobs.tick()
+            time.sleep(0.02)
+        waited = time.monotonic() - gone
+    finally:
+        process.kill()
+        process.wait()
+    assert job.state == "failed" and "no news from the server" in job.error, job.error
+    assert waited < 1.0 + 5.0 + 2.0, f"noticed after {waited:.1f} s"
