@@ -61,7 +61,9 @@ class Manifest:
             try:
                 loaded = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as error:
-                raise DasError(f"{path}: the batch manifest is unreadable ({error}); move it away to start over") from None
+                raise DasError(
+                    f"{path}: the batch manifest is unreadable ({error}); move it away to start over"
+                ) from None
             if not isinstance(loaded, dict) or loaded.get("format") != MANIFEST_FORMAT:
                 raise DasError(f"{path}: not a das batch manifest ({MANIFEST_FORMAT}); use another --out folder")
             self.data["shots"] = loaded.get("shots", {})
@@ -125,7 +127,9 @@ def _run_shots(spec: BatchSpec, manifest: Manifest, out_dir: Path, client, blend
             outcome = runner.run()
         except ServerUnavailable as error:
             manifest.save()
-            raise ServerUnavailable(f"{error}; every job id is in {manifest.path}: rerun the same command to resume") from None
+            raise ServerUnavailable(
+                f"{error}; every job id is in {manifest.path}: rerun the same command to resume"
+            ) from None
         except Exception as error:  # noqa: BLE001 - one broken shot must not stop the batch
             message = str(error) if isinstance(error, DasError) else f"{type(error).__name__}: {error}"
             manifest.update(shot.name, state=FAILED, error=message)

@@ -115,7 +115,9 @@ def load_spec(path: str | Path) -> BatchSpec:
         raise BatchSpecError(f"{path}: not valid TOML ({error})") from None
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
-        raise BatchSpecError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+        raise BatchSpecError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
     for key in ("server", "blender"):
         if key in data and not isinstance(data[key], str):
             raise BatchSpecError(f"{path}: {key} must be a string")

@@ -90,7 +90,9 @@ def parse_frame_range(text: str) -> tuple[int | None, int | None]:
         first = int(start) if start.strip() else None
         last = int(end) if end.strip() else None
     except ValueError:
-        raise DasError(f"frame range {text!r} is not START:END (for example 1:49, or 10: to use the scene's end)") from None
+        raise DasError(
+            f"frame range {text!r} is not START:END (for example 1:49, or 10: to use the scene's end)"
+        ) from None
     if first is not None and last is not None and last < first:
         raise DasError(f"frame range {text!r} ends before it starts; use START:END with END >= START")
     return first, last
@@ -161,7 +163,10 @@ def _blender_command(blend: Path, blender: str | os.PathLike | None) -> list[str
         executable = shutil.which(str(blender))
         if executable is None:
             raise DasError(f"Blender executable {str(blender)!r} not found; pass the full path to blender")
-        return [executable, "-b", "--factory-startup", str(blend), "--python-exit-code", "3", "--python-expr", _EXPORT_SCRIPT]
+        return [
+            executable, "-b", "--factory-startup", str(blend), "--python-exit-code", "3",
+            "--python-expr", _EXPORT_SCRIPT,
+        ]  # fmt: skip
     if importlib.util.find_spec("bpy") is None:
         raise DasError(
             f"this Python ({sys.version.split()[0]}) has no bpy module; install it (pip install bpy, "

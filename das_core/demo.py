@@ -22,6 +22,7 @@ from das_core.errors import DasError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_EXAMPLE = EXAMPLES_DIR / "walk_cycle"
+EXAMPLE_FILES = ("tracks.npz", "reference.png", "prompt.txt")
 DEMO_STEPS = {"preview": 50, "tiny": 4, "das": 50}
 
 
@@ -54,7 +55,7 @@ def run_demo(
 
     started = time.monotonic()
     example, out_dir = Path(example), Path(out_dir)
-    tracks_path, reference_path, prompt_path = (example / name for name in ("tracks.npz", "reference.png", "prompt.txt"))
+    tracks_path, reference_path, prompt_path = (example / name for name in EXAMPLE_FILES)
     for path in (tracks_path, reference_path, prompt_path):
         if not path.is_file():
             raise DasError(
@@ -83,7 +84,9 @@ def run_demo(
     return DemoResult(tracking_path, result_path, comparison_path, time.monotonic() - started)
 
 
-def _generate_on_local_server(backend: str, request, progress: bool, report: Callable[[str], None]) -> tuple[np.ndarray, float]:
+def _generate_on_local_server(
+    backend: str, request, progress: bool, report: Callable[[str], None]
+) -> tuple[np.ndarray, float]:
     """Start a throwaway server, submit `request` through the real client, stream it: (frames, fps)."""
     from tqdm import tqdm
 
@@ -107,5 +110,6 @@ def _generate_on_local_server(backend: str, request, progress: bool, report: Cal
                     elif isinstance(event, JobFailed):
                         raise DasError(f"the demo job failed on the server ({event.code}): {event.message}")
                     elif isinstance(event, Done):
-                        return np.stack([frames[i] for i in range(event.num_frames)]), float(event.metadata.get("fps", 8.0))
+                        result = np.stack([frames[i] for i in range(event.num_frames)])
+                        return result, float(event.metadata.get("fps", 8.0))
     raise DasError("the demo job's event stream ended without a result; run the demo again")

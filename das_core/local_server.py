@@ -75,7 +75,9 @@ class LocalServer:
                 "--state-dir", str(self.state_dir), *self.extra_args,
             ]  # fmt: skip
             with open(self.log_path, "ab") as log:
-                self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                self._process = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
             if self._wait_until_ready():
                 return self.address
             tail = self._log_tail()

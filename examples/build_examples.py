@@ -56,7 +56,10 @@ def build(name: str, blender: str | None) -> None:
     (folder / "prompt.txt").write_text(PROMPTS[name] + "\n", encoding="utf-8")
     if name == "walk_cycle":
         picture = image_grid(
-            [[(read_video(reference)[0], "Blender render (Workbench), frame 1"), (tracking[0], "tracking video, frame 1")]],
+            [[
+                (read_video(reference)[0], "Blender render (Workbench), frame 1"),
+                (tracking[0], "tracking video, frame 1"),
+            ]],
             thumb_width=360,
             thumb_height=240,
         )

@@ -28,7 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--samples", type=int, default=49, help="frames to sample from the range (default: 49)")
     export.add_argument("--blender", default=None, metavar="PATH", help="Blender executable to run instead of bpy")
     export.add_argument(
-        "--reference-render", type=Path, default=None, metavar="IMG", help="also render the first sampled frame to IMG (PNG)"
+        "--reference-render",
+        type=Path,
+        default=None,
+        metavar="IMG",
+        help="also render the first sampled frame to IMG (PNG)",
     )
     export.add_argument(
         "--engine",

@@ -19,7 +19,9 @@ import scene_setup  # noqa: E402
 ORBIT_DEGREES = 90.0
 
 
-def torus(centre: tuple[float, float, float], major: float, minor: float, segments: int = 20, sides: int = 8) -> tuple[list, list]:
+def torus(
+    centre: scene_setup.Vec3, major: float, minor: float, segments: int = 20, sides: int = 8
+) -> tuple[list, list]:
     """Vertices and faces of a torus lying flat (axis along z)."""
     cx, cy, cz = centre
     vertices = []
@@ -43,7 +45,8 @@ def torus(centre: tuple[float, float, float], major: float, minor: float, segmen
 def cone(base: tuple[float, float, float], radius: float, height: float, segments: int = 16) -> tuple[list, list]:
     """Vertices and faces of a cone standing on `base`."""
     bx, by, bz = base
-    vertices = [(bx + radius * math.cos(2 * math.pi * s / segments), by + radius * math.sin(2 * math.pi * s / segments), bz) for s in range(segments)]
+    angles = [2 * math.pi * s / segments for s in range(segments)]
+    vertices = [(bx + radius * math.cos(angle), by + radius * math.sin(angle), bz) for angle in angles]
     vertices.append((bx, by, bz + height))
     faces = [(s, (s + 1) % segments, segments) for s in range(segments)]
     faces.append(tuple(reversed(range(segments))))
@@ -56,7 +59,8 @@ def add_props() -> None:
     scene_setup.add_mesh("Ball", *scene_setup.sphere((1.6, -1.1, 0.55), 0.55), (0.3, 0.5, 0.85))
     scene_setup.add_mesh("Cone", *cone((-1.5, 1.2, 0.0), 0.5, 1.4), (0.85, 0.75, 0.3))
     scene_setup.add_mesh("Ring", *torus((-1.4, -1.5, 0.25), 0.55, 0.22), (0.8, 0.3, 0.35))
-    scene_setup.add_mesh("Pillar", *scene_setup.cylinder(0.3, (1.3, 1.8, 0.0), (1.3, 1.8, 2.2), segments=12, rings=4), (0.6, 0.65, 0.6))
+    pillar = scene_setup.cylinder(0.3, (1.3, 1.8, 0.0), (1.3, 1.8, 2.2), segments=12, rings=4)
+    scene_setup.add_mesh("Pillar", *pillar, (0.6, 0.65, 0.6))
 
 
 def animate_orbit(camera: bpy.types.Object) -> None:

@@ -16,6 +16,7 @@ import bpy
 FRAME_START = 1
 FRAME_END = 49  # 49 frames: one tracking-video frame per scene frame
 FPS = 24
+Vec3 = tuple[float, float, float]
 
 
 def new_scene() -> bpy.types.Scene:
@@ -64,7 +65,7 @@ def add_ground(size: float = 24.0, cuts: int = 12) -> bpy.types.Object:
     return add_mesh("Ground", vertices, faces, (0.45, 0.45, 0.42))
 
 
-def add_camera(location: tuple[float, float, float], target: tuple[float, float, float], lens: float = 30.0) -> bpy.types.Object:
+def add_camera(location: Vec3, target: Vec3, lens: float = 30.0) -> bpy.types.Object:
     """A camera named "Camera" at `location` aimed at `target` (Track To), made the scene camera."""
     camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     camera.data.lens = lens
@@ -82,7 +83,7 @@ def add_camera(location: tuple[float, float, float], target: tuple[float, float,
 
 
 def cylinder(
-    radius: float, bottom: tuple[float, float, float], top: tuple[float, float, float], segments: int = 8, rings: int = 3
+    radius: float, bottom: Vec3, top: Vec3, segments: int = 8, rings: int = 3
 ) -> tuple[list, list]:
     """Vertices and faces of a closed vertical-ish tube from `bottom` to `top` (rings give bending room)."""
     vertices, faces = [], []
@@ -119,7 +120,11 @@ def sphere(centre: tuple[float, float, float], radius: float, segments: int = 16
         for s in range(segments):
             phi = 2 * math.pi * s / segments
             vertices.append(
-                (cx + radius * math.sin(theta) * math.cos(phi), cy + radius * math.sin(theta) * math.sin(phi), cz + radius * math.cos(theta))
+                (
+                    cx + radius * math.sin(theta) * math.cos(phi),
+                    cy + radius * math.sin(theta) * math.sin(phi),
+                    cz + radius * math.cos(theta),
+                )
             )
     vertices.append((cx, cy, cz - radius))
     bottom = len(vertices) - 1

@@ -21,7 +21,7 @@ BOUNCE = 0.6  # vertical speed kept after a bounce
 FRICTION = 0.85  # horizontal speed kept after a bounce
 
 
-def trajectory(start: tuple[float, float, float], velocity: tuple[float, float, float], frames: int, fps: float) -> list[tuple]:
+def trajectory(start: scene_setup.Vec3, velocity: scene_setup.Vec3, frames: int, fps: float) -> list[tuple]:
     """(location, roll angle) per frame of a ball thrown from `start`, bouncing on z=0 (small sub-steps)."""
     (x, y, z), (vx, vy, vz) = start, velocity
     roll, samples, substeps = 0.0, [], 20
@@ -45,8 +45,10 @@ def main() -> None:
     scene_setup.add_ground()
     scene_setup.add_mesh("CrateBig", *scene_setup.box((1.2, 1.6, 0.45), (0.9, 0.9, 0.9)), (0.7, 0.45, 0.25))
     scene_setup.add_mesh("CrateSmall", *scene_setup.box((2.0, 1.0, 0.3), (0.6, 0.6, 0.6)), (0.6, 0.4, 0.22))
-    scene_setup.add_mesh("Post", *scene_setup.cylinder(0.12, (-1.8, 1.4, 0.0), (-1.8, 1.4, 1.6), segments=10), (0.55, 0.6, 0.55))
-    ball = scene_setup.add_mesh("Ball", *scene_setup.sphere((0.0, 0.0, 0.0), RADIUS, segments=14, rings=8), (0.85, 0.25, 0.2))
+    post = scene_setup.cylinder(0.12, (-1.8, 1.4, 0.0), (-1.8, 1.4, 1.6), segments=10)
+    scene_setup.add_mesh("Post", *post, (0.55, 0.6, 0.55))
+    ball_mesh = scene_setup.sphere((0.0, 0.0, 0.0), RADIUS, segments=14, rings=8)
+    ball = scene_setup.add_mesh("Ball", *ball_mesh, (0.85, 0.25, 0.2))
     ball.rotation_mode = "XYZ"
     frames = scene_setup.FRAME_END - scene_setup.FRAME_START + 1
     path = trajectory(start=(-1.9, 0.3, 0.9), velocity=(2.4, -0.2, 3.6), frames=frames, fps=scene_setup.FPS)

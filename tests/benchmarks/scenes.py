@@ -28,13 +28,14 @@ def main() -> None:
         scratch = Path(scratch)
         load_before = os.getloadavg()
         rows = [
-            timed("das export walk_cycle.blend (49 frames, bpy)", ["export", str(EXAMPLES / "walk_cycle" / "walk_cycle.blend"),
-                  "-o", str(scratch / "walk.npz")]),
+            timed("das export walk_cycle.blend (49 frames, bpy)", ["export",
+                  str(EXAMPLES / "walk_cycle" / "walk_cycle.blend"), "-o", str(scratch / "walk.npz")]),
             timed("das export ... --reference-render (Workbench 720x480)", ["export",
                   str(EXAMPLES / "walk_cycle" / "walk_cycle.blend"), "-o", str(scratch / "walk.npz"),
                   "--reference-render", str(scratch / "walk.png")]),
             timed("das demo (preview)", ["demo", "--out", str(scratch / "demo"), "--no-progress"]),
-            timed("das demo --backend tiny", ["demo", "--out", str(scratch / "tiny"), "--backend", "tiny", "--no-progress"]),
+            timed("das demo --backend tiny", ["demo", "--out", str(scratch / "tiny"), "--backend", "tiny",
+                  "--no-progress"]),
             timed("das batch examples/batch.toml --backend preview (3 shots)", ["batch", str(EXAMPLES / "batch.toml"),
                   "--backend", "preview", "--out", str(scratch / "batch"), "--no-progress"]),
             timed("  same command again (all shots already done)", ["batch", str(EXAMPLES / "batch.toml"),

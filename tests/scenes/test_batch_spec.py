@@ -10,6 +10,9 @@ from das_core.batch_spec import BatchSpecError, load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
+TRACKS_SHOT = '[[shot]]\nname = "a"\ntracks = "a.npz"\nimage = "a.png"\nprompt = "p"\n'
+BLEND_SHOT = '[[shot]]\nname = "a"\nblend = "a.blend"\nprompt = "p"\n'
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "spec.toml"
@@ -60,18 +63,17 @@ steps = 30
 @pytest.mark.parametrize(
     "body, message",
     [
-        ('[[shot]]\nname = "a"\ntracks = "a.npz"\nimage = "a.png"\nprompt = "p"\nsed = 3\n', "unknown key 'sed'"),
-        ('[[shot]]\nname = "a"\ntracks = "a.npz"\nimage = "a.png"\nprompt = "p"\nsteps = "10"\n', "steps must be a whole number"),
-        ('[[shot]]\nname = "a"\ntracks = "a.npz"\nimage = "a.png"\nprompt = "p"\nseed = true\n', "seed must be a whole number"),
+        (TRACKS_SHOT + 'sed = 3\n', "unknown key 'sed'"),
+        (TRACKS_SHOT + 'steps = "10"\n', "steps must be a whole number"),
+        (TRACKS_SHOT + 'seed = true\n', "seed must be a whole number"),
         ('[[shot]]\nname = "a"\ntracks = "a.npz"\nprompt = "p"\n', "needs image"),
         ('[[shot]]\nname = "a"\nblend = "a.blend"\ntracks = "a.npz"\nprompt = "p"\n', "exactly one of blend"),
         ('[[shot]]\nname = "a"\nblend = "a.blend"\n', "needs a prompt"),
         ('[[shot]]\nname = "a b"\nblend = "a.blend"\nprompt = "p"\n', "needs a name"),
-        ('[[shot]]\nname = "a"\nblend = "a.blend"\nprompt = "p"\nframes = "9:2"\n', "ends before it starts"),
-        ('[[shot]]\nname = "a"\nblend = "a.blend"\nprompt = "p"\nmode = "wire"\n', "mode must be one of"),
-        ('[[shot]]\nname = "a"\nblend = "a.blend"\nprompt = "p"\n[[shot]]\nname = "a"\nblend = "b.blend"\nprompt = "q"\n',
-         "used more than once: a"),
-        ('[[shot]]\nname = "a"\ntracks = "a.npz"\nimage = "a.png"\ncamera = "Cam"\nprompt = "p"\n', "camera only applies"),
+        (BLEND_SHOT + 'frames = "9:2"\n', "ends before it starts"),
+        (BLEND_SHOT + 'mode = "wire"\n', "mode must be one of"),
+        (BLEND_SHOT + BLEND_SHOT, "used more than once: a"),
+        (TRACKS_SHOT + 'camera = "Cam"\n', "camera only applies"),
         ("[defaults]\nsteps = 5\n", "no shots"),
         ("shots = 1\n", "unknown top-level key(s) shots"),
         ("[[shot]\n", "not valid TOML"),
