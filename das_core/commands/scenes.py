@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from das_core.errors import DasError
+
 _BACKENDS = ("preview", "tiny", "das")
 _ENGINES = ("WORKBENCH", "EEVEE", "CYCLES")
 
@@ -57,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     where.add_argument(
         "--backend", choices=_BACKENDS, default=None, help="start a local server with this backend for the batch"
+    )
+    batch.add_argument(
+        "--model", default=None, help="with --backend das: hub id or folder of the DaS weights (default: the server's)"
     )
     batch.add_argument("--out", type=Path, default=None, help="output folder (default: SPEC's name + '-out' beside it)")
     batch.add_argument("--blender", default=None, metavar="PATH", help="Blender executable for .blend shots")
@@ -120,13 +125,16 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from das_core.client import DEFAULT_ADDRESS, load_keys
     from das_core.local_server import LocalServer
 
+    if args.model and args.backend != "das":
+        raise DasError("--model only applies with --backend das (a remote server chooses its own model)")
     spec = load_spec(args.spec)
     out_dir = args.out or spec.path.with_name(f"{spec.path.stem}-out")
     client_options = {"timeout": args.timeout, **(load_keys(args.keys) if args.keys else {})}
     progress = not args.no_progress
     try:
         if args.backend:
-            server = LocalServer(args.backend, out_dir / "server")
+            model_args = ("--model", args.model) if args.model else ()
+            server = LocalServer(args.backend, out_dir / "server", extra_args=model_args)
             print(f"starting a local {args.backend} server (log: {server.log_path}) ...", file=sys.stderr)
             with server:
                 summary = run_batch(spec, out_dir, server.address, blender=args.blender, progress=progress,
