@@ -59,7 +59,7 @@ def reference_image(scene: bpy.types.Scene, frame: int, directory: Path) -> np.n
             raise DasError("reference image is set to 'Image file' but no file is chosen; pick one in the DaS panel")
         image = load_image_rgb(bpy.path.abspath(settings.reference_image))
     else:
-        engine = "WORKBENCH" if settings.reference == "WORKBENCH" else None
+        engine = None if settings.reference == "SCENE" else settings.reference  # WORKBENCH, EEVEE or CYCLES
         # Rendered only as large as the letterbox needs: the same framing, fewer pixels to wait for.
         path = render_reference(
             scene, os.path.join(directory, "reference.png"), frame=frame, engine=engine,

@@ -86,6 +86,8 @@ class DasSceneSettings(bpy.types.PropertyGroup):
         items=(
             ("SCENE", "Render (scene engine)", "Render the first exported frame with the scene's render engine"),
             ("WORKBENCH", "Quick Workbench", "Render the first exported frame with Workbench (fast preview)"),
+            ("EEVEE", "Eevee", "Render the first exported frame with Eevee"),
+            ("CYCLES", "Cycles", "Render the first exported frame with Cycles (with the scene's Cycles settings)"),
             ("IMAGE", "Image file", "Use an image you choose, e.g. a repainted first frame"),
         ),
         default="SCENE",

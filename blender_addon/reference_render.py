@@ -17,8 +17,12 @@ from das_core.errors import DasError
 
 from .gather_camera import resolve_camera
 
-# "WORKBENCH" is the quick preview; None keeps the scene's engine (Eevee, Cycles, ...).
-ENGINE_IDS = {"WORKBENCH": "BLENDER_WORKBENCH", "EEVEE": "BLENDER_EEVEE", "CYCLES": "CYCLES"}
+# Short names for the engines; Eevee's id was BLENDER_EEVEE_NEXT in Blender 4.2-4.4.
+ENGINE_IDS = {
+    "WORKBENCH": ("BLENDER_WORKBENCH",),
+    "EEVEE": ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"),
+    "CYCLES": ("CYCLES",),
+}
 
 
 def render_reference(
@@ -38,7 +42,7 @@ def render_reference(
     """
     path = os.path.abspath(os.fspath(path))
     camera = resolve_camera(scene, camera)
-    engine_id = None if engine is None else ENGINE_IDS.get(engine, engine)
+    engine_id = None if engine is None else _engine_id(scene.render, engine)
     render = scene.render
     settings = _Saved(
         (render, "engine", engine_id),
@@ -56,8 +60,6 @@ def render_reference(
         settings.apply()
         scene.frame_set(frame)
         bpy.ops.render.render(write_still=True, scene=scene.name)
-    except TypeError as error:  # an engine id this Blender does not have; the message lists the ones it has
-        raise DasError(f"render engine {engine!r} is not available: {error}") from None
     except RuntimeError as error:
         raise DasError(f"rendering frame {frame} of scene {scene.name!r} failed: {error}") from None
     finally:
@@ -66,6 +68,20 @@ def render_reference(
     if not os.path.isfile(path):
         raise DasError(f"rendering frame {frame} of scene {scene.name!r} wrote no image to {path}; check the render settings")
     return path
+
+
+def _engine_id(render: bpy.types.RenderSettings, engine: str) -> str:
+    """The id this Blender knows for `engine` (a short name or an id), found by trying each candidate."""
+    original = render.engine
+    for candidate in ENGINE_IDS.get(engine, (engine,)):
+        try:
+            render.engine = candidate
+        except TypeError as error:  # Blender's message lists the engines it has
+            problem = str(error)
+            continue
+        render.engine = original
+        return candidate
+    raise DasError(f"render engine {engine!r} is not available: {problem}")
 
 
 def percentage_for(scene: bpy.types.Scene, width: int, height: int) -> int:

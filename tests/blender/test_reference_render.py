@@ -55,3 +55,13 @@ def test_smaller_percentage_keeps_the_framing(factory_scene, tmp_path):
 
     shrunk = np.asarray(Image.fromarray(full).resize((480, 270), Image.Resampling.BOX)).astype(int)
     assert np.abs(shrunk - small.astype(int)).mean() < 2  # 0.5 measured; a 10 px shift gives 3.9
+
+
+def test_engine_short_names_resolve_to_this_blenders_ids(factory_scene):
+    from blender_addon.reference_render import _engine_id
+
+    render = factory_scene.render
+    render.engine = "CYCLES"
+    assert _engine_id(render, "EEVEE") == "BLENDER_EEVEE"  # BLENDER_EEVEE_NEXT on Blender 4.2-4.4
+    assert _engine_id(render, "WORKBENCH") == "BLENDER_WORKBENCH"
+    assert render.engine == "CYCLES", "probing must not change the scene's engine"
