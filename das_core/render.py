@@ -493,25 +493,31 @@ class _Triangles:
         self.i0, self.j0 = i0.astype(np.int64), j0.astype(np.int64)
         self.columns = np.maximum(i1.astype(np.int64) - self.i0 + 1, 1)
         self.rows = np.maximum(j1.astype(np.int64) - self.j0 + 1, 1)
-        self.x2, self.y2 = x2, y2
-        self.a0, self.b0 = (y1 - y2) / area, (x2 - x1) / area
-        self.a1, self.b1 = (y2 - y0) / area, (x0 - x2) / area
-        z0, z1, self.z2 = (inverse_z[c] for c in corners)
-        # Inside-test limits: `_EDGE_TOLERANCE` pixels past each edge, in barycentric units.
-        self.slack = (
-            -_EDGE_TOLERANCE * np.hypot(self.a0, self.b0),
-            -_EDGE_TOLERANCE * np.hypot(self.a1, self.b1),
-            1 + _EDGE_TOLERANCE * np.hypot(self.a0 + self.a1, self.b0 + self.b1),
-        )
+        a0, b0 = (y1 - y2) / area, (x2 - x1) / area
+        a1, b1 = (y2 - y0) / area, (x0 - x2) / area
+        z0, z1, z2 = (inverse_z[c] for c in corners)
+        # Everything the inside and depth tests read, one row each, so a batch gathers it at once:
+        # x2, y2, the barycentric gradients, 1/z and its gradient, and the inside-test limits
+        # (`_EDGE_TOLERANCE` pixels past each edge, in barycentric units).
+        self.edges = np.stack(
+            [
+                x2, y2, a0, b0, a1, b1, z2,
+                (z0 - z2) * a0 + (z1 - z2) * a1,
+                (z0 - z2) * b0 + (z1 - z2) * b1,
+                -_EDGE_TOLERANCE * np.hypot(a0, b0),
+                -_EDGE_TOLERANCE * np.hypot(a1, b1),
+                1 + _EDGE_TOLERANCE * np.hypot(a0 + a1, b0 + b1),
+            ]
+        ).astype(np.float32)  # fmt: skip
+        self.x2, self.y2, self.z2, self.az, self.bz = self.edges[[0, 1, 6, 7, 8]]
+        self.place = np.stack([self.i0, self.j0, self.frame])
         self.facing = area > 0  # one winding; which one faces the camera depends on the mesh
-        self.nearest_depth = np.maximum(np.maximum(z0, z1), self.z2)  # 1/z is largest at a corner
-        self.az = (z0 - self.z2) * self.a0 + (z1 - self.z2) * self.a1
-        self.bz = (z0 - self.z2) * self.b0 + (z1 - self.z2) * self.b1
+        self.nearest_depth = np.maximum(np.maximum(z0, z1), z2)  # 1/z is largest at a corner
         # Colour times 1/z is affine too: the perspective-correct colour is its ratio to 1/z.
-        c0, c1, c2 = (colors[c].T * z for c, z in zip(corners, (z0, z1, self.z2)))
+        c0, c1, c2 = (colors[c].T * z for c, z in zip(corners, (z0, z1, z2)))
         self.c2 = c2
-        self.ca = (c0 - c2) * self.a0 + (c1 - c2) * self.a1
-        self.cb = (c0 - c2) * self.b0 + (c1 - c2) * self.b1
+        self.ca = (c0 - c2) * a0 + (c1 - c2) * a1
+        self.cb = (c0 - c2) * b0 + (c1 - c2) * b1
 
     def draw(self, nearest: np.ndarray) -> None:
         """Scatter every fragment's (1/z bits << 32 | triangle + 1) key into `nearest` by max.
@@ -553,12 +559,14 @@ class _Triangles:
         width, height = self.width, self.height
         for part, columns, rows in _windows(self.columns[subset], self.rows[subset], width, height):
             batch = subset[part]
+            x2, y2, a0, b0, a1, b1, z2, az, bz, *slack = self.edges.take(batch, axis=1)
+            i0, j0, frame = self.place.take(batch, axis=1)
             # Windows shifted to stay inside the image cover extra pixels outside the triangle's
             # bounding box; those fail the inside test.
-            ox = np.minimum(self.i0[batch], width - columns)
-            oy = np.minimum(self.j0[batch], height - rows)
-            fx = (ox + 0.5).astype(np.float32) - self.x2[batch]
-            fy = (oy + 0.5).astype(np.float32) - self.y2[batch]
+            ox = np.minimum(i0, width - columns)
+            oy = np.minimum(j0, height - rows)
+            fx = (ox + 0.5).astype(np.float32) - x2
+            fy = (oy + 0.5).astype(np.float32) - y2
             dx = np.arange(columns, dtype=np.float32)
             dy = np.arange(rows, dtype=np.float32)
             # Long inner loops: triangles innermost for many small windows, pixels otherwise.
@@ -570,15 +578,16 @@ class _Triangles:
                     return (base + dy[:, None] * b)[:, None, :] + (dx[:, None] * a)[None, :, :]
                 return (base[:, None] + b[:, None] * dy)[:, :, None] + (a[:, None] * dx)[:, None, :]
 
-            bary0 = grid(0, self.a0[batch], self.b0[batch])
-            bary1 = grid(0, self.a1[batch], self.b1[batch])
-            slack = [v[batch] if triangles_inner else v[batch, None, None] for v in self.slack]
+            bary0 = grid(0, a0, b0)
+            bary1 = grid(0, a1, b1)
+            if not triangles_inner:
+                slack = [v[:, None, None] for v in slack]
             inside = bary0 >= slack[0]
             inside &= bary1 >= slack[1]
             bary0 += bary1
             inside &= bary0 <= slack[2]
             hits = np.flatnonzero(inside)
-            depth = grid(self.z2[batch], self.az[batch], self.bz[batch]).ravel()[hits]
+            depth = grid(z2, az, bz).ravel()[hits]
             # Hit h is candidate (cell, triangle) of the window: h = cell * k + local when
             # triangles are innermost, local * cells + cell otherwise.
             if triangles_inner:  # floor_divide by a scalar is fast (libdivide); divmod is not
@@ -587,7 +596,7 @@ class _Triangles:
             else:
                 local = hits // (rows * columns)
                 cell = hits - local * (rows * columns)
-            start = (self.frame[batch] * height + oy) * width + ox
+            start = (frame * height + oy) * width + ox
             offset = (np.arange(rows)[:, None] * width + np.arange(columns)).ravel()
             key = depth.view(np.int32).astype(np.int64)
             key <<= 32
