@@ -48,6 +48,17 @@ class TrainResult:
 
 def train(args: argparse.Namespace) -> TrainResult:
     """Run training as `args` (from `das_core.train.args`) says; returns a `TrainResult`."""
+    from accelerate.state import AcceleratorState
+
+    try:
+        return _train(args)
+    finally:
+        # accelerate keeps its state (mixed precision, devices) in a process-wide singleton; a second
+        # run in the same process (tests, notebooks) must not inherit the first one's settings.
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _train(args: argparse.Namespace) -> TrainResult:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler

@@ -72,6 +72,17 @@ def set_background(scene, rng):
     return "colour " + " ".join(f"{{c:.3f}}" for c in colour)
 
 
+def set_engine(render, engine):
+    candidates = {{"workbench": ["BLENDER_WORKBENCH"], "eevee": ["BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"], "cycles": ["CYCLES"]}}
+    for candidate in candidates[engine]:
+        try:
+            render.engine = candidate
+            return
+        except TypeError as error:  # Blender names the engines it has
+            problem = str(error)
+    raise DasError(f"render engine {{engine}} is not available in this Blender: {{problem}}")
+
+
 def scene_text(scene):
     for holder in (scene, getattr(scene, "das", None)):
         for key in ("das_prompt", "prompt"):
@@ -91,11 +102,10 @@ def scene_text(scene):
 def run():
     bpy.ops.wm.open_mainfile(filepath=args["blend"])
     from blender_addon.export import export_tracks
-    from blender_addon.reference_render import ENGINE_IDS
 
     scene = bpy.context.scene
     render = scene.render
-    render.engine = ENGINE_IDS[args["engine"].upper()]
+    set_engine(render, args["engine"])
     render.resolution_x, render.resolution_y, render.resolution_percentage = args["width"], args["height"], 100
     render.film_transparent = False
     render.use_file_extension = False
@@ -105,7 +115,7 @@ def run():
     if render.engine == "CYCLES":
         scene.cycles.device = "CPU"
         scene.cycles.samples = args["render_samples"]
-    elif render.engine == "BLENDER_EEVEE":
+    elif render.engine.startswith("BLENDER_EEVEE"):
         scene.eevee.taa_render_samples = args["render_samples"]
     rng = random.Random(args["seed"])
     background = set_background(scene, rng)

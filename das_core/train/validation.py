@@ -58,7 +58,10 @@ def load_validation_inputs(args: argparse.Namespace, num_frames: int) -> list[Va
 
 
 def run_validation(args, accelerator, parts, transformer, epoch: int, dtype: torch.dtype) -> list[Path]:
-    """Generate `--num_validation_videos` per validation prompt, save MP4s and log them; returns the paths."""
+    """Generate `--num_validation_videos` per validation prompt, save MP4s and log them; returns the paths.
+
+    Video `n` of a prompt is seeded with `--seed` + n (42 when no seed), so it can be regenerated.
+    """
     from diffusers import CogVideoXDPMScheduler
 
     from das_core.pipeline import DasImageToVideoPipeline
@@ -79,12 +82,19 @@ def run_validation(args, accelerator, parts, transformer, epoch: int, dtype: tor
     folder = Path(args.output_dir) / "validation"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
+    seed = args.seed if args.seed is not None else 42
     generator = torch.Generator(device="cpu")
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     for index, item in enumerate(inputs):
-        generator.manual_seed(args.seed if args.seed is not None else 42)
         num_frames, height, width = item.size
         for number in range(args.num_validation_videos):
-            with torch.autocast(accelerator.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            # Reproducible videos: the generator and the global RNG (which the pipeline's tracking encode
+            # uses, as the reference does) are seeded here, and training's RNG state is put back after.
+            generator.manual_seed(seed + number)
+            with torch.random.fork_rng(devices=devices), torch.autocast(
+                accelerator.device.type, dtype=dtype, enabled=dtype != torch.float32
+            ):
+                torch.manual_seed(seed + number)
                 frames = pipe(
                     image=item.image,
                     prompt=item.prompt,

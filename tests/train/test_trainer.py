@@ -19,6 +19,7 @@ from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH
 STEPS = 20
 TINY_FRAMES = 5  # as the tiny_dataset fixture renders
 FIXED_TIMESTEPS = (50, 300, 600, 900)
+VALIDATION = {"validation_prompt": "a red ball", "validation_epochs": STEPS, "validation_num_inference_steps": 2}
 
 
 def _flags(model: Path, data: Path, output: Path, **extra) -> list[str]:
@@ -41,6 +42,12 @@ def _flags(model: Path, data: Path, output: Path, **extra) -> list[str]:
         "report_to": "tensorboard",
         **extra,
     }
+    if "validation_prompt" in flags:
+        data = Path(data)
+        flags.update(
+            validation_images=data / "images" / "00000.png",
+            tracking_map_path=data / "tracking" / "00000_tracking.mp4",
+        )
     argv = []
     for name, value in flags.items():
         argv += [f"--{name}", str(value)]
@@ -52,18 +59,7 @@ def run(tiny_model_dir, tiny_dataset, tmp_path_factory):
     from das_core.train.loop import train
 
     output = tmp_path_factory.mktemp("run")
-    args = parse_args(
-        _flags(
-            tiny_model_dir,
-            tiny_dataset,
-            output,
-            validation_prompt="a red ball",
-            validation_images=tiny_dataset / "images" / "00000.png",
-            tracking_map_path=tiny_dataset / "tracking" / "00000_tracking.mp4",
-            validation_epochs=STEPS,
-            validation_num_inference_steps=2,
-        )
-    )
+    args = parse_args(_flags(tiny_model_dir, tiny_dataset, output, **VALIDATION))
     return output, train(args)
 
 
@@ -194,29 +190,30 @@ def test_resume_continues_at_the_same_step_with_the_same_state(run, tiny_model_d
     assert worst < 1e-5
 
 
-def test_saved_transformer_loads_into_the_pipeline_and_generates(run):
+def test_saved_transformer_loads_into_the_pipeline_and_generates(run, tiny_model_dir, tiny_dataset, tmp_path):
+    """The saved folder, loaded into a fresh tiny pipeline, regenerates the run's last validation video."""
     from das_core.model.tiny import TINY_NUM_FRAMES, build_tiny_pipeline
+    from das_core.train.validation import load_validation_inputs
+    from das_core.video import read_video, write_mp4
 
-    output, _ = run
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (TINY_HEIGHT, TINY_WIDTH, 3), dtype=np.uint8)
-    tracking = rng.integers(0, 255, (TINY_NUM_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3), dtype=np.uint8)
-
-    def generate(pipe):
-        return pipe(
-            image=image, prompt="a red ball", tracking_video=tracking, num_frames=TINY_NUM_FRAMES,
-            height=TINY_HEIGHT, width=TINY_WIDTH, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
-            output_type="np",
-        ).frames[0]
-
+    output, result = run
+    item = load_validation_inputs(parse_args(_flags(tiny_model_dir, tiny_dataset, output, **VALIDATION)), TINY_NUM_FRAMES)[0]
     pipe = build_tiny_pipeline()
-    pipe.set_progress_bar_config(disable=True)
-    untrained = generate(pipe)
     pipe.transformer = _trained(output)
-    trained = generate(pipe)
-    assert trained.shape == (TINY_NUM_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3)
-    assert np.isfinite(trained).all()
-    assert np.abs(trained - untrained).max() > 1e-3  # the trained tracking branch changes the video
+    pipe.set_progress_bar_config(disable=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        frames = pipe(
+            image=item.image, prompt=item.prompt, tracking_video=item.tracking, tracking_normalization="training",
+            num_frames=TINY_NUM_FRAMES, height=TINY_HEIGHT, width=TINY_WIDTH, num_inference_steps=2,
+            use_dynamic_cfg=False, generator=torch.Generator().manual_seed(0), output_type="np",
+        ).frames[0]
+    assert frames.shape == (TINY_NUM_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3)
+    assert np.isfinite(frames).all()
+    regenerated = (np.asarray(frames) * 255).round().clip(0, 255).astype(np.uint8)
+    write_mp4(tmp_path / "again.mp4", regenerated, fps=8)  # encoded as the validation video was
+    difference = np.abs(read_video(tmp_path / "again.mp4").astype(int) - read_video(result.validation_videos[0]))
+    assert difference.max() <= 1
 
 
 def test_validation_video_is_written_and_logged(run):
