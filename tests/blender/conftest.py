@@ -5,6 +5,21 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 
+@pytest.fixture
+def addon():
+    """The add-on enabled the way Blender enables it (so its preferences exist), disabled afterwards."""
+    import addon_utils  # importable once bpy is
+
+    module = addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    assert module is not None and hasattr(bpy.types.Scene, "das")
+    from blender_addon import jobs
+
+    yield bpy.context.preferences.addons["blender_addon"].preferences
+    jobs.JOBS.clear()  # threads still running post to the outbox; events of unknown jobs are dropped
+    jobs.ERRORS.clear()
+    addon_utils.disable("blender_addon", default_set=True)
+
+
 @pytest.fixture(autouse=True)
 def factory_scene():
     """A clean factory-settings file for each test, so no test sees another's objects or settings."""

@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-import addon_utils
 import bpy
 import numpy as np
 import pytest
@@ -15,19 +14,6 @@ from blender_scenes import build_test_scene
 from das_core.local_server import LocalServer
 
 TICK_BUDGET_S = 0.1  # the UI may not stall longer than this per timer tick
-
-
-@pytest.fixture
-def addon():
-    """The add-on enabled the way Blender enables it (so its preferences exist), disabled afterwards."""
-    module = addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    assert module is not None and hasattr(bpy.types.Scene, "das")
-    from blender_addon import jobs
-
-    yield bpy.context.preferences.addons["blender_addon"].preferences
-    jobs.JOBS.clear()  # threads still running post to the outbox; events of unknown jobs are dropped
-    jobs.ERRORS.clear()
-    addon_utils.disable("blender_addon", default_set=True)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@ Headless Blender draws no UI, so a recording layout stands in for `UILayout`: it
 property drawn exists on the real `scene.das` and every button names a registered operator.
 """
 
-import addon_utils
 import bpy
-import pytest
 
 from blender_addon import jobs
 
@@ -37,15 +35,6 @@ class RecordingLayout:
     def progress(self, factor=0.0, type="BAR", text=""):
         assert 0.0 <= factor <= 1.0
         self.log.append(("progress", text))
-
-
-@pytest.fixture
-def addon():
-    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    yield
-    jobs.JOBS.clear()
-    jobs.ERRORS.clear()
-    addon_utils.disable("blender_addon", default_set=True)
 
 
 def _draw(context):

@@ -2,20 +2,11 @@
 
 from types import SimpleNamespace
 
-import addon_utils
 import bpy
 import numpy as np
-import pytest
 
 from blender_addon import sequencer
 from blender_scenes import build_test_scene
-
-
-@pytest.fixture
-def addon():
-    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    yield
-    addon_utils.disable("blender_addon", default_set=True)
 
 
 def test_timeline_elements_follow_the_exported_frames():

@@ -3,20 +3,12 @@
 import subprocess
 import sys
 
-import addon_utils
 import bpy
 import numpy as np
 import pytest
 
 from blender_scenes import build_test_scene
 from das_core.video import read_video
-
-
-@pytest.fixture
-def addon():
-    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    yield
-    addon_utils.disable("blender_addon", default_set=True)
 
 
 @pytest.mark.parametrize("mode", ["mesh", "points"])
