@@ -84,3 +84,26 @@ def test_bad_options_are_refused(ball_scene, tmp_path):
     (tmp_path / "prompt.txt").write_text("one\n")
     with pytest.raises(DasError, match="disagree"):
         synthesise([ball_scene], tmp_path, SynthOptions())
+
+
+def _write_hdr(path, rgbe: bytes, width: int = 8, height: int = 4) -> None:
+    """A flat Radiance .hdr; scanlines narrower than 8 pixels are stored flat (no run-length encoding)."""
+    header = f"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y {height} +X {width}\n".encode()
+    path.write_bytes(header + rgbe * (width * height))
+
+
+def test_hdri_background_with_cycles(ball_scene, tmp_path):
+    hdris = tmp_path / "hdris"
+    hdris.mkdir()
+    _write_hdr(hdris / "red.hdr", bytes([200, 10, 10, 128]))  # RGBE: strongly red, exponent 0
+    written = synthesise(
+        [ball_scene],
+        tmp_path / "data",
+        SynthOptions(engine="cycles", background="hdri", hdri_dir=hdris, num_frames=F, width=W, height=H, render_samples=2),
+        progress=False,
+    )
+    assert len(written) == 1
+    record = json.loads((tmp_path / "data" / "synth.jsonl").read_text())
+    assert record["background"] == "red.hdr"
+    sky = read_video(tmp_path / "data" / "images" / "00000.png")[0, :4, :4].reshape(-1, 3).mean(axis=0)
+    assert sky[0] > 2 * max(sky[1], sky[2]), sky  # the sky shows the red environment
