@@ -48,6 +48,7 @@ COTRACKER_SIDE = 4  # the reference's point_wise; PIL fills [x - 2, x + 2], 5 pi
 # Work sizes: triangles and pixels per chunk of frames (a chunk of 720 x 480 is one frame, whose
 # buffers stay in cache), candidate pixels per vectorised batch, chunks drawn at once.
 _CHUNK_TRIANGLES = 1 << 19
+_MIN_CHUNK_TRIANGLES = 1 << 15
 _CHUNK_PIXELS = 1 << 19
 _THREADS = 2
 # Slack of the inside test in pixels, so a pixel centre exactly on an edge or vertex (a mesh's
@@ -152,7 +153,10 @@ def _render_mesh(tracks: Tracks, sources: np.ndarray, progress: bool) -> np.ndar
             height,
         )
 
-    per_chunk = min(_CHUNK_TRIANGLES // len(tracks.faces), _CHUNK_PIXELS // (width * height))
+    # A frame at a time keeps the buffers in cache; small meshes take several frames at once so
+    # that numpy's per-call overhead is shared by enough triangles.
+    per_chunk = max(_CHUNK_PIXELS // (width * height), _MIN_CHUNK_TRIANGLES // len(tracks.faces))
+    per_chunk = min(per_chunk, _CHUNK_TRIANGLES // len(tracks.faces))
     return _render_chunks(sources, max(1, per_chunk), draw, (height, width), progress)
 
 
