@@ -1,7 +1,8 @@
 """Benchmark of the tracking-video renderer (`das_core.render.render_tracking`).
 
-Run: `python tests/benchmarks/render.py [--repeat 5]`. Prints a markdown table of the best and
-median wall time over the repeats for each case:
+Run: `python tests/benchmarks/render.py [--repeat 5] [--threads 2]`. Prints a markdown table of
+the best and median wall time over the repeats for each case, the best CPU time of the process
+(all threads; less sensitive to other work on the machine than wall time) and the load average:
 - the issue's target: a UV sphere of 256 x 128 segments (32 k vertices, 65 k triangles) moving and
   spinning before a fixed camera, 49 frames at 720 x 480, mesh mode (target 0.3 s, limit 1 s);
 - points mode: 4,900 points x 49 frames in both styles (target under 0.1 s);
@@ -13,11 +14,13 @@ median wall time over the repeats for each case:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import numpy as np
 
+import das_core.render
 from das_core.render import render_tracking
 from das_core.tracks import Tracks
 
@@ -87,22 +90,26 @@ def plane_close_up(cuts: int) -> Tracks:
                   width=WIDTH, height=HEIGHT, faces=faces)
 
 
-def time_case(tracks: Tracks, repeat: int, **options) -> tuple[float, float, float]:
-    """(best s, median s, fraction of pixels covered) over `repeat` renders (after one warm-up)."""
+def time_case(tracks: Tracks, repeat: int, **options) -> tuple[float, float, float, float]:
+    """(best wall s, median wall s, best CPU s, fraction of pixels covered) over `repeat` renders
+    after one warm-up."""
     frames = render_tracking(tracks, **options)
     covered = float((frames.max(axis=-1) > 0).mean())
-    times = []
+    walls, cpus = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         render_tracking(tracks, **options)
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times), covered
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), statistics.median(walls), min(cpus), covered
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=das_core.render._THREADS, help="renderer threads")
     args = parser.parse_args()
+    das_core.render._THREADS = args.threads
 
     cases: list[tuple[str, Tracks, dict]] = []
     sphere = uv_sphere(256, 128)
@@ -121,11 +128,13 @@ def main() -> None:
     cases.append(("pixels: close-up plane, 2 tris", plane_close_up(1), {}))
     cases.append(("pixels: close-up plane, 100x100 quads (20,000 tris)", plane_close_up(100), {}))
 
-    print(f"| case ({FRAMES} frames, {WIDTH}x{HEIGHT}) | best s | median s | pixels covered |")
-    print("|---|---|---|---|")
+    print(f"threads: {args.threads}, repeats: {args.repeat}, load average at start: {os.getloadavg()[0]:.1f}")
+    print(f"| case ({FRAMES} frames, {WIDTH}x{HEIGHT}) | best wall s | median wall s | best CPU s | pixels covered |")
+    print("|---|---|---|---|---|")
     for name, tracks, options in cases:
-        best, median, covered = time_case(tracks, args.repeat, **options)
-        print(f"| {name} | {best:.3f} | {median:.3f} | {covered:.0%} |", flush=True)
+        best, median, cpu, covered = time_case(tracks, args.repeat, **options)
+        print(f"| {name} | {best:.3f} | {median:.3f} | {cpu:.3f} | {covered:.0%} |", flush=True)
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
