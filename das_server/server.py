@@ -26,7 +26,7 @@ from das_server import security
 from das_server.backends import Backend
 from das_server.config import ServerConfig
 from das_server.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobRecord, JobStore
-from das_server.worker import Started, Worker
+from das_server.worker import Started, Stored, Worker
 
 _WAKE_ADDRESS = "inproc://das-worker-events"
 _BATCH = 200  # messages read per loop turn before the worker's events get a turn
@@ -41,12 +41,11 @@ class Server:
         self.config = config
         self.backend = backend
         self.result_codec = config.result_codec
-        if self.result_codec == "auto":
-            self.result_codec = "raw" if security.is_loopback(config.bind) else "png"
         self._stop = threading.Event()
         self._subscribers: dict[str, dict[bytes, None]] = {}
         self._forwarded: dict[str, tuple[int, EncodedImage]] = {}  # running job: frames sent, their format
         self._last_progress: dict[str, Progress] = {}
+        self._finished: dict[str, Done] = {}  # sent to clients, not yet committed by the worker
         self.ready = threading.Event()
         self.bound_address: str | None = None
 
@@ -159,7 +158,11 @@ class Server:
             elif isinstance(message, StatusRequest):
                 self._status(identity, message.job_id, req)
             elif isinstance(message, ListJobs):
-                self._send(identity, Reply({"jobs": [job.summary() for job in self.store.recent()]}), req)
+                jobs = [job.summary() for job in self.store.recent()]
+                for job in jobs:
+                    if job["job_id"] in self._finished:
+                        job["state"] = DONE
+                self._send(identity, Reply({"jobs": jobs}), req)
             else:
                 self._send(identity, ErrorReply("unexpected", f"{type(message).__name__} is a server message"), req)
         except Exception as error:  # a bug must cost one reply, never the server
@@ -176,7 +179,7 @@ class Server:
             "model": described.get("model"),
             "device": described.get("device"),
             "preview": bool(described.get("preview")),
-            "queue_length": self.store.count_active(),
+            "queue_length": self.store.count_active() - len(self._finished),
             "max_queue": self.config.max_queue,
             "max_queue_per_client": self.config.max_queue_per_client,
             "result_codec": self.result_codec,
@@ -240,6 +243,11 @@ class Server:
             self._subscribe(job.job_id, identity)
             if announce:
                 self._send(identity, Accepted(job.job_id, self.store.position(job)))
+        elif job.job_id in self._finished:  # done, still being flushed to disk by the worker
+            count, like = self._forwarded[job.job_id]
+            for index in range(from_index, count):
+                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
+            self._send(identity, self._finished[job.job_id])
         elif job.state == RUNNING:
             self._subscribe(job.job_id, identity)
             count, like = self._forwarded.get(job.job_id, (0, None))
@@ -273,7 +281,11 @@ class Server:
 
     def _status(self, identity: bytes, job_id: str | None, req: int | None) -> None:
         if job_id is None:
-            body = {**self.info(), "jobs": self.store.counts()}
+            counts = self.store.counts()
+            for _ in self._finished:  # done and announced, the worker is still flushing
+                counts[RUNNING] -= 1
+                counts[DONE] = counts.get(DONE, 0) + 1
+            body = {**self.info(), "jobs": {state: count for state, count in counts.items() if count}}
         else:
             job = self.store.get(job_id)
             if job is None:
@@ -282,6 +294,9 @@ class Server:
             body = {**job.summary(), "position": self.store.position(job)}
             if job.job_id in self._forwarded:
                 body["frames_done"] = self._forwarded[job.job_id][0]
+            if job.job_id in self._finished:
+                done = self._finished[job_id]
+                body.update(state=DONE, checksum=done.checksum, metadata=done.metadata)
             progress = self._last_progress.get(job_id)
             if progress is not None:
                 body["progress"] = {"phase": progress.phase, "step": progress.step, "total": progress.total,
@@ -296,6 +311,10 @@ class Server:
                 event = worker.events.get_nowait()
             except queue.Empty:
                 return
+            if isinstance(event, Stored):
+                self._finished.pop(event.job_id, None)
+                self._forwarded.pop(event.job_id, None)
+                continue
             if isinstance(event, Started):
                 for position, job in enumerate(self.store.queued_jobs(), start=1):
                     if job.job_id in self._subscribers:
@@ -305,11 +324,14 @@ class Server:
                 self._last_progress[event.job_id] = event
             elif isinstance(event, Frame):
                 self._forwarded[event.job_id] = (event.index + 1, event.image)
+            elif isinstance(event, Done):
+                self._finished[event.job_id] = event
             self._publish(event)
             if isinstance(event, (Done, JobFailed)):
                 self._subscribers.pop(event.job_id, None)
-                self._forwarded.pop(event.job_id, None)
                 self._last_progress.pop(event.job_id, None)
+            if isinstance(event, JobFailed):
+                self._forwarded.pop(event.job_id, None)
 
     # -- sending ------------------------------------------------------------------------------
 

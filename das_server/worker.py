@@ -37,6 +37,13 @@ class Started:
     job_id: str
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A finished job's frames are on disk and its row says done (`Done` went out just before)."""
+
+    job_id: str
+
+
 class _Control:
     """Progress with ETA, and the stop flag, for one running job."""
 
@@ -166,8 +173,9 @@ class Worker(threading.Thread):
             return
         metadata = {**self.backend.describe(), "fps": request.fps, "seconds": round(time.monotonic() - control.started, 3)}
         checksum = result_checksum(digests)
+        self.emit(Done(job_id, len(digests), checksum, metadata))  # clients need not wait for the fsync
         self.store.finish(job_id, len(digests), self._last_encoded, checksum, metadata)
-        self.emit(Done(job_id, len(digests), checksum, metadata))
+        self.emit(Stored(job_id))
 
     def _deliver(self, job_id: str, item: tuple[int, np.ndarray, Future], digests: list[bytes]) -> None:
         index, frame, future = item

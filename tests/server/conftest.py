@@ -17,6 +17,7 @@ import pytest
 
 from das_core.protocol import JobRequest
 from das_server.backends import load_backend
+from das_server.backends.preview import PreviewBackend
 from das_server.config import ServerConfig
 from das_server.server import Server
 
@@ -46,9 +47,10 @@ def make_request(seed: int, height: int = 48, width: int = 72, frames: int = 49,
 class ThreadServer:
     """A `Server` running in a thread of the test process."""
 
-    def __init__(self, state_dir: Path, backend: str = "preview", **config) -> None:
+    def __init__(self, state_dir: Path, backend: str = "preview", instance=None, **config) -> None:
         self.config = ServerConfig(state_dir=state_dir, backend=backend, bind="tcp://127.0.0.1:0", **config)
-        self.server = Server(self.config, load_backend(backend, model="", device=None, offload="none"))
+        self.backend = instance or load_backend(backend, model="", device=None, offload="none")
+        self.server = Server(self.config, self.backend)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         assert self.server.ready.wait(20), "server did not start"
@@ -65,6 +67,23 @@ def preview_server(tmp_path):
     server = ThreadServer(tmp_path / "state")
     yield server
     server.stop()
+
+
+class GatedPreview(PreviewBackend):
+    """The real preview backend, held before its first frame until `gate` is set.
+
+    Only the timing is controlled (so "a job is still running" is certain on a busy machine);
+    every frame still comes from the preview warp.
+    """
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def generate(self, request, control):
+        while not self.gate.wait(0.02):
+            if control.should_stop():
+                return
+        yield from super().generate(request, control)
 
 
 class ProcessServer:

@@ -12,7 +12,7 @@ import zmq
 
 from das_core.client import Accepted, DasClient, Done, Frame, JobFailed, Progress, ServerError, ServerUnavailable
 from das_core.protocol import VERSION, ErrorReply, Info, decode, encode, Hello, frame_digest, result_checksum
-from tests.server.conftest import ThreadServer, make_request, preview_frames
+from tests.server.conftest import GatedPreview, ThreadServer, make_request, preview_frames
 
 
 def _collect(events):
@@ -150,41 +150,46 @@ def test_hostile_input_is_answered_and_others_keep_being_served(preview_server):
 
 
 def test_cancel_queued_and_running_jobs(tmp_path):
-    server = ThreadServer(tmp_path / "state", max_queue_per_client=16)
+    backend = GatedPreview()
+    server = ThreadServer(tmp_path / "state", instance=backend)
     try:
-        big = dict(height=480, width=720)
         with DasClient(server.address) as client:
-            running = client.submit(make_request(1, job_id="runs", **big))
-            queued = client.submit(make_request(2, job_id="waits", **big))
-            for event in client.events(running, timeout=30):
-                if isinstance(event, Frame):
-                    break  # it is running now
+            running = client.submit(make_request(1, job_id="runs"))
+            queued = client.submit(make_request(2, job_id="waits"))
+            deadline = time.monotonic() + 10
+            while client.status(running)["state"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert client.status(queued)["position"] == 1
             assert client.cancel(queued)["state"] == "cancelled"
-            assert client.cancel(running)["state"] in ("cancelling", "done")
+            assert client.cancel(running)["state"] == "cancelling"
             _, other = _collect(client.events(running, timeout=30))
             assert isinstance(other[-1], JobFailed) and other[-1].code == "cancelled"
             _, other = _collect(client.events(queued, timeout=30))
             assert isinstance(other[-1], JobFailed) and other[-1].code == "cancelled"
             assert client.status(running)["state"] == "cancelled"
+            assert client.cancel(running)["state"] == "cancelled"  # cancelling twice is harmless
             with pytest.raises(ServerError, match="no job"):
                 client.cancel("unknown")
+            backend.gate.set()
+            later = client.submit(make_request(3))
+            assert isinstance(list(client.events(later, timeout=30))[-1], Done)  # the worker goes on
     finally:
         server.stop()
 
 
 def test_queue_limits_per_client_and_in_total(tmp_path):
-    server = ThreadServer(tmp_path / "state", max_queue=3, max_queue_per_client=2)
+    server = ThreadServer(tmp_path / "state", instance=GatedPreview(), max_queue=3, max_queue_per_client=2)
     try:
-        big = dict(height=480, width=720)
         with DasClient(server.address, name="greedy") as greedy, DasClient(server.address, name="other") as other:
-            greedy.submit(make_request(1, **big))
-            greedy.submit(make_request(2, **big))
+            greedy.submit(make_request(1))
+            greedy.submit(make_request(2))
             with pytest.raises(ServerError, match="already have 2 jobs") as error:
-                greedy.submit(make_request(3, **big))
+                greedy.submit(make_request(3))
             assert error.value.code == "client_queue_full"
-            other.submit(make_request(4, **big))
+            other.submit(make_request(4))
             with pytest.raises(ServerError, match="queue is full"):
-                other.submit(make_request(5, **big))
+                other.submit(make_request(5))
     finally:
         server.stop()
 
