@@ -79,6 +79,7 @@ def _train(args: argparse.Namespace) -> TrainResult:
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
 
+    resume = checkpoints.resolve_resume(output_dir, args.resume_from_checkpoint)  # a typo fails before loading
     weight_dtype = _weight_dtype(accelerator)
     parts = load_components(
         args.pretrained_model_name_or_path,
@@ -170,7 +171,6 @@ def _train(args: argparse.Namespace) -> TrainResult:
     )
 
     global_step, first_epoch, skip_batches = 0, 0, 0
-    resume = checkpoints.resolve_resume(output_dir, args.resume_from_checkpoint)
     if args.resume_from_checkpoint and resume is None:
         accelerator.print(f"no checkpoint in {output_dir} yet; starting a new run")
     if resume is not None:

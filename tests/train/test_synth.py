@@ -86,7 +86,7 @@ def test_bad_options_are_refused(ball_scene, tmp_path):
         synthesise([ball_scene], tmp_path, SynthOptions())
 
 
-def _write_hdr(path, rgbe: bytes, width: int = 8, height: int = 4) -> None:
+def _write_hdr(path, rgbe: bytes, width: int = 4, height: int = 2) -> None:
     """A flat Radiance .hdr; scanlines narrower than 8 pixels are stored flat (no run-length encoding)."""
     header = f"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y {height} +X {width}\n".encode()
     path.write_bytes(header + rgbe * (width * height))
