@@ -21,9 +21,10 @@ import json
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -89,25 +90,65 @@ class Manifest:
 def run_batch(
     spec: BatchSpec,
     out_dir: str | os.PathLike,
-    address: str,
     *,
+    address: str | None = None,
+    backend: str | None = None,
+    model: str | None = None,
     blender: str | None = None,
     progress: bool = True,
     report: Callable[[str], None] = print,
     client_options: dict | None = None,
 ) -> BatchSummary:
-    """Run every shot of `spec` against the server at `address`, writing under `out_dir`.
+    """Run every shot of `spec` against the server at `address`, or a local `backend` server, into `out_dir`.
 
-    A shot that fails is recorded and reported through `report`; the rest go on. Only a server
-    that stops answering (`ServerUnavailable`) ends the batch early, since every later shot
-    would fail the same way; rerun the same command to resume.
+    With `backend` a server is started on a free loopback port with its state in OUT/server (so
+    a rerun's server still has the earlier jobs) and stopped at the end; `model` goes to it.
+    OUT/batch.lock is held throughout, so two batches never share one output folder. A shot that
+    fails is recorded and reported through `report`; the rest go on. Only a server that stops
+    answering (`ServerUnavailable`) ends the batch early, since every later shot would fail the
+    same way; rerun the same command to resume.
     """
+    from das_core.local_server import LocalServer
+
+    if (address is None) == (backend is None):
+        raise DasError("give either a server address or a local backend to run the batch on")
+    out_dir = Path(out_dir).resolve()
+    with _exclusive(out_dir):
+        manifest = Manifest(out_dir / MANIFEST_NAME, spec.path)
+        if backend is None:
+            return _run_on_server(spec, manifest, out_dir, address, blender, progress, report, client_options)
+        server = LocalServer(backend, out_dir / "server", extra_args=("--model", model) if model else ())
+        report(f"starting a local {backend} server (log: {server.log_path}) ...")
+        with server:
+            return _run_on_server(spec, manifest, out_dir, server.address, blender, progress, report, client_options)
+
+
+@contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """Hold OUT/batch.lock (an advisory lock, released when the process ends, even by a kill)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "batch.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DasError(
+                f"another das batch is writing to {out_dir}; wait for it to end or use another --out"
+            ) from None
+        yield
+
+
+def _run_on_server(
+    spec: BatchSpec, manifest: Manifest, out_dir: Path, address: str, blender, progress, report, client_options
+) -> BatchSummary:
     from tqdm import tqdm
 
     from das_core.client import DasClient
 
-    out_dir = Path(out_dir).resolve()
-    manifest = Manifest(out_dir / MANIFEST_NAME, spec.path)
     summary = BatchSummary(manifest=manifest.path)
     with DasClient(address, **(client_options or {})) as client:
         info = client.info()  # fail before any work when the server is not there

@@ -123,26 +123,18 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from das_core.batch import run_batch
     from das_core.batch_spec import load_spec
     from das_core.client import DEFAULT_ADDRESS, load_keys
-    from das_core.local_server import LocalServer
 
     if args.model and args.backend != "das":
         raise DasError("--model only applies with --backend das (a remote server chooses its own model)")
     spec = load_spec(args.spec)
     out_dir = args.out or spec.path.with_name(f"{spec.path.stem}-out")
     client_options = {"timeout": args.timeout, **(load_keys(args.keys) if args.keys else {})}
-    progress = not args.no_progress
+    address = None if args.backend else (args.server or spec.server or DEFAULT_ADDRESS)
     try:
-        if args.backend:
-            model_args = ("--model", args.model) if args.model else ()
-            server = LocalServer(args.backend, out_dir / "server", extra_args=model_args)
-            print(f"starting a local {args.backend} server (log: {server.log_path}) ...", file=sys.stderr)
-            with server:
-                summary = run_batch(spec, out_dir, server.address, blender=args.blender, progress=progress,
-                                    client_options=client_options)  # fmt: skip
-        else:
-            address = args.server or spec.server or DEFAULT_ADDRESS
-            summary = run_batch(spec, out_dir, address, blender=args.blender, progress=progress,
-                                client_options=client_options)  # fmt: skip
+        summary = run_batch(
+            spec, out_dir, address=address, backend=args.backend, model=args.model, blender=args.blender,
+            progress=not args.no_progress, client_options=client_options,
+        )  # fmt: skip
     except KeyboardInterrupt:
         print(f"job ids are kept in {out_dir / 'manifest.json'}: rerun the same command to resume", file=sys.stderr)
         raise

@@ -250,3 +250,18 @@ def test_a_foreign_manifest_is_not_overwritten(tmp_path, capsys, small_shot):
     assert main(["batch", str(spec_path), "--server", "tcp://127.0.0.1:9", "--out", str(out), "--timeout", "1"]) == 1
     assert "not a das batch manifest" in capsys.readouterr().err
     assert (out / "manifest.json").read_text() == '{"something": "else"}'
+
+
+def test_two_batches_never_share_an_output_folder(tmp_path, capsys, small_shot):
+    fcntl = pytest.importorskip("fcntl")  # the lock is POSIX-only
+
+    tracks, image = small_shot
+    spec_path = tmp_path / "shots.toml"
+    spec_path.write_text(f'[[shot]]\nname = "a"\ntracks = "{tracks}"\nimage = "{image}"\nprompt = "p"\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / "batch.lock", "w") as held:  # as a running `das batch` holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["batch", str(spec_path), "--backend", "preview", "--out", str(out)]) == 1
+    assert "another das batch is writing to" in capsys.readouterr().err
+    assert not (out / "server").exists()  # refused before starting a second server on the same state
