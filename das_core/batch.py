@@ -3,6 +3,8 @@
 Output tree (OUT is `--out`):
 
     OUT/manifest.json               every shot: state, job id, parameters, output paths, error
+    OUT/batch.lock                  held while a batch runs here
+    OUT/server/                     the local server's jobs and log (with --backend)
     OUT/shots/NAME/tracks.npz       exported motion (blend shots)
     OUT/shots/NAME/reference.png    rendered first frame (blend shots without an image)
     OUT/shots/NAME/tracking.mp4     the tracking video sent to the server (720x480, 49 frames)
