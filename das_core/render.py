@@ -156,7 +156,7 @@ def _render_mesh(tracks: Tracks, sources: np.ndarray, progress: bool) -> np.ndar
     # A frame at a time keeps the buffers in cache; small meshes take several frames at once so
     # that numpy's per-call overhead is shared by enough triangles.
     per_chunk = max(_CHUNK_PIXELS // (width * height), _MIN_CHUNK_TRIANGLES // len(tracks.faces))
-    per_chunk = min(per_chunk, _CHUNK_TRIANGLES // len(tracks.faces))
+    per_chunk = min(per_chunk, _CHUNK_TRIANGLES // len(tracks.faces), 4 * _CHUNK_PIXELS // (width * height))
     return _render_chunks(sources, max(1, per_chunk), draw, (height, width), progress)
 
 
