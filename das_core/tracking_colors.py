@@ -16,7 +16,6 @@ __all__ = [
     "SRGB8_TABLE",
     "SRGB8_TABLE_SIZE",
     "cotracker_colors",
-    "linear_to_srgb8",
     "mesh_vertex_colors",
     "normalised_inverse",
     "spatialtracker_colors",
@@ -104,8 +103,9 @@ def _srgb_encode(linear: np.ndarray) -> np.ndarray:
 
 _DECODE_LUT = _srgb_decode(np.arange(256) / 255.0).astype(np.float32)
 
-# Linear light to 8-bit sRGB by table: entry i holds the level of linear values in
-# [i, i + 1) / SIZE (their midpoint, encoded and rounded to nearest as Blender's byte output does).
+# Linear light to 8-bit sRGB by table (the renderer indexes it with linear * SIZE): entry i holds
+# the level of linear values in [i, i + 1) / SIZE (their midpoint, encoded and rounded to nearest
+# as Blender's byte output does).
 # The sRGB curve's steepest slope is 12.92, so a bin spans under 0.05 levels: a value is off by
 # one only within 0.025 levels of a rounding boundary, and an exact level maps to itself.
 SRGB8_TABLE_SIZE = 1 << 16
@@ -115,9 +115,3 @@ SRGB8_TABLE = np.round(_srgb_encode((np.arange(SRGB8_TABLE_SIZE) + 0.5) / SRGB8_
 def srgb8_to_linear(colors: np.ndarray) -> np.ndarray:
     """8-bit sRGB values to linear light, float32 in [0, 1] (exact table lookup)."""
     return _DECODE_LUT[np.asarray(colors, dtype=np.uint8)]
-
-
-def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
-    """Linear light (clipped to [0, 1]) to 8-bit sRGB, rounded to nearest, via `SRGB8_TABLE`."""
-    scaled = np.clip(np.asarray(linear, dtype=np.float32) * SRGB8_TABLE_SIZE, 0, SRGB8_TABLE_SIZE - 1)
-    return SRGB8_TABLE[scaled.astype(np.int32)]
