@@ -179,12 +179,16 @@ class Server:
             "model": described.get("model"),
             "device": described.get("device"),
             "preview": bool(described.get("preview")),
-            "queue_length": self.store.count_active() - len(self._finished),
+            "queue_length": self.store.count_active() - self._flushing(),
             "max_queue": self.config.max_queue,
             "max_queue_per_client": self.config.max_queue_per_client,
             "result_codec": self.result_codec,
             "limits": asdict(self.config.limits),
         }
+
+    def _flushing(self) -> int:
+        """Jobs whose `done` went out while their row still says running."""
+        return sum(1 for job_id in self._finished if (job := self.store.get(job_id)) and job.state == RUNNING)
 
     def _submit(self, identity: bytes, frames: list, submit: Submit, req: int | None) -> None:
         existing = self.store.get(submit.job_id)
@@ -282,9 +286,10 @@ class Server:
     def _status(self, identity: bytes, job_id: str | None, req: int | None) -> None:
         if job_id is None:
             counts = self.store.counts()
-            for _ in self._finished:  # done and announced, the worker is still flushing
-                counts[RUNNING] -= 1
-                counts[DONE] = counts.get(DONE, 0) + 1
+            flushing = self._flushing()
+            if flushing:  # done and announced, the worker is still writing it
+                counts[RUNNING] -= flushing
+                counts[DONE] = counts.get(DONE, 0) + flushing
             body = {**self.info(), "jobs": {state: count for state, count in counts.items() if count}}
         else:
             job = self.store.get(job_id)
