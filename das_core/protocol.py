@@ -54,7 +54,7 @@ class Limits:
     max_height: int = 1080
     max_prompt_chars: int = 2000
     max_steps: int = 200
-    max_part_bytes: int = 64 << 20  # also the socket's ZMQ_MAXMSGSIZE
+    max_part_bytes: int = 8 << 20  # one image frame (raw 1920x1080 is 6.2 MB); also ZMQ_MAXMSGSIZE
     max_metadata_bytes: int = 64 << 10
 
     def check_size(self, what: str, height: int, width: int) -> None:

@@ -45,12 +45,18 @@ def load_backend(name: str, *, model: str, device: str | None, offload: str) -> 
         from das_server.backends.preview import PreviewBackend
 
         return PreviewBackend()
-    if name == "tiny":
-        from das_server.backends.tiny import TinyBackend
+    try:
+        if name == "tiny":
+            from das_server.backends.tiny import TinyBackend
 
-        return TinyBackend()
-    if name == "das":
-        from das_server.backends.das import DasBackend
+            return TinyBackend()
+        if name == "das":
+            from das_server.backends.das import DasBackend
 
-        return DasBackend(model=model, device=device, offload=offload)
+            return DasBackend(model=model, device=device, offload=offload)
+    except ImportError as error:
+        raise BackendUnavailable(
+            f"the {name} backend needs the model dependencies ({error}); install them with "
+            "`pip install torch && pip install -e \".[model]\"`, or use --backend preview"
+        ) from None
     raise BackendUnavailable(f"unknown backend {name!r}; choose das, preview or tiny")

@@ -64,6 +64,17 @@ def test_tiny_backend_end_to_end_resizes_back_to_the_request(tmp_path):
         assert len(frames) == 49 and frames[0].shape == (60, 90, 3)
         assert events[-1].metadata["backend"] == "tiny" and events[-1].metadata["preview"] is False
         assert np.std(np.stack(frames).astype(float)) > 1.0  # real (random-weight) pixels, not a blank
+
+        with DasClient(server.address, timeout=30) as client:  # cancel through pipe._interrupt
+            job_id = client.submit(make_request(3, height=60, width=90, steps=40))
+            for event in client.events(job_id, timeout=120):
+                if isinstance(event, Progress) and event.phase == "denoise" and event.step >= 1:
+                    client.cancel(job_id)
+                    break
+            events = list(client.events(job_id, timeout=120))
+        assert events[-1].code == "cancelled"
+        last_step = max(e.step for e in events if isinstance(e, Progress))
+        assert last_step < 40 and not any(isinstance(e, Frame) for e in events)
     finally:
         server.stop()
 

@@ -219,3 +219,36 @@ def test_no_server_raises_server_unavailable_within_the_timeout():
         with pytest.raises(ServerUnavailable):
             client.submit(make_request(0, frames=2))
     assert time.monotonic() - started < 3.0
+
+
+def test_clean_shutdown_puts_the_running_job_back_and_a_restart_finishes_it(tmp_path):
+    state = tmp_path / "state"
+    gated = ThreadServer(state, instance=GatedPreview())
+    request = make_request(7, job_id="interrupted")
+    with DasClient(gated.address) as client:
+        client.submit(request)
+        deadline = time.monotonic() + 10
+        while client.status("interrupted")["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    gated.stop()  # what SIGINT/SIGTERM do
+    restarted = ThreadServer(state)
+    try:
+        with DasClient(restarted.address) as client:
+            frames, other = _collect(client.fetch("interrupted", timeout=30))
+        expected = preview_frames(request)
+        assert isinstance(other[-1], Done)
+        assert other[-1].checksum == result_checksum([frame_digest(f) for f in expected])
+    finally:
+        restarted.stop()
+
+
+def test_a_frame_over_the_size_limit_drops_only_that_connection(preview_server):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(preview_server.address)
+    sock.send_multipart([encode(Hello("big"))[0], b"\0" * (9 << 20)])
+    assert not sock.poll(500)  # ZMQ_MAXMSGSIZE: disconnected, nothing decoded, nothing answered
+    sock.close()
+    with DasClient(preview_server.address) as client:
+        assert client.info()["limits"]["max_part_bytes"] == 8 << 20
