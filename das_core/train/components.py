@@ -17,6 +17,8 @@ from torch import nn
 
 from das_core.errors import DasError
 
+# What training needs from a hub repo (DaS also ships its ~25 GB tracker, which training does not use).
+_MODEL_FILES = ["model_index.json", *(f"{name}/*" for name in ("scheduler", "text_encoder", "tokenizer", "transformer", "vae"))]
 TRAINABLE_PREFIXES = ("transformer_blocks_copy.", "combine_linears.", "initial_combine_linear.")
 
 
@@ -104,7 +106,7 @@ def _model_folder(model: str, revision: str | None, cache_dir: str | None) -> Pa
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(model, revision=revision, cache_dir=cache_dir))
+        return Path(snapshot_download(model, revision=revision, cache_dir=cache_dir, allow_patterns=_MODEL_FILES))
     except Exception as error:  # noqa: BLE001 - offline, unknown repo or auth: the same advice applies
         raise DasError(
             f"{model}: not a local folder and not fetchable from the hub ({type(error).__name__}); "

@@ -79,7 +79,24 @@ def _train(args: argparse.Namespace) -> TrainResult:
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
 
-    resume = checkpoints.resolve_resume(output_dir, args.resume_from_checkpoint)  # a typo fails before loading
+    # Cheap checks first: a checkpoint typo or a broken dataset fails before minutes of model loading.
+    resume = checkpoints.resolve_resume(output_dir, args.resume_from_checkpoint)
+    samples = load_samples(
+        args.data_root,
+        args.dataset_file,
+        caption_column=args.caption_column,
+        video_column=args.video_column,
+        tracking_column=args.tracking_column,
+        image_column=args.image_column,
+        id_token=args.id_token,
+    )
+    dataset = TrackingVideoDataset(
+        samples,
+        height_buckets=args.height_buckets,
+        width_buckets=args.width_buckets,
+        frame_buckets=args.frame_buckets,
+        max_num_frames=args.max_num_frames,
+    )
     weight_dtype = _weight_dtype(accelerator)
     parts = load_components(
         args.pretrained_model_name_or_path,
@@ -118,22 +135,6 @@ def _train(args: argparse.Namespace) -> TrainResult:
         weight_decay=args.weight_decay,
     )
 
-    samples = load_samples(
-        args.data_root,
-        args.dataset_file,
-        caption_column=args.caption_column,
-        video_column=args.video_column,
-        tracking_column=args.tracking_column,
-        image_column=args.image_column,
-        id_token=args.id_token,
-    )
-    dataset = TrackingVideoDataset(
-        samples,
-        height_buckets=args.height_buckets,
-        width_buckets=args.width_buckets,
-        frame_buckets=args.frame_buckets,
-        max_num_frames=args.max_num_frames,
-    )
     sampler = BucketBatchSampler(dataset, args.train_batch_size, shuffle=True, seed=args.seed or 0)
     loader = torch.utils.data.DataLoader(
         dataset,
