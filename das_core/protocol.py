@@ -369,8 +369,6 @@ Message = Union[
 ]
 Event = Union[Accepted, Progress, Frame, Done, JobFailed]
 
-CLIENT_TYPES = {"hello", "submit", "cancel", "status", "fetch", "list"}
-SERVER_TYPES = {"info", "reply", "error", "accepted", "progress", "frame", "done", "failed"}
 _TYPE_NAMES = {
     Hello: "hello", Submit: "submit", Cancel: "cancel", StatusRequest: "status", Fetch: "fetch",
     ListJobs: "list", Info: "info", Reply: "reply", ErrorReply: "error", Accepted: "accepted",

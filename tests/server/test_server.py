@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from das_core.client import Accepted, DasClient, Done, Frame, JobFailed, Progress, ServerError, ServerUnavailable
-from das_core.protocol import VERSION, ErrorReply, Info, decode, encode, Hello, frame_digest, result_checksum
+from das_core.protocol import VERSION, ErrorReply, Hello, decode, encode, frame_digest, result_checksum
 from tests.server.conftest import GatedPreview, ThreadServer, make_request, preview_frames
 
 
