@@ -310,14 +310,12 @@ def rotary_embeddings(config, latent_height: int, latent_width: int, num_frames:
 
 
 def _save_checkpoint(accelerator, output_dir: Path, step: int, total_limit: int | None) -> None:
-    from accelerate import DistributedType
-
-    if not (accelerator.is_main_process or accelerator.distributed_type == DistributedType.DEEPSPEED):
-        return
+    """Prune old checkpoints (main process), then save on every process (each writes its RNG state)."""
     if accelerator.is_main_process:
         removed = checkpoints.prune_checkpoints(output_dir, total_limit)
         if removed:
             logger.info("removed old checkpoints %s", ", ".join(path.name for path in removed))
+    accelerator.wait_for_everyone()
     path = checkpoints.checkpoint_dir(output_dir, step)
     accelerator.save_state(str(path))
     logger.info("saved state to %s", path)
@@ -350,10 +348,13 @@ def _register_checkpoint_hooks(accelerator) -> None:
 
 
 def _kwargs_handlers(nccl_timeout: int) -> list:
-    """DDP with unused parameters allowed (the reference's setting) and the NCCL timeout on GPUs."""
+    """DDP settings and the NCCL timeout on GPUs."""
     from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    # Every trainable parameter (copy blocks, combine linears) takes part in each forward pass, so DDP
+    # need not search for unused ones (the reference sets find_unused_parameters=True, which costs an
+    # extra graph traversal per step); frozen parameters are not DDP's concern at all.
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=False)]
     if torch.cuda.is_available():  # naming a backend on a CPU-only machine makes accelerate expect a process group
         handlers.append(InitProcessGroupKwargs(backend="nccl", timeout=timedelta(seconds=nccl_timeout)))
     return handlers
