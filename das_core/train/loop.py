@@ -11,6 +11,7 @@ saves `OUTPUT_DIR/transformer`, which `DasTransformer3DModel.from_pretrained` an
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import math
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ def _train(args: argparse.Namespace) -> TrainResult:
     from tqdm.auto import tqdm
 
     output_dir = Path(args.output_dir)
+    if args.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise DasError("--report_to wandb needs the wandb package: pip install wandb (or use the default tensorboard)")
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,

@@ -84,3 +84,16 @@ def test_example_accelerate_configs_load():
     }
     assert all(config.mixed_precision == "bf16" for config in kinds.values())
     assert kinds["deepspeed_zero2"].deepspeed_config["zero_stage"] == 2
+
+
+def test_wandb_without_the_package_is_a_clear_error(tmp_path):
+    import importlib.util
+
+    from das_core.errors import DasError
+    from das_core.train.loop import train
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    args = parse_args(["--pretrained_model_name_or_path", "m", "--data_root", str(tmp_path), "--report_to", "wandb"])
+    with pytest.raises(DasError, match="pip install wandb"):
+        train(args)
