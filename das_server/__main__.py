@@ -12,12 +12,20 @@ from das_core.protocol import Limits
 from das_server.config import BACKENDS, DEFAULT_BIND, DEFAULT_MODEL, ServerConfig
 
 
+DESCRIPTION = (
+    "Serve DaS video generation over ZeroMQ: one warm model, a persistent job queue, "
+    "progress and frames streamed to clients (`das generate`, the Blender add-on)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m das_server",
-        description="Serve DaS video generation over ZeroMQ: one warm model, a persistent job queue, "
-        "progress and frames streamed to clients (`das generate`, the Blender add-on).",
-    )
+    parser = argparse.ArgumentParser(prog="python -m das_server", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's options; `das serve` shares them."""
     parser.add_argument("--backend", choices=BACKENDS, default="das",
                         help="das: the DaS model on a GPU; preview: CPU warp of the reference image, no model; "
                         "tiny: a tiny random model for tests (default: das)")
@@ -43,7 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder from `das keygen`: enables CURVE encryption and the client allow-list")
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback --bind without --keys (anyone who can reach it can use it)")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -60,7 +67,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return serve(build_parser().parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load the backend and serve until SIGINT/SIGTERM; 2 with one line on stderr if it cannot start."""
     try:
         from das_server import security
         from das_server.backends import load_backend

@@ -63,11 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     keygen.add_argument("--client", default="client", help="name of the client key pair (default: client)")
     keygen.set_defaults(func=keygen_command)
 
+    from das_server.__main__ import DESCRIPTION, add_arguments
+
     serve = subparsers.add_parser(
-        "serve", help="run the GPU server (same as `python -m das_server`)", add_help=False,
-        description="Run the das server; all arguments go to `python -m das_server` (see --help there).",
+        "serve", help="run the GPU server (same as `python -m das_server`)", description=DESCRIPTION
     )
-    serve.add_argument("server_args", nargs=argparse.REMAINDER)
+    add_arguments(serve)
     serve.set_defaults(func=serve_command)
 
 
@@ -210,6 +211,6 @@ def keygen_command(args: argparse.Namespace) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from das_server.__main__ import main
+    from das_server.__main__ import serve
 
-    return main(args.server_args)
+    return serve(args)

@@ -144,3 +144,9 @@ def test_das_keygen_makes_usable_keys(tmp_path, capsys):
     for name in ("server.key", "server.key_secret", "bob.key", "bob.key_secret", "allowed_clients/bob.key"):
         assert (tmp_path / "k" / name).is_file()
     assert das_main(["keygen", str(tmp_path / "k"), "--client", "bob"]) == 1  # never overwrite a key
+
+
+def test_das_serve_takes_the_server_options(tmp_path, capsys):
+    assert das_main(["serve", "--backend", "preview", "--bind", "tcp://0.0.0.0:5555",
+                     "--state-dir", str(tmp_path / "s")]) == 2
+    assert "refusing to bind tcp://0.0.0.0:5555" in capsys.readouterr().err
