@@ -55,6 +55,7 @@ def test_client_resends_and_waits_across_a_restart(tmp_path):
             job_id = client.submit(make_request(9))
             events = list(client.events(job_id, timeout=30))
             assert isinstance(events[-1], Done)
+            assert client.status()["jobs"] == {"done": 1}  # re-sent submits did not run twice
         finally:
             restarted.terminate()
 
