@@ -84,18 +84,16 @@ def set_engine(render, engine):
 
 
 def scene_text(scene):
-    for holder in (scene, getattr(scene, "das", None)):
-        for key in ("das_prompt", "prompt"):
-            try:
-                value = holder.get(key) if hasattr(holder, "get") else getattr(holder, key, None)
-            except Exception:
-                value = None
-            if isinstance(value, str) and value.strip():
-                return value.strip()
+    candidates = [scene.get("das_prompt"), scene.get("prompt")]
+    settings = scene.get("das")  # the add-on's panel settings, stored in the file even when it is not loaded
+    if settings is not None and hasattr(settings, "get"):
+        candidates.append(settings.get("prompt"))
     for name in ("das_prompt", "prompt"):
         text = bpy.data.texts.get(name)
-        if text is not None and text.as_string().strip():
-            return " ".join(text.as_string().split())
+        candidates.append(text.as_string() if text is not None else None)
+    for value in candidates:
+        if isinstance(value, str) and value.strip():
+            return " ".join(value.split())
     return None
 
 

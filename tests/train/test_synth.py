@@ -62,18 +62,25 @@ def test_sample_contents_match_the_ground_truth(ball_scene, tmp_path):
     assert np.abs(other[0, 0, 0].astype(int) - video[0, 0, 0]).max() > 3  # top-left corner is sky
 
 
-def test_scene_text_becomes_the_prompt(tmp_path):
+@pytest.mark.parametrize(
+    "setting, prompt",
+    [
+        ("bpy.context.scene['das_prompt'] = 'a grey cube on a  table'", "a grey cube on a table"),
+        ("bpy.context.scene['das'] = {'prompt': 'the add-on panel prompt'}", "the add-on panel prompt"),
+        ("bpy.data.texts.new('prompt').write('a cube\\nturning')", "a cube turning"),
+    ],
+)
+def test_scene_text_becomes_the_prompt(tmp_path, setting, prompt):
     script = (
         "import bpy, sys\n"
         "bpy.ops.wm.read_homefile(app_template='')\n"
-        "bpy.context.scene['das_prompt'] = 'a grey cube on a  table'\n"
-        "bpy.context.scene.frame_end = 5\n"
+        f"{setting}\n"
         "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[1])\n"
     )
     blend = tmp_path / "cube.blend"
     subprocess.run([sys.executable, "-c", script, str(blend)], check=True, capture_output=True, timeout=120)
     written = synthesise([blend], tmp_path / "data", SynthOptions(num_frames=F, width=W, height=H), progress=False)
-    assert written[0].prompt == "a grey cube on a table"
+    assert written[0].prompt == prompt
 
 
 def test_bad_options_are_refused(ball_scene, tmp_path):
