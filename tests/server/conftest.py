@@ -47,8 +47,9 @@ def make_request(seed: int, height: int = 48, width: int = 72, frames: int = 49,
 class ThreadServer:
     """A `Server` running in a thread of the test process."""
 
-    def __init__(self, state_dir: Path, backend: str = "preview", instance=None, **config) -> None:
-        self.config = ServerConfig(state_dir=state_dir, backend=backend, bind="tcp://127.0.0.1:0", **config)
+    def __init__(self, state_dir: Path, backend: str = "preview", instance=None, bind: str = "tcp://127.0.0.1:0",
+                 **config) -> None:
+        self.config = ServerConfig(state_dir=state_dir, backend=backend, bind=bind, **config)
         self.backend = instance or load_backend(backend, model="", device=None, offload="none")
         self.server = Server(self.config, self.backend)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -252,3 +252,23 @@ def test_a_frame_over_the_size_limit_drops_only_that_connection(preview_server):
     sock.close()
     with DasClient(preview_server.address) as client:
         assert client.info()["limits"]["max_part_bytes"] == 8 << 20
+
+
+def test_submit_is_resent_until_a_late_server_accepts_it_once(tmp_path):
+    from tests.server.conftest import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    servers = []
+    timer = threading.Timer(1.5, lambda: servers.append(ThreadServer(tmp_path / "state", bind=address)))
+    timer.start()
+    try:
+        with DasClient(address, timeout=15) as client:
+            started = time.monotonic()
+            job_id = client.submit(make_request(8, job_id="late"))  # first try times out after 1 s
+            assert time.monotonic() - started > 1.0
+            assert isinstance(list(client.events(job_id, timeout=30))[-1], Done)
+            assert client.status()["jobs"] == {"done": 1}
+    finally:
+        timer.join()
+        for server in servers:
+            server.stop()
