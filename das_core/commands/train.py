@@ -87,7 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
     from das_core.train.loop import train
 
     result = train(args)
-    print(f"trained {result.global_step} steps; transformer saved to {result.transformer_dir}")
+    print(f"trained {result.global_step} steps; the model folder {args.output_dir} loads with das infer --model_path")
     return 0
 
 

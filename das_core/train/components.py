@@ -9,6 +9,7 @@ enforces and verifies it.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,9 @@ TRAINABLE_PREFIXES = ("transformer_blocks_copy.", "combine_linears.", "initial_c
 
 @dataclass
 class Components:
-    """The five model parts of a DaS pipeline."""
+    """The five model parts of a DaS pipeline, and the folder they came from."""
 
+    folder: Path
     tokenizer: object
     text_encoder: nn.Module
     vae: nn.Module
@@ -75,7 +77,7 @@ def load_components(
             )
         transformer = DasTransformer3DModel.from_base(base, num_tracking_blocks=num_tracking_blocks)
         del base
-    return Components(tokenizer, text_encoder, vae, transformer, scheduler)
+    return Components(Path(folder), tokenizer, text_encoder, vae, transformer, scheduler)
 
 
 def freeze_to_tracking_branch(transformer: nn.Module) -> list[str]:
@@ -96,6 +98,24 @@ def freeze_to_tracking_branch(transformer: nn.Module) -> list[str]:
             "is this a DaS transformer?"
         )
     return trainable
+
+
+def complete_model_folder(output_dir: Path, base: Path) -> None:
+    """Make `output_dir` (holding the trained `transformer/`) a full model folder the pipeline loads.
+
+    The frozen parts are linked from the base model folder (copied where links are impossible), so
+    `load_pipeline(output_dir)` and `das infer --model_path OUTPUT_DIR` work without copying ~10 GB.
+    """
+    for name in ("scheduler", "text_encoder", "tokenizer", "vae"):
+        target = output_dir / name
+        if target.exists() or target.is_symlink():
+            continue
+        try:
+            target.symlink_to((base / name).resolve(), target_is_directory=True)
+        except OSError:  # no symlinks (some Windows setups, some filesystems)
+            shutil.copytree(base / name, target)
+    if (base / "model_index.json").is_file():
+        shutil.copyfile(base / "model_index.json", output_dir / "model_index.json")
 
 
 def _model_folder(model: str, revision: str | None, cache_dir: str | None) -> Path:

@@ -5,7 +5,8 @@ model parts, freezes all but the tracking branch, loads the bucketed dataset, th
 step builds the reference conditioning and v-prediction loss (`das_core.train.objective`), clips,
 steps, checkpoints every `--checkpointing_steps` (pruned to `--checkpoints_total_limit`), logs to
 TensorBoard (or W&B), renders validation videos every `--validation_epochs` epochs, and finally
-saves `OUTPUT_DIR/transformer`, which `DasTransformer3DModel.from_pretrained` and the pipeline load.
+saves `OUTPUT_DIR/transformer` and links the frozen parts beside it, so `OUTPUT_DIR` is a model
+folder `load_pipeline` (and `das infer`) loads.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from das_core.errors import DasError
 from das_core.train import checkpoint as checkpoints
 from das_core.train.args import DEFAULT_TRACKER_NAME
-from das_core.train.components import freeze_to_tracking_branch, load_components
+from das_core.train.components import complete_model_folder, freeze_to_tracking_branch, load_components
 from das_core.train.dataset import BucketBatchSampler, TrackingVideoDataset, collate, to_model_range
 from das_core.train.layout import load_samples
 from das_core.train.validation import run_validation
@@ -273,6 +274,7 @@ def _train(args: argparse.Namespace) -> TrainResult:
         if unwrapped.dtype != weight_dtype:  # fp16 runs keep trainables in fp32; save one dtype
             unwrapped.to(weight_dtype)
         unwrapped.save_pretrained(result.transformer_dir, safe_serialization=True, max_shard_size="5GB")
+        complete_model_folder(output_dir, parts.folder)
         accelerator.print(f"saved the trained transformer to {result.transformer_dir}")
     accelerator.end_training()
     return result

@@ -191,15 +191,16 @@ def test_resume_continues_at_the_same_step_with_the_same_state(run, tiny_model_d
 
 
 def test_saved_transformer_loads_into_the_pipeline_and_generates(run, tiny_model_dir, tiny_dataset, tmp_path):
-    """The saved folder, loaded into a fresh tiny pipeline, regenerates the run's last validation video."""
-    from das_core.model.tiny import TINY_NUM_FRAMES, build_tiny_pipeline
+    """The output folder loads as a model and regenerates the run's last validation video exactly."""
+    from das_core.model.loading import load_pipeline
+    from das_core.model.tiny import TINY_NUM_FRAMES
     from das_core.train.validation import load_validation_inputs
     from das_core.video import read_video, write_mp4
 
     output, result = run
+    assert (output / "vae").is_symlink() and (output / "model_index.json").is_file()
     item = load_validation_inputs(parse_args(_flags(tiny_model_dir, tiny_dataset, output, **VALIDATION)), TINY_NUM_FRAMES)[0]
-    pipe = build_tiny_pipeline()
-    pipe.transformer = _trained(output)
+    pipe = load_pipeline(output, device="cpu", dtype=torch.float32, vae_tiling=False)
     pipe.set_progress_bar_config(disable=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
