@@ -640,18 +640,19 @@ def _pixel_centres(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
 def _windows(columns: np.ndarray, rows: np.ndarray, max_columns: int, max_rows: int):
     """Group windows of columns x rows pixels by size; yield (indices, columns, rows) batches.
 
-    Sizes are rounded up a 1.5x ladder, so a group's shared window wastes little, and a group is
-    cut into batches of at most `_BATCH_CANDIDATES` pixels (a close-up plane stays bounded).
+    Sizes are rounded up to the `_LADDER` (exact to 8, then 1.5x steps), so a group's shared
+    window wastes little, and a group is cut into batches of at most `_BATCH_CANDIDATES` pixels
+    (a close-up plane stays bounded).
     """
     if not len(columns):
         return
     step = _ladder_steps(max(max_columns, max_rows))
     key = step[columns] * len(_LADDER) + step[rows]
-    order = np.argsort(key.astype(np.int16), kind="stable")  # radix sort on small keys
-    starts = np.flatnonzero(np.diff(key[order])) + 1
-    for group in np.split(order, starts):
-        width = min(int(columns[group].max()), max_columns)
-        height = min(int(rows[group].max()), max_rows)
+    order = np.argsort(key, kind="stable")  # radix sort: the keys are int16
+    bounds = np.r_[0, np.flatnonzero(np.diff(key[order])) + 1, len(order)]
+    widths = np.minimum(np.maximum.reduceat(columns[order], bounds[:-1]), max_columns)
+    heights = np.minimum(np.maximum.reduceat(rows[order], bounds[:-1]), max_rows)
+    for first, last, width, height in zip(bounds[:-1], bounds[1:], widths.tolist(), heights.tolist()):
         per_batch = max(1, _BATCH_CANDIDATES // (width * height))
-        for start in range(0, len(group), per_batch):
-            yield group[start : start + per_batch], width, height
+        for start in range(first, last, per_batch):
+            yield order[start : min(start + per_batch, last)], width, height
