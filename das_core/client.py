@@ -6,7 +6,8 @@ comes. `submit` returns once the server has stored the job; if no acceptance arr
 reconnects and re-sends the same message under the same job id (the server never runs a job id
 twice). `events(job_id)` yields `Accepted`, `Progress`, `Frame`, then `Done` or `JobFailed`;
 after a silence it asks the server again for what it missed (so a restart or a dropped
-connection costs nothing), and it checks the result checksum before yielding `Done`.
+connection costs nothing), and it checks the result checksum before yielding `Done`. If a
+restarted server ran the job again, frames are yielded again by index: keep the latest.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ class DasClient:
     def _stream(self, job_id: str, timeout: float | None, fetch_req: int | None) -> Iterator[Event]:
         digests: dict[int, bytes] = {}
         refetches = 0
+        refetched_all = False
         last_news = time.monotonic()
         last_ask = last_news
         pending = self._events[job_id]
@@ -180,6 +182,11 @@ class DasClient:
                         self._send_parts(encode(Fetch(job_id, missing[0])))
                         continue
                     checksum = result_checksum([digests[i] for i in range(event.num_frames)])
+                    if checksum != event.checksum and not refetched_all:
+                        refetched_all = True  # the job ran again after a server restart: take all its frames
+                        digests.clear()
+                        self._send_parts(encode(Fetch(job_id, 0)))
+                        continue
                     if checksum != event.checksum:
                         raise ProtocolError(
                             f"job {job_id}: the frames received do not match the server's checksum; fetch it again",

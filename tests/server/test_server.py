@@ -272,3 +272,47 @@ def test_submit_is_resent_until_a_late_server_accepts_it_once(tmp_path):
         timer.join()
         for server in servers:
             server.stop()
+
+
+class _FirstRunDiffers(GatedPreview):
+    """Preview frames + 1 for three frames, then hangs until stopped: a run the server dies in."""
+
+    def generate(self, request, control):
+        for index, frame in enumerate(super().generate(request, control)):
+            if index == 3:
+                while not control.should_stop():
+                    time.sleep(0.02)
+                return
+            yield frame + 1
+
+
+def test_frames_of_an_interrupted_run_are_replaced_by_the_rerun(tmp_path):
+    from tests.server.conftest import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    first_backend = _FirstRunDiffers()
+    first_backend.gate.set()
+    first = ThreadServer(tmp_path / "state", instance=first_backend, bind=address)
+    request = make_request(11, job_id="rerun")
+    frames = {}
+    with DasClient(address, timeout=30) as client:
+        client.submit(request)
+        events = client.events("rerun", timeout=60)
+        for event in events:
+            if isinstance(event, Frame):
+                frames[event.index] = event.image
+                if len(frames) == 3:
+                    break
+        first.stop()  # the job goes back to the queue with three frames already sent
+        second = ThreadServer(tmp_path / "state", bind=address)
+        try:
+            for event in events:  # the client notices the silence and asks the new server
+                if isinstance(event, Frame):
+                    frames[event.index] = event.image
+            assert isinstance(event, Done)
+        finally:
+            second.stop()
+    expected = preview_frames(request)
+    assert len(frames) == 49
+    for index in (0, 2, 48):
+        np.testing.assert_array_equal(frames[index], expected[index])
