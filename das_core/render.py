@@ -206,6 +206,8 @@ def _rasterise(
         corners = [np.r_[c[whole], clipped[:, k]] for k, c in enumerate(corners)]
         triangle_frame = np.r_[triangle_frame[whole], clipped_frame]
 
+    if not len(triangle_frame):  # everything is behind the camera
+        return
     triangles = _Triangles(corners, triangle_frame, x, y, inverse_z, vertex_colors, width, height)
     # Depth test: per pixel keep the fragment with the largest (1/z, triangle) key, i.e. the
     # nearest surface; 1/z is positive, so its float bits order like the numbers.
@@ -481,7 +483,7 @@ class _Triangles:
         area = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
         empty = (i1 < i0) | (j1 < j0) | (area == 0)
         corners = list(corners)
-        if empty.mean() > 0.25:  # worth compacting; otherwise empty ones just fail every test
+        if empty.sum() > len(empty) / 4:  # worth compacting; otherwise empty ones fail every test
             keep = np.flatnonzero(~empty)
             x0, x1, x2, y0, y1, y2, area, i0, i1, j0, j1, frame = (
                 v[keep] for v in (x0, x1, x2, y0, y1, y2, area, i0, i1, j0, j1, frame)
