@@ -341,7 +341,7 @@ def _paint_rectangles(
     style: str,
     width: int,
     height: int,
-) -> np.ndarray:
+) -> None:
     """Paint one chunk of frames into `out` (black on entry): rectangles resolved per pixel by
     painter's order."""
     num_frames, num_points = points.shape[:2]
