@@ -64,7 +64,7 @@ def render_tracking_command(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if args.fit:
         frames = fit_frames(frames, _MODEL_WIDTH, _MODEL_HEIGHT)
-    write_mp4(args.output, frames, fps=args.fps)
+    write_mp4(args.output, frames, fps=args.fps, progress=not args.quiet)
     if args.png_dir is not None:
         write_png_dir(args.png_dir, frames)
 
