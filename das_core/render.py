@@ -107,9 +107,8 @@ def _render_chunks(
 ) -> np.ndarray:
     """Draw the source frames in chunks, on up to `_THREADS` threads (numpy releases the GIL in
     its array loops): `draw(chunk, out)` fills out, uint8 [len(chunk), H, W, 3], zeros on entry.
-    Returns uint8 [len(sources), H, W, 3]; tqdm counts frames."""
-    from tqdm.auto import tqdm
-
+    Returns uint8 [len(sources), H, W, 3]. With `progress`, a tqdm bar counts frames (tqdm is
+    imported only then: Blender's Python, where the add-on renders, need not have it)."""
     frames = np.zeros((len(sources), *size, 3), dtype=np.uint8)
     starts = range(0, len(sources), per_chunk)
 
@@ -118,16 +117,23 @@ def _render_chunks(
         draw(chunk, frames[start : start + len(chunk)])
         return len(chunk)
 
-    workers = min(_THREADS, os.cpu_count() or 1, len(starts))
-    with tqdm(total=len(sources), desc="tracking video", unit="frame", disable=not progress) as bar:
-        if workers <= 1:
-            for start in starts:
-                bar.update(run(start))
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for done in pool.map(run, starts):
-                    bar.update(done)
+    workers = max(1, min(_THREADS, os.cpu_count() or 1, len(starts)))
+    bar = _progress_bar(len(sources)) if progress else None
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for count in pool.map(run, starts):
+                if bar is not None:
+                    bar.update(count)
+    finally:
+        if bar is not None:
+            bar.close()
     return frames
+
+
+def _progress_bar(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="tracking video", unit="frame")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -473,3 +473,16 @@ def test_hidden_surface_skipping_changes_nothing(monkeypatch):
     monkeypatch.setattr(das_core.render._Triangles, "_hidden", lambda self, nearest, subset: np.zeros(len(subset), bool))
     np.testing.assert_array_equal(render_tracking(box, num_frames=4), fast)
     assert (fast.max(axis=-1) > 0).mean() > 0.05
+
+
+def test_renders_without_tqdm_as_in_blender(monkeypatch):
+    # The add-on ships no tqdm; only progress=True may need it.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    tracks = make_tracks([unproject(np.array([[10.5, 10.5], [40.5, 10.5], [10.5, 40.5]]), np.full(3, 2.0))] * 3, faces=np.array([[0, 1, 2]]))
+    assert render_tracking(tracks, num_frames=3).max() > 0
+    assert render_tracking(tracks, mode="points", num_frames=3).max() > 0
+    with pytest.raises(ImportError):
+        render_tracking(tracks, num_frames=3, progress=True)
