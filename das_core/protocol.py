@@ -43,6 +43,7 @@ class ProtocolError(DasError):
     def __init__(self, message: str, code: str = "bad_message") -> None:
         super().__init__(message)
         self.code = code
+        self.req: int | None = None  # the request it answers, once the header has been read
 
 
 @dataclass(frozen=True)
@@ -462,8 +463,12 @@ def decode(parts: list[bytes], limits: Limits = DEFAULT_LIMITS, *, decode_images
     builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
     if builder is None:
         raise ProtocolError(f"unknown message type {str(kind)[:40]!r}", "unknown_type")
-    message = builder(reader)
-    reader.finish()
+    try:
+        message = builder(reader)
+        reader.finish()
+    except ProtocolError as error:
+        error.req = req  # so the refusal reaches the request that is waiting for it
+        raise
     return message, req
 
 

@@ -144,7 +144,7 @@ class Server:
         try:
             message, req = decode([frame.buffer for frame in frames[1:]], self.config.limits, decode_images=False)
         except ProtocolError as error:
-            self._send(identity, ErrorReply(error.code, str(error)))
+            self._send(identity, ErrorReply(error.code, str(error)), error.req)
             return
         try:
             if isinstance(message, Submit):

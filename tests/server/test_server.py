@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from das_core.client import Accepted, DasClient, Done, Frame, JobFailed, Progress, ServerError, ServerUnavailable
-from das_core.protocol import VERSION, ErrorReply, Hello, decode, encode, frame_digest, result_checksum
+from das_core.protocol import VERSION, ErrorReply, Hello, Limits, decode, encode, frame_digest, result_checksum
 from tests.server.conftest import GatedPreview, ThreadServer, make_request, preview_frames
 
 
@@ -316,3 +316,16 @@ def test_frames_of_an_interrupted_run_are_replaced_by_the_rerun(tmp_path):
     assert len(frames) == 49
     for index in (0, 2, 48):
         np.testing.assert_array_equal(frames[index], expected[index])
+
+
+def test_a_submit_over_a_server_limit_is_refused_to_the_waiting_client(tmp_path):
+    """The refusal must carry the request number, or the client waits, retries and blames the network."""
+    server = ThreadServer(tmp_path / "state", limits=Limits(max_steps=20))
+    try:
+        with DasClient(server.address, timeout=5) as client:
+            started = time.monotonic()
+            with pytest.raises(ServerError, match="steps is 30; use 1 to 20"):
+                client.submit(make_request(1, steps=30))
+            assert time.monotonic() - started < 3
+    finally:
+        server.stop()
