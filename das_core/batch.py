@@ -252,7 +252,7 @@ class _ShotRun:
         image = read_video(image_path)[0]
         self._status("tracking video")
         mode = shot.mode or ("mesh" if tracks.faces is not None else "points")
-        tracking = fit_frames(render_tracking(tracks, mode, TRACKING_FRAMES), *TRACKING_SIZE)
+        tracking = render_tracking(tracks, mode, TRACKING_FRAMES, fit=TRACKING_SIZE)
         write_mp4(folder / "tracking.mp4", tracking, fps=shot.fps)
         request = JobRequest(
             prompt=shot.prompt, image=fit_frames(image, *TRACKING_SIZE, resample="bilinear"), tracking=tracking,

@@ -68,7 +68,7 @@ def run_demo(
 
     report(f"[1/4] rendering the tracking video of {example.name} ({tracks.num_points} points, 49 frames)")
     mode = "mesh" if tracks.faces is not None else "points"
-    tracking = fit_frames(render_tracking(tracks, mode, 49, progress=progress), 720, 480)
+    tracking = render_tracking(tracks, mode, 49, fit=(720, 480), progress=progress)
     tracking_path = write_mp4(out_dir / "tracking.mp4", tracking, fps=8.0)
 
     request = JobRequest(

@@ -10,8 +10,14 @@ Spec §1 is the contract. Every point keeps the colour it had at the first frame
 - points mode draws filled rectangles far-to-near (painter's order), in the SpatialTracker or
   CoTracker style of the reference.
 
-The output is the tracks' width x height; `das_core.video.fit_frames` is the one aspect policy for
-turning it into the model's 720 x 480. Numpy only (it runs inside Blender). The rasteriser is
+The output is the tracks' width x height, or, with `fit=(width, height)` (the model's 720 x 480),
+the tracking video drawn straight into the letterboxed canvas of the project's one aspect policy
+(`das_core.video.letterbox_rect`, shared with `fit_frames`, which fits the reference image): the
+camera's image is scaled into the centred content rectangle, and the colours name positions in
+the CANVAS (R = x / canvas width, G = y / canvas height), because the model reads a first-frame
+colour as that point's position in the frame it is given. A vertex outside the camera's frame at
+the first frame stays black (the camera did not see it), and the bars are black in every frame
+(the camera never sees there). B, inverse distance, does not depend on the frame. Numpy only (it runs inside Blender). The rasteriser is
 vectorised: triangles of all frames in a chunk are grouped by bounding-box size, every candidate
 pixel of a group is tested at once, and depth is resolved with a scatter-max of 1/z.
 """
@@ -22,6 +28,7 @@ import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,7 +43,7 @@ from das_core.tracking_colors import (
     srgb8_to_linear,
 )
 from das_core.tracks import Tracks
-from das_core.video import sample_indices
+from das_core.video import letterbox_rect, sample_indices
 
 __all__ = ["MODES", "NEAR_PLANE", "POINT_STYLES", "RenderError", "render_tracking"]
 
@@ -68,6 +75,7 @@ def render_tracking(
     mode: str = "mesh",
     num_frames: int = 49,
     *,
+    fit: tuple[int, int] | None = None,
     point_style: str = "spatialtracker",
     progress: bool = False,
 ) -> np.ndarray:
@@ -76,7 +84,10 @@ def render_tracking(
     The T source frames are sampled to `num_frames` with `video.sample_indices` (evenly spaced,
     first and last included). Colours come from the first source frame. `mode` is "mesh" (needs
     `tracks.faces`) or "points" (every tracked point as a rectangle; `point_style` picks the
-    reference's "spatialtracker" or "cotracker" look). `progress` shows a tqdm bar over frames.
+    reference's "spatialtracker" or "cotracker" look). The frames are the tracks' width x height,
+    or with `fit=(width, height)` that size, drawn directly into the letterboxed canvas (module
+    docstring: colours are canvas positions, bars black); a fit equal to the tracks' size changes
+    nothing. `progress` shows a tqdm bar over frames.
     """
     if mode not in MODES:
         raise RenderError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -88,14 +99,70 @@ def render_tracking(
         raise RenderError("mesh mode needs faces, but these tracks have none; render them with mode 'points'")
     if isinstance(num_frames, bool) or int(num_frames) != num_frames or num_frames < 1:
         raise RenderError(f"num_frames must be a positive whole number, got {num_frames!r}")
+    canvas = _Canvas.fitting(tracks, fit)
 
     # Each distinct source frame is drawn once; repeats (fewer source frames than asked) are copies.
     sources, where = np.unique(sample_indices(tracks.num_frames, int(num_frames)), return_inverse=True)
     if mode == "mesh":
-        frames = _render_mesh(tracks, sources, progress)
+        frames = _render_mesh(tracks, canvas, sources, progress)
     else:
-        frames = _render_points(tracks, sources, point_style, progress)
+        frames = _render_points(tracks, canvas, sources, point_style, progress)
+    frames = canvas.place(frames)
     return frames if len(sources) == num_frames else frames[where.reshape(-1)]
+
+
+@dataclass(frozen=True)
+class _Canvas:
+    """The output frame: `width` x `height`, with the camera's image scaled into the content
+    rectangle at (`left`, `top`), `content_width` x `content_height` (all of it without a fit).
+    `intrinsics` [T, 3, 3] are the tracks' camera intrinsics in content-rectangle pixels; the
+    renderers draw at the content size, and `place` puts that into the canvas."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    content_width: int
+    content_height: int
+    intrinsics: np.ndarray
+
+    @classmethod
+    def fitting(cls, tracks: Tracks, fit: tuple[int, int] | None) -> _Canvas:
+        """The canvas of `render_tracking(tracks, fit=fit)`: letterboxed with `letterbox_rect`."""
+        if fit is None:
+            fit = (tracks.width, tracks.height)
+        if (
+            not isinstance(fit, (tuple, list))
+            or len(fit) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in fit)
+        ):
+            raise RenderError(f"fit must be (width, height) in whole pixels, both positive, got {fit!r}")
+        width, height = int(fit[0]), int(fit[1])
+        left, top, content_width, content_height = letterbox_rect(tracks.width, tracks.height, width, height)
+        intrinsics = tracks.intrinsics
+        if (content_width, content_height) != (tracks.width, tracks.height):
+            # Pixel (x, y) of the camera's image lands at (x * sx, y * sy) of the content
+            # rectangle, as `fit_frames` resizes an image: scale the first two rows of K.
+            scale = np.array([content_width / tracks.width, content_height / tracks.height, 1.0])
+            intrinsics = (intrinsics * scale[:, None]).astype(tracks.intrinsics.dtype)
+        return cls(width, height, left, top, content_width, content_height, intrinsics)
+
+    @property
+    def seen(self) -> tuple[int, int, int, int]:
+        """The content rectangle as (left, top, right, bottom) canvas pixels: what the camera saw."""
+        return self.left, self.top, self.left + self.content_width, self.top + self.content_height
+
+    def to_canvas(self, uv: np.ndarray) -> np.ndarray:
+        """Content-rectangle pixel positions [N, 2] to canvas positions."""
+        return uv + np.array([self.left, self.top], dtype=uv.dtype)
+
+    def place(self, frames: np.ndarray) -> np.ndarray:
+        """Frames drawn at the content size [T, h, w, 3] put into black canvases [T, H, W, 3]."""
+        if (self.content_width, self.content_height) == (self.width, self.height):
+            return frames
+        canvas = np.zeros((len(frames), self.height, self.width, 3), dtype=np.uint8)
+        canvas[:, self.top : self.top + self.content_height, self.left : self.left + self.content_width] = frames
+        return canvas
 
 
 def _render_chunks(
@@ -140,19 +207,20 @@ def _progress_bar(total: int):
 # Mesh mode
 
 
-def _render_mesh(tracks: Tracks, sources: np.ndarray, progress: bool) -> np.ndarray:
-    """Rasterise the mesh at each source frame, coloured from frame 0."""
-    width, height = tracks.width, tracks.height
-    uv, depth = project(tracks.points[0], tracks.world_to_camera[0], tracks.intrinsics[0])
+def _render_mesh(tracks: Tracks, canvas: _Canvas, sources: np.ndarray, progress: bool) -> np.ndarray:
+    """Rasterise the mesh at each source frame, coloured from frame 0, at the content size."""
+    width, height = canvas.content_width, canvas.content_height
+    uv, depth = project(tracks.points[0], tracks.world_to_camera[0], canvas.intrinsics[0])
     distance = np.linalg.norm(tracks.points[0].astype(np.float64) - _camera_centre(tracks.world_to_camera[0]), axis=1)
-    linear = srgb8_to_linear(mesh_vertex_colors(uv, depth, distance, width, height))
+    colors = mesh_vertex_colors(canvas.to_canvas(uv), depth, distance, canvas.width, canvas.height, seen=canvas.seen)
+    linear = srgb8_to_linear(colors)
 
     def draw(chunk: np.ndarray, out: np.ndarray) -> None:
         _rasterise(
             out,
             tracks.points[chunk],
             tracks.world_to_camera[chunk],
-            tracks.intrinsics[chunk],
+            canvas.intrinsics[chunk],
             tracks.faces,
             linear,
             width,
@@ -289,7 +357,7 @@ def _clip_near(
 # Points mode
 
 
-def _render_points(tracks: Tracks, sources: np.ndarray, style: str, progress: bool) -> np.ndarray:
+def _render_points(tracks: Tracks, canvas: _Canvas, sources: np.ndarray, style: str, progress: bool) -> np.ndarray:
     """Draw each point as a filled rectangle in its first-frame colour, far to near.
 
     SpatialTracker style (the reference's `Visualizer`): half-width floor(distance to the nearest
@@ -302,8 +370,8 @@ def _render_points(tracks: Tracks, sources: np.ndarray, style: str, progress: bo
     visible are skipped. Points at or behind the camera at the first frame have no colour and are
     never drawn; any point at or behind the camera in a frame is not drawn in that frame.
     """
-    width, height = tracks.width, tracks.height
-    uv0, z0 = project(tracks.points[0], tracks.world_to_camera[0], tracks.intrinsics[0])
+    width, height = canvas.content_width, canvas.content_height
+    uv0, z0 = project(tracks.points[0], tracks.world_to_camera[0], canvas.intrinsics[0])
     coloured = z0 > 0
     colors = np.zeros((tracks.num_points, 3), dtype=np.uint8)
     half_width = np.zeros(tracks.num_points)
@@ -313,7 +381,7 @@ def _render_points(tracks: Tracks, sources: np.ndarray, style: str, progress: bo
         nearest = _nearest_distance(first)
         half_width[coloured] = np.where(np.isfinite(nearest), np.floor(nearest) / 2, 0)  # alone: 1 px
     else:
-        colors[coloured] = cotracker_colors(uv0[coloured], z0[coloured], width, height)
+        colors[coloured] = cotracker_colors(canvas.to_canvas(uv0[coloured]), z0[coloured], canvas.width, canvas.height)
 
     visibility = tracks.visibility if style == "cotracker" else None
 
@@ -322,7 +390,7 @@ def _render_points(tracks: Tracks, sources: np.ndarray, style: str, progress: bo
             out,
             tracks.points[chunk],
             tracks.world_to_camera[chunk],
-            tracks.intrinsics[chunk],
+            canvas.intrinsics[chunk],
             coloured,
             colors,
             half_width,

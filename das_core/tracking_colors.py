@@ -44,24 +44,33 @@ def _to_8bit(values: np.ndarray) -> np.ndarray:
 
 
 def mesh_vertex_colors(
-    uv: np.ndarray, depth: np.ndarray, distance: np.ndarray, width: int, height: int
+    uv: np.ndarray,
+    depth: np.ndarray,
+    distance: np.ndarray,
+    width: int,
+    height: int,
+    *,
+    seen: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
     """The mesh path's vertex colours, uint8 sRGB [N, 3], from first-frame projections.
 
-    `uv` [N, 2] pixels and `depth` [N] (camera z) come from `camera.project` at the first frame;
-    `distance` [N] is each vertex's Euclidean distance to the camera centre. B is normalised over
-    ALL vertices (as the reference does over every mesh vertex of the scene); a vertex outside the
-    image or at/behind the camera plane is black.
+    `uv` [N, 2] pixels of the `width` x `height` frame and `depth` [N] (camera z) come from
+    `camera.project` at the first frame; `distance` [N] is each vertex's Euclidean distance to the
+    camera centre. R = x / width, G = y / height. B is normalised over ALL vertices (as the
+    reference does over every mesh vertex of the scene). A vertex at/behind the camera plane or
+    outside the part of the frame the camera saw is black: `seen` = (left, top, right, bottom),
+    the whole frame by default, the content rectangle of a letterboxed one.
     """
     uv = np.asarray(uv, dtype=np.float64)
     depth = np.asarray(depth, dtype=np.float64)
+    left, top, right, bottom = (0, 0, width, height) if seen is None else seen
     with np.errstate(invalid="ignore"):
         inside = (
             (depth > 0)
-            & (uv[:, 0] >= 0)
-            & (uv[:, 0] <= width)
-            & (uv[:, 1] >= 0)
-            & (uv[:, 1] <= height)
+            & (uv[:, 0] >= left)
+            & (uv[:, 0] <= right)
+            & (uv[:, 1] >= top)
+            & (uv[:, 1] <= bottom)
         )
     rgb = np.stack(
         [uv[:, 0] / width, uv[:, 1] / height, normalised_inverse(np.maximum(distance, 1e-12))], axis=1

@@ -8,7 +8,9 @@
 - `sample_indices` picks evenly spaced frames, the DaS reference's way.
 - `fit_frames` is THE aspect policy for tracking videos and reference images alike: letterbox.
   Scale uniformly until the frame fits, centre it, fill the rest with black; never stretch and
-  never crop, so every tracked point stays where the camera saw it, just smaller.
+  never crop, so every tracked point stays where the camera saw it, just smaller. Where the frame
+  lands is `letterbox_rect`, the one function that both `fit_frames` and the renderer (which draws
+  tracking videos straight into the letterboxed canvas) use, so they never disagree by a pixel.
 
 imageio / imageio-ffmpeg / PIL are imported inside the functions so importing this module is cheap.
 """
@@ -30,6 +32,7 @@ __all__ = [
     "VideoError",
     "VideoInfo",
     "fit_frames",
+    "letterbox_rect",
     "read_video",
     "sample_indices",
     "video_info",
@@ -207,6 +210,9 @@ def fit_frames(
 
     The project's one aspect policy: scale uniformly so the whole frame fits, centre it, and fill
     the bars with black. Never stretches, never crops. Frames already at the size come back as is.
+    The frame lands in `letterbox_rect(W, H, width, height)`; `das_core.render.render_tracking`
+    with `fit=(width, height)` draws a tracking video straight into that same rectangle (colours
+    then name positions in the fitted frame), so a reference image fitted here lines up with it.
 
     `resample="nearest"` (the default) is for tracking videos: their colours are data (first-frame
     position and depth), and averaging neighbours at an edge would invent colours that name
@@ -228,16 +234,26 @@ def fit_frames(
     if (source_width, source_height) == (width, height):
         return frames[0] if single else frames
 
-    scale = min(width / source_width, height / source_height)
-    scaled_width = min(width, max(1, round(source_width * scale)))
-    scaled_height = min(height, max(1, round(source_height * scale)))
-    left = (width - scaled_width) // 2
-    top = (height - scaled_height) // 2
+    left, top, scaled_width, scaled_height = letterbox_rect(source_width, source_height, width, height)
     result = np.zeros((len(frames), height, width, 3), dtype=np.uint8)
     for out, frame in zip(result, frames):
         resized = Image.fromarray(frame).resize((scaled_width, scaled_height), filters[resample])
         out[top : top + scaled_height, left : left + scaled_width] = np.asarray(resized)
     return result[0] if single else result
+
+
+def letterbox_rect(source_width: int, source_height: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """Where a `source_width` x `source_height` frame lands when letterboxed into `width` x `height`:
+    (left, top, scaled width, scaled height) in whole pixels.
+
+    Scale s = min(width / source_width, height / source_height); the scaled size is rounded (at
+    least 1, at most the target), and the frame is centred, any odd pixel of the bars going right
+    and bottom. The one source of this geometry for `fit_frames` and the renderer.
+    """
+    scale = min(width / source_width, height / source_height)
+    scaled_width = min(width, max(1, round(source_width * scale)))
+    scaled_height = min(height, max(1, round(source_height * scale)))
+    return (width - scaled_width) // 2, (height - scaled_height) // 2, scaled_width, scaled_height
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:

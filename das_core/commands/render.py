@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render the tracking video DaS is conditioned on: every tracked point keeps the "
         "colour of where it was at the first frame (red = x, green = y, blue = nearness) and is "
         "drawn where it is in each frame, on black. The video has the tracks' own size; --fit "
-        "letterboxes it to the model's 720x480.",
+        "draws it letterboxed at the model's 720x480, colours then naming positions in that frame.",
     )
     parser.add_argument("tracks", type=Path, metavar="TRACKS.npz", help="tracks file (das-tracks/1)")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.mp4", help="MP4 to write")
@@ -42,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--fit",
         action="store_true",
-        help=f"letterbox to {_MODEL_WIDTH}x{_MODEL_HEIGHT}, the size the DaS model needs: scale to fit, "
-        "centre, black bars; never stretched or cropped (das_core.video.fit_frames)",
+        help=f"render at {_MODEL_WIDTH}x{_MODEL_HEIGHT}, the size the DaS model needs, letterboxed: the "
+        "camera's image scaled to fit and centred, black bars, never stretched or cropped (the "
+        "reference image's framing too); colours are positions in the letterboxed frame",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=render_tracking_command)
@@ -53,17 +54,20 @@ def render_tracking_command(args: argparse.Namespace) -> int:
     """Load, render, (fit,) write; print one summary line."""
     from das_core.render import render_tracking
     from das_core.tracks import Tracks
-    from das_core.video import fit_frames, write_mp4, write_png_dir
+    from das_core.video import write_mp4, write_png_dir
 
     tracks = Tracks.load(args.tracks)
     mode = args.mode or ("mesh" if tracks.faces is not None and len(tracks.faces) else "points")
     start = time.perf_counter()
     frames = render_tracking(
-        tracks, mode=mode, num_frames=args.frames, point_style=args.point_style, progress=not args.quiet
+        tracks,
+        mode=mode,
+        num_frames=args.frames,
+        fit=(_MODEL_WIDTH, _MODEL_HEIGHT) if args.fit else None,
+        point_style=args.point_style,
+        progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
-    if args.fit:
-        frames = fit_frames(frames, _MODEL_WIDTH, _MODEL_HEIGHT)
     write_mp4(args.output, frames, fps=args.fps, progress=not args.quiet)
     if args.png_dir is not None:
         write_png_dir(args.png_dir, frames)

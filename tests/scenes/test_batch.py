@@ -20,7 +20,7 @@ from das_core.client import DasClient
 from das_core.local_server import LocalServer
 from das_core.render import render_tracking
 from das_core.tracks import Tracks
-from das_core.video import fit_frames, read_video
+from das_core.video import read_video
 
 pytest.importorskip("bpy")  # the .blend shot exports through bpy
 
@@ -86,7 +86,7 @@ seed = 3
     assert read_video(out / shots["walk"]["outputs"]["reference"]).shape == (1, 480, 720, 3)
 
     # The tracking video is the renderer's output for the exported tracks (up to H.264 loss).
-    expected = fit_frames(render_tracking(Tracks.load(out / "shots" / "walk" / "tracks.npz"), "mesh", 49), 720, 480)
+    expected = render_tracking(Tracks.load(out / "shots" / "walk" / "tracks.npz"), "mesh", 49, fit=(720, 480))
     tracking = read_video(out / "shots" / "walk" / "tracking.mp4")
     assert np.abs(tracking.astype(int) - expected).mean() < 2.0
 
