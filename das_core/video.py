@@ -300,9 +300,10 @@ def _read_video_file(path: Path, progress: bool) -> np.ndarray:
     try:
         meta = next(reader)
         width, height = meta["size"]
+        expected = round(float(meta.get("duration") or 0) * float(meta.get("fps") or 0)) or None  # for the bar
         frames = [
             np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
-            for data in _progress(reader, progress, f"reading {path.name}")
+            for data in _progress(reader, progress, f"reading {path.name}", expected)
         ]
     except (OSError, RuntimeError, StopIteration) as error:
         raise VideoError(f"{path}: not a readable video ({_last_line(error)})") from None
@@ -313,10 +314,10 @@ def _read_video_file(path: Path, progress: bool) -> np.ndarray:
     return np.stack(frames)
 
 
-def _progress(items, enabled: bool, description: str):
+def _progress(items, enabled: bool, description: str, total: int | None = None):
     from tqdm import tqdm
 
-    return tqdm(items, desc=description, unit="frame", disable=not enabled, leave=False)
+    return tqdm(items, desc=description, total=total, unit="frame", disable=not enabled, leave=False)
 
 
 def _natural_key(path: Path) -> list:
