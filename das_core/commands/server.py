@@ -96,8 +96,14 @@ def generate_command(args: argparse.Namespace) -> int:
     from das_core.client import JobRequest
     from das_core.video import fit_frames, read_video, sample_indices
 
+    if not args.prompt.strip():
+        raise DasError("--prompt is empty; describe the video you want")
+    if not args.image.is_file():
+        raise DasError(f"--image {args.image}: no such image file")
     image = read_video(args.image)[0]
     tracking = read_video(args.tracking, progress=True)
+    if len(tracking) < 2:
+        raise DasError(f"--tracking {args.tracking} is a single image; give the tracking video (das render-tracking makes one)")
     if len(tracking) != 49:
         tracking = tracking[sample_indices(len(tracking), 49)]
     height, width = tracking.shape[1:3]

@@ -139,6 +139,24 @@ def test_das_generate_fetch_status_cli(tmp_path, capsys):
     assert "no das server answered" in capsys.readouterr().err
 
 
+def test_das_generate_refuses_bad_inputs_before_contacting_a_server(tmp_path, capsys):
+    from PIL import Image
+
+    image_path = tmp_path / "ref.png"
+    Image.fromarray(np.zeros((48, 72, 3), np.uint8)).save(image_path)
+    nowhere = ["--server", "tcp://127.0.0.1:9", "--timeout", "0.5", "-o", str(tmp_path / "out.mp4")]
+    cases = [
+        (["--image", str(tmp_path / "missing.png"), "--tracking", str(image_path), "--prompt", "a box"],
+         "--image " + str(tmp_path / "missing.png") + ": no such image file"),
+        (["--image", str(image_path), "--tracking", str(image_path), "--prompt", "a box"], "is a single image"),
+        (["--image", str(image_path), "--tracking", str(image_path), "--prompt", "  "], "--prompt is empty"),
+    ]
+    for arguments, message in cases:
+        assert das_main(["generate", *arguments, *nowhere]) == 1
+        error = capsys.readouterr().err
+        assert message in error and "no das server answered" not in error
+
+
 def test_das_keygen_makes_usable_keys(tmp_path, capsys):
     assert das_main(["keygen", str(tmp_path / "k"), "--client", "bob"]) == 0
     for name in ("server.key", "server.key_secret", "bob.key", "bob.key_secret", "allowed_clients/bob.key"):
