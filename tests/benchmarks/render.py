@@ -1,6 +1,7 @@
 """Benchmark of the tracking-video renderer (`das_core.render.render_tracking`).
 
-Run: `python tests/benchmarks/render.py [--repeat 5] [--threads 2]`. Prints a markdown table of
+Run: `python tests/benchmarks/render.py [--repeat 5] [--threads 2] [--only TEXT] [--against REV]`.
+Prints a markdown table of
 the best and median wall time over the repeats for each case, the best CPU time of the process
 (all threads; less sensitive to other work on the machine than wall time) and the load average:
 - the issue's target: a UV sphere of 256 x 128 segments (32 k vertices, 65 k triangles) moving and
@@ -8,21 +9,32 @@ the best and median wall time over the repeats for each case, the best CPU time 
 - points mode: 4,900 points x 49 frames in both styles (target under 0.1 s);
 - growth with vertex count (spheres of 8 k to 130 k triangles at the same size on screen);
 - growth with covered pixels (the 65 k-triangle sphere from far to filling the frame, and a close-up
-  of a large two-triangle plane and of a 20 k-triangle plane that cover every pixel).
+  of a large two-triangle plane and of a 20 k-triangle plane that cover every pixel);
+- a 1920 x 1080 scene (a 100 k-vertex sphere) for the model's 720 x 480: rendered at its own size
+  and letterboxed afterwards by `fit_frames` (the old way) against drawn straight into the
+  letterbox with `fit=(720, 480)`.
+`--against REV` renders every case with `das_core/render.py` as it was at git revision REV too and
+says whether the frames are bit-identical (the check that a speed-up changed nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 import das_core.render
 from das_core.render import render_tracking
 from das_core.tracks import Tracks
+from das_core.video import fit_frames
 
 WIDTH, HEIGHT, FRAMES = 720, 480, 49
 
@@ -90,26 +102,59 @@ def plane_close_up(cuts: int) -> Tracks:
                   width=WIDTH, height=HEIGHT, faces=faces)
 
 
-def time_case(tracks: Tracks, repeat: int, **options) -> tuple[float, float, float, float]:
-    """(best wall s, median wall s, best CPU s, fraction of pixels covered) over `repeat` renders
-    after one warm-up."""
-    frames = render_tracking(tracks, **options)
-    covered = float((frames.max(axis=-1) > 0).mean())
+def time_case(render, tracks: Tracks, repeat: int, **options) -> tuple[float, float, float, np.ndarray]:
+    """(best wall s, median wall s, best CPU s, frames) of `render(tracks, **options)` over `repeat`
+    runs after one warm-up."""
+    frames = render(tracks, **options)
     walls, cpus = [], []
     for _ in range(repeat):
         wall, cpu = time.perf_counter(), time.process_time()
-        render_tracking(tracks, **options)
+        render(tracks, **options)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-    return min(walls), statistics.median(walls), min(cpus), covered
+    return min(walls), statistics.median(walls), min(cpus), frames
+
+
+def render_then_fit(tracks: Tracks, **options) -> np.ndarray:
+    """The old way to the model's size: render at the tracks' size, then letterbox by resizing."""
+    return fit_frames(render_tracking(tracks, **options), WIDTH, HEIGHT)
+
+
+def renderer_at(revision: str):
+    """`das_core/render.py` as it was at git `revision`, imported as a separate module."""
+    root = Path(__file__).resolve().parents[2]
+    source = subprocess.run(["git", "show", f"{revision}:das_core/render.py"], cwd=root, check=True,
+                            capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="das-render-")) / "render_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("render_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def hd_tracks(vertices: np.ndarray, faces: np.ndarray) -> Tracks:
+    """`moving_tracks` seen by a 1920 x 1080 camera with the same horizontal field of view."""
+    tracks = moving_tracks(vertices, faces, 4.0)
+    scale = 1920 / WIDTH
+    intrinsics = tracks.intrinsics * np.array([scale, scale, 1.0])[:, None]
+    intrinsics[:, 1, 2] = 1080 / 2
+    return Tracks(points=tracks.points, world_to_camera=tracks.world_to_camera, intrinsics=intrinsics,
+                  width=1920, height=1080, faces=faces)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=das_core.render._THREADS, help="renderer threads")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
+    parser.add_argument("--against", metavar="REV", help="check the frames against render.py at git REV")
     args = parser.parse_args()
     das_core.render._THREADS = args.threads
+    before = renderer_at(args.against) if args.against else None
+    if before is not None:
+        before._THREADS = args.threads
 
     cases: list[tuple[str, Tracks, dict]] = []
     sphere = uv_sphere(256, 128)
@@ -127,13 +172,29 @@ def main() -> None:
         cases.append((f"pixels: sphere 256x128 at distance {distance:g}", moving_tracks(*sphere, distance), {}))
     cases.append(("pixels: close-up plane, 2 tris", plane_close_up(1), {}))
     cases.append(("pixels: close-up plane, 100x100 quads (20,000 tris)", plane_close_up(100), {}))
+    hd = hd_tracks(*uv_sphere(512, 196))
+    cases.append(("1920x1080 sphere 512x196 (99,842 v), rendered at 1080p then fit_frames", hd, {"then_fit": True}))
+    cases.append(("1920x1080 sphere 512x196 (99,842 v), fit=(720, 480)", hd, {"fit": (WIDTH, HEIGHT)}))
 
     print(f"threads: {args.threads}, repeats: {args.repeat}, load average at start: {os.getloadavg()[0]:.1f}")
-    print(f"| case ({FRAMES} frames, {WIDTH}x{HEIGHT}) | best wall s | median wall s | best CPU s | pixels covered |")
-    print("|---|---|---|---|---|")
+    against = f" | same frames as {args.against}" if before else ""
+    print(f"| case ({FRAMES} frames, {WIDTH}x{HEIGHT}) | best wall s | median wall s | best CPU s | pixels covered{against} |")
+    print("|---|---|---|---|---|" + ("---|" if before else ""))
     for name, tracks, options in cases:
-        best, median, cpu, covered = time_case(tracks, args.repeat, **options)
-        print(f"| {name} | {best:.3f} | {median:.3f} | {cpu:.3f} | {covered:.0%} |", flush=True)
+        if args.only not in name:
+            continue
+        render = render_then_fit if options.pop("then_fit", False) else render_tracking
+        best, median, cpu, frames = time_case(render, tracks, args.repeat, **options)
+        row = f"| {name} | {best:.3f} | {median:.3f} | {cpu:.3f} | {(frames.max(axis=-1) > 0).mean():.0%} |"
+        if before is not None:
+            try:
+                old = before.render_tracking(tracks, **options)
+            except TypeError:  # an option REV did not have yet
+                row += " n/a |"
+            else:
+                old = fit_frames(old, WIDTH, HEIGHT) if render is render_then_fit else old
+                row += f" {'yes' if np.array_equal(old, frames) else 'NO'} |"
+        print(row, flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
