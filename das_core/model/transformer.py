@@ -26,6 +26,34 @@ from das_core.errors import DasError
 # can load checkpoints we save.
 REFERENCE_CLASS_NAME = "CogVideoXTransformer3DModelTracking"
 
+# transformer/config.json of CogVideoX-5B-I2V (spec §2): the base DaS starts from. The published DaS
+# transformer is `DasTransformer3DModel(num_tracking_blocks=18, **COGVIDEOX_5B_I2V_CONFIG)`.
+COGVIDEOX_5B_I2V_CONFIG = dict(
+    num_attention_heads=48,
+    attention_head_dim=64,
+    in_channels=32,
+    out_channels=16,
+    text_embed_dim=4096,
+    time_embed_dim=512,
+    num_layers=42,
+    sample_width=90,
+    sample_height=60,
+    sample_frames=49,
+    patch_size=2,
+    temporal_compression_ratio=4,
+    max_text_seq_length=226,
+    use_rotary_positional_embeddings=True,
+    use_learned_positional_embeddings=True,
+    spatial_interpolation_scale=1.875,
+    temporal_interpolation_scale=1.0,
+    norm_eps=1e-5,
+    attention_bias=True,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    activation_fn="gelu-approximate",
+    timestep_activation_fn="silu",
+)
+
 
 class DasTransformer3DModel(CogVideoXTransformer3DModel):
     """CogVideoX transformer that follows a 3D tracking video.

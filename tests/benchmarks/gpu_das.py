@@ -28,31 +28,10 @@ import numpy as np
 import torch
 
 from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH, build_tiny_pipeline, build_tiny_tokenizer
-from das_core.model.transformer import DasTransformer3DModel
+from das_core.model.transformer import COGVIDEOX_5B_I2V_CONFIG, DasTransformer3DModel
 from das_core.pipeline import DasImageToVideoPipeline
 
-# transformer/config.json of CogVideoX-5B-I2V (spec §2); DaS adds num_tracking_blocks=18.
-BASE_CONFIG = dict(
-    num_attention_heads=48,
-    attention_head_dim=64,
-    in_channels=32,
-    out_channels=16,
-    text_embed_dim=4096,
-    time_embed_dim=512,
-    num_layers=42,
-    sample_width=90,
-    sample_height=60,
-    sample_frames=49,
-    patch_size=2,
-    temporal_compression_ratio=4,
-    max_text_seq_length=226,
-    use_rotary_positional_embeddings=True,
-    use_learned_positional_embeddings=True,
-    spatial_interpolation_scale=1.875,
-    temporal_interpolation_scale=1.0,
-    norm_eps=1e-5,
-    attention_bias=True,
-)
+BASE_CONFIG = COGVIDEOX_5B_I2V_CONFIG  # DaS adds num_tracking_blocks=18
 T5_XXL = dict(
     vocab_size=32128,
     d_model=4096,
