@@ -291,7 +291,7 @@ def _rasterise(
     owner = (nearest[covered] & 0xFFFFFFFF) - 1
     pixels = out.reshape(-1, 3)
     within = covered - (covered // (height * width)) * (height * width)
-    for channel, values in enumerate(triangles.shade(owner, within)):
+    for channel, values in enumerate(triangles.shade(owner, within)):  # numpy scatters 3-byte rows slowly
         pixels[covered, channel] = values
 
 
@@ -593,11 +593,7 @@ class _Triangles:
         self.place = np.stack([self.i0, self.j0, self.frame])
         self.facing = area > 0  # one winding; which one faces the camera depends on the mesh
         self.nearest_depth = np.maximum(np.maximum(z0, z1), z2)  # 1/z is largest at a corner
-        # Colour times 1/z is affine too: the perspective-correct colour is its ratio to 1/z.
-        c0, c1, c2 = (colors[c].T * z for c, z in zip(corners, (z0, z1, z2)))
-        self.c2 = c2
-        self.ca = (c0 - c2) * a0 + (c1 - c2) * a1
-        self.cb = (c0 - c2) * b0 + (c1 - c2) * b1
+        self.corners, self.colors, self.inverse_z = corners, colors, inverse_z  # for `shade`
 
     def draw(self, nearest: np.ndarray) -> None:
         """Scatter every fragment's (1/z bits << 32 | triangle + 1) key into `nearest` by max.
@@ -684,15 +680,29 @@ class _Triangles:
             np.maximum.at(nearest, start[local] + offset[cell], key)
 
     def shade(self, owner: np.ndarray, pixel: np.ndarray) -> list[np.ndarray]:
-        """8-bit sRGB R, G, B [P] at the centres of `pixel` (row * W + column) of their owners."""
+        """8-bit sRGB R, G, B [P] at the centres of `pixel` (row * W + column) of their owners.
+
+        Colour times 1/z is affine too: the perspective-correct colour is its ratio to 1/z. Its
+        gradients are set up only for the triangles that own a pixel (the visible ones).
+        """
+        used = np.zeros(len(self.x2), dtype=bool)
+        used[owner] = True
+        ids = np.flatnonzero(used)
+        slot = np.zeros(len(self.x2), dtype=np.intp)
+        slot[ids] = np.arange(len(ids))
+        x2, y2, a0, b0, a1, b1, z2, az, bz = self.edges[:9, ids]
+        z0, z1 = (self.inverse_z[c[ids]] for c in self.corners[:2])
+        c0, c1, c2 = (self.colors[c[ids]].T * z for c, z in zip(self.corners, (z0, z1, z2)))
+        ca = (c0 - c2) * a0 + (c1 - c2) * a1
+        cb = (c0 - c2) * b0 + (c1 - c2) * b1
+        local = slot[owner]
         centre_x, centre_y = _pixel_centres(self.width, self.height)
-        fx = centre_x[pixel] - self.x2[owner]
-        fy = centre_y[pixel] - self.y2[owner]
-        scale = SRGB8_TABLE_SIZE / (self.z2[owner] + self.az[owner] * fx + self.bz[owner] * fy)
+        fx = centre_x[pixel] - x2[local]
+        fy = centre_y[pixel] - y2[local]
+        scale = SRGB8_TABLE_SIZE / (z2[local] + az[local] * fx + bz[local] * fy)
         channels = []
         for channel in range(3):
-            c2, ca, cb = self.c2[channel], self.ca[channel], self.cb[channel]
-            level = (c2[owner] + ca[owner] * fx + cb[owner] * fy) * scale
+            level = (c2[channel][local] + ca[channel][local] * fx + cb[channel][local] * fy) * scale
             np.clip(level, 0, SRGB8_TABLE_SIZE - 1, out=level)
             channels.append(SRGB8_TABLE[level.astype(np.int32)])
         return channels
