@@ -17,7 +17,7 @@ from das_core.errors import DasError
 
 from .gather_camera import resolve_camera
 
-# Short names for the engines; Eevee's id was BLENDER_EEVEE_NEXT in Blender 4.2-4.4.
+# Short names for the engines; Eevee is BLENDER_EEVEE_NEXT in Blender 4.2 LTS (tested: 4.2.23), BLENDER_EEVEE in 5.0.
 ENGINE_IDS = {
     "WORKBENCH": ("BLENDER_WORKBENCH",),
     "EEVEE": ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"),

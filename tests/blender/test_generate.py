@@ -10,7 +10,8 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_scenes import build_test_scene
+from blender_addon.sequencer import strip_collection
+from blender_scenes import add_color_strip, build_test_scene
 from das_core.local_server import LocalServer
 
 TICK_BUDGET_S = 0.1  # the UI may not stall longer than this per timer tick
@@ -31,13 +32,13 @@ def _setup(scene, address: str, cache: Path, prompt: str = "a bending column in 
 
 
 def _strips(scene):
-    return {strip.name: strip for strip in scene.sequence_editor.strips}
+    return {strip.name: strip for strip in strip_collection(scene)}
 
 
 def test_generate_wait_adds_retimed_strips_on_a_free_channel(factory_scene, addon, preview_server, tmp_path):
     scene = factory_scene
     _setup(scene, preview_server, tmp_path)
-    busy = scene.sequence_editor_create().strips.new_effect("busy", "COLOR", channel=1, frame_start=20, length=5)
+    busy = add_color_strip(scene, "busy", channel=1, frame_start=20, length=5)
 
     assert bpy.ops.das.generate(wait=True) == {"FINISHED"}
 
@@ -131,7 +132,7 @@ def test_cancel_reaches_the_server_and_wait_raises_the_servers_error(factory_sce
 
         with DasClient(server.address) as client:
             assert client.status(job.job_id)["state"] == "cancelled"
-    assert job.strip_name == "" and scene.sequence_editor.strips.get(job.name) is None
+    assert job.strip_name == "" and job.name not in _strips(scene)
 
 
 def test_server_down_is_a_clear_error_within_seconds(factory_scene, addon, tmp_path):
@@ -146,7 +147,7 @@ def test_server_down_is_a_clear_error_within_seconds(factory_scene, addon, tmp_p
     with pytest.raises(RuntimeError, match="no das server answered"):
         bpy.ops.das.generate(wait=True)
     assert time.monotonic() - started < 6.0
-    assert scene.sequence_editor is None or len(scene.sequence_editor.strips) == 0
+    assert scene.sequence_editor is None or len(strip_collection(scene)) == 0
 
 
 def test_remote_server_needs_online_access(factory_scene, addon, tmp_path):
@@ -229,7 +230,7 @@ def test_strip_lands_in_the_submit_time_scene_even_after_a_rename(factory_scene,
         jobs.tick()
         time.sleep(0.02)
     assert job.state == "done", job.error
-    assert job.strip_name in {strip.name for strip in bpy.data.scenes["Renamed while generating"].sequence_editor.strips}
+    assert job.strip_name in _strips(bpy.data.scenes["Renamed while generating"])
     assert other.sequence_editor is None
 
 

@@ -1,5 +1,6 @@
 """The reference image: rendered at the tracking video's framing, settings restored, read back without imageio."""
 
+import bpy
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -62,6 +63,7 @@ def test_engine_short_names_resolve_to_this_blenders_ids(factory_scene):
 
     render = factory_scene.render
     render.engine = "CYCLES"
-    assert _engine_id(render, "EEVEE") == "BLENDER_EEVEE"  # BLENDER_EEVEE_NEXT on Blender 4.2-4.4
+    # Blender 5.0 renamed BLENDER_EEVEE_NEXT (4.2 LTS through 4.5) to BLENDER_EEVEE; probing finds either.
+    assert _engine_id(render, "EEVEE") == ("BLENDER_EEVEE" if bpy.app.version >= (5, 0) else "BLENDER_EEVEE_NEXT")
     assert _engine_id(render, "WORKBENCH") == "BLENDER_WORKBENCH"
     assert render.engine == "CYCLES", "probing must not change the scene's engine"

@@ -1,12 +1,10 @@
 """Strips in the VSE: retiming, free channels, the preview operator, saving and rendering the result."""
 
-from types import SimpleNamespace
-
 import bpy
 import numpy as np
 
 from blender_addon import sequencer
-from blender_scenes import build_test_scene
+from blender_scenes import add_color_strip, build_test_scene
 
 
 def test_timeline_elements_follow_the_exported_frames():
@@ -22,20 +20,24 @@ def test_timeline_elements_follow_the_exported_frames():
 
 
 def test_free_channel_skips_overlapping_strips_only(factory_scene):
-    strips = sequencer.strip_collection(factory_scene)
-    strips.new_effect("a", "COLOR", channel=1, frame_start=1, length=10)
-    strips.new_effect("b", "COLOR", channel=3, frame_start=15, length=10)
-    strips.new_effect("c", "COLOR", channel=2, frame_start=50, length=10)
+    add_color_strip(factory_scene, "a", channel=1, frame_start=1, length=10)
+    add_color_strip(factory_scene, "b", channel=3, frame_start=15, length=10)
+    add_color_strip(factory_scene, "c", channel=2, frame_start=50, length=10)
     assert sequencer.free_channel(factory_scene, 1, 20) == 2  # "c" on channel 2 starts after frame 20
     assert sequencer.free_channel(factory_scene, 1, 20, height=2) == 4  # 2 is free but 3 is not
     assert sequencer.free_channel(factory_scene, 11, 20) == 1  # strip "a" ends before frame 11
 
 
-def test_strip_collection_falls_back_to_sequences_for_blender_4():
-    # Blender 4.2 cannot run here; an object with only `sequences` stands in for its sequence editor.
-    editor = SimpleNamespace(sequences="the 4.2 collection")
-    scene = SimpleNamespace(sequence_editor=editor)
-    assert sequencer.strip_collection(scene) == "the 4.2 collection"
+def test_strip_collection_is_this_blenders_top_level_strips(factory_scene):
+    # Blender 5.0 renamed `sequence_editor.sequences` to `strips`; run on bpy 4.2.23 and 5.0.1 (see the manifest).
+    factory_scene.sequence_editor_clear()
+    strips = sequencer.strip_collection(factory_scene)
+    editor = factory_scene.sequence_editor
+    assert editor is not None, "the sequence editor is created on first use"
+    expected = editor.strips if bpy.app.version >= (5, 0) else editor.sequences
+    assert strips == expected and len(strips) == 0
+    add_color_strip(factory_scene, "a", channel=1, frame_start=1, length=10)
+    assert [strip.name for strip in sequencer.strip_collection(factory_scene)] == ["a"]
 
 
 def test_preview_tracking_adds_a_strip_without_a_server(factory_scene, addon, tmp_path):
@@ -45,7 +47,7 @@ def test_preview_tracking_adds_a_strip_without_a_server(factory_scene, addon, tm
 
     assert bpy.ops.das.preview_tracking(wait=True) == {"FINISHED"}
 
-    (strip,) = scene.sequence_editor.strips
+    (strip,) = sequencer.strip_collection(scene)
     assert (strip.frame_final_start, strip.frame_final_end, strip.channel) == (5, 31, 1)
     assert strip.name.startswith("tracking [")
     files = sorted(tmp_path.glob("preview-*/tracking/frame_*.png"))
@@ -56,7 +58,7 @@ def test_preview_tracking_adds_a_strip_without_a_server(factory_scene, addon, tm
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     scene = bpy.context.scene
-    (strip,) = scene.sequence_editor.strips
+    (strip,) = sequencer.strip_collection(scene)
     assert strip.directory.startswith("//")
     scene.render.filepath = str(tmp_path / "vse.png")
     scene.render.image_settings.file_format = "PNG"
