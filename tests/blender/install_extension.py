@@ -1,4 +1,4 @@
-"""Run in a fresh Python with BLENDER_USER_RESOURCES pointing at a temp folder: install the built zip, enable it.
+"""Run in a fresh Python with BLENDER_USER_RESOURCES pointing at a temp folder: install the built zip, enable it, preview.
 
 Usage: python install_extension.py EXTENSION.zip REPO_DIR
 Prints one JSON line describing what Blender loaded; exits non-zero on any failure. The project's
@@ -28,6 +28,11 @@ module = sys.modules.get(module_name)
 import das_core  # from the bundled das_blender_core wheel, installed by Blender
 
 scene = bpy.context.scene
+# The installed copy works, not only registers: the tracking preview runs the bundled renderer and
+# adds its strip through the add-on's own sequencer shim (`strips` in 5.x, `sequences` in 4.2).
+scene.das.output_dir = os.path.join(os.path.dirname(os.path.abspath(repo_dir)), "cache")
+preview = bpy.ops.das.preview_tracking(wait=True)
+strips = sys.modules[f"{module_name}.sequencer"].strip_collection(scene)
 site_packages = os.path.dirname(os.path.dirname(das_core.__file__))
 compiled = sorted(name for _, _, files in os.walk(site_packages) for name in files if name.endswith((".so", ".pyd")))
 print(
@@ -41,6 +46,9 @@ print(
             "operators": [hasattr(bpy.ops.das, name) for name in ("generate", "cancel", "preview_tracking")],
             "scene_das": [hasattr(scene.das, name) for name in ("server", "prompt", "negative_prompt", "seed", "steps", "guidance")],
             "preferences": hasattr(bpy.context.preferences.addons.get(module_name, None), "preferences"),
+            "preview": sorted(preview),
+            "strips": [(strip.name.split(" ")[0], strip.frame_final_start, strip.frame_final_end, len(strip.elements)) for strip in strips],
+            "blender": bpy.app.version_string,
         }
     )
 )

@@ -39,7 +39,7 @@ def test_unknown_platform_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_built_extension_installs_and_enables(tmp_path):
+def test_built_extension_installs_and_enables(tmp_path, factory_scene):
     """Builds linux-x64 (wheels from PyPI, cached in blender_addon/wheels) and installs it in a clean Blender user folder."""
     try:
         zips = build.build(tmp_path / "dist", ["linux-x64"], build.ADDON_DIR / "wheels")
@@ -73,3 +73,8 @@ def test_built_extension_installs_and_enables(tmp_path):
     assert any(name.startswith("_imaging.cpython-311") for name in compiled), compiled
     assert not any("cpython-313" in name or "abi3" in name for name in compiled), compiled
     assert report["operators"] == [True] * 3 and report["scene_das"] == [True] * 6 and report["preferences"]
+    scene = factory_scene  # the factory startup file the subprocess starts with: same frame range
+    span = scene.frame_end - scene.frame_start + 1
+    assert report["preview"] == ["FINISHED"]
+    assert report["strips"] == [["tracking", scene.frame_start, scene.frame_end + 1, span]]  # JSON: lists
+    assert report["blender"] == pytest.importorskip("bpy").app.version_string
