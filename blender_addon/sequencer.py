@@ -68,7 +68,10 @@ def add_image_sequence(
     channel: int,
     frame_start: int,
 ) -> bpy.types.Strip:
-    """An image-sequence strip at `frame_start` on `channel` showing `images[elements[i]]` at frame start+i."""
+    """An image-sequence strip at `frame_start` on `channel` showing `images[elements[i]]` at frame start+i.
+
+    Returns a `bpy.types.Strip` (`bpy.types.Sequence` in Blender 4.2).
+    """
     files = [Path(images[int(index)]) for index in elements]
     directory = files[0].parent
     strip = strip_collection(scene).new_image(

@@ -1,4 +1,9 @@
-"""Real Blender (the bpy 5.0.1 module), headless: every test starts from factory settings."""
+"""Real Blender (the bpy module), headless: every test starts from factory settings.
+
+The project's venv has bpy 5.0.1; the same tests pass on Blender 4.2 LTS with bpy==4.2.23 in a
+separate venv (numpy 1.26, as Blender 4.2 ships). Version differences are asserted per
+`bpy.app.version`, never skipped.
+"""
 
 import pytest
 
