@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from das_core.video import fit_frames, sample_indices
+from das_core.video import fit_frames, letterbox_rect, sample_indices
 
 
 def to_model_size(request_image: np.ndarray, tracking: np.ndarray, width: int, height: int, num_frames: int
@@ -28,11 +28,7 @@ def from_model_size(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     model_height, model_width = frames.shape[1:3]
     if (model_width, model_height) == (width, height):
         return frames
-    scale = min(model_width / width, model_height / height)
-    box_width = min(model_width, max(1, round(width * scale)))
-    box_height = min(model_height, max(1, round(height * scale)))
-    left = (model_width - box_width) // 2
-    top = (model_height - box_height) // 2
+    left, top, box_width, box_height = letterbox_rect(width, height, model_width, model_height)
     out = np.empty((len(frames), height, width, 3), dtype=np.uint8)
     for target, frame in zip(out, frames):
         crop = Image.fromarray(frame[top : top + box_height, left : left + box_width])
