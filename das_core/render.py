@@ -61,6 +61,11 @@ _THREADS = 2
 # Slack of the inside test in pixels, so a pixel centre exactly on an edge or vertex (a mesh's
 # outline, say) is covered despite float rounding.
 _EDGE_TOLERANCE = 1e-3
+# Triangles with a vertex farther than this many pixels outside the image (a close-up plane, the
+# parts of a triangle clipped at the near plane: up to millions of pixels away) are tested with
+# float64-set-up edge distances: float32 barycentrics lose ~1e-7 of the triangle's size, more
+# than the edge slack, and neighbours would disagree about their shared edge (pinholes).
+_GUARD_BAND = 1024
 _BATCH_CANDIDATES = 1 << 21  # candidate pixels tested at once
 # Window sizes that candidate batches are grouped by: exact up to 8 pixels, then 1.5x steps.
 _LADDER = np.unique(np.r_[np.arange(1, 9), np.round(8 * 1.5 ** np.arange(1, 30))].astype(np.int64))
@@ -255,6 +260,10 @@ def _rasterise(
     num_frames, num_vertices = points.shape[:2]
     camera = np.einsum("tij,tnj->tni", world_to_camera[:, :3, :3], points) + world_to_camera[:, None, :3, 3]
     x, y, inverse_z = _to_pixels(camera, intrinsics[:, None])
+    precise = None  # float64 pixel positions, only when some triangle may need them
+    band = ((-_GUARD_BAND, width + _GUARD_BAND), (-_GUARD_BAND, height + _GUARD_BAND))
+    if not (camera[..., 2] > NEAR_PLANE).all() or any(v.min() < lo or v.max() > hi for v, (lo, hi) in zip((x, y), band)):
+        precise = _precise_pixels(camera, intrinsics[:, None]).reshape(-1, 2)
     camera, x, y, inverse_z = camera.reshape(-1, 3), x.ravel(), y.ravel(), inverse_z.ravel()
     vertex_colors = np.tile(colors, (num_frames, 1))
     offsets = (np.arange(num_frames, dtype=np.int64) * num_vertices)[:, None]
@@ -276,13 +285,14 @@ def _rasterise(
         )
         new_x, new_y, new_inverse_z = _to_pixels(new_camera, intrinsics[new_vertex_frame])
         x, y, inverse_z = np.r_[x, new_x], np.r_[y, new_y], np.r_[inverse_z, new_inverse_z]
+        precise = np.concatenate([precise, _precise_pixels(new_camera, intrinsics[new_vertex_frame])])
         vertex_colors = np.concatenate([vertex_colors, new_colors])
         corners = [np.r_[c[whole], clipped[:, k]] for k, c in enumerate(corners)]
         triangle_frame = np.r_[triangle_frame[whole], clipped_frame]
 
     if not len(triangle_frame):  # everything is behind the camera
         return
-    triangles = _Triangles(corners, triangle_frame, x, y, inverse_z, vertex_colors, width, height)
+    triangles = _Triangles(corners, triangle_frame, x, y, inverse_z, precise, vertex_colors, width, height)
     # Depth test: per pixel keep the fragment with the largest (1/z, triangle) key, i.e. the
     # nearest surface; 1/z is positive, so its float bits order like the numbers.
     nearest = np.zeros(num_frames * height * width, dtype=np.int64)
@@ -306,6 +316,19 @@ def _to_pixels(camera: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, 
     x = (intrinsics[..., 0, 0] * camera[..., 0] + intrinsics[..., 0, 1] * camera[..., 1]) * inverse_z
     y = intrinsics[..., 1, 1] * camera[..., 1] * inverse_z
     return (x + intrinsics[..., 0, 2]).astype(np.float32), (y + intrinsics[..., 1, 2]).astype(np.float32), inverse_z
+
+
+def _precise_pixels(camera: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Camera-space points [..., 3] to pixel x, y in float64 [..., 2] (inf/NaN where z <= 0):
+    positions millions of pixels away keep sub-pixel accuracy, which float32 does not."""
+    z = camera[..., 2]
+    precise = np.empty((*z.shape, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precise[..., 0] = (intrinsics[..., 0, 0] * camera[..., 0] + intrinsics[..., 0, 1] * camera[..., 1]) / z
+        precise[..., 1] = intrinsics[..., 1, 1] * camera[..., 1] / z
+    precise[..., 0] += intrinsics[..., 0, 2]
+    precise[..., 1] += intrinsics[..., 1, 2]
+    return precise
 
 
 def _clip_near(
@@ -530,6 +553,8 @@ class _Triangles:
     Barycentrics b0, b1 and 1/z are affine in screen space, so each is kept as its value at the
     triangle's third vertex plus a gradient (a per pixel in x, b in y). A pixel centre belongs to
     the triangle when b0, b1 >= 0 and b0 + b1 <= 1, whichever way the triangle winds (no culling).
+    A triangle reaching past `_GUARD_BAND` is instead tested by its three signed edge distances
+    in pixels, set up in float64 at its box's first pixel (see `_far_setup`).
     """
 
     def __init__(
@@ -539,10 +564,13 @@ class _Triangles:
         x: np.ndarray,
         y: np.ndarray,
         inverse_z: np.ndarray,
+        precise: np.ndarray | None,
         colors: np.ndarray,
         width: int,
         height: int,
     ) -> None:
+        """`precise` holds float64 pixel positions [V, 2] when a vertex may lie past the guard
+        band (None when none does)."""
         self.width, self.height = width, height
         x0, x1, x2 = (x[c] for c in corners)
         y0, y1, y2 = (y[c] for c in corners)
@@ -594,6 +622,21 @@ class _Triangles:
         self.facing = area > 0  # one winding; which one faces the camera depends on the mesh
         self.nearest_depth = np.maximum(np.maximum(z0, z1), z2)  # 1/z is largest at a corner
         self.corners, self.colors, self.inverse_z = corners, colors, inverse_z  # for `shade`
+        self.far = None
+        if precise is not None:
+            self.far = (
+                (np.minimum(np.minimum(x0, x1), x2) < -_GUARD_BAND)
+                | (np.maximum(np.maximum(x0, x1), x2) > width + _GUARD_BAND)
+                | (np.minimum(np.minimum(y0, y1), y2) < -_GUARD_BAND)
+                | (np.maximum(np.maximum(y0, y1), y2) > height + _GUARD_BAND)
+            )
+            ids = np.flatnonzero(self.far)
+            self.far_slot = np.zeros(len(self.far), dtype=np.intp)
+            self.far_slot[ids] = np.arange(len(ids))
+            self.far_edges = _far_setup(
+                [precise[c[ids]] for c in corners], [inverse_z[c[ids]] for c in corners], self.i0[ids], self.j0[ids]
+            )
+
 
     def draw(self, nearest: np.ndarray) -> None:
         """Scatter every fragment's (1/z bits << 32 | triangle + 1) key into `nearest` by max.
@@ -631,7 +674,17 @@ class _Triangles:
         return fits & (farthest > self.nearest_depth[subset].view(np.int32))
 
     def _scatter(self, nearest: np.ndarray, subset: np.ndarray) -> None:
-        """Rasterise the triangles `subset` into `nearest` (see `draw`)."""
+        """Rasterise the triangles `subset` into `nearest` (see `draw`), those reaching past the
+        guard band by their float64-set-up edge distances."""
+        if self.far is not None:
+            far = self.far[subset]
+            if far.any():
+                self._scatter_windows(nearest, subset[far], True)
+                subset = subset[~far]
+        self._scatter_windows(nearest, subset, False)
+
+    def _scatter_windows(self, nearest: np.ndarray, subset: np.ndarray, far: bool) -> None:
+        """Rasterise `subset`, all near (barycentric test) or all `far` (edge-distance test)."""
         width, height = self.width, self.height
         for part, columns, rows in _windows(self.columns[subset], self.rows[subset], width, height):
             batch = subset[part]
@@ -641,8 +694,12 @@ class _Triangles:
             # bounding box; those fail the inside test.
             ox = np.minimum(i0, width - columns)
             oy = np.minimum(j0, height - rows)
-            fx = (ox + 0.5).astype(np.float32) - x2
-            fy = (oy + 0.5).astype(np.float32) - y2
+            if far:  # values at the box's first pixel centre, moved to the window's
+                fx = (ox - i0).astype(np.float32)
+                fy = (oy - j0).astype(np.float32)
+            else:
+                fx = (ox + 0.5).astype(np.float32) - x2
+                fy = (oy + 0.5).astype(np.float32) - y2
             dx = np.arange(columns, dtype=np.float32)
             dy = np.arange(rows, dtype=np.float32)
             # Long inner loops: triangles innermost for many small windows, pixels otherwise.
@@ -654,14 +711,22 @@ class _Triangles:
                     return (base + dy[:, None] * b)[:, None, :] + (dx[:, None] * a)[None, :, :]
                 return (base[:, None] + b[:, None] * dy)[:, :, None] + (a[:, None] * dx)[:, None, :]
 
-            bary0 = grid(0, a0, b0)
-            bary1 = grid(0, a1, b1)
-            if not triangles_inner:
-                slack = [v[:, None, None] for v in slack]
-            inside = bary0 >= slack[0]
-            inside &= bary1 >= slack[1]
-            bary0 += bary1
-            inside &= bary0 <= slack[2]
+            if far:
+                n0x, n0y, e0, n1x, n1y, e1, n2x, n2y, e2, z2, az, bz = self.far_edges.take(
+                    self.far_slot[batch], axis=1
+                )
+                inside = grid(e0, n0x, n0y) >= -_EDGE_TOLERANCE
+                inside &= grid(e1, n1x, n1y) >= -_EDGE_TOLERANCE
+                inside &= grid(e2, n2x, n2y) >= -_EDGE_TOLERANCE
+            else:
+                bary0 = grid(0, a0, b0)
+                bary1 = grid(0, a1, b1)
+                if not triangles_inner:
+                    slack = [v[:, None, None] for v in slack]
+                inside = bary0 >= slack[0]
+                inside &= bary1 >= slack[1]
+                bary0 += bary1
+                inside &= bary0 <= slack[2]
             hits = np.flatnonzero(inside)
             depth = grid(z2, az, bz).ravel()[hits]
             # Hit h is candidate (cell, triangle) of the window: h = cell * k + local when
@@ -706,6 +771,38 @@ class _Triangles:
             np.clip(level, 0, SRGB8_TABLE_SIZE - 1, out=level)
             channels.append(SRGB8_TABLE[level.astype(np.int32)])
         return channels
+
+
+def _far_setup(corners: list[np.ndarray], inverse_z: list[np.ndarray], i0: np.ndarray, j0: np.ndarray) -> np.ndarray:
+    """Inside and depth test rows, float32 [12, F], of triangles reaching past the guard band.
+
+    `corners` are their float64 pixel positions (3 x [F, 2]), `inverse_z` 1/z at each corner
+    (3 x [F]), (`i0`, `j0`) [F] the first pixels of their boxes. For each edge k (opposite
+    corner k): its unit normal pointing into the triangle and the signed distance in pixels from
+    the edge to the centre of pixel (i0, j0); then 1/z there and its gradient. Distances and
+    1/z are evaluated in float64 near the pixels they are used at, so float32 steps of a few
+    hundred pixels from there stay accurate to ~1e-5 pixels: a pixel centre on an edge shared
+    by two triangles is within `_EDGE_TOLERANCE` of both, however far their corners lie.
+    Degenerate triangles get NaN rows (every test false).
+    """
+    centre = np.stack([i0 + 0.5, j0 + 0.5], axis=1)
+    (x0, y0), (x1, y1), (x2, y2) = (c.T for c in corners)
+    area = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sign = np.where(area != 0, np.sign(area), np.nan)
+        rows = []
+        for k in range(3):
+            start, end = corners[(k + 1) % 3], corners[(k + 2) % 3]
+            direction = end - start
+            scale = sign / np.hypot(direction[:, 0], direction[:, 1])
+            normal = np.stack([-direction[:, 1] * scale, direction[:, 0] * scale])
+            rows += [normal[0], normal[1], np.einsum("ij,ji->i", centre - start, normal)]
+        # 1/z is affine: its gradient from the barycentric gradients (a_k in x, b_k in y).
+        a0, b0, a1, b1 = (y1 - y2) / area, (x2 - x1) / area, (y2 - y0) / area, (x0 - x2) / area
+    z0, z1, z2 = (z.astype(np.float64) for z in inverse_z)
+    az, bz = (z0 - z2) * a0 + (z1 - z2) * a1, (z0 - z2) * b0 + (z1 - z2) * b1
+    depth = z2 + az * (centre[:, 0] - x2) + bz * (centre[:, 1] - y2)
+    return np.stack([*rows, depth, az, bz]).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
