@@ -262,7 +262,8 @@ def _rasterise(
     x, y, inverse_z = _to_pixels(camera, intrinsics[:, None])
     precise = None  # float64 pixel positions, only when some triangle may need them
     band = ((-_GUARD_BAND, width + _GUARD_BAND), (-_GUARD_BAND, height + _GUARD_BAND))
-    if not (camera[..., 2] > NEAR_PLANE).all() or any(v.min() < lo or v.max() > hi for v, (lo, hi) in zip((x, y), band)):
+    reaching = any(v.min() < lo or v.max() > hi for v, (lo, hi) in zip((x, y), band))
+    if reaching or not (camera[..., 2] > NEAR_PLANE).all():
         precise = _precise_pixels(camera, intrinsics[:, None]).reshape(-1, 2)
     camera, x, y, inverse_z = camera.reshape(-1, 3), x.ravel(), y.ravel(), inverse_z.ravel()
     vertex_colors = np.tile(colors, (num_frames, 1))
@@ -636,7 +637,6 @@ class _Triangles:
             self.far_edges = _far_setup(
                 [precise[c[ids]] for c in corners], [inverse_z[c[ids]] for c in corners], self.i0[ids], self.j0[ids]
             )
-
 
     def draw(self, nearest: np.ndarray) -> None:
         """Scatter every fragment's (1/z bits << 32 | triangle + 1) key into `nearest` by max.
