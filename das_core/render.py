@@ -759,7 +759,8 @@ class _Triangles:
         slot[ids] = np.arange(len(ids))
         x2, y2, a0, b0, a1, b1, z2, az, bz = self.edges[:9, ids]
         z0, z1 = (self.inverse_z[c[ids]] for c in self.corners[:2])
-        c0, c1, c2 = (self.colors[c[ids]].T * z for c, z in zip(self.corners, (z0, z1, z2)))
+        # Channel-first and contiguous: the per-pixel gathers below read single rows of these.
+        c0, c1, c2 = (np.ascontiguousarray(self.colors[c[ids]].T) * z for c, z in zip(self.corners, (z0, z1, z2)))
         ca = (c0 - c2) * a0 + (c1 - c2) * a1
         cb = (c0 - c2) * b0 + (c1 - c2) * b1
         local = slot[owner]
