@@ -618,6 +618,14 @@ class _Triangles:
                 1 + _EDGE_TOLERANCE * np.hypot(a0 + a1, b0 + b1),
             ]
         ).astype(np.float32)  # fmt: skip
+        # Barycentrics and 1/z at the box's first pixel centre, for windows that start there,
+        # computed exactly as `_scatter_windows` would (0 + ...: the same bits, -0.0 included).
+        fx = (self.i0 + 0.5).astype(np.float32) - self.edges[0]
+        fy = (self.j0 + 0.5).astype(np.float32) - self.edges[1]
+        self.starts = np.stack(
+            [0 + self.edges[k] * fx + self.edges[k + 1] * fy for k in (2, 4)]
+            + [self.edges[6] + self.edges[7] * fx + self.edges[8] * fy]
+        )
         self.x2, self.y2, self.z2, self.az, self.bz = self.edges[[0, 1, 6, 7, 8]]
         self.place = np.stack([self.i0, self.j0, self.frame])
         self.facing = area > 0  # one winding; which one faces the camera depends on the mesh
@@ -693,13 +701,15 @@ class _Triangles:
             x2, y2, a0, b0, a1, b1, z2, az, bz, *slack = self.edges.take(batch, axis=1)
             i0, j0, frame = self.place.take(batch, axis=1)
             # Windows shifted to stay inside the image cover extra pixels outside the triangle's
-            # bounding box; those fail the inside test.
-            ox = np.minimum(i0, width - columns)
-            oy = np.minimum(j0, height - rows)
+            # bounding box; those fail the inside test. Unshifted near windows start at the box's
+            # first pixel, whose values are set up already (`starts`).
+            shifted = far or i0.max() > width - columns or j0.max() > height - rows
+            ox = np.minimum(i0, width - columns) if shifted else i0
+            oy = np.minimum(j0, height - rows) if shifted else j0
             if far:  # values at the box's first pixel centre, moved to the window's
                 fx = (ox - i0).astype(np.float32)
                 fy = (oy - j0).astype(np.float32)
-            else:
+            elif shifted:
                 fx = (ox + 0.5).astype(np.float32) - x2
                 fy = (oy + 0.5).astype(np.float32) - y2
             dx = np.arange(columns, dtype=np.float32)
@@ -707,8 +717,8 @@ class _Triangles:
             # Long inner loops: triangles innermost for many small windows, pixels otherwise.
             triangles_inner = len(batch) >= columns
 
-            def grid(base: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-                base = base + a * fx + b * fy
+            def grid(base: np.ndarray, a: np.ndarray, b: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+                base = base + a * fx + b * fy if start is None else start
                 if triangles_inner:  # [rows, columns, triangles]
                     return (base + dy[:, None] * b)[:, None, :] + (dx[:, None] * a)[None, :, :]
                 return (base[:, None] + b[:, None] * dy)[:, :, None] + (a[:, None] * dx)[:, None, :]
@@ -721,8 +731,9 @@ class _Triangles:
                 inside &= grid(e1, n1x, n1y) >= -_EDGE_TOLERANCE
                 inside &= grid(e2, n2x, n2y) >= -_EDGE_TOLERANCE
             else:
-                bary0 = grid(0, a0, b0)
-                bary1 = grid(0, a1, b1)
+                start0, start1, start_z = (None,) * 3 if shifted else self.starts.take(batch, axis=1)
+                bary0 = grid(0, a0, b0, start0)
+                bary1 = grid(0, a1, b1, start1)
                 if not triangles_inner:
                     slack = [v[:, None, None] for v in slack]
                 inside = bary0 >= slack[0]
@@ -730,7 +741,7 @@ class _Triangles:
                 bary0 += bary1
                 inside &= bary0 <= slack[2]
             hits = np.flatnonzero(inside)
-            depth = grid(z2, az, bz).ravel()[hits]
+            depth = grid(z2, az, bz, None if far else start_z).ravel()[hits]
             # Hit h is candidate (cell, triangle) of the window: h = cell * k + local when
             # triangles are innermost, local * cells + cell otherwise.
             if triangles_inner:  # floor_divide by a scalar is fast (libdivide); divmod is not
