@@ -54,12 +54,9 @@ def is_local(address: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
-class DAS_OT_generate(bpy.types.Operator):
-    """Export the animation, send it with the prompt to the DaS server and add the video to the sequencer"""
-
-    bl_idname = "das.generate"
-    bl_label = "Generate"
-    bl_options = {"REGISTER"}
+class _JobOperator:
+    """What Generate and Preview share: they need a scene camera, start a job with their
+    `_start(context) -> jobs.Job`, and can wait for it."""
 
     wait: BoolProperty(
         name="Wait", description="Block until the strip is in the sequencer (for scripts)", default=False, options={"SKIP_SAVE"}
@@ -70,9 +67,39 @@ class DAS_OT_generate(bpy.types.Operator):
         return context.scene is not None and context.scene.camera is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        return _run(self, context, self._submit, self.wait)
+        """Start the job; with `wait`, apply its events here until it ends (for scripts)."""
+        scene = context.scene
+        try:
+            job = self._start(context)
+        except DasError as error:
+            jobs.ERRORS[scene.session_uid] = str(error)
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        jobs.ERRORS.pop(scene.session_uid, None)
+        for warning in job.warnings:
+            self.report({"WARNING"}, warning)
+        if not self.wait:
+            self.report({"INFO"}, f"DaS {'preview' if job.is_preview else 'job'} {job.job_id} started")
+            return {"FINISHED"}
+        while job.active:
+            jobs.tick()
+            time.sleep(WAIT_POLL_S)
+        jobs.tick()
+        if job.state != "done":
+            self.report({"ERROR"}, job.error or f"DaS job {job.job_id} ended {job.state}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"added strip {job.strip_name!r}")
+        return {"FINISHED"}
 
-    def _submit(self, context: bpy.types.Context) -> jobs.Job:
+
+class DAS_OT_generate(_JobOperator, bpy.types.Operator):
+    """Export the animation, send it with the prompt to the DaS server and add the video to the sequencer"""
+
+    bl_idname = "das.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER"}
+
+    def _start(self, context: bpy.types.Context) -> jobs.Job:
         scene, settings = context.scene, context.scene.das
         if not settings.prompt.strip():
             raise DasError("the prompt is empty; describe the video in the DaS panel's Prompt field")
@@ -135,23 +162,12 @@ class DAS_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class DAS_OT_preview_tracking(bpy.types.Operator):
+class DAS_OT_preview_tracking(_JobOperator, bpy.types.Operator):
     """Render the tracking video of the animation and add it to the sequencer (no server needed)"""
 
     bl_idname = "das.preview_tracking"
     bl_label = "Preview tracking video"
     bl_options = {"REGISTER"}
-
-    wait: BoolProperty(
-        name="Wait", description="Block until the strip is in the sequencer (for scripts)", default=False, options={"SKIP_SAVE"}
-    )
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and context.scene.camera is not None
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        return _run(self, context, self._start, self.wait)
 
     def _start(self, context: bpy.types.Context) -> jobs.Job:
         scene = context.scene
@@ -178,32 +194,6 @@ def _job(context: bpy.types.Context, job_id: str, prompt: str, directory, tracks
         frame_end=frames[-1],
         warnings=list(tracks.extra.get("warnings", [])),
     )
-
-
-def _run(operator: bpy.types.Operator, context: bpy.types.Context, start, wait: bool) -> set[str]:
-    """Start a job with `start(context)`; with `wait`, apply its events here until it ends (for scripts)."""
-    scene = context.scene
-    try:
-        job = start(context)
-    except DasError as error:
-        jobs.ERRORS[scene.session_uid] = str(error)
-        operator.report({"ERROR"}, str(error))
-        return {"CANCELLED"}
-    jobs.ERRORS.pop(scene.session_uid, None)
-    for warning in job.warnings:
-        operator.report({"WARNING"}, warning)
-    if not wait:
-        operator.report({"INFO"}, f"DaS {'preview' if job.is_preview else 'job'} {job.job_id} started")
-        return {"FINISHED"}
-    while job.active:
-        jobs.tick()
-        time.sleep(WAIT_POLL_S)
-    jobs.tick()
-    if job.state != "done":
-        operator.report({"ERROR"}, job.error or f"DaS job {job.job_id} ended {job.state}")
-        return {"CANCELLED"}
-    operator.report({"INFO"}, f"added strip {job.strip_name!r}")
-    return {"FINISHED"}
 
 
 CLASSES = (DAS_OT_generate, DAS_OT_cancel, DAS_OT_preview_tracking)
