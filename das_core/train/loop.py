@@ -28,12 +28,7 @@ from das_core.train.components import complete_model_folder, freeze_to_tracking_
 from das_core.train.dataset import BucketBatchSampler, TrackingVideoDataset, collate, to_model_range
 from das_core.train.layout import load_samples
 from das_core.train.validation import run_validation
-from das_core.train.objective import (
-    build_conditioning,
-    encode_prompts,
-    sample_timesteps,
-    v_prediction_loss,
-)
+from das_core.train.objective import build_conditioning, denoising_loss, encode_prompts, sample_timesteps
 
 logger = logging.getLogger(__name__)
 
@@ -224,16 +219,9 @@ def _train(args: argparse.Namespace) -> TrainResult:
                 noise = torch.randn_like(latents.video)
                 timesteps = sample_timesteps(parts.scheduler, batch_size, accelerator.device)
                 rotary = rotary_embeddings(unwrapped.config, height, width, num_frames, accelerator.device)
-                noisy = parts.scheduler.add_noise(latents.video, noise, timesteps)
-                output = transformer(
-                    hidden_states=torch.cat([noisy, latents.image], dim=2),
-                    encoder_hidden_states=prompt_embeds,
-                    tracking_maps=torch.cat([latents.tracking, latents.tracking_image], dim=2),
-                    timestep=timesteps,
-                    image_rotary_emb=rotary,
-                    return_dict=False,
-                )[0]
-                loss = v_prediction_loss(parts.scheduler, output, noisy, latents.video, timesteps, alphas_cumprod)
+                loss = denoising_loss(
+                    transformer, parts.scheduler, latents, prompt_embeds, noise, timesteps, rotary, alphas_cumprod
+                )
                 accelerator.backward(loss)
                 grad_norm = None
                 if accelerator.sync_gradients:

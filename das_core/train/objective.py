@@ -106,6 +106,31 @@ def v_prediction_loss(
     return per_sample.mean(dim=1).mean()
 
 
+def denoising_loss(
+    transformer,
+    scheduler,
+    latents: Conditioning,
+    prompt_embeds: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    rotary,
+    alphas_cumprod: torch.Tensor,
+) -> torch.Tensor:
+    """One step's loss: noise the video latents at `timesteps`, predict with the image and tracking
+    conditioning (main input = noisy + image latents; tracking input = tracking + tracking-image
+    latents), and weight the v-prediction error as the reference does."""
+    noisy = scheduler.add_noise(latents.video, noise, timesteps)
+    output = transformer(
+        hidden_states=torch.cat([noisy, latents.image], dim=2),
+        encoder_hidden_states=prompt_embeds,
+        tracking_maps=torch.cat([latents.tracking, latents.tracking_image], dim=2),
+        timestep=timesteps,
+        image_rotary_emb=rotary,
+        return_dict=False,
+    )[0]
+    return v_prediction_loss(scheduler, output, noisy, latents.video, timesteps, alphas_cumprod)
+
+
 def encode_prompts(tokenizer, text_encoder, prompts: list[str], max_length: int, device, dtype) -> torch.Tensor:
     """T5 embeddings [B, max_length, D] of `prompts`, padded/truncated like the CogVideoX pipelines."""
     tokens = tokenizer(

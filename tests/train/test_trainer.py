@@ -67,7 +67,7 @@ def _fixed_loss(parts, transformer) -> float:
     """Loss on the one sample at fixed timesteps, noise and posterior samples: comparable across models."""
     from das_core.train.dataset import collate, to_model_range
     from das_core.train.loop import rotary_embeddings
-    from das_core.train.objective import build_conditioning, encode_prompts, v_prediction_loss
+    from das_core.train.objective import build_conditioning, denoising_loss, encode_prompts
 
     batch = collate([parts.dataset[0]])
     generator = torch.Generator().manual_seed(7)
@@ -88,16 +88,9 @@ def _fixed_loss(parts, transformer) -> float:
         for step in FIXED_TIMESTEPS:
             timesteps = torch.tensor([step])
             noise = torch.randn(latents.video.shape, generator=generator)
-            noisy = parts.scheduler.add_noise(latents.video, noise, timesteps)
-            output = transformer(
-                hidden_states=torch.cat([noisy, latents.image], dim=2),
-                encoder_hidden_states=prompts,
-                tracking_maps=torch.cat([latents.tracking, latents.tracking_image], dim=2),
-                timestep=timesteps,
-                image_rotary_emb=rotary,
-                return_dict=False,
-            )[0]
-            total += v_prediction_loss(parts.scheduler, output, noisy, latents.video, timesteps, alphas).item()
+            total += denoising_loss(
+                transformer, parts.scheduler, latents, prompts, noise, timesteps, rotary, alphas
+            ).item()
     return total / len(FIXED_TIMESTEPS)
 
 
