@@ -186,7 +186,8 @@ def _column_file(root: Path, column: str | None, flag: str) -> str:
     fallback = _DEFAULT_COLUMN_FILES.get(column)
     if fallback is not None and (root / fallback).is_file():
         return fallback
-    wanted = column if fallback is None else f"{column} or {fallback}"
+    names = [name for name in (column, fallback) if name is not None]
+    wanted = " or ".join(names) if names else "(none given)"
     raise DatasetError(f"{root}: no file {wanted} (named by {flag}); the dataset layout needs one entry per line there")
 
 

@@ -75,6 +75,13 @@ def test_counts_and_missing_files_are_errors(txt_root):
         load_samples(txt_root)
 
 
+def test_a_missing_column_file_is_named_plainly(txt_root):
+    (txt_root / "trackings.txt").unlink()
+    with pytest.raises(DatasetError, match="no file trackings.txt ") as error:
+        read_table(txt_root)
+    assert "None" not in str(error.value)
+
+
 def test_reference_frame_sampling():
     assert reference_frame_indices(49, 49).tolist() == list(range(49))
     assert reference_frame_indices(100, 49).tolist() == list(range(0, 98, 2))  # stride 100 // 49 = 2
