@@ -1,20 +1,28 @@
-"""Export an animated Blender scene to das-tracks/1: mesh vertices and camera, frame by frame.
+"""Export an animated Blender scene to das-tracks/1: evaluated mesh vertices and camera, frame by frame.
 
 `export_tracks(scene)` is usable from any `import bpy` script (no UI needed). Frames are the
 scene's range sampled to 49 evenly spaced frames (`das_core.video.sample_indices`, the reference's
 `linspace(0, n-1, 49)`), or a chosen window with a fixed step.
 
-Topology that changes across frames (remeshing, geometry nodes that add points, an object whose
-vertex count changes) cannot be tracked vertex by vertex: such an object is left out of the export
-with a warning naming it (logged and listed in `tracks.extra["warnings"]`). Only when nothing
-trackable is left does export fail. Objects that turn off rendering mid-shot keep their vertices
-but are marked invisible on those frames (`tracks.visibility`); objects hidden at the first frame
-are not exported, since DaS colours every point by where it is in the first frame.
+Exported: every visible, renderable object whose evaluated geometry has faces, as Blender renders
+it (modifiers, armatures, shape keys, constraints, parenting), triangulated: meshes; curves with a
+bevel, extrude or fill; text; NURBS surfaces; metaballs (one surface per family); hair curves and
+point clouds whose geometry nodes make a mesh. Geometry without faces (a bare curve, plain hair,
+points, grease pencil, volumes) contributes nothing and is named in a warning.
 
-Mesh instances (collection instances, particles, geometry-nodes instances) of visible, renderable
-objects are exported too, matched across frames by the depsgraph's persistent instance id; one that
-disappears is left out like a changing topology. Not exported: non-mesh objects (curves, text,
-metaballs; convert them to meshes) and viewport-hidden objects. The camera must be perspective.
+Topology that changes across frames (remeshing, geometry nodes that add points, an object whose
+vertex count changes, a metaball surface rebuilt with other triangles as its balls move) cannot be
+tracked vertex by vertex: such an object is left out of the export with a warning naming it.
+Warnings are logged and listed in `tracks.extra["warnings"]` (the add-on reports them when a job
+starts). Only when nothing trackable is left does export fail. Objects that turn off rendering
+mid-shot keep their vertices but are marked invisible on those frames (`tracks.visibility`);
+objects hidden at the first frame are not exported, since DaS colours every point by where it is
+in the first frame.
+
+Mesh instances (collection instances, particles, geometry-nodes instances, of meshes and of curves,
+text and the rest alike) of visible, renderable objects are exported too, matched across frames by
+the depsgraph's persistent instance id; one that disappears is left out like a changing topology.
+Not exported: viewport-hidden objects. The camera must be perspective.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from das_core.tracks import Tracks
 from das_core.video import sample_indices
 
 from .gather_camera import gather_camera, gather_render_size, resolve_camera
-from .gather_mesh import gather_layout, gather_positions, renderable_objects
+from .gather_mesh import faceless_objects, gather_layout, gather_positions, renderable_objects
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +73,7 @@ def export_tracks(
     samples: int = 49,
     step: int | None = None,
 ) -> Tracks:
-    """Evaluate `scene` at each export frame and return its mesh vertices and camera as `Tracks`.
+    """Evaluate `scene` at each export frame and return its evaluated mesh vertices and camera as `Tracks`.
 
     The scene's current frame is restored afterwards. Raises `DasError` for a missing or
     non-perspective camera, an empty frame range or a scene with nothing to track.
@@ -75,14 +83,22 @@ def export_tracks(
     view_layer = _view_layer(scene)
     size = gather_render_size(scene)
     objects = renderable_objects(view_layer)
+    warnings = []
 
     original_frame, original_subframe = scene.frame_current, scene.frame_subframe
     try:
         scene.frame_set(frames[0])
         depsgraph = view_layer.depsgraph
         layout = gather_layout(objects, depsgraph)
+        faceless = faceless_objects(objects, layout)
+        if faceless:
+            warnings.append(
+                f"left out {', '.join(faceless)}: no faces to track at the first frame; give a curve or "
+                "text a Bevel Depth, Extrude or Fill, or convert the object to a mesh, to include it"
+            )
         if not layout.counts:
-            raise DasError(f"scene {scene.name!r} has no visible, renderable mesh objects to track")
+            reason = f": {warnings[0]}" if warnings else ""
+            raise DasError(f"scene {scene.name!r} has no visible, renderable objects with faces to track{reason}")
         points = np.empty((len(frames), layout.num_points, 3), dtype=np.float32)
         rendered = np.ones((len(frames), len(layout.counts)), dtype=bool)
         world_to_camera = np.empty((len(frames), 4, 4), dtype=np.float64)
@@ -97,18 +113,18 @@ def export_tracks(
     finally:
         scene.frame_set(original_frame, subframe=original_subframe)
 
-    warnings = []
     visibility = np.repeat(rendered, layout.counts, axis=1)
     if changed:
         warnings.append(
             f"left out {', '.join(sorted(changed))}: the vertex count changes between frames "
-            "(remeshing or generated geometry) or the instance disappears, so its vertices cannot "
-            "be tracked; apply the modifier or make the topology constant to include it"
+            "(remeshing or generated geometry), a metaball surface is rebuilt differently, or the "
+            "instance disappears, so its vertices cannot be tracked; apply the modifier, make the "
+            "topology constant or convert it to a mesh to include it"
         )
         layout, keep = layout.without(changed)
         points, visibility = points[:, keep], visibility[:, keep]
     if layout.num_points == 0:
-        reason = f": {warnings[0]}" if warnings else " (its meshes have no vertices)"
+        reason = f": {'; '.join(warnings)}" if warnings else " (its meshes have no vertices)"
         raise DasError(f"nothing to track in scene {scene.name!r}{reason}")
     for warning in warnings:
         log.warning(warning)

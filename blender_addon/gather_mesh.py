@@ -1,10 +1,16 @@
 """Read evaluated mesh geometry from bpy in bulk: which meshes, their triangles, their world positions.
 
-Every visible, renderable mesh object is read through the depsgraph, so modifiers, armatures, shape
-keys, constraints and parenting are applied exactly as Blender renders them; so are the mesh
-instances such objects make (collection instances, particles, geometry-nodes instances), matched
-across frames by the depsgraph's persistent instance id. Reads use `foreach_get` into preallocated
-numpy arrays and world transforms are numpy matrix products: no per-vertex Python.
+Every visible, renderable object is read through the depsgraph, so modifiers, armatures, shape keys,
+constraints and parenting are applied exactly as Blender renders them. A mesh object gives its
+evaluated mesh. A curve, text, NURBS surface or metaball gives the mesh Blender renders for it (its
+bevel, extrude and fill; the metaball family's surface), which the depsgraph hands out as the
+object's own mesh instance, the same data as `evaluated_get(depsgraph).to_mesh()`; hair curves and
+point clouds count only when their geometry nodes make a mesh. Geometry with no faces (a bare
+curve, plain hair, points, grease pencil, a volume) contributes nothing and is named by
+`faceless_objects`. The mesh instances visible objects make (collection instances, particles,
+geometry-nodes instances) are read too, matched across frames by the depsgraph's persistent
+instance id. Reads use `foreach_get` into preallocated numpy arrays and world transforms are numpy
+matrix products: no per-vertex Python.
 """
 
 from __future__ import annotations
@@ -16,12 +22,31 @@ import numpy as np
 
 InstanceKey = tuple[str, str, tuple[int, ...]]  # (instancer name, instanced object name, persistent id)
 
+UNUSED_ID = 2**31 - 1  # persistent-id levels an instance does not use hold INT_MAX
+
+# What renders but is left out when it brings no mesh, for messages; other types (empties,
+# cameras, lights, armatures, lattices...) draw nothing themselves.
+SURFACE_KINDS = {
+    "MESH": "mesh",
+    "CURVE": "curve",
+    "FONT": "text",
+    "SURFACE": "surface",
+    "META": "metaball",
+    "CURVES": "hair curves",
+    "POINTCLOUD": "point cloud",
+    "VOLUME": "volume",
+    "GPENCIL": "grease pencil",  # Blender 4.2
+    "GREASEPENCIL": "grease pencil",  # Blender 4.3 and newer
+}
+
 
 @dataclass(frozen=True)
 class MeshLayout:
     """Where each mesh's vertices sit in the flat point array, and the triangles over them.
 
-    Entries are the objects first (`instance_keys[i]` is None), then the instances.
+    Entries are the objects first, by name (a mesh object's own mesh, `instance_keys[i]` None; or
+    the mesh a curve, text, surface or metaball evaluates to, keyed as the object's own instance),
+    then the instances.
     """
 
     names: tuple[str, ...]  # for messages: the object's name, or "<instancer> instance <id>"
@@ -30,6 +55,10 @@ class MeshLayout:
     offsets: tuple[int, ...]  # first point index of each entry
     counts: tuple[int, ...]  # vertex count of each entry at the first frame
     faces: np.ndarray  # int32 [F, 3], indices into the flat point array
+    # First-frame triangles (the entry's own vertex indices) of entries whose mesh is rebuilt every
+    # frame (metaballs: the same vertex count can come with other triangles, other surface points);
+    # None for the rest, whose vertex count alone says whether the topology held.
+    rebuilt: tuple[np.ndarray | None, ...]
 
     @property
     def num_points(self) -> int:
@@ -47,7 +76,10 @@ class MeshLayout:
         counts = tuple(self.counts[i] for i in kept)
         offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(counts)[:-1]])) if kept else ()
         pick = lambda values: tuple(values[i] for i in kept)  # noqa: E731
-        return MeshLayout(pick(self.names), pick(self.owners), pick(self.instance_keys), offsets, counts, faces), keep
+        layout = MeshLayout(
+            pick(self.names), pick(self.owners), pick(self.instance_keys), offsets, counts, faces, pick(self.rebuilt)
+        )
+        return layout, keep
 
 
 def renderable_objects(view_layer: bpy.types.ViewLayer) -> list[bpy.types.Object]:
@@ -58,19 +90,29 @@ def renderable_objects(view_layer: bpy.types.ViewLayer) -> list[bpy.types.Object
 
 def gather_layout(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph) -> MeshLayout:
     """Triangles of each evaluated mesh (objects, then instances) at the current frame, in one flat index."""
-    entries = []  # (name, owner, key, vertex count, triangles)
+    owners = {obj.name for obj in objects}
+    own, instances = {}, []  # entries: (name, owner, key, vertex count, triangles, rebuilt)
+    for instance in depsgraph.object_instances:  # instance data is valid only inside this loop
+        key = _instance_key(instance)
+        if key is None or key[0] not in owners:
+            continue
+        mesh = instance.object.data
+        triangles = _triangles(mesh)
+        rebuilt = triangles if instance.object.original.type == "META" else None
+        if not _is_own_mesh(key):
+            instances.append((_instance_name(key), key[0], key, len(mesh.vertices), triangles, rebuilt))
+        elif len(triangles):  # a curve's or hair's mesh of bare edges has no surface to track
+            own[key[0]] = (key[0], key[0], key, len(mesh.vertices), triangles, rebuilt)
+    entries = []
     for obj in objects:
         if obj.type == "MESH":
             mesh = obj.evaluated_get(depsgraph).data
-            entries.append((obj.name, obj.name, None, len(mesh.vertices), _triangles(mesh)))
-    owners = {obj.name for obj in objects}
-    for instance in depsgraph.object_instances:  # instance data is valid only inside this loop
-        key = _instance_key(instance)
-        if key is not None and key[0] in owners:
-            mesh = instance.object.data
-            entries.append((_instance_name(key), key[0], key, len(mesh.vertices), _triangles(mesh)))
-    offsets = np.concatenate([[0], np.cumsum([count for *_, count, _ in entries], dtype=np.int64)])
-    faces = [triangles + offset for (*_, triangles), offset in zip(entries, offsets)]
+            entries.append((obj.name, obj.name, None, len(mesh.vertices), _triangles(mesh), None))
+        elif obj.name in own:
+            entries.append(own[obj.name])
+    entries += instances
+    offsets = np.concatenate([[0], np.cumsum([entry[3] for entry in entries], dtype=np.int64)])
+    faces = [entry[4] + offset for entry, offset in zip(entries, offsets)]
     return MeshLayout(
         names=tuple(entry[0] for entry in entries),
         owners=tuple(entry[1] for entry in entries),
@@ -78,14 +120,32 @@ def gather_layout(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgrap
         offsets=tuple(int(offset) for offset in offsets[:-1]),
         counts=tuple(entry[3] for entry in entries),
         faces=(np.concatenate(faces) if faces else np.empty((0, 3))).astype(np.int32),
+        rebuilt=tuple(entry[5] for entry in entries),
     )
+
+
+def faceless_objects(objects: list[bpy.types.Object], layout: MeshLayout) -> list[str]:
+    """"Name (kind)" of each object that renders something but brings no vertices into `layout`.
+
+    A bare curve, plain hair curves, points, grease pencil or a volume has no faces to track; a
+    metaball other than its family's basis ("Ball.001" beside "Ball") is drawn in the basis's
+    surface, so it is not listed.
+    """
+    contributing = {owner for owner, count in zip(layout.owners, layout.counts) if count}
+    return [
+        f"{obj.name} ({SURFACE_KINDS[obj.type]})"
+        for obj in objects
+        if obj.type in SURFACE_KINDS
+        and obj.name not in contributing
+        and not (obj.type == "META" and obj.name[-1:].isdigit())
+    ]
 
 
 def gather_positions(depsgraph: bpy.types.Depsgraph, layout: MeshLayout, out: np.ndarray) -> tuple[set[str], np.ndarray]:
     """Fill `out` [N, 3] float32 with world positions at the current frame.
 
-    Returns the names of entries whose vertex count differs from the layout or that vanished (their
-    rows are left untouched) and a per-entry render flag (False where `hide_render` is animated on).
+    Returns the names of entries whose vertex count (or, for rebuilt meshes, triangles) differs from
+    the layout or that vanished (their rows are left untouched) and a per-entry render flag (False where `hide_render` is animated on).
     """
     changed = set()
     slots = {}
@@ -108,9 +168,9 @@ def gather_positions(depsgraph: bpy.types.Depsgraph, layout: MeshLayout, out: np
 
 
 def _read(mesh: bpy.types.Mesh, matrix_world, out: np.ndarray, layout: MeshLayout, index: int) -> bool:
-    """Write one mesh's world positions into its rows; False if its vertex count changed."""
-    offset, count = layout.offsets[index], layout.counts[index]
-    if len(mesh.vertices) != count:
+    """Write one mesh's world positions into its rows; False if its vertex count or rebuilt triangles changed."""
+    offset, count, rebuilt = layout.offsets[index], layout.counts[index], layout.rebuilt[index]
+    if len(mesh.vertices) != count or (rebuilt is not None and not np.array_equal(_triangles(mesh), rebuilt)):
         return False
     rows = out[offset : offset + count]
     mesh.vertices.foreach_get("co", rows.reshape(-1))
@@ -135,6 +195,11 @@ def _instance_key(instance: bpy.types.DepsgraphObjectInstance) -> InstanceKey | 
     return (instance.parent.original.name, instance.object.name, tuple(instance.persistent_id))
 
 
+def _is_own_mesh(key: InstanceKey) -> bool:
+    """Whether an instance is the mesh its instancer itself evaluates to (a curve's bevel, a text's fill)."""
+    return key[0] == key[1] and all(i == UNUSED_ID for i in key[2][1:])
+
+
 def _instance_name(key: InstanceKey) -> str:
-    ids = [i for i in key[2] if i != 2**31 - 1]  # unused persistent-id levels hold INT_MAX
+    ids = [i for i in key[2] if i != UNUSED_ID]
     return f"{key[0]} instance {'.'.join(map(str, ids))} ({key[1]})"

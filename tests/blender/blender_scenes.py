@@ -158,3 +158,128 @@ def add_instances(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: in
     for frame, angle in ((frame_start, 0.0), (frame_end, 1.0)):
         plane.rotation_euler = (0.0, 0.0, angle)
         plane.keyframe_insert("rotation_euler", frame=frame)
+
+
+def blender_world_vertices(obj: bpy.types.Object) -> np.ndarray:
+    """World positions the slow, obvious way: to_mesh() and matrix_world @ co per vertex.
+
+    to_mesh() refuses hair curves and point clouds, so their mesh (made by geometry nodes) comes from
+    `evaluated_geometry()` (Blender 4.5 and newer) or, before that, from the depsgraph's instance of it.
+    """
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = obj.evaluated_get(depsgraph)
+    if obj.type in ("CURVES", "POINTCLOUD"):
+        if hasattr(evaluated, "evaluated_geometry"):
+            geometry = evaluated.evaluated_geometry()  # owns the mesh: keep it alive while reading
+            mesh, matrix = geometry.mesh, evaluated.matrix_world
+        else:
+            found = (i for i in depsgraph.object_instances if i.is_instance and i.parent.original == obj and i.object.type == "MESH")
+            instance = next(found)
+            mesh, matrix = instance.object.data, instance.matrix_world
+        return np.array([tuple(matrix @ v.co) for v in mesh.vertices]).reshape(-1, 3)
+    mesh = evaluated.to_mesh()
+    try:
+        return np.array([tuple(evaluated.matrix_world @ v.co) for v in mesh.vertices]).reshape(-1, 3)
+    finally:
+        evaluated.to_mesh_clear()
+
+
+def _keyframes(owner, path: str, values, frame_start: int, frame_end: int) -> None:
+    """Key `owner.path` to values[0] at frame_start and values[1] at frame_end."""
+    for frame, value in zip((frame_start, frame_end), values):
+        setattr(owner, path, value)
+        owner.keyframe_insert(path, frame=frame)
+
+
+def add_nonmesh_objects(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 24) -> None:
+    """Curves, text, a NURBS surface, a metaball and hair, animated as an artist would.
+
+    Exported (they have faces): Rope (a curve whose bevel depth grows), Logo (extruded text parented
+    to a moving empty and bent along Path by a Curve modifier), Sheet (a turning NURBS surface), Blob
+    (a metaball sliding along, one ball: constant topology) and Tube (hair curves that geometry nodes
+    sweep into a mesh). Contributing nothing: Path (a bare curve) and Hair (plain hair curves).
+    """
+    bpy.ops.curve.primitive_bezier_curve_add(location=(0.0, 2.0, 1.0))
+    rope = bpy.context.active_object
+    rope.name = "Rope"
+    _keyframes(rope.data, "bevel_depth", (0.05, 0.25), frame_start, frame_end)
+
+    bpy.ops.curve.primitive_bezier_circle_add(radius=3.0, location=(0.0, 0.0, 0.5))
+    bpy.context.active_object.name = "Path"
+    mover = bpy.data.objects.new("Mover", None)
+    scene.collection.objects.link(mover)
+    _keyframes(mover, "location", ((0.0, -3.0, 0.5), (1.5, -2.5, 0.8)), frame_start, frame_end)
+    _keyframes(mover, "rotation_euler", ((0.0, 0.0, 0.0), (0.0, 0.0, 0.6)), frame_start, frame_end)
+    bpy.ops.object.text_add()
+    logo = bpy.context.active_object
+    logo.name, logo.data.body, logo.data.extrude = "Logo", "DaS", 0.1
+    logo.parent = mover
+    logo.modifiers.new("Follow path", "CURVE").object = bpy.data.objects["Path"]
+
+    bpy.ops.surface.primitive_nurbs_surface_surface_add(radius=0.8, location=(2.5, 1.0, 1.0))
+    sheet = bpy.context.active_object
+    sheet.name = "Sheet"
+    _keyframes(sheet, "rotation_euler", ((0.0, 0.0, 0.0), (0.9, 0.0, 0.4)), frame_start, frame_end)
+
+    bpy.ops.object.metaball_add(type="BALL", radius=0.7, location=(-2.5, 0.0, 1.0))
+    blob = bpy.context.active_object
+    blob.name = "Blob"
+    _keyframes(blob, "location", ((-2.5, 0.0, 1.0), (-2.0, 1.0, 1.5)), frame_start, frame_end)
+
+    for name, location in (("Hair", (-1.0, -1.0, 0.0)), ("Tube", (1.0, -1.0, 0.0))):
+        curves = bpy.data.hair_curves.new(name)
+        curves.add_curves([3, 3])
+        curves.position_data.foreach_set("vector", [0, 0, 0, 0, 0, 0.5, 0.1, 0, 1, 0.4, 0, 0, 0.4, 0, 0.5, 0.5, 0.1, 1])
+        obj = bpy.data.objects.new(name, curves)
+        obj.location = location
+        scene.collection.objects.link(obj)
+    tree = bpy.data.node_groups.new("Sweep", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    group_in, group_out = tree.nodes.new("NodeGroupInput"), tree.nodes.new("NodeGroupOutput")
+    sweep, profile = tree.nodes.new("GeometryNodeCurveToMesh"), tree.nodes.new("GeometryNodeCurvePrimitiveCircle")
+    profile.inputs["Radius"].default_value = 0.05
+    tree.links.new(group_in.outputs[0], sweep.inputs["Curve"])
+    tree.links.new(profile.outputs["Curve"], sweep.inputs["Profile Curve"])
+    tree.links.new(sweep.outputs["Mesh"], group_out.inputs[0])
+    tube = bpy.data.objects["Tube"]
+    tube.modifiers.new("Sweep", "NODES").node_group = tree
+    _keyframes(tube, "location", ((1.0, -1.0, 0.0), (1.0, -1.5, 0.5)), frame_start, frame_end)
+
+
+def add_merging_metaballs(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 24) -> None:
+    """A metaball family, Drop and Drop.001, whose second ball moves into the first: the surface changes topology."""
+    for name, location in (("Drop", (0.0, 0.0, 3.0)), ("Drop.001", (-2.0, 0.0, 3.0))):
+        bpy.ops.object.metaball_add(type="BALL", radius=0.6, location=location)
+        bpy.context.active_object.name = name
+    _keyframes(bpy.data.objects["Drop.001"], "location", ((-2.0, 0.0, 3.0), (-0.6, 0.0, 3.0)), frame_start, frame_end)
+
+
+def add_rebuilt_metaball(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 2) -> bpy.types.Object:
+    """A coarse two-ball metaball whose second ball moves so its surface keeps the vertex count but not the triangles."""
+    data = bpy.data.metaballs.new("Bubble")
+    data.resolution = data.render_resolution = 0.4
+    bubble = bpy.data.objects.new("Bubble", data)
+    bubble.location = (0.0, 0.0, 3.0)
+    scene.collection.objects.link(bubble)
+    still, moving = data.elements.new(), data.elements.new()
+    still.radius = moving.radius = 1.0
+    _keyframes(moving, "co", ((1.22, 0.0, 0.0), (1.55, 0.0, 0.0)), frame_start, frame_end)
+    return bubble
+
+
+def add_instanced_title(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 24) -> bpy.types.Object:
+    """Extruded text in an excluded collection, drawn only through a moving collection-instance Empty, Titler."""
+    titles = bpy.data.collections.new("Titles")
+    scene.collection.children.link(titles)
+    text = bpy.data.curves.new("Title", "FONT")
+    text.body, text.extrude = "Hi", 0.05
+    title = bpy.data.objects.new("Title", text)
+    title.location = (0.0, 0.0, 0.5)
+    titles.objects.link(title)
+    bpy.context.view_layer.layer_collection.children["Titles"].exclude = True
+    titler = bpy.data.objects.new("Titler", None)
+    titler.instance_type, titler.instance_collection = "COLLECTION", titles
+    scene.collection.objects.link(titler)
+    _keyframes(titler, "location", ((-1.0, 1.0, 0.0), (0.0, 0.5, 1.0)), frame_start, frame_end)
+    return titler

@@ -7,21 +7,10 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
 from blender_addon.export import export_frames, export_tracks
-from blender_scenes import build_test_scene
+from blender_scenes import blender_world_vertices, build_test_scene
 from das_core.camera import project
 from das_core.errors import DasError
 from das_core.tracks import Tracks
-
-
-def _blender_world_vertices(obj: bpy.types.Object) -> np.ndarray:
-    """World positions the slow, obvious way: to_mesh() and matrix_world @ co per vertex."""
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    evaluated = obj.evaluated_get(depsgraph)
-    mesh = evaluated.to_mesh()
-    try:
-        return np.array([tuple(evaluated.matrix_world @ v.co) for v in mesh.vertices]).reshape(-1, 3)
-    finally:
-        evaluated.to_mesh_clear()
 
 
 def test_positions_equal_blenders_evaluated_vertices(factory_scene, tmp_path):
@@ -38,7 +27,7 @@ def test_positions_equal_blenders_evaluated_vertices(factory_scene, tmp_path):
     names = tracks.extra["objects"]
     for t, frame in enumerate(tracks.frame_numbers):
         scene.frame_set(int(frame))
-        expected = np.concatenate([_blender_world_vertices(bpy.data.objects[name]) for name in names])
+        expected = np.concatenate([blender_world_vertices(bpy.data.objects[name]) for name in names])
         np.testing.assert_allclose(tracks.points[t], expected, atol=1e-4)
     # The animation really moved things: the bend and the wave change positions between frames.
     assert np.abs(tracks.points[-1] - tracks.points[0]).max() > 0.5
@@ -127,7 +116,7 @@ def test_hide_render_mid_shot_marks_points_invisible(factory_scene):
     [
         (lambda scene: setattr(scene, "camera", None), "has no camera"),
         (lambda scene: setattr(scene.camera.data, "type", "ORTHO"), "perspective"),
-        (lambda scene: [setattr(o, "hide_render", True) for o in scene.objects if o.type == "MESH"], "no visible, renderable mesh"),
+        (lambda scene: [setattr(o, "hide_render", True) for o in scene.objects if o.type == "MESH"], "no visible, renderable objects with faces"),
     ],
 )
 def test_bad_scenes_give_clear_errors(factory_scene, change, message):
@@ -161,7 +150,7 @@ def test_instances_are_tracked_like_objects(factory_scene):
         scene.frame_set(int(frame))
         depsgraph = bpy.context.evaluated_depsgraph_get()
         # Objects by name (the Scatter plane's own mesh is empty: its nodes output only instances), then instances.
-        expected = [_blender_world_vertices(bpy.data.objects[name]) for name in ("Column", "Scatter", "Stack")]
+        expected = [blender_world_vertices(bpy.data.objects[name]) for name in ("Column", "Scatter", "Stack")]
         for instance in depsgraph.object_instances:
             if instance.is_instance and instance.object.type == "MESH":
                 matrix = instance.matrix_world
