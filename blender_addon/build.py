@@ -4,8 +4,10 @@ Steps: copy the add-on's modules into a staging folder; pack the torch-free `das
 add-on imports (found by following imports, refusing the model, pipeline and training code) into a
 pure-Python wheel; download pyzmq, msgpack and Pillow wheels for each platform at Blender's Pythons
 (3.11 for Blender 4.2-5.0, 3.13 after), at the versions installed here; render the manifest template with the
-version, platforms and wheels; then let Blender's own `extension build --split-platforms` validate
-and zip it, one zip per platform. numpy is not bundled: Blender ships it.
+version, platforms and wheels; then let Blender's own `extension build` validate and zip it. Each
+platform is staged and zipped on its own, with only its wheels: the `--split-platforms` of Blender 4.2
+and 4.3 (whichever bpy runs the build) files `macosx_*_universal2` wheels under no platform, which
+would leave both macOS zips without pyzmq. numpy is not bundled: Blender ships it.
 """
 
 from __future__ import annotations
@@ -225,16 +227,18 @@ def build(out: Path, platforms: list[str], cache: Path) -> list[Path]:
     if unknown:
         raise BuildError(f"unknown platform(s) {', '.join(unknown)}; choose from {', '.join(PLATFORMS)}")
     out.mkdir(parents=True, exist_ok=True)
-    package = stage(out / "staging", [PLATFORMS[name] for name in platforms], cache)
-    before = set(out.glob("*.zip"))
-    for stale in before:
+    for stale in out.glob("*.zip"):
         stale.unlink()
-    command = blender_ext_command() + ["build", "--source-dir", str(package), "--output-dir", str(out), "--split-platforms"]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONNOUSERSITE": "1"})
-    zips = sorted(out.glob("*.zip"))
-    if result.returncode != 0 or not zips:
-        raise BuildError(f"Blender's extension build failed:\n{(result.stdout + result.stderr).strip()}")
-    return zips
+    zips = []
+    for name in platforms:
+        package = stage(out / "staging" / name, [PLATFORMS[name]], cache)
+        path = out / f"das-{__version__}-{name.replace('-', '_')}.zip"  # the name `--split-platforms` gives
+        command = blender_ext_command() + ["build", "--source-dir", str(package), "--output-filepath", str(path)]
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONNOUSERSITE": "1"})
+        if result.returncode != 0 or not path.is_file():
+            raise BuildError(f"Blender's extension build failed for {name}:\n{(result.stdout + result.stderr).strip()}")
+        zips.append(path)
+    return sorted(zips)
 
 
 def main(argv: list[str] | None = None) -> int:
