@@ -24,8 +24,9 @@ InstanceKey = tuple[str, str, tuple[int, ...]]  # (instancer name, instanced obj
 
 UNUSED_ID = 2**31 - 1  # persistent-id levels an instance does not use hold INT_MAX
 
-# What renders but is left out when it brings no mesh, for messages; other types (empties,
-# cameras, lights, armatures, lattices...) draw nothing themselves.
+# Object types that render geometry, in the words messages use; one that brings no vertices into
+# the export is named in a warning. Other types (empties, cameras, lights, armatures, lattices) draw
+# nothing themselves.
 SURFACE_KINDS = {
     "MESH": "mesh",
     "CURVE": "curve",
@@ -125,7 +126,7 @@ def gather_layout(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgrap
 
 
 def faceless_objects(objects: list[bpy.types.Object], layout: MeshLayout) -> list[str]:
-    """"Name (kind)" of each object that renders something but brings no vertices into `layout`.
+    """Each object that renders geometry but brings no vertices into `layout`, as "name (kind)".
 
     A bare curve, plain hair curves, points, grease pencil or a volume has no faces to track; a
     metaball other than its family's basis ("Ball.001" beside "Ball") is drawn in the basis's
@@ -145,7 +146,8 @@ def gather_positions(depsgraph: bpy.types.Depsgraph, layout: MeshLayout, out: np
     """Fill `out` [N, 3] float32 with world positions at the current frame.
 
     Returns the names of entries whose vertex count (or, for rebuilt meshes, triangles) differs from
-    the layout or that vanished (their rows are left untouched) and a per-entry render flag (False where `hide_render` is animated on).
+    the layout or that vanished (their rows are left untouched) and a per-entry render flag (False
+    where `hide_render` is animated on).
     """
     changed = set()
     slots = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import bpy
 import numpy as np
 
@@ -160,28 +162,34 @@ def add_instances(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: in
         plane.keyframe_insert("rotation_euler", frame=frame)
 
 
-def blender_world_vertices(obj: bpy.types.Object) -> np.ndarray:
-    """World positions the slow, obvious way: to_mesh() and matrix_world @ co per vertex.
+@contextmanager
+def blender_evaluated_mesh(obj: bpy.types.Object):
+    """(mesh, matrix_world) of `obj` as Blender evaluates it now, the obvious way: to_mesh().
 
     to_mesh() refuses hair curves and point clouds, so their mesh (made by geometry nodes) comes from
     `evaluated_geometry()` (Blender 4.5 and newer) or, before that, from the depsgraph's instance of it.
     """
     depsgraph = bpy.context.evaluated_depsgraph_get()
     evaluated = obj.evaluated_get(depsgraph)
-    if obj.type in ("CURVES", "POINTCLOUD"):
-        if hasattr(evaluated, "evaluated_geometry"):
-            geometry = evaluated.evaluated_geometry()  # owns the mesh: keep it alive while reading
-            mesh, matrix = geometry.mesh, evaluated.matrix_world
-        else:
-            found = (i for i in depsgraph.object_instances if i.is_instance and i.parent.original == obj and i.object.type == "MESH")
-            instance = next(found)
-            mesh, matrix = instance.object.data, instance.matrix_world
+    if obj.type not in ("CURVES", "POINTCLOUD"):
+        try:
+            yield evaluated.to_mesh(), evaluated.matrix_world
+        finally:
+            evaluated.to_mesh_clear()
+    elif hasattr(evaluated, "evaluated_geometry"):
+        geometry = evaluated.evaluated_geometry()  # owns the mesh: keep it alive while reading
+        yield geometry.mesh, evaluated.matrix_world
+    else:
+        for instance in depsgraph.object_instances:
+            if instance.is_instance and instance.parent.original == obj and instance.object.type == "MESH":
+                yield instance.object.data, instance.matrix_world
+                return
+
+
+def blender_world_vertices(obj: bpy.types.Object) -> np.ndarray:
+    """World positions the slow, obvious way: Blender's evaluated mesh and matrix_world @ co per vertex."""
+    with blender_evaluated_mesh(obj) as (mesh, matrix):
         return np.array([tuple(matrix @ v.co) for v in mesh.vertices]).reshape(-1, 3)
-    mesh = evaluated.to_mesh()
-    try:
-        return np.array([tuple(evaluated.matrix_world @ v.co) for v in mesh.vertices]).reshape(-1, 3)
-    finally:
-        evaluated.to_mesh_clear()
 
 
 def _keyframes(owner, path: str, values, frame_start: int, frame_end: int) -> None:
@@ -256,7 +264,7 @@ def add_merging_metaballs(scene: bpy.types.Scene, *, frame_start: int = 1, frame
 
 
 def add_rebuilt_metaball(scene: bpy.types.Scene, *, frame_start: int = 1, frame_end: int = 2) -> bpy.types.Object:
-    """A coarse two-ball metaball whose second ball moves so its surface keeps the vertex count but not the triangles."""
+    """A coarse two-ball metaball whose second ball moves: its surface keeps the vertex count, not the triangles."""
     data = bpy.data.metaballs.new("Bubble")
     data.resolution = data.render_resolution = 0.4
     bubble = bpy.data.objects.new("Bubble", data)

@@ -11,6 +11,7 @@ from blender_scenes import (
     add_moving_camera,
     add_nonmesh_objects,
     add_rebuilt_metaball,
+    blender_evaluated_mesh,
     blender_world_vertices,
     clear,
 )
@@ -38,16 +39,10 @@ def test_curves_text_surfaces_metaballs_and_swept_hair_follow_blenders_evaluated
     assert tracks.extra["warnings"] == [tracks.extra["warnings"][0]]
     assert tracks.extra["warnings"][0].startswith("left out Hair (hair curves), Path (curve): no faces")
     scene.frame_set(1)
-    depsgraph = bpy.context.evaluated_depsgraph_get()
     triangles = 0
     for name in EXPORTED:
-        obj = bpy.data.objects[name].evaluated_get(depsgraph)
-        if obj.type == "CURVES":
-            geometry = obj.evaluated_geometry()
-            triangles += len(geometry.mesh.loop_triangles)
-        else:
-            triangles += len(obj.to_mesh().loop_triangles)
-            obj.to_mesh_clear()
+        with blender_evaluated_mesh(bpy.data.objects[name]) as (mesh, _):
+            triangles += len(mesh.loop_triangles)
     assert tracks.faces.shape == (triangles, 3)
     expected = []  # per frame: {name: Blender's world vertices}
     for t, frame in enumerate(tracks.frame_numbers):
@@ -93,10 +88,8 @@ def test_metaball_rebuilt_with_the_same_vertex_count_is_left_out(factory_scene):
     meshes = []
     for frame in (1, 2):
         scene.frame_set(frame)
-        evaluated = bubble.evaluated_get(bpy.context.evaluated_depsgraph_get())
-        mesh = evaluated.to_mesh()
-        meshes.append((len(mesh.vertices), [tuple(t.vertices) for t in mesh.loop_triangles]))
-        evaluated.to_mesh_clear()
+        with blender_evaluated_mesh(bubble) as (mesh, _):
+            meshes.append((len(mesh.vertices), [tuple(t.vertices) for t in mesh.loop_triangles]))
     assert meshes[0][0] == meshes[1][0] and meshes[0][1] != meshes[1][1], "precondition: same count, other triangles"
 
     tracks = export_tracks(scene, samples=2)
