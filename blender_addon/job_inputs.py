@@ -1,5 +1,8 @@
 """What a job needs from the scene, gathered on the main thread: the exported tracks and the reference image.
 
+The operator renders the reference while the job's thread renders the tracking video (Blender
+releases Python's lock while it renders), so the two overlap.
+
 The reference image is letterboxed to the model's 720 x 480 with the project's one aspect policy
 (`das_core.video.fit_frames`), like the tracking video (`tracking_video.py`, rendered off the main
 thread).
@@ -51,19 +54,25 @@ def export_scene(scene: bpy.types.Scene) -> Tracks:
     return export_tracks(scene, samples=NUM_FRAMES, step=step, **window)
 
 
-def reference_image(scene: bpy.types.Scene, frame: int, directory: Path) -> np.ndarray:
-    """The first frame's image, rendered or chosen per `scene.das.reference`, letterboxed to 720 x 480."""
+def chosen_reference(scene: bpy.types.Scene) -> np.ndarray | None:
+    """The image the artist picked (`scene.das.reference` is IMAGE), letterboxed to 720 x 480; None to render one.
+
+    Read before any other work, so a missing file is reported at once.
+    """
     settings = scene.das
-    if settings.reference == "IMAGE":
-        if not settings.reference_image:
-            raise DasError("reference image is set to 'Image file' but no file is chosen; pick one in the DaS panel")
-        image = load_image_rgb(bpy.path.abspath(settings.reference_image))
-    else:
-        engine = None if settings.reference == "SCENE" else settings.reference  # WORKBENCH, EEVEE or CYCLES
-        # Rendered only as large as the letterbox needs: the same framing, fewer pixels to wait for.
-        path = render_reference(
-            scene, os.path.join(directory, "reference.png"), frame=frame, engine=engine,
-            resolution_percentage=percentage_for(scene, WIDTH, HEIGHT),
-        )  # fmt: skip
-        image = load_image_rgb(path)
-    return fit_frames(image, WIDTH, HEIGHT, resample="bilinear")
+    if settings.reference != "IMAGE":
+        return None
+    if not settings.reference_image:
+        raise DasError("reference image is set to 'Image file' but no file is chosen; pick one in the DaS panel")
+    return fit_frames(load_image_rgb(bpy.path.abspath(settings.reference_image)), WIDTH, HEIGHT, resample="bilinear")
+
+
+def rendered_reference(scene: bpy.types.Scene, frame: int, directory: Path) -> np.ndarray:
+    """The first frame rendered per `scene.das.reference` (scene engine, Workbench, Eevee or Cycles), letterboxed to 720 x 480."""
+    engine = None if scene.das.reference == "SCENE" else scene.das.reference  # WORKBENCH, EEVEE or CYCLES
+    # Rendered only as large as the letterbox needs: the same framing, fewer pixels to wait for.
+    path = render_reference(
+        scene, os.path.join(directory, "reference.png"), frame=frame, engine=engine,
+        resolution_percentage=percentage_for(scene, WIDTH, HEIGHT),
+    )  # fmt: skip
+    return fit_frames(load_image_rgb(path), WIDTH, HEIGHT, resample="bilinear")

@@ -4,6 +4,11 @@ Job threads (`network_thread.JobThread`) post events to `OUTBOX`; `tick()` (a `b
 `das.generate(wait=True)`) drains it, updates each `Job`, adds the strips when a job is done and
 redraws the DaS panels. Only this module and the operators change job state, always on the main
 thread.
+
+Generations are also remembered in the .blend (`scene.das.jobs`, one `DasJobRecord` each: job id,
+server, sequencer scene, frame span, prompt, folder, state), kept in step with each job's state
+here, so that after Blender restarts `operators.reattach` can follow the unfinished ones again.
+Opening another file abandons this session's job threads (`forget_session`).
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ import bpy
 from das_core.protocol import Accepted, Done, JobFailed, Progress
 
 from . import sequencer
-from .network_thread import CancelFailed, ClientError, FrameSaved, JobThread, Submitted, TrackingReady
+from .network_thread import (
+    CancelFailed, ClientError, FrameSaved, RelayThread, SaveFailed, Sending, Submitted, TrackingReady,
+)
 
 OUTBOX: queue.Queue = queue.Queue()
 TICK_INTERVAL_S = 0.1
 ACTIVE_STATES = ("rendering", "submitting", "queued", "running")
+# A job in none of these may still end on its server: "offline" (the server stopped answering after
+# accepting it) is followed again by re-attaching, like the active states saved in a .blend.
+FINAL_STATES = ("done", "failed", "cancelled")
 
 
 @dataclass
@@ -37,7 +47,7 @@ class Job:
     frame_start: int  # timeline span the strip covers
     frame_end: int
     add_tracking_strip: bool = True
-    thread: JobThread | None = None
+    thread: RelayThread | None = None
     state: str = "rendering"  # the tracking video is rendered in the job's thread first
     phase: str = ""
     step: int = 0
@@ -77,11 +87,54 @@ ERRORS: dict[int, str] = {}  # scene session_uid -> the last error that stopped 
 
 
 def start(job: Job) -> None:
-    """Track `job` and start its thread; the timer runs while any job is active."""
+    """Track `job` and start its thread (unless already started); the timer runs while any job is active."""
     JOBS[job.job_id] = job
-    job.thread.start()
+    if job.thread is not None and job.thread.ident is None:
+        job.thread.start()
     if not bpy.app.timers.is_registered(_timer):
         bpy.app.timers.register(_timer, first_interval=TICK_INTERVAL_S, persistent=True)
+
+
+def remember(job: Job, scene: bpy.types.Scene, server: str) -> None:
+    """Record a submitted generation in `scene.das.jobs`, so the .blend can follow it again after a restart."""
+    record = scene.das.jobs.add()
+    record.job_id = job.job_id
+    record.server = server
+    record.sequencer_scene = next((item for item in bpy.data.scenes if item.session_uid == job.scene_uid), None)
+    record.source_frames = ",".join(str(frame) for frame in job.source_frames)
+    record.frame_start, record.frame_end = job.frame_start, job.frame_end
+    record.prompt = job.prompt
+    record.directory = str(job.frame_dir.parent)
+    record.add_tracking_strip = job.add_tracking_strip
+    record.state = job.state
+
+
+def records() -> list[tuple[bpy.types.Scene, bpy.types.PropertyGroup]]:
+    """Every remembered job of the open file, with the scene whose settings hold it."""
+    return [(scene, record) for scene in bpy.data.scenes for record in scene.das.jobs]
+
+
+def unfollowed(scene: bpy.types.Scene | None = None) -> list[bpy.types.PropertyGroup]:
+    """Remembered jobs (of `scene`, or of every scene) that may still end on their server and nothing follows now."""
+    return [
+        record for owner, record in records()
+        if (scene is None or owner == scene) and record.state not in FINAL_STATES
+        and not (record.job_id in JOBS and JOBS[record.job_id].active)
+    ]  # fmt: skip
+
+
+def forget_session() -> None:
+    """Drop this session's jobs (another file is being opened): their threads post nothing more."""
+    for job in JOBS.values():
+        if job.thread is not None:
+            job.thread.abandon()
+    JOBS.clear()
+    ERRORS.clear()
+    while True:
+        try:
+            OUTBOX.get_nowait()
+        except queue.Empty:
+            break
 
 
 def stop_timer() -> None:
@@ -107,10 +160,13 @@ def tick() -> bool:
         job = JOBS.get(event.job_id)
         if job is None:
             continue  # a job of an earlier session state (cleared or disabled add-on)
+        state = job.state
         try:
             _apply(job, event)
         except Exception as error:  # a raising timer would be unregistered by Blender and freeze every job
             job.state, job.error = "failed", f"{type(error).__name__}: {error}; frames are in {job.frame_dir.parent}"
+        if job.state != state:
+            _save_state(job)
         changed = True
     if changed:
         _redraw()
@@ -122,14 +178,20 @@ def _timer() -> float | None:
     return TICK_INTERVAL_S if any(job.active for job in JOBS.values()) else None
 
 
+def _save_state(job: Job) -> None:
+    """Keep the job's record in the .blend in step (previews have none)."""
+    for _scene, record in records():
+        if record.job_id == job.job_id:
+            record.state = job.state
+
+
 def _apply(job: Job, event) -> None:
     if isinstance(event, TrackingReady):
         job.tracking_frames = event.paths
-        if job.is_preview:
-            if _add_strips(job, [], event.paths):
-                job.state = "done"
-        else:
-            job.state = "submitting"
+        if job.is_preview and _add_strips(job, [], event.paths):
+            job.state = "done"
+    elif isinstance(event, Sending):
+        job.state = "submitting" if job.state == "rendering" else job.state
     elif isinstance(event, Submitted):
         job.state = "queued" if job.state == "submitting" else job.state
     elif isinstance(event, Accepted):
@@ -144,10 +206,10 @@ def _apply(job: Job, event) -> None:
         job.state = "cancelled" if event.code == "cancelled" else "failed"
         job.error = "" if job.state == "cancelled" else f"server: {event.message} ({event.code})"
     elif isinstance(event, ClientError):
-        if job.active:
-            job.state = "failed"
+        if job.active:  # a server that went quiet after accepting the job may still finish it
+            job.state = "offline" if event.offline and job.state in ("queued", "running") else "failed"
         job.error = event.message
-    elif isinstance(event, CancelFailed):
+    elif isinstance(event, (CancelFailed, SaveFailed)):
         job.error = event.message
 
 

@@ -1,11 +1,18 @@
 """A job's background work, off Blender's main thread and never touching bpy.
 
-Each job gets a `JobThread`: it renders the tracking video from the exported tracks (pure numpy),
-then, unless the job is only a preview, owns its own `DasClient` (one thread per socket), submits,
-follows the job's events, writes each arriving frame as a PNG into the job's folder, and posts
-every event to an outbox `queue.Queue`. A Cancel pressed while the job is on the wire goes out at
-once from a short thread with a client of its own. A `bpy.app.timers` function (`jobs.tick`) drains
-the outbox on the main thread.
+Each job gets a thread that owns its own `DasClient` (one thread per socket), follows the job's
+events, writes each arriving frame as a PNG into the job's folder, and posts every event to an
+outbox `queue.Queue`; a `bpy.app.timers` function (`jobs.tick`) drains it on the main thread.
+
+- `JobThread` (Generate, Preview): renders the tracking video from the exported tracks (pure numpy)
+  while the main thread renders the reference image (`provide_image`), submits as soon as both
+  exist, and only then writes the tracking PNGs and the tracks file (in a helper thread, while the
+  server starts the job), so nothing on disk stands between Generate and the first progress.
+- `ReattachThread`: follows a job submitted in an earlier Blender session (`DasClient.fetch`
+  replays its events from the first frame and waits if it is unfinished).
+
+A Cancel pressed while the job is on the wire goes out at once from a short thread with a client
+of its own. A thread whose file was closed is `abandon`ed: it posts nothing more.
 """
 
 from __future__ import annotations
@@ -21,12 +28,15 @@ from das_core.errors import DasError
 from das_core.protocol import Done, Frame, JobFailed, JobRequest
 from das_core.tracks import Tracks
 
-from .tracking_video import render_tracking_video
+from .tracking_video import render_tracking_frames, write_tracking_video
 
 FRAME_NAME = "frame_{:05d}.png"
 # The client asks again after 5 s of quiet and a live server answers at once, so silence longer
 # than the connection timeout plus this margin means the server went away.
 SILENCE_MARGIN_S = 5.0
+# How the images travel: lossless zlib encodes the mostly black tracking video about twice as fast
+# as PNG (~0.1 s for 49 frames of 720x480) and stays small (~3 MB); see tests/benchmarks/RESULTS.md.
+WIRE_CODEC = "zlib"
 
 
 @dataclass(frozen=True)
@@ -54,10 +64,17 @@ class Connection:
 
 @dataclass(frozen=True)
 class TrackingReady:
-    """The tracking video is rendered and on disk (a preview job ends here)."""
+    """The tracking video (and the tracks file) are on disk (a preview job ends here)."""
 
     job_id: str
     paths: list[Path]
+
+
+@dataclass(frozen=True)
+class Sending:
+    """The tracking video and the reference image are ready; the job is going to the server."""
+
+    job_id: str
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,20 @@ class FrameSaved:
 
 @dataclass(frozen=True)
 class ClientError:
-    """The job cannot go on (server unreachable, connection lost, bad reply): one readable message."""
+    """The job cannot go on (server unreachable, connection lost, bad reply): one readable message.
+
+    `offline` is True when the server stopped answering: the job may still finish there, and
+    re-attaching later (`bpy.ops.das.reattach`, or reopening the file) picks it up.
+    """
+
+    job_id: str
+    message: str
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class SaveFailed:
+    """The job's inputs could not be written to disk (the job itself goes on, without a tracking strip)."""
 
     job_id: str
     message: str
@@ -92,8 +122,70 @@ class CancelFailed:
     message: str
 
 
-class JobThread(threading.Thread):
-    """Render the tracking video, then (with a `request`) submit it and relay the job's events to `outbox`."""
+class RelayThread(threading.Thread):
+    """What both job threads share: posting (unless abandoned), cancel requests, relaying events."""
+
+    def __init__(self, job_id: str, outbox: queue.Queue, connection: Connection | None, frame_dir: Path | None) -> None:
+        super().__init__(name=f"das-job-{job_id}", daemon=True)
+        self.job_id = job_id
+        self.outbox = outbox
+        self.connection = connection
+        self.frame_dir = Path(frame_dir) if frame_dir else None
+        self._cancelled = threading.Event()
+        self._abandoned = threading.Event()
+        self._post_lock = threading.Lock()
+
+    def request_cancel(self) -> None:
+        """Cancel from any thread: before submitting the job is dropped; after, the server is told."""
+        self._cancelled.set()
+
+    def abandon(self) -> None:
+        """Post nothing more (the file this job belongs to was closed); the server's job goes on."""
+        with self._post_lock:
+            self._abandoned.set()
+
+    def run(self) -> None:
+        from das_core.client import ServerUnavailable
+
+        try:
+            self._work()
+        except ServerUnavailable as error:
+            self._post(ClientError(self.job_id, str(error), offline=True))
+        except DasError as error:
+            self._post(ClientError(self.job_id, str(error)))
+        except Exception as error:  # a bug must still reach the artist, not die silently in a thread
+            self._post(ClientError(self.job_id, f"unexpected {type(error).__name__}: {error}"))
+
+    def _work(self) -> None:
+        raise NotImplementedError
+
+    def _post(self, event: object) -> None:
+        with self._post_lock:
+            if not self._abandoned.is_set():
+                self.outbox.put(event)
+
+    def _relay(self, events, before_end=None) -> None:
+        """Post each event (frames written to disk first) until the job ends; `before_end()` runs before its last event."""
+        for event in events:
+            if self._abandoned.is_set():
+                return
+            if isinstance(event, Frame):
+                event = FrameSaved(self.job_id, event.index, _write_png(self.frame_dir, event.index, event.image))
+            if isinstance(event, (Done, JobFailed)):
+                if before_end is not None:
+                    before_end()
+                self._post(event)
+                return
+            self._post(event)
+        self._post(ClientError(self.job_id, "the server ended the job's event stream without a result"))
+
+
+class JobThread(RelayThread):
+    """Render the tracking video, then (with a `request`) submit it and relay the job's events to `outbox`.
+
+    A `request` whose `image` is None waits for `provide_image` (the main thread renders the
+    reference meanwhile). `tracks_path`, if given, is where the tracks are saved after sending.
+    """
 
     def __init__(
         self,
@@ -106,50 +198,80 @@ class JobThread(threading.Thread):
         connection: Connection | None = None,
         request: JobRequest | None = None,
         frame_dir: Path | None = None,
+        tracks_path: Path | None = None,
     ) -> None:
-        super().__init__(name=f"das-job-{job_id}", daemon=True)
-        self.job_id = job_id
+        super().__init__(job_id, outbox, connection, frame_dir)
         self.tracks = tracks
         self.mode = mode
         self.tracking_dir = Path(tracking_dir)
-        self.outbox = outbox
-        self.connection = connection
         self.request = request
-        self.frame_dir = Path(frame_dir) if frame_dir else None
-        self._cancelled = threading.Event()
+        self.tracks_path = Path(tracks_path) if tracks_path else None
+        self._image = None if request is None else request.image
+        self._image_ready = threading.Event()
+        if self._image is not None:
+            self._image_ready.set()
 
-    def request_cancel(self) -> None:
-        """Cancel from any thread: before submitting the job is dropped; after, the server is told."""
-        self._cancelled.set()
+    def provide_image(self, image: np.ndarray) -> None:
+        """Hand over the reference image (uint8 [H, W, 3]) rendered on the main thread."""
+        self._image = image
+        self._image_ready.set()
 
-    def run(self) -> None:
-        try:
-            frames, paths = render_tracking_video(self.tracks, self.mode, self.tracking_dir)
-            self.outbox.put(TrackingReady(self.job_id, paths))
-            if self.request is None:
-                return
-            if self._cancelled.is_set():
-                self.outbox.put(JobFailed(self.job_id, "cancelled", "cancelled before it was sent"))
-                return
-            self._follow(replace(self.request, tracking=frames, job_id=self.job_id))
-        except DasError as error:
-            self.outbox.put(ClientError(self.job_id, str(error)))
-        except Exception as error:  # a bug must still reach the artist, not die silently in a thread
-            self.outbox.put(ClientError(self.job_id, f"unexpected {type(error).__name__}: {error}"))
+    def abandon(self) -> None:
+        super().abandon()
+        self._image_ready.set()  # a thread waiting for an image that will never come ends
 
-    def _follow(self, request: JobRequest) -> None:
+    def _work(self) -> None:
+        frames = render_tracking_frames(self.tracks, self.mode)
+        if self.request is None:
+            self._save_inputs(frames)
+            return
+        self._image_ready.wait()
+        if self._abandoned.is_set():
+            return
+        if self._cancelled.is_set():
+            self._post(JobFailed(self.job_id, "cancelled", "cancelled before it was sent"))
+            return
+        self._post(Sending(self.job_id))
+        request = replace(self.request, image=self._image, tracking=frames, job_id=self.job_id)
         with self.connection.client() as client:
-            client.submit(request)
-            self.outbox.put(Submitted(self.job_id))
+            client.submit(request, codec=WIRE_CODEC)
+            self._post(Submitted(self.job_id))
+            writer = threading.Thread(target=self._save_inputs, args=(frames,), name=f"das-save-{self.job_id}", daemon=True)
+            writer.start()
             if self._cancelled.is_set():  # pressed while submitting: the operator could not know the server had it
                 client.cancel(self.job_id)
-            for event in client.events(self.job_id, timeout=self.connection.timeout + SILENCE_MARGIN_S):
-                if isinstance(event, Frame):
-                    event = FrameSaved(self.job_id, event.index, _write_png(self.frame_dir, event.index, event.image))
-                self.outbox.put(event)
-                if isinstance(event, (Done, JobFailed)):
-                    return
-        self.outbox.put(ClientError(self.job_id, "the server ended the job's event stream without a result"))
+            # The tracking strip needs its PNGs: they are on disk before Done is posted.
+            self._relay(client.events(self.job_id, timeout=self.connection.timeout + SILENCE_MARGIN_S), writer.join)
+
+    def _save_inputs(self, frames: np.ndarray) -> None:
+        """Write the tracking PNGs and the tracks file (for `das render-tracking`), then post `TrackingReady`."""
+        try:
+            paths = write_tracking_video(frames, self.tracking_dir)
+            if self.tracks_path is not None:
+                self.tracks.save(self.tracks_path)
+        except (DasError, OSError) as error:
+            self._post(SaveFailed(self.job_id, f"could not write the tracking video to {self.tracking_dir}: {error}"))
+            return
+        self._post(TrackingReady(self.job_id, paths))
+
+
+class ReattachThread(RelayThread):
+    """Follow a job the server already has (submitted before Blender was closed): replay and relay its events."""
+
+    def _work(self) -> None:
+        from das_core.client import ServerError
+
+        with self.connection.client() as client:
+            try:
+                self._relay(client.fetch(self.job_id, timeout=self.connection.timeout + SILENCE_MARGIN_S))
+            except ServerError as error:
+                if error.code != "unknown_job":
+                    raise
+                raise DasError(
+                    f"the server at {self.connection.address} no longer knows job {self.job_id[:8]} (finished jobs "
+                    f"are kept for a limited time, or this is another server); frames received earlier are in "
+                    f"{self.frame_dir}"
+                ) from None
 
 
 def cancel_in_background(connection: Connection, job_id: str, outbox: queue.Queue) -> threading.Thread:
@@ -168,12 +290,29 @@ def cancel_in_background(connection: Connection, job_id: str, outbox: queue.Queu
 
 
 def _write_png(directory: Path, index: int, image: np.ndarray) -> Path:
-    """Write one frame losslessly (Pillow ships in the extension's wheels; Blender reads PNG natively)."""
+    """Write one frame losslessly (Pillow ships in the extension's wheels; Blender reads PNG natively).
+
+    A file already there with the same pixels (written before Blender was closed) is kept.
+    """
     from PIL import Image
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / FRAME_NAME.format(index)
+    image = np.asarray(image, dtype=np.uint8)
+    if path.is_file() and _same_pixels(path, image):
+        return path
     partial = path.with_name(path.name + ".part")
-    Image.fromarray(np.asarray(image, dtype=np.uint8), "RGB").save(partial, format="PNG", compress_level=1)
+    Image.fromarray(image, "RGB").save(partial, format="PNG", compress_level=1)
     partial.replace(path)  # the sequencer never sees a half-written file
     return path
+
+
+def _same_pixels(path: Path, image: np.ndarray) -> bool:
+    """True if the PNG at `path` holds exactly `image` (False if it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as existing:
+            return existing.size == (image.shape[1], image.shape[0]) and np.array_equal(np.asarray(existing.convert("RGB")), image)
+    except OSError:
+        return False

@@ -1,24 +1,27 @@
-"""Operators: Generate, Cancel and Preview tracking video. Each polls, gathers on the main thread, hands off.
+"""Operators: Generate, Cancel, Preview tracking video and Re-attach. Each polls, gathers on the main thread, hands off.
 
 `bpy.ops.das.generate(wait=True)` is for scripts and batch use: it blocks until the strip is in the
-sequencer, or fails (a RuntimeError in Python) with the server's error.
+sequencer, or fails (a RuntimeError in Python) with the server's error. Generations are remembered in
+the .blend; opening it again follows the unfinished ones (a `load_post` handler, `reattach`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import bpy
+from bpy.app.handlers import persistent
 from bpy.props import BoolProperty, StringProperty
 
 from das_core.errors import DasError
 from das_core.protocol import JobRequest
 
 from . import jobs, sequencer
-from .job_inputs import export_scene, job_directory, reference_image
-from .network_thread import Connection, JobThread, cancel_in_background
+from .job_inputs import chosen_reference, export_scene, job_directory, rendered_reference
+from .network_thread import Connection, JobThread, ReattachThread, cancel_in_background
 from .properties import DEFAULT_SERVER, preferences
 from .tracking_video import NUM_FRAMES
 
@@ -32,7 +35,12 @@ def connection_for(context: bpy.types.Context) -> Connection:
     A server on another machine needs Blender's online access (Preferences > System > Network).
     """
     prefs = preferences(context)
-    address = context.scene.das.server.strip() or (prefs.default_server if prefs else DEFAULT_SERVER)
+    return connection_to(context.scene.das.server.strip() or (prefs.default_server if prefs else DEFAULT_SERVER), context)
+
+
+def connection_to(address: str, context: bpy.types.Context) -> Connection:
+    """`address` with the preferences' timeout and CURVE keys; a clear error if online access forbids it."""
+    prefs = preferences(context)
     if not is_local(address) and not bpy.app.online_access:
         raise DasError(
             f"{address} is on another machine and Blender's online access is off; allow it in "
@@ -104,15 +112,14 @@ class DAS_OT_generate(_JobOperator, bpy.types.Operator):
         if not settings.prompt.strip():
             raise DasError("the prompt is empty; describe the video in the DaS panel's Prompt field")
         connection = connection_for(context)
+        image = chosen_reference(scene)  # a picked image is read first: a missing file fails before any work
         tracks = export_scene(scene)
         job_id = uuid.uuid4().hex
         directory = job_directory(scene, job_id)
         frames = [int(frame) for frame in tracks.frame_numbers]
-        image = reference_image(scene, frames[0], directory)
-        tracks.save(directory / "tracks.npz")
         request = JobRequest(
             prompt=settings.prompt,
-            image=image,
+            image=image,  # None: rendered below, while the job's thread renders the tracking video
             tracking=None,  # rendered in the job's thread
             negative_prompt=settings.negative_prompt or None,
             seed=settings.seed,
@@ -125,9 +132,18 @@ class DAS_OT_generate(_JobOperator, bpy.types.Operator):
         job.add_tracking_strip = settings.add_tracking_strip
         job.thread = JobThread(
             job_id, tracks, settings.tracking_mode, directory / "tracking", jobs.OUTBOX,
-            connection=connection, request=request, frame_dir=job.frame_dir,
+            connection=connection, request=request, frame_dir=job.frame_dir, tracks_path=directory / "tracks.npz",
         )  # fmt: skip
+        job.thread.start()
+        if image is None:
+            try:
+                image = rendered_reference(scene, frames[0], directory)
+            except BaseException:
+                job.thread.abandon()
+                raise
+            job.thread.provide_image(image)
         jobs.start(job)
+        jobs.remember(job, scene, connection.address)
         return job
 
 
@@ -174,9 +190,10 @@ class DAS_OT_preview_tracking(_JobOperator, bpy.types.Operator):
         tracks = export_scene(scene)
         job_id = uuid.uuid4().hex
         directory = job_directory(scene, f"preview-{job_id}")
-        tracks.save(directory / "tracks.npz")  # so the same video can be re-rendered with `das render-tracking`
         job = _job(context, job_id, "", directory, tracks)
-        job.thread = JobThread(job_id, tracks, scene.das.tracking_mode, directory / "tracking", jobs.OUTBOX)
+        job.thread = JobThread(  # the tracks are saved too, so `das render-tracking` can make the same video
+            job_id, tracks, scene.das.tracking_mode, directory / "tracking", jobs.OUTBOX, tracks_path=directory / "tracks.npz"
+        )
         jobs.start(job)
         return job
 
@@ -196,15 +213,103 @@ def _job(context: bpy.types.Context, job_id: str, prompt: str, directory, tracks
     )
 
 
-CLASSES = (DAS_OT_generate, DAS_OT_cancel, DAS_OT_preview_tracking)
+class DAS_OT_reattach(bpy.types.Operator):
+    """Follow this file's unfinished DaS jobs again: fetch each from its server and add its strip when it is done.
+
+    Runs by itself when a .blend is opened (every scene's `das.jobs` whose state is not done, failed
+    or cancelled, and that nothing follows yet); call it from scripts to retry, e.g. after starting a
+    server that was down. Frames already on disk are kept; the strip lands in the recorded sequencer
+    scene over the recorded span, as it would have. A job its server no longer knows fails with a
+    message saying so. With `wait`, it blocks until every followed job has ended and fails (a
+    RuntimeError in Python) with the first error.
+    """
+
+    bl_idname = "das.reattach"
+    bl_label = "Re-attach jobs"
+    bl_options = {"REGISTER"}
+
+    wait: BoolProperty(
+        name="Wait", description="Block until the re-attached jobs end (for scripts)", default=False, options={"SKIP_SAVE"}
+    )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        followed = reattach(context)
+        if not followed:
+            self.report({"INFO"}, "no unfinished DaS jobs to re-attach in this file")
+            return {"FINISHED"}
+        while self.wait and any(job.active for job in followed):
+            jobs.tick()
+            time.sleep(WAIT_POLL_S)
+        jobs.tick()
+        failed = [job for job in followed if job.state != "done" and not job.active]
+        if self.wait and failed:
+            self.report({"ERROR"}, failed[0].error or f"DaS job {failed[0].job_id} ended {failed[0].state}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"following {len(followed)} DaS job(s) again")
+        return {"FINISHED"}
+
+
+def reattach(context: bpy.types.Context) -> list[jobs.Job]:
+    """Start following every unfinished remembered job of the open file; returns the jobs."""
+    followed = []
+    for record in jobs.unfollowed():
+        scene = record.sequencer_scene or record.id_data
+        directory = Path(bpy.path.abspath(record.directory))
+        frames = [int(frame) for frame in record.source_frames.split(",") if frame]
+        job = jobs.Job(
+            job_id=record.job_id,
+            scene_uid=scene.session_uid,
+            prompt=record.prompt,
+            frame_dir=directory / "frames",
+            source_frames=frames,
+            frame_start=record.frame_start,
+            frame_end=record.frame_end,
+            add_tracking_strip=record.add_tracking_strip,
+            state="queued",  # the server has it (or says it does not)
+            tracking_frames=sorted((directory / "tracking").glob("frame_*.png")),
+        )
+        followed.append(job)
+        if record.sequencer_scene is None:
+            job.state, job.error = "failed", f"the job's sequencer scene no longer exists; its frames are in {directory}"
+            jobs.JOBS[job.job_id] = job
+            record.state = job.state
+            continue
+        try:
+            connection = connection_to(record.server, context)
+        except DasError as error:
+            job.state, job.error = "offline", str(error)
+            jobs.JOBS[job.job_id] = job
+            continue
+        job.thread = ReattachThread(record.job_id, jobs.OUTBOX, connection, job.frame_dir)
+        jobs.start(job)
+    return followed
+
+
+@persistent
+def _forget_on_load(_filepath: str) -> None:
+    jobs.forget_session()
+
+
+@persistent
+def _reattach_on_load(_filepath: str) -> None:
+    reattach(bpy.context)
+
+
+CLASSES = (DAS_OT_generate, DAS_OT_cancel, DAS_OT_preview_tracking, DAS_OT_reattach)
+HANDLERS = ((bpy.app.handlers.load_pre, _forget_on_load), (bpy.app.handlers.load_post, _reattach_on_load))
 
 
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    for handlers, handler in HANDLERS:
+        handlers.append(handler)
 
 
 def unregister() -> None:
+    for handlers, handler in HANDLERS:
+        if handler in handlers:
+            handlers.remove(handler)
     jobs.stop_timer()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

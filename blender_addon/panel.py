@@ -1,4 +1,8 @@
-"""The DaS panels in the 3D viewport's and the Sequencer's sidebar (N-panel). They only draw."""
+"""The DaS panels in the 3D viewport's and the Sequencer's sidebar (N-panel). They only draw.
+
+Besides the settings and buttons: the latest job's progress and the last error, and "Re-attach
+jobs" while this scene remembers unfinished jobs that nothing follows.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
     row.operator("das.generate", icon="RENDER_ANIMATION")
     row.operator("das.cancel", icon="CANCEL")
     layout.operator("das.preview_tracking", icon="SEQUENCE")
+    if jobs.unfollowed(context.scene):  # saved jobs nothing follows (e.g. their server was down at load)
+        layout.operator("das.reattach", icon="FILE_REFRESH")
 
     job = jobs.latest(sequencer.sequencer_scene(context).session_uid)
     if job is not None:

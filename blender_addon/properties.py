@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty,
+)
 
 DEFAULT_SERVER = "tcp://127.0.0.1:5555"
 
@@ -42,6 +44,23 @@ class DasPreferences(bpy.types.AddonPreferences):
         box.prop(self, "server_public_key")
         box.prop(self, "client_public_key")
         box.prop(self, "client_secret_key")
+
+
+class DasJobRecord(bpy.types.PropertyGroup):
+    """A generation submitted from this file, saved with it so it is followed again after Blender restarts."""
+
+    job_id: StringProperty(name="Job", description="The job's id on its server")
+    server: StringProperty(name="Server", description="Address of the server that runs the job")
+    sequencer_scene: PointerProperty(
+        type=bpy.types.Scene, name="Sequencer scene", description="Where the strip lands (recorded at submit time)"
+    )
+    source_frames: StringProperty(description="Blender frame numbers of the exported frames, comma-separated")
+    frame_start: IntProperty(description="First timeline frame the strip covers")
+    frame_end: IntProperty(description="Last timeline frame the strip covers")
+    prompt: StringProperty(name="Prompt")
+    directory: StringProperty(description="The job's folder in the cache folder (frames/, tracking/)", subtype="DIR_PATH")
+    add_tracking_strip: BoolProperty(default=True)
+    state: StringProperty(name="State", description="The job's last known state (see blender_addon.jobs)")
 
 
 class DasSceneSettings(bpy.types.PropertyGroup):
@@ -101,9 +120,10 @@ class DasSceneSettings(bpy.types.PropertyGroup):
     add_tracking_strip: BoolProperty(
         name="Add tracking strip", description="Also add the tracking video above the generated strip", default=True
     )
+    jobs: CollectionProperty(type=DasJobRecord, name="Jobs", description="Generations submitted from this scene")
 
 
-CLASSES = (DasPreferences, DasSceneSettings)
+CLASSES = (DasPreferences, DasJobRecord, DasSceneSettings)
 
 
 def preferences(context: bpy.types.Context | None = None) -> DasPreferences | None:

@@ -1,8 +1,9 @@
-"""The tracking video at the model's size, written as PNGs. Pure numpy + Pillow: safe off Blender's main thread.
+"""The tracking video at the model's size, and its PNGs. Pure numpy + Pillow: safe off Blender's main thread.
 
 Rendered with `das_core.render.render_tracking` straight into the model's 720 x 480, letterboxed
 with the project's one aspect policy (the reference image's framing too: `das_core.video.fit_frames`),
 so what is sent, what is previewed and what `das render-tracking --fit` writes are the same frames.
+Rendering and writing are separate steps so a job can send its frames before writing them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ NUM_FRAMES = 49  # the released DaS checkpoint's length
 WIDTH, HEIGHT = 720, 480  # and size
 
 
-def render_tracking_video(tracks: Tracks, mode: str, directory: Path) -> tuple[np.ndarray, list[Path]]:
-    """Render (letterboxed) and write the tracking video; returns (uint8 [49, 480, 720, 3], PNG paths)."""
-    frames = render_tracking(tracks, mode, NUM_FRAMES, fit=(WIDTH, HEIGHT))
-    return frames, write_png_dir(directory, frames)
+def render_tracking_frames(tracks: Tracks, mode: str) -> np.ndarray:
+    """Render the letterboxed tracking video: uint8 [49, 480, 720, 3]."""
+    return render_tracking(tracks, mode, NUM_FRAMES, fit=(WIDTH, HEIGHT))
+
+
+def write_tracking_video(frames: np.ndarray, directory: Path) -> list[Path]:
+    """Write the frames losslessly as `directory`/frame_00000.png ...; returns the paths."""
+    return write_png_dir(directory, frames)

@@ -18,9 +18,14 @@ TICK_BUDGET_S = 0.1  # the UI may not stall longer than this per timer tick
 
 
 @pytest.fixture(scope="module")
-def preview_server(tmp_path_factory):
+def preview(tmp_path_factory):
     with LocalServer("preview", tmp_path_factory.mktemp("preview-server")) as server:
-        yield server.address
+        yield server
+
+
+@pytest.fixture(scope="module")
+def preview_server(preview):
+    return preview.address
 
 
 def _setup(scene, address: str, cache: Path, prompt: str = "a bending column in a stone hall") -> None:
@@ -60,6 +65,27 @@ def test_generate_wait_adds_retimed_strips_on_a_free_channel(factory_scene, addo
     assert names[0] == "frame_00000.png" and names[-1] == "frame_00048.png"
     assert names == sorted(names), "retiming keeps the frames in order"
     assert (job.frame_dir.parent / "tracks.npz").is_file() and (job.frame_dir.parent / "reference.png").is_file()
+
+
+def test_tracking_video_on_disk_is_what_was_sent(factory_scene, addon, preview, tmp_path):
+    """The job is sent before its tracking PNGs are written; the PNGs still hold exactly the frames the server got."""
+    _setup(factory_scene, preview.address, tmp_path)
+    assert bpy.ops.das.generate(wait=True) == {"FINISHED"}
+    from blender_addon import jobs
+    from das_core.protocol import decode, split_parts
+    from das_core.tracks import Tracks
+    from das_core.video import read_video
+
+    job = jobs.latest()
+    stored = (preview.state_dir / "jobs" / job.job_id / "request.das").read_bytes()  # the server's copy of the submit
+    submit, _ = decode(split_parts(stored), decode_images=False)
+    assert {frame.codec for frame in submit.tracking} == {"zlib"}  # the fast lossless codec
+    sent = submit.to_request()
+    on_disk = read_video(job.frame_dir.parent / "tracking")
+    assert on_disk.shape == (49, 480, 720, 3) and on_disk.max() > 100
+    np.testing.assert_array_equal(on_disk, sent.tracking)
+    tracks = Tracks.load(job.frame_dir.parent / "tracks.npz")  # saved after sending, for `das render-tracking`
+    assert [int(frame) for frame in tracks.frame_numbers] == job.source_frames
 
 
 def test_generate_returns_at_once_and_timer_ticks_stay_short(factory_scene, addon, preview_server, tmp_path):
@@ -296,5 +322,5 @@ def test_server_going_away_mid_job_fails_within_seconds(factory_scene, addon, tm
     finally:
         process.kill()
         process.wait()
-    assert job.state == "failed" and "no news from the server" in job.error, job.error
+    assert job.state == "offline" and "no news from the server" in job.error, job.error  # re-attach may still get it
     assert waited < 1.0 + 5.0 + 2.0, f"noticed after {waited:.1f} s"
