@@ -263,6 +263,7 @@ class ReattachThread(RelayThread):
 
         with self.connection.client() as client:
             try:
+                client.status(self.job_id)  # a server that is down or lost the job says so within the timeout
                 self._relay(client.fetch(self.job_id, timeout=self.connection.timeout + SILENCE_MARGIN_S))
             except ServerError as error:
                 if error.code != "unknown_job":
@@ -301,7 +302,7 @@ def _write_png(directory: Path, index: int, image: np.ndarray) -> Path:
     image = np.asarray(image, dtype=np.uint8)
     if path.is_file() and _same_pixels(path, image):
         return path
-    partial = path.with_name(path.name + ".part")
+    partial = path.with_name(f"{path.name}.{threading.get_ident()}.part")  # an abandoned thread may still be writing
     Image.fromarray(image, "RGB").save(partial, format="PNG", compress_level=1)
     partial.replace(path)  # the sequencer never sees a half-written file
     return path

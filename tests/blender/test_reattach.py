@@ -1,0 +1,136 @@
+"""Jobs re-attach after Blender restarts: real Blender (bpy), a real preview server on loopback, real .blend files.
+
+"Restarting" is what Blender does to the add-on's state when a file is opened: `read_homefile`
+clears the session (its job threads are abandoned), `open_mainfile` loads the saved scene with its
+remembered jobs and the add-on's `load_post` handler follows them again.
+"""
+
+import socket
+import time
+import uuid
+
+import bpy
+import pytest
+
+from blender_addon.sequencer import strip_collection
+from blender_scenes import build_test_scene
+from das_core.local_server import LocalServer
+
+
+@pytest.fixture(scope="module")
+def preview(tmp_path_factory):
+    with LocalServer("preview", tmp_path_factory.mktemp("preview-server")) as server:
+        yield server
+
+
+def _run_until(condition, seconds: float = 30.0) -> None:
+    from blender_addon import jobs
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        jobs.tick()
+        time.sleep(0.01)
+    assert condition(), "timed out"
+
+
+def _restart_blender_and_open(path) -> None:
+    bpy.ops.wm.read_homefile(use_factory_startup=True, app_template="")  # the session's jobs are gone
+    from blender_addon import jobs
+
+    assert not jobs.JOBS
+    bpy.ops.wm.open_mainfile(filepath=str(path))  # load_post re-attaches
+
+
+def test_a_job_finished_while_blender_was_closed_lands_on_load(factory_scene, addon, preview, tmp_path):
+    scene = factory_scene
+    name = scene.name
+    build_test_scene(scene, frame_start=11, frame_end=40)
+    scene.das.server = preview.address
+    scene.das.prompt = "a bending column in a stone hall"
+    scene.das.reference = "WORKBENCH"
+    scene.das.output_dir = str(tmp_path / "cache")
+    from blender_addon import jobs
+
+    assert bpy.ops.das.generate() == {"FINISHED"}
+    job = jobs.latest()
+    _run_until(lambda: len(job.frames) >= 1 or not job.active)  # closed mid-job, frames on disk
+    assert job.state == "running", job.state
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    old_thread = job.thread
+
+    _restart_blender_and_open(tmp_path / "shot.blend")
+    old_thread.join(30)  # abandoned: it stops at its next event and posts nothing more
+    from das_core.client import DasClient
+
+    with DasClient(preview.address) as client:  # the server finishes it meanwhile
+        deadline = time.monotonic() + 30
+        while client.status(job.job_id)["state"] != "done" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    kept = {path.name: path.stat().st_mtime_ns for path in job.frame_dir.glob("frame_*.png")}
+    assert kept, "frames written before the restart"
+
+    scene = bpy.data.scenes[name]
+    (record,) = scene.das.jobs
+    assert (record.job_id, record.server, record.state) == (job.job_id, preview.address, "running")
+    followed = jobs.JOBS[job.job_id]
+    assert followed is not job and followed.active
+    _run_until(lambda: not followed.active)
+
+    assert followed.state == "done", followed.error
+    assert record.state == "done"
+    strips = {strip.name: strip for strip in strip_collection(scene)}
+    generated, tracking = strips[followed.strip_name], strips[f"tracking [{job.job_id[:8]}]"]
+    assert generated.name == job.name
+    for strip in (generated, tracking):
+        assert (strip.frame_final_start, strip.frame_final_end) == (11, 41)  # the span recorded at submit time
+        assert len(strip.elements) == 30
+    assert (generated.channel, tracking.channel) == (1, 2)
+    assert len(list(job.frame_dir.glob("frame_*.png"))) == 49
+    assert {name: (job.frame_dir / name).stat().st_mtime_ns for name in kept} == kept, "frames on disk are kept"
+    assert bpy.ops.das.reattach() == {"FINISHED"} and jobs.JOBS[job.job_id] is followed  # nothing left to follow
+
+
+def _remember(scene, job_id: str, server: str, directory) -> None:
+    record = scene.das.jobs.add()
+    record.job_id, record.server, record.sequencer_scene = job_id, server, scene
+    record.source_frames, record.frame_start, record.frame_end = "1,2,3", 1, 3
+    record.prompt, record.directory, record.state = "lost", str(directory), "running"
+
+
+def test_a_job_the_server_no_longer_knows_gives_a_message(factory_scene, addon, preview, tmp_path):
+    scene = factory_scene
+    job_id = uuid.uuid4().hex
+    _remember(scene, job_id, preview.address, tmp_path / job_id)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    _restart_blender_and_open(tmp_path / "shot.blend")
+    from blender_addon import jobs, panel
+    from test_panel import RecordingLayout
+
+    job = jobs.JOBS[job_id]
+    _run_until(lambda: not job.active)
+    assert job.state == "failed"
+    assert f"no longer knows job {job_id[:8]}" in job.error and str(tmp_path / job_id) in job.error
+    assert bpy.context.scene.das.jobs[0].state == "failed"  # not followed again at the next load
+    log = []
+    panel.draw_das_panel(RecordingLayout(log), bpy.context)
+    drawn = " ".join(text for kind, text in log if kind == "label")
+    assert "no longer knows job" in drawn and ("operator", "das.reattach") not in log
+
+
+def test_reattach_with_the_server_down_says_so_and_can_be_retried(factory_scene, addon, tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    addon.timeout = 1.0
+    job_id = uuid.uuid4().hex
+    _remember(factory_scene, job_id, f"tcp://127.0.0.1:{port}", tmp_path / job_id)
+
+    with pytest.raises(RuntimeError, match="no das server answered"):
+        bpy.ops.das.reattach(wait=True)
+    from blender_addon import jobs, panel
+    from test_panel import RecordingLayout
+
+    assert jobs.JOBS[job_id].state == "offline"
+    log = []
+    panel.draw_das_panel(RecordingLayout(log), bpy.context)
+    assert ("operator", "das.reattach") in log  # the button to retry once the server runs
