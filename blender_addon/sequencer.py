@@ -3,9 +3,9 @@
 A strip is an image sequence whose elements are the PNG files on disk, one element per timeline
 frame of the exported span: timeline frame f shows the generated frame whose source frame is
 nearest to f, so 49 generated frames are retimed to the span without effects or frame-rate tricks,
-and Blender's prefetch, proxies and rendering read plain files. Blender 5.0 renamed
-`sequence_editor.sequences` to `strips` (and added a per-workspace sequencer scene): those version
-differences live only in this module.
+and Blender's prefetch, proxies and rendering read plain files. Blender 4.4 renamed
+`sequence_editor.sequences` to `strips` (5.0 dropped the old name and added a per-workspace sequencer
+scene): those version differences live only in this module.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def sequencer_scene(context: bpy.types.Context) -> bpy.types.Scene:
 
 
 def strip_collection(scene: bpy.types.Scene):
-    """The top-level strips of `scene`'s sequencer (created if needed): `strips` in 5.x, `sequences` in 4.2."""
+    """The top-level strips of `scene`'s sequencer (created if needed): `strips` from 4.4, `sequences` before."""
     editor = scene.sequence_editor or scene.sequence_editor_create()
     return editor.strips if hasattr(editor, "strips") else editor.sequences
 

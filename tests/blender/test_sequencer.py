@@ -29,12 +29,13 @@ def test_free_channel_skips_overlapping_strips_only(factory_scene):
 
 
 def test_strip_collection_is_this_blenders_top_level_strips(factory_scene):
-    # Blender 5.0 renamed `sequence_editor.sequences` to `strips`; run on bpy 4.2.23 and 5.0.1 (see the manifest).
+    # Blender 4.4 added `sequence_editor.strips` (deprecating `sequences`), 5.0 removed `sequences`;
+    # runs on bpy 4.2.23 through 5.1+ (tests/benchmarks/RESULTS.md).
     factory_scene.sequence_editor_clear()
     strips = sequencer.strip_collection(factory_scene)
     editor = factory_scene.sequence_editor
     assert editor is not None, "the sequence editor is created on first use"
-    expected = editor.strips if bpy.app.version >= (5, 0) else editor.sequences
+    expected = editor.strips if bpy.app.version >= (4, 4) else editor.sequences
     assert strips == expected and len(strips) == 0
     add_color_strip(factory_scene, "a", channel=1, frame_start=1, length=10)
     assert [strip.name for strip in sequencer.strip_collection(factory_scene)] == ["a"]
