@@ -52,11 +52,15 @@ POINT_STYLES = ("spatialtracker", "cotracker")
 NEAR_PLANE = 1e-3  # camera-space z (scene units) where triangles are clipped
 COTRACKER_SIDE = 4  # the reference's point_wise; PIL fills [x - 2, x + 2], 5 pixels across
 
-# Work sizes: triangles and pixels per chunk of frames (a chunk of 720 x 480 is one frame, whose
-# buffers stay in cache), candidate pixels per vectorised batch, chunks drawn at once.
+# Work sizes. Mesh mode draws a chunk of frames at once (up to `_MESH_CHUNK_PIXELS` pixels and
+# `_CHUNK_TRIANGLES` triangles, five 720 x 480 frames of the 65 k-triangle sphere): each window
+# size's candidate batch then holds triangles of several frames and shares numpy's per-call
+# overhead, while the per-pixel shading goes a frame at a time (its buffers stay in cache).
+# Points mode draws `_POINTS_CHUNK_PIXELS` at once (one 720 x 480 frame). Then candidate pixels
+# per vectorised batch, and threads.
+_MESH_CHUNK_PIXELS = 1 << 21
 _CHUNK_TRIANGLES = 1 << 19
-_MIN_CHUNK_TRIANGLES = 1 << 15
-_CHUNK_PIXELS = 1 << 19
+_POINTS_CHUNK_PIXELS = 1 << 19
 _THREADS = 2
 # Slack of the inside test in pixels, so a pixel centre exactly on an edge or vertex (a mesh's
 # outline, say) is covered despite float rounding.
@@ -177,11 +181,16 @@ def _render_chunks(
     size: tuple[int, int],
     progress: bool,
 ) -> np.ndarray:
-    """Draw the source frames in chunks, on up to `_THREADS` threads (numpy releases the GIL in
-    its array loops): `draw(chunk, out)` fills out, uint8 [len(chunk), H, W, 3], zeros on entry.
-    Returns uint8 [len(sources), H, W, 3]. With `progress`, a tqdm bar counts frames (tqdm is
-    imported only then: Blender's Python, where the add-on renders, need not have it)."""
+    """Draw the source frames in chunks of at most `per_chunk`, on up to `_THREADS` threads (numpy
+    releases the GIL in its array loops): `draw(chunk, out)` fills out, uint8 [len(chunk), H, W,
+    3], zeros on entry. Returns uint8 [len(sources), H, W, 3]. The chunks are made as even as
+    they can be and as many as a multiple of the threads, so no thread is left with the last
+    one alone. With `progress`, a tqdm bar counts frames (tqdm is imported only then: Blender's
+    Python, where the add-on renders, need not have it)."""
     frames = np.zeros((len(sources), *size, 3), dtype=np.uint8)
+    workers = max(1, min(_THREADS, os.cpu_count() or 1))
+    chunks = -(-len(sources) // per_chunk)
+    per_chunk = -(-len(sources) // (-(-chunks // workers) * workers))
     starts = range(0, len(sources), per_chunk)
 
     def run(start: int) -> int:
@@ -189,7 +198,7 @@ def _render_chunks(
         draw(chunk, frames[start : start + len(chunk)])
         return len(chunk)
 
-    workers = max(1, min(_THREADS, os.cpu_count() or 1, len(starts)))
+    workers = min(workers, len(starts))
     bar = _progress_bar(len(sources)) if progress else None
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -232,10 +241,7 @@ def _render_mesh(tracks: Tracks, canvas: _Canvas, sources: np.ndarray, progress:
             height,
         )
 
-    # A frame at a time keeps the buffers in cache; small meshes take several frames at once so
-    # that numpy's per-call overhead is shared by enough triangles.
-    per_chunk = max(_CHUNK_PIXELS // (width * height), _MIN_CHUNK_TRIANGLES // len(tracks.faces))
-    per_chunk = min(per_chunk, _CHUNK_TRIANGLES // len(tracks.faces), 4 * _CHUNK_PIXELS // (width * height))
+    per_chunk = min(_MESH_CHUNK_PIXELS // (width * height), _CHUNK_TRIANGLES // len(tracks.faces))
     return _render_chunks(sources, max(1, per_chunk), draw, (height, width), progress)
 
 
@@ -258,7 +264,11 @@ def _rasterise(
     """Draw `faces` at each of Tc frames (points [Tc, N, 3]) with linear vertex colours [N, 3]
     into `out`, uint8 [Tc, H, W, 3] and black on entry."""
     num_frames, num_vertices = points.shape[:2]
-    camera = np.einsum("tij,tnj->tni", world_to_camera[:, :3, :3], points) + world_to_camera[:, None, :3, 3]
+    # A frame at a time: einsum over several frames at once is several times slower per point.
+    camera = np.concatenate(
+        [np.einsum("tij,tnj->tni", world_to_camera[k : k + 1, :3, :3], points[k : k + 1]) for k in range(num_frames)]
+    )
+    camera += world_to_camera[:, None, :3, 3]
     x, y, inverse_z = _to_pixels(camera, intrinsics[:, None])
     precise = None  # float64 pixel positions, only when some triangle may need them
     band = ((-_GUARD_BAND, width + _GUARD_BAND), (-_GUARD_BAND, height + _GUARD_BAND))
@@ -298,12 +308,7 @@ def _rasterise(
     # nearest surface; 1/z is positive, so its float bits order like the numbers.
     nearest = np.zeros(num_frames * height * width, dtype=np.int64)
     triangles.draw(nearest)
-    covered = np.flatnonzero(nearest)
-    owner = (nearest[covered] & 0xFFFFFFFF) - 1
-    pixels = out.reshape(-1, 3)
-    within = covered - (covered // (height * width)) * (height * width)
-    for channel, values in enumerate(triangles.shade(owner, within)):  # numpy scatters 3-byte rows slowly
-        pixels[covered, channel] = values
+    triangles.shade(nearest, out)
 
 
 def _to_pixels(camera: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -424,7 +429,7 @@ def _render_points(tracks: Tracks, canvas: _Canvas, sources: np.ndarray, style: 
             height,
         )
 
-    return _render_chunks(sources, max(1, _CHUNK_PIXELS // (width * height)), draw, (height, width), progress)
+    return _render_chunks(sources, max(1, _POINTS_CHUNK_PIXELS // (width * height)), draw, (height, width), progress)
 
 
 def _paint_rectangles(
@@ -696,10 +701,16 @@ class _Triangles:
     def _scatter_windows(self, nearest: np.ndarray, subset: np.ndarray, far: bool) -> None:
         """Rasterise `subset`, all near (barycentric test) or all `far` (edge-distance test)."""
         width, height = self.width, self.height
-        for part, columns, rows in _windows(self.columns[subset], self.rows[subset], width, height):
+        order, batches = _window_batches(self.columns[subset], self.rows[subset], width, height)
+        # Gathered once in batch order, so that each batch reads contiguous slices.
+        subset = subset[order]
+        edges, place = self.edges.take(subset, axis=1), self.place.take(subset, axis=1)
+        starts = None if far else self.starts.take(subset, axis=1)
+        far_edges = self.far_edges.take(self.far_slot[subset], axis=1) if far else None
+        for part, columns, rows in batches:
             batch = subset[part]
-            x2, y2, a0, b0, a1, b1, z2, az, bz, *slack = self.edges.take(batch, axis=1)
-            i0, j0, frame = self.place.take(batch, axis=1)
+            x2, y2, a0, b0, a1, b1, z2, az, bz, *slack = edges[:, part]
+            i0, j0, frame = place[:, part]
             # Windows shifted to stay inside the image cover extra pixels outside the triangle's
             # bounding box; those fail the inside test. Unshifted near windows start at the box's
             # first pixel, whose values are set up already (`starts`).
@@ -724,14 +735,12 @@ class _Triangles:
                 return (base[:, None] + b[:, None] * dy)[:, :, None] + (a[:, None] * dx)[:, None, :]
 
             if far:
-                n0x, n0y, e0, n1x, n1y, e1, n2x, n2y, e2, z2, az, bz = self.far_edges.take(
-                    self.far_slot[batch], axis=1
-                )
+                n0x, n0y, e0, n1x, n1y, e1, n2x, n2y, e2, z2, az, bz = far_edges[:, part]
                 inside = grid(e0, n0x, n0y) >= -_EDGE_TOLERANCE
                 inside &= grid(e1, n1x, n1y) >= -_EDGE_TOLERANCE
                 inside &= grid(e2, n2x, n2y) >= -_EDGE_TOLERANCE
             else:
-                start0, start1, start_z = (None,) * 3 if shifted else self.starts.take(batch, axis=1)
+                start0, start1, start_z = (None,) * 3 if shifted else starts[:, part]
                 bary0 = grid(0, a0, b0, start0)
                 bary1 = grid(0, a1, b1, start1)
                 if not triangles_inner:
@@ -757,14 +766,19 @@ class _Triangles:
             key |= batch[local] + 1
             np.maximum.at(nearest, start[local] + offset[cell], key)
 
-    def shade(self, owner: np.ndarray, pixel: np.ndarray) -> list[np.ndarray]:
-        """8-bit sRGB R, G, B [P] at the centres of `pixel` (row * W + column) of their owners.
+    def shade(self, nearest: np.ndarray, out: np.ndarray) -> None:
+        """Colour each pixel that `draw` covered in `nearest` by its owner: 8-bit sRGB into
+        `out` [Tc, H, W, 3], frame by frame (one frame's per-pixel temporaries stay in cache).
 
         Colour times 1/z is affine too: the perspective-correct colour is its ratio to 1/z. Its
         gradients are set up only for the triangles that own a pixel (the visible ones).
         """
+        keys = nearest.reshape(len(out), -1)
+        covered = [np.flatnonzero(frame_keys) for frame_keys in keys]
+        owners = [(frame_keys[pixel] & 0xFFFFFFFF) - 1 for frame_keys, pixel in zip(keys, covered)]
         used = np.zeros(len(self.x2), dtype=bool)
-        used[owner] = True
+        for owner in owners:
+            used[owner] = True
         ids = np.flatnonzero(used)
         slot = np.zeros(len(self.x2), dtype=np.intp)
         slot[ids] = np.arange(len(ids))
@@ -774,17 +788,16 @@ class _Triangles:
         c0, c1, c2 = (np.ascontiguousarray(self.colors[c[ids]].T) * z for c, z in zip(self.corners, (z0, z1, z2)))
         ca = (c0 - c2) * a0 + (c1 - c2) * a1
         cb = (c0 - c2) * b0 + (c1 - c2) * b1
-        local = slot[owner]
         centre_x, centre_y = _pixel_centres(self.width, self.height)
-        fx = centre_x[pixel] - x2[local]
-        fy = centre_y[pixel] - y2[local]
-        scale = SRGB8_TABLE_SIZE / (z2[local] + az[local] * fx + bz[local] * fy)
-        channels = []
-        for channel in range(3):
-            level = (c2[channel][local] + ca[channel][local] * fx + cb[channel][local] * fy) * scale
-            np.clip(level, 0, SRGB8_TABLE_SIZE - 1, out=level)
-            channels.append(SRGB8_TABLE[level.astype(np.int32)])
-        return channels
+        for frame_pixels, pixel, owner in zip(out.reshape(len(out), -1, 3), covered, owners):
+            local = slot[owner]
+            fx = centre_x[pixel] - x2[local]
+            fy = centre_y[pixel] - y2[local]
+            scale = SRGB8_TABLE_SIZE / (z2[local] + az[local] * fx + bz[local] * fy)
+            for channel in range(3):  # a channel at a time: numpy scatters 3-byte rows slowly
+                level = (c2[channel][local] + ca[channel][local] * fx + cb[channel][local] * fy) * scale
+                np.clip(level, 0, SRGB8_TABLE_SIZE - 1, out=level)
+                frame_pixels[pixel, channel] = SRGB8_TABLE[level.astype(np.int32)]
 
 
 def _far_setup(corners: list[np.ndarray], inverse_z: list[np.ndarray], i0: np.ndarray, j0: np.ndarray) -> np.ndarray:
@@ -835,21 +848,33 @@ def _pixel_centres(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _windows(columns: np.ndarray, rows: np.ndarray, max_columns: int, max_rows: int):
-    """Group windows of columns x rows pixels by size; yield (indices, columns, rows) batches.
+    """Yield (indices, columns, rows) batches of `_window_batches`."""
+    order, batches = _window_batches(columns, rows, max_columns, max_rows)
+    for part, width, height in batches:
+        yield order[part], width, height
+
+
+def _window_batches(
+    columns: np.ndarray, rows: np.ndarray, max_columns: int, max_rows: int
+) -> tuple[np.ndarray, list[tuple[slice, int, int]]]:
+    """Group windows of columns x rows pixels by size: (order, batches), where each batch
+    (part, columns, rows) is the windows `order[part]`, all within columns x rows.
 
     Sizes are rounded up to the `_LADDER` (exact to 8, then 1.5x steps), so a group's shared
     window wastes little, and a group is cut into batches of at most `_BATCH_CANDIDATES` pixels
     (a close-up plane stays bounded).
     """
     if not len(columns):
-        return
+        return np.zeros(0, dtype=np.intp), []
     step = _ladder_steps(max(max_columns, max_rows))
     key = step[columns] * len(_LADDER) + step[rows]
     order = np.argsort(key, kind="stable")  # radix sort: the keys are int16
     bounds = np.r_[0, np.flatnonzero(np.diff(key[order])) + 1, len(order)]
     widths = np.minimum(np.maximum.reduceat(columns[order], bounds[:-1]), max_columns)
     heights = np.minimum(np.maximum.reduceat(rows[order], bounds[:-1]), max_rows)
-    for first, last, width, height in zip(bounds[:-1], bounds[1:], widths.tolist(), heights.tolist()):
+    batches = []
+    for first, last, width, height in zip(bounds[:-1].tolist(), bounds[1:].tolist(), widths.tolist(), heights.tolist()):
         per_batch = max(1, _BATCH_CANDIDATES // (width * height))
         for start in range(first, last, per_batch):
-            yield order[start : min(start + per_batch, last)], width, height
+            batches.append((slice(start, min(start + per_batch, last)), width, height))
+    return order, batches
