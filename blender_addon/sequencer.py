@@ -33,11 +33,22 @@ def strip_collection(scene: bpy.types.Scene):
     return editor.strips if hasattr(editor, "strips") else editor.sequences
 
 
+def strip_span(strip: bpy.types.Strip) -> tuple[int, int]:
+    """The timeline frames a strip covers, as (first, one past the last): its handles.
+
+    `left_handle` / `right_handle` from Blender 5.1, which deprecates `frame_final_start` / `_end`.
+    """
+    if hasattr(strip, "left_handle"):
+        return strip.left_handle, strip.right_handle
+    return strip.frame_final_start, strip.frame_final_end
+
+
 def free_channel(scene: bpy.types.Scene, frame_start: int, frame_end: int, height: int = 1) -> int:
     """The lowest channel where `height` stacked channels are empty over [frame_start, frame_end]."""
     busy = set()
     for strip in strip_collection(scene):
-        if strip.frame_final_start <= frame_end and strip.frame_final_end > frame_start:
+        start, end = strip_span(strip)
+        if start <= frame_end and end > frame_start:
             busy.add(strip.channel)
     for channel in range(1, MAX_CHANNEL - height + 2):
         if not busy.intersection(range(channel, channel + height)):

@@ -29,10 +29,11 @@ import das_core  # from the bundled das_blender_core wheel, installed by Blender
 
 scene = bpy.context.scene
 # The installed copy works, not only registers: the tracking preview runs the bundled renderer and
-# adds its strip through the add-on's own sequencer shim (`strips` in 5.x, `sequences` in 4.2).
+# adds its strip through the add-on's own sequencer shim (`strips` from 4.4, handles from 5.1).
 scene.das.output_dir = os.path.join(os.path.dirname(os.path.abspath(repo_dir)), "cache")
 preview = bpy.ops.das.preview_tracking(wait=True)
-strips = sys.modules[f"{module_name}.sequencer"].strip_collection(scene)
+sequencer = sys.modules[f"{module_name}.sequencer"]
+strips = sequencer.strip_collection(scene)
 site_packages = os.path.dirname(os.path.dirname(das_core.__file__))
 compiled = sorted(name for _, _, files in os.walk(site_packages) for name in files if name.endswith((".so", ".pyd")))
 print(
@@ -47,7 +48,7 @@ print(
             "scene_das": [hasattr(scene.das, name) for name in ("server", "prompt", "negative_prompt", "seed", "steps", "guidance")],
             "preferences": hasattr(bpy.context.preferences.addons.get(module_name, None), "preferences"),
             "preview": sorted(preview),
-            "strips": [(strip.name.split(" ")[0], strip.frame_final_start, strip.frame_final_end, len(strip.elements)) for strip in strips],
+            "strips": [(strip.name.split(" ")[0], *sequencer.strip_span(strip), len(strip.elements)) for strip in strips],
             "blender": bpy.app.version_string,
         }
     )

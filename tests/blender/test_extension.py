@@ -18,7 +18,9 @@ from blender_addon import build
 HERE = Path(__file__).resolve().parent
 # The Python each Blender release runs (tests/blender passes on all of these; see tests/benchmarks/RESULTS.md).
 # Kept apart from build.PYTHON_VERSIONS so a build that drops a Python fails here.
-BLENDER_PYTHONS = {"4.2": "3.11", "4.3": "3.11", "4.4": "3.11", "4.5": "3.11", "5.0": "3.11", "5.1": "3.13"}
+BLENDER_PYTHONS = {
+    "4.2": "3.11", "4.3": "3.11", "4.4": "3.11", "4.5": "3.11", "5.0": "3.11", "5.1": "3.13", "5.2": "3.13", "5.3": "3.13",
+}  # fmt: skip
 # The wheel platform tags each Blender platform can load, for its oldest supported system:
 # glibc 2.28 on Linux and macOS 11 (Blender 4.2's minimums); independent of build.PLATFORMS on purpose.
 PLATFORM_TAGS = {
