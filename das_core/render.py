@@ -774,7 +774,7 @@ class _Triangles:
         gradients are set up only for the triangles that own a pixel (the visible ones).
         """
         keys = nearest.reshape(len(out), -1)
-        covered = [np.flatnonzero(frame_keys) for frame_keys in keys]
+        covered = [np.flatnonzero(frame_keys != 0) for frame_keys in keys]  # 3x faster than on int64
         owners = [(frame_keys[pixel] & 0xFFFFFFFF) - 1 for frame_keys, pixel in zip(keys, covered)]
         used = np.zeros(len(self.x2), dtype=bool)
         for owner in owners:
@@ -797,7 +797,7 @@ class _Triangles:
             for channel in range(3):  # a channel at a time: numpy scatters 3-byte rows slowly
                 level = (c2[channel][local] + ca[channel][local] * fx + cb[channel][local] * fy) * scale
                 np.clip(level, 0, SRGB8_TABLE_SIZE - 1, out=level)
-                frame_pixels[pixel, channel] = SRGB8_TABLE[level.astype(np.int32)]
+                frame_pixels[pixel, channel] = SRGB8_TABLE.take(level.astype(np.int32))
 
 
 def _far_setup(corners: list[np.ndarray], inverse_z: list[np.ndarray], i0: np.ndarray, j0: np.ndarray) -> np.ndarray:
