@@ -49,7 +49,7 @@ def test_preview_tracking_adds_a_strip_without_a_server(factory_scene, addon, tm
     assert bpy.ops.das.preview_tracking(wait=True) == {"FINISHED"}
 
     (strip,) = sequencer.strip_collection(scene)
-    assert (strip.frame_final_start, strip.frame_final_end, strip.channel) == (5, 31, 1)
+    assert (*sequencer.strip_span(strip), strip.channel) == (5, 31, 1)
     assert strip.name.startswith("tracking [")
     files = sorted(tmp_path.glob("preview-*/tracking/frame_*.png"))
     assert len(files) == 49
