@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from das_core.errors import DasError
-from das_core.protocol import Done, Frame, JobFailed, JobRequest
+from das_core.protocol import Done, Frame, JobFailed, JobRequest, Progress
 from das_core.tracks import Tracks
 
 from .tracking_video import render_tracking_frames, write_tracking_video
@@ -164,20 +164,26 @@ class RelayThread(threading.Thread):
             if not self._abandoned.is_set():
                 self.outbox.put(event)
 
-    def _relay(self, events, before_end=None) -> None:
-        """Post each event (frames written to disk first) until the job ends; `before_end()` runs before its last event."""
+    def _relay(self, events) -> None:
+        """Post each event (frames written to disk first) until the job ends."""
         for event in events:
             if self._abandoned.is_set():
                 return
             if isinstance(event, Frame):
                 event = FrameSaved(self.job_id, event.index, _write_png(self.frame_dir, event.index, event.image))
             if isinstance(event, (Done, JobFailed)):
-                if before_end is not None:
-                    before_end()
+                self._before_end()
                 self._post(event)
                 return
             self._post(event)
+            self._after(event)
         self._post(ClientError(self.job_id, "the server ended the job's event stream without a result"))
+
+    def _after(self, event: object) -> None:
+        """Called after each event but the last is posted."""
+
+    def _before_end(self) -> None:
+        """Called before the job's last event (`Done`, `JobFailed`) is posted."""
 
 
 class JobThread(RelayThread):
@@ -185,6 +191,9 @@ class JobThread(RelayThread):
 
     A `request` whose `image` is None waits for `provide_image` (the main thread renders the
     reference meanwhile). `tracks_path`, if given, is where the tracks are saved after sending.
+    The tracking PNGs and the tracks file are written by a helper thread that starts once the server
+    reports progress (so it does not compete with the server for the CPU before that), and is done
+    before the job's last event is posted (the tracking strip needs the PNGs).
     """
 
     def __init__(
@@ -208,6 +217,7 @@ class JobThread(RelayThread):
         self.tracks_path = Path(tracks_path) if tracks_path else None
         self._image = None if request is None else request.image
         self._image_ready = threading.Event()
+        self._writer: threading.Thread | None = None
         if self._image is not None:
             self._image_ready.set()
 
@@ -236,12 +246,22 @@ class JobThread(RelayThread):
         with self.connection.client() as client:
             client.submit(request, codec=WIRE_CODEC)
             self._post(Submitted(self.job_id))
-            writer = threading.Thread(target=self._save_inputs, args=(frames,), name=f"das-save-{self.job_id}", daemon=True)
-            writer.start()
-            if self._cancelled.is_set():  # pressed while submitting: the operator could not know the server had it
-                client.cancel(self.job_id)
-            # The tracking strip needs its PNGs: they are on disk before Done is posted.
-            self._relay(client.events(self.job_id, timeout=self.connection.timeout + SILENCE_MARGIN_S), writer.join)
+            self._writer = threading.Thread(target=self._save_inputs, args=(frames,), name=f"das-save-{self.job_id}", daemon=True)
+            try:
+                if self._cancelled.is_set():  # pressed while submitting: the operator could not know the server had it
+                    client.cancel(self.job_id)
+                self._relay(client.events(self.job_id, timeout=self.connection.timeout + SILENCE_MARGIN_S))
+            finally:
+                self._before_end()  # however the job ends, its inputs end up on disk
+
+    def _after(self, event: object) -> None:
+        if isinstance(event, Progress) and self._writer.ident is None:
+            self._writer.start()
+
+    def _before_end(self) -> None:
+        if self._writer.ident is None:
+            self._writer.start()
+        self._writer.join()
 
     def _save_inputs(self, frames: np.ndarray) -> None:
         """Write the tracking PNGs and the tracks file (for `das render-tracking`), then post `TrackingReady`."""

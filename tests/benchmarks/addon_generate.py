@@ -6,7 +6,8 @@ render, with the tracking video rendering in the job's thread meanwhile), when t
 (tracking video and reference ready), when the server accepted it, Generate -> first progress
 message (target: under 1 s on loopback), the slowest timer tick while the job runs (target: under
 100 ms) and Generate -> strip; then the median of each over the repeats. The first press of a
-session also pays for compiling Workbench's shaders; `--warmup 1` (the default) leaves it out.
+session also pays for compiling Workbench's shaders and first-use imports: it is printed as the
+warm-up press and left out of the median (`--warmup 0` keeps it in).
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ def main() -> None:
             marks = press(scene, jobs)
             if index >= args.warmup:
                 runs.append(marks)
-                print(f"{args.vertices} vertices, {size}: " + ", ".join(
-                    f"{name} {marks.get(name, float('nan')):.2f} s" for name in COLUMNS
-                ) + f", load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+            label = "warm-up (cold) press" if index < args.warmup else f"press {index - args.warmup + 1}"
+            print(f"{args.vertices} vertices, {size}, {label}: " + ", ".join(
+                f"{name} {marks.get(name, float('nan')):.2f} s" for name in COLUMNS
+            ) + f", load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     print(f"median of {len(runs)}: " + ", ".join(
         f"{name} {statistics.median(run.get(name, float('nan')) for run in runs):.2f} s" for name in COLUMNS
     ))  # fmt: skip
