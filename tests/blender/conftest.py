@@ -1,8 +1,9 @@
 """Real Blender (the bpy module), headless: every test starts from factory settings.
 
-The project's venv has bpy 5.0.1; the same tests pass on Blender 4.2 LTS with bpy==4.2.23 in a
-separate venv (numpy 1.26, as Blender 4.2 ships). Version differences are asserted per
-`bpy.app.version`, never skipped.
+The project's venv has bpy 5.0.1; the same tests pass on every Blender release PyPI has as `bpy`
+(4.2.23 LTS, 4.3.0, 4.4.0, 4.5.15 LTS and 5.0.1 on Python 3.11 with numpy 1.26; 5.1.2, 5.2.3 LTS and
+5.3.0 on Python 3.13), each in its own venv: see tests/benchmarks/RESULTS.md. Version differences are
+asserted per `bpy.app.version`, never skipped.
 """
 
 import pytest
