@@ -53,12 +53,12 @@ NEAR_PLANE = 1e-3  # camera-space z (scene units) where triangles are clipped
 COTRACKER_SIDE = 4  # the reference's point_wise; PIL fills [x - 2, x + 2], 5 pixels across
 
 # Work sizes. Mesh mode draws a chunk of frames at once (up to `_MESH_CHUNK_PIXELS` pixels and
-# `_CHUNK_TRIANGLES` triangles, five 720 x 480 frames of the 65 k-triangle sphere): each window
+# `_CHUNK_TRIANGLES` triangles: three 720 x 480 frames of the 65 k-triangle sphere): each window
 # size's candidate batch then holds triangles of several frames and shares numpy's per-call
 # overhead, while the per-pixel shading goes a frame at a time (its buffers stay in cache).
 # Points mode draws `_POINTS_CHUNK_PIXELS` at once (one 720 x 480 frame). Then candidate pixels
 # per vectorised batch, and threads.
-_MESH_CHUNK_PIXELS = 1 << 21
+_MESH_CHUNK_PIXELS = 1 << 20
 _CHUNK_TRIANGLES = 1 << 19
 _POINTS_CHUNK_PIXELS = 1 << 19
 _THREADS = 2
@@ -183,28 +183,26 @@ def _render_chunks(
 ) -> np.ndarray:
     """Draw the source frames in chunks of at most `per_chunk`, on up to `_THREADS` threads (numpy
     releases the GIL in its array loops): `draw(chunk, out)` fills out, uint8 [len(chunk), H, W,
-    3], zeros on entry. Returns uint8 [len(sources), H, W, 3]. The chunks are made as even as
-    they can be and as many as a multiple of the threads, so no thread is left with the last
-    one alone. With `progress`, a tqdm bar counts frames (tqdm is imported only then: Blender's
-    Python, where the add-on renders, need not have it)."""
+    3], zeros on entry. Returns uint8 [len(sources), H, W, 3]. The chunks are of near-equal size
+    and as many as a multiple of the threads, so no thread is left alone with a last one. With
+    `progress`, a tqdm bar counts frames (tqdm is imported only then: Blender's Python, where the
+    add-on renders, need not have it)."""
     frames = np.zeros((len(sources), *size, 3), dtype=np.uint8)
-    workers = max(1, min(_THREADS, os.cpu_count() or 1))
-    chunks = -(-len(sources) // per_chunk)
-    per_chunk = -(-len(sources) // (-(-chunks // workers) * workers))
-    starts = range(0, len(sources), per_chunk)
+    workers = max(1, min(_THREADS, os.cpu_count() or 1, len(sources)))
+    count = -(-len(sources) // per_chunk)
+    count = min(-(-count // workers) * workers, len(sources))
+    bounds = np.linspace(0, len(sources), count + 1).round().astype(int).tolist()
 
-    def run(start: int) -> int:
-        chunk = sources[start : start + per_chunk]
-        draw(chunk, frames[start : start + len(chunk)])
-        return len(chunk)
+    def run(first: int, last: int) -> int:
+        draw(sources[first:last], frames[first:last])
+        return last - first
 
-    workers = min(workers, len(starts))
     bar = _progress_bar(len(sources)) if progress else None
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for count in pool.map(run, starts):
+            for done in pool.map(run, bounds[:-1], bounds[1:]):
                 if bar is not None:
-                    bar.update(count)
+                    bar.update(done)
     finally:
         if bar is not None:
             bar.close()
