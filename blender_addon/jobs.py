@@ -26,6 +26,7 @@ from . import sequencer
 from .network_thread import (
     CancelFailed, ClientError, FrameSaved, RelayThread, SaveFailed, Sending, Submitted, TrackingReady,
 )
+from .tracking_video import NUM_FRAMES
 
 OUTBOX: queue.Queue = queue.Queue()
 TICK_INTERVAL_S = 0.1
@@ -57,6 +58,7 @@ class Job:
     error: str = ""
     warnings: list[str] = field(default_factory=list)  # export warnings, reported when the job starts
     tracking_frames: list[Path] = field(default_factory=list)
+    tracking_dir: Path | None = None  # a re-attached job's tracking PNGs, read when it is done
     frames: dict[int, Path] = field(default_factory=dict)
     strip_name: str = ""
     submitted_at: float = field(default_factory=time.monotonic)
@@ -220,8 +222,15 @@ def _finish(job: Job, done: Done) -> None:
     if missing or not frames:
         job.state, job.error = "failed", f"the server reported {done.num_frames} frames but {len(missing)} never arrived"
         return
-    if _add_strips(job, frames, job.tracking_frames if job.add_tracking_strip else []):
+    tracking = job.tracking_frames or _tracking_on_disk(job.tracking_dir)
+    if _add_strips(job, frames, tracking if job.add_tracking_strip else []):
         job.state, job.step = "done", job.total
+
+
+def _tracking_on_disk(directory: Path | None) -> list[Path]:
+    """The complete tracking video in `directory` (an earlier session wrote it), else none."""
+    paths = sorted(directory.glob("frame_*.png")) if directory is not None else []
+    return paths if len(paths) == NUM_FRAMES else []
 
 
 def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bool:

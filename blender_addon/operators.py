@@ -266,7 +266,7 @@ def reattach(context: bpy.types.Context) -> list[jobs.Job]:
             frame_end=record.frame_end,
             add_tracking_strip=record.add_tracking_strip,
             state="queued",  # the server has it (or says it does not)
-            tracking_frames=sorted((directory / "tracking").glob("frame_*.png")),
+            tracking_dir=directory / "tracking",
         )
         followed.append(job)
         if record.sequencer_scene is None:
@@ -302,14 +302,20 @@ HANDLERS = ((bpy.app.handlers.load_pre, _forget_on_load), (bpy.app.handlers.load
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    _remove_handlers()
     for handlers, handler in HANDLERS:
         handlers.append(handler)
 
 
 def unregister() -> None:
-    for handlers, handler in HANDLERS:
-        if handler in handlers:
-            handlers.remove(handler)
+    _remove_handlers()
     jobs.stop_timer()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+
+
+def _remove_handlers() -> None:
+    """Remove our load handlers, also those of an earlier copy of this module (an add-on reloaded from disk)."""
+    for handlers, handler in HANDLERS:
+        for existing in [item for item in handlers if (item.__module__, item.__name__) == (handler.__module__, handler.__name__)]:
+            handlers.remove(existing)

@@ -53,9 +53,12 @@ def test_a_job_finished_while_blender_was_closed_lands_on_load(factory_scene, ad
 
     assert bpy.ops.das.generate() == {"FINISHED"}
     job = jobs.latest()
-    _run_until(lambda: len(job.frames) >= 1 or not job.active)  # closed mid-job, frames on disk
-    assert job.state == "running", job.state
-    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    _run_until(lambda: job.state != "rendering" and job.state != "submitting")
+    assert job.state in ("queued", "running"), (job.state, job.error)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))  # no tick after this: saved unfinished
+    deadline = time.monotonic() + 30
+    while not list(job.frame_dir.glob("frame_*.png")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the job's thread writes frames without the timer: closed mid-job, frames on disk
     old_thread = job.thread
 
     _restart_blender_and_open(tmp_path / "shot.blend")
@@ -71,7 +74,7 @@ def test_a_job_finished_while_blender_was_closed_lands_on_load(factory_scene, ad
 
     scene = bpy.data.scenes[name]
     (record,) = scene.das.jobs
-    assert (record.job_id, record.server, record.state) == (job.job_id, preview.address, "running")
+    assert (record.job_id, record.server, record.state) == (job.job_id, preview.address, job.state)
     followed = jobs.JOBS[job.job_id]
     assert followed is not job and followed.active
     _run_until(lambda: not followed.active)
@@ -106,6 +109,7 @@ def test_a_job_the_server_no_longer_knows_gives_a_message(factory_scene, addon, 
     from blender_addon import jobs, panel
     from test_panel import RecordingLayout
 
+    assert [handler.__name__ for handler in bpy.app.handlers.load_post].count("_reattach_on_load") == 1
     job = jobs.JOBS[job_id]
     _run_until(lambda: not job.active)
     assert job.state == "failed"
