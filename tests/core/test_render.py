@@ -437,12 +437,9 @@ def test_nothing_in_front_of_the_camera_renders_black():
         assert render_tracking(make_tracks(np.zeros((1, 0, 3))), mode="points", num_frames=1, point_style=style).max() == 0
 
 
-def test_hidden_surface_skipping_changes_nothing(monkeypatch):
-    # A spinning closed sphere of small triangles at an odd image size (partial 8 x 8 tiles):
-    # drawing the nearer winding first and skipping triangles behind covered tiles must give
-    # exactly the frames of drawing every triangle.
-    import das_core.render
-
+def spinning_sphere(num_frames: int) -> Tracks:
+    """A closed sphere of small triangles spinning and sliding, plus an open bowl (the sphere's
+    far half) facing the camera, at an odd image size (partial 8 x 8 tiles)."""
     segments, rings = 40, 20
     theta, phi = np.meshgrid(np.linspace(0, np.pi, rings + 1)[1:-1], np.linspace(0, 2 * np.pi, segments, endpoint=False), indexing="ij")
     corners = np.r_[[[0, 0, 1]], np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1).reshape(-1, 3), [[0, 0, -1]]]
@@ -453,18 +450,25 @@ def test_hidden_surface_skipping_changes_nothing(monkeypatch):
         + [np.stack([ring(r, 0), ring(r + 1, 1), ring(r + 1, 0)], 1) for r in range(rings - 2)]
         + [np.stack([ring(rings - 2, 0), ring(rings - 2, 1), np.full(segments, len(corners) - 1)], 1)]
     )
-    # Plus an open bowl (the sphere's far half) facing the camera: only its back faces show, so
-    # skipping them wrongly would change the picture.
+    # The bowl: only its back faces show, so skipping them wrongly would change the picture.
     bowl = faces[(corners[faces][..., 2] >= 0).all(axis=1)] + len(corners)
     faces = np.concatenate([faces, bowl])
     frames = []
-    for t in range(4):
+    for t in range(num_frames):
         angle = 0.4 + 0.3 * t
         rotation = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
         frames.append(np.r_[corners @ rotation.T + [0.2 * t, 0.1, 3], corners + [-1.3, 0, 4 - 0.2 * t]])
-    box = Tracks(points=np.array(frames), world_to_camera=np.tile(np.eye(4), (4, 1, 1)),
-                 intrinsics=np.tile([[100.0, 0, 78.5], [0, 100.0, 58.5], [0, 0, 1]], (4, 1, 1)),
-                 width=157, height=117, faces=faces)  # fmt: skip
+    return Tracks(points=np.array(frames), world_to_camera=np.tile(np.eye(4), (num_frames, 1, 1)),
+                  intrinsics=np.tile([[100.0, 0, 78.5], [0, 100.0, 58.5], [0, 0, 1]], (num_frames, 1, 1)),
+                  width=157, height=117, faces=faces)  # fmt: skip
+
+
+def test_hidden_surface_skipping_changes_nothing(monkeypatch):
+    # Drawing the nearer winding first and skipping triangles behind covered tiles must give
+    # exactly the frames of drawing every triangle.
+    import das_core.render
+
+    box = spinning_sphere(4)
     skipped = []
     hidden = das_core.render._Triangles._hidden
     monkeypatch.setattr(das_core.render._Triangles, "_hidden", lambda *a: skipped.append(hidden(*a)) or skipped[-1])
@@ -473,6 +477,26 @@ def test_hidden_surface_skipping_changes_nothing(monkeypatch):
     monkeypatch.setattr(das_core.render._Triangles, "_hidden", lambda self, nearest, subset: np.zeros(len(subset), bool))
     np.testing.assert_array_equal(render_tracking(box, num_frames=4), fast)
     assert (fast.max(axis=-1) > 0).mean() > 0.05
+
+
+def test_frames_drawn_together_equal_frames_drawn_one_by_one(monkeypatch):
+    # Mesh mode draws several frames per chunk (their triangles share candidate batches, then
+    # each frame is shaded on its own) on two threads: the frames must be exactly those of
+    # drawing one frame at a time on one thread.
+    import das_core.render
+
+    tracks = spinning_sphere(7)
+    chunks = []
+    rasterise = das_core.render._rasterise
+    monkeypatch.setattr(das_core.render, "_rasterise", lambda out, *a: chunks.append(len(out)) or rasterise(out, *a))
+    together = render_tracking(tracks, num_frames=7)
+    assert max(chunks) >= 3  # frames really were drawn together (two chunks on two cores)
+    chunks.clear()
+    monkeypatch.setattr(das_core.render, "_THREADS", 1)
+    monkeypatch.setattr(das_core.render, "_MESH_CHUNK_PIXELS", 1)
+    np.testing.assert_array_equal(render_tracking(tracks, num_frames=7), together)
+    assert chunks == [1] * 7
+    assert (together.max(axis=-1) > 0).mean() > 0.05
 
 
 def test_renders_without_tqdm_as_in_blender(monkeypatch):
