@@ -5,9 +5,9 @@ add-on imports (found by following imports, refusing the model, pipeline and tra
 pure-Python wheel; download pyzmq, msgpack and Pillow wheels for each platform at Blender's Pythons
 (3.11 for Blender 4.2-5.0, 3.13 after), at the versions installed here; render the manifest template with the
 version, platforms and wheels; then let Blender's own `extension build` validate and zip it. Each
-platform is staged and zipped on its own, with only its wheels: the `--split-platforms` of Blender 4.2
-and 4.3 (whichever bpy runs the build) files `macosx_*_universal2` wheels under no platform, which
-would leave both macOS zips without pyzmq. numpy is not bundled: Blender ships it.
+platform is staged and zipped on its own, with only its wheels: the `--split-platforms` of Blender 4.3
+(whichever bpy runs the build; 4.2.23 and 4.4+ are fine) files `macosx_*_universal2` wheels under no
+platform, which left both macOS zips without pyzmq. numpy is not bundled: Blender ships it.
 """
 
 from __future__ import annotations
