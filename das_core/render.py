@@ -606,33 +606,12 @@ class _Triangles:
         self.i0, self.j0 = i0.astype(np.int64), j0.astype(np.int64)
         self.columns = np.maximum(i1.astype(np.int64) - self.i0 + 1, 1)
         self.rows = np.maximum(j1.astype(np.int64) - self.j0 + 1, 1)
-        a0, b0 = (y1 - y2) / area, (x2 - x1) / area
-        a1, b1 = (y2 - y0) / area, (x0 - x2) / area
         z0, z1, z2 = (inverse_z.take(c) for c in corners)
-        # Everything the inside and depth tests read, one row each, so a batch gathers it at once:
-        # x2, y2, the barycentric gradients, 1/z and its gradient, and the inside-test limits
-        # (`_EDGE_TOLERANCE` pixels past each edge, in barycentric units).
-        self.edges = np.stack(
-            [
-                x2, y2, a0, b0, a1, b1, z2,
-                (z0 - z2) * a0 + (z1 - z2) * a1,
-                (z0 - z2) * b0 + (z1 - z2) * b1,
-                -_EDGE_TOLERANCE * np.hypot(a0, b0),
-                -_EDGE_TOLERANCE * np.hypot(a1, b1),
-                1 + _EDGE_TOLERANCE * np.hypot(a0 + a1, b0 + b1),
-            ],
-            dtype=np.float32,
-        )  # fmt: skip
-        # Barycentrics and 1/z at the box's first pixel centre, for windows that start there,
-        # computed exactly as `_scatter_windows` would (0 + ...: the same bits, -0.0 included).
-        fx = (self.i0 + 0.5).astype(np.float32) - self.edges[0]
-        fy = (self.j0 + 0.5).astype(np.float32) - self.edges[1]
-        self.starts = np.stack(
-            [0 + self.edges[k] * fx + self.edges[k + 1] * fy for k in (2, 4)]
-            + [self.edges[6] + self.edges[7] * fx + self.edges[8] * fy]
-        )
-        self.x2, self.y2, self.z2, self.az, self.bz = (self.edges[k] for k in (0, 1, 6, 7, 8))
+        # What the inside and depth tests read is set up from these rows only for the triangles
+        # that get rasterised (`_near_rows`): most hidden back faces never need it.
+        self.vertices = np.stack([x0, x1, x2, y0, y1, y2, z0, z1, z2, area])
         self.place = np.stack([self.i0, self.j0, self.frame])
+        self.z2 = z2
         self.facing = area > 0  # one winding; which one faces the camera depends on the mesh
         self.nearest_depth = np.maximum(np.maximum(z0, z1), z2)  # 1/z is largest at a corner
         self.corners, self.colors, self.inverse_z = corners, colors, inverse_z  # for `shade`
@@ -650,6 +629,38 @@ class _Triangles:
             self.far_edges = _far_setup(
                 [precise[c[ids]] for c in corners], [inverse_z[c[ids]] for c in corners], self.i0[ids], self.j0[ids]
             )
+
+    def _gradients(self, subset: np.ndarray) -> np.ndarray:
+        """float32 [9, len(subset)]: x2, y2, the barycentric gradients a0, b0, a1, b1, and 1/z at
+        the third corner with its gradient az, bz."""
+        x0, x1, x2, y0, y1, y2, z0, z1, z2, area = self.vertices.take(subset, axis=1)
+        a0, b0 = (y1 - y2) / area, (x2 - x1) / area
+        a1, b1 = (y2 - y0) / area, (x0 - x2) / area
+        return np.stack([x2, y2, a0, b0, a1, b1, z2, (z0 - z2) * a0 + (z1 - z2) * a1, (z0 - z2) * b0 + (z1 - z2) * b1])
+
+    def _near_rows(self, subset: np.ndarray) -> np.ndarray:
+        """Everything the barycentric inside and depth tests read, float32 [15, len(subset)]: the
+        `_gradients`, the inside-test limits (`_EDGE_TOLERANCE` pixels past each edge, in
+        barycentric units), and the barycentrics and 1/z at the box's first pixel centre, for
+        windows that start there, computed exactly as `_scatter_windows` would (0 + ...: the same
+        bits, -0.0 included)."""
+        gradients = self._gradients(subset)
+        x2, y2, a0, b0, a1, b1, z2, az, bz = gradients
+        fx = (self.i0.take(subset) + 0.5).astype(np.float32) - x2
+        fy = (self.j0.take(subset) + 0.5).astype(np.float32) - y2
+        return np.concatenate(
+            [
+                gradients,
+                [
+                    -_EDGE_TOLERANCE * np.hypot(a0, b0),
+                    -_EDGE_TOLERANCE * np.hypot(a1, b1),
+                    1 + _EDGE_TOLERANCE * np.hypot(a0 + a1, b0 + b1),
+                    0 + a0 * fx + b0 * fy,
+                    0 + a1 * fx + b1 * fy,
+                    z2 + az * fx + bz * fy,
+                ],
+            ]
+        )
 
     def draw(self, nearest: np.ndarray) -> None:
         """Scatter every fragment's (1/z bits << 32 | triangle + 1) key into `nearest` by max.
@@ -704,16 +715,18 @@ class _Triangles:
         order, batches = _window_batches(self.columns.take(subset), self.rows.take(subset), width, height)
         # Gathered once in batch order, so that each batch reads contiguous slices.
         subset = subset.take(order)
-        edges, place = self.edges.take(subset, axis=1), self.place.take(subset, axis=1)
-        starts = None if far else self.starts.take(subset, axis=1)
-        far_edges = self.far_edges.take(self.far_slot[subset], axis=1) if far else None
+        place = self.place.take(subset, axis=1)
+        tests = self.far_edges.take(self.far_slot[subset], axis=1) if far else self._near_rows(subset)
         for part, columns, rows in batches:
             batch = subset[part]
-            x2, y2, a0, b0, a1, b1, z2, az, bz, *slack = edges[:, part]
             i0, j0, frame = place[:, part]
+            if far:
+                n0x, n0y, e0, n1x, n1y, e1, n2x, n2y, e2, z2, az, bz = tests[:, part]
+            else:
+                x2, y2, a0, b0, a1, b1, z2, az, bz, *slack, start0, start1, start_z = tests[:, part]
             # Windows shifted to stay inside the image cover extra pixels outside the triangle's
             # bounding box; those fail the inside test. Unshifted near windows start at the box's
-            # first pixel, whose values are set up already (`starts`).
+            # first pixel, whose values are set up already (`_near_rows`).
             shifted = far or i0.max() > width - columns or j0.max() > height - rows
             ox = np.minimum(i0, width - columns) if shifted else i0
             oy = np.minimum(j0, height - rows) if shifted else j0
@@ -735,12 +748,12 @@ class _Triangles:
                 return (base[:, None] + b[:, None] * dy)[:, :, None] + (a[:, None] * dx)[:, None, :]
 
             if far:
-                n0x, n0y, e0, n1x, n1y, e1, n2x, n2y, e2, z2, az, bz = far_edges[:, part]
                 inside = grid(e0, n0x, n0y) >= -_EDGE_TOLERANCE
                 inside &= grid(e1, n1x, n1y) >= -_EDGE_TOLERANCE
                 inside &= grid(e2, n2x, n2y) >= -_EDGE_TOLERANCE
             else:
-                start0, start1, start_z = (None,) * 3 if shifted else starts[:, part]
+                if shifted:
+                    start0 = start1 = start_z = None
                 bary0 = grid(0, a0, b0, start0)
                 bary1 = grid(0, a1, b1, start1)
                 if not triangles_inner:
@@ -776,13 +789,13 @@ class _Triangles:
         keys = nearest.reshape(len(out), -1)
         covered = [np.flatnonzero(frame_keys != 0) for frame_keys in keys]  # 3x faster than on int64
         owners = [(frame_keys.take(pixel) & 0xFFFFFFFF) - 1 for frame_keys, pixel in zip(keys, covered)]
-        used = np.zeros(len(self.x2), dtype=bool)
+        used = np.zeros(len(self.frame), dtype=bool)
         for owner in owners:
             used[owner] = True
         ids = np.flatnonzero(used)
-        slot = np.zeros(len(self.x2), dtype=np.intp)
+        slot = np.zeros(len(self.frame), dtype=np.intp)
         slot[ids] = np.arange(len(ids))
-        x2, y2, a0, b0, a1, b1, z2, az, bz = self.edges[:9].take(ids, axis=1)
+        x2, y2, a0, b0, a1, b1, z2, az, bz = self._gradients(ids)
         corners = [c.take(ids) for c in self.corners]
         z0, z1 = (self.inverse_z.take(c) for c in corners[:2])
         # Channel-first and contiguous: the per-pixel gathers below read single rows of these.
