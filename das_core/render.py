@@ -62,6 +62,7 @@ _MESH_CHUNK_PIXELS = 1 << 20
 _CHUNK_TRIANGLES = 1 << 19
 _POINTS_CHUNK_PIXELS = 1 << 19
 _THREADS = 2
+_PROJECT_BLOCK = 1 << 14  # points per matrix product (see `_project`)
 # Slack of the inside test in pixels, so a pixel centre exactly on an edge or vertex (a mesh's
 # outline, say) is covered despite float rounding.
 _EDGE_TOLERANCE = 1e-3
@@ -222,7 +223,7 @@ def _progress_bar(total: int):
 def _render_mesh(tracks: Tracks, canvas: _Canvas, sources: np.ndarray, progress: bool) -> np.ndarray:
     """Rasterise the mesh at each source frame, coloured from frame 0, at the content size."""
     width, height = canvas.content_width, canvas.content_height
-    uv, depth = project(tracks.points[0], tracks.world_to_camera[0], canvas.intrinsics[0])
+    uv, depth = _project(tracks.points[0], tracks.world_to_camera[0], canvas.intrinsics[0])
     distance = np.linalg.norm(tracks.points[0].astype(np.float64) - _camera_centre(tracks.world_to_camera[0]), axis=1)
     colors = mesh_vertex_colors(canvas.to_canvas(uv), depth, distance, canvas.width, canvas.height, seen=canvas.seen)
     linear = srgb8_to_linear(colors)
@@ -241,6 +242,14 @@ def _render_mesh(tracks: Tracks, canvas: _Canvas, sources: np.ndarray, progress:
 
     per_chunk = min(_MESH_CHUNK_PIXELS // (width * height), _CHUNK_TRIANGLES // len(tracks.faces))
     return _render_chunks(sources, max(1, per_chunk), draw, (height, width), progress)
+
+
+def _project(points: np.ndarray, world_to_camera: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`camera.project` in blocks of `_PROJECT_BLOCK` points (the same numbers: every point is its
+    own small product). OpenBLAS runs a bigger N x 3 x 3 product on several threads, which then
+    busy-wait for ~0.1 s on the cores the renderer's threads are about to use."""
+    blocks = [project(block, world_to_camera, intrinsics) for block in np.split(points, range(_PROJECT_BLOCK, len(points), _PROJECT_BLOCK))]
+    return np.concatenate([uv for uv, _ in blocks]), np.concatenate([depth for _, depth in blocks])
 
 
 def _camera_centre(world_to_camera: np.ndarray) -> np.ndarray:
@@ -398,7 +407,7 @@ def _render_points(tracks: Tracks, canvas: _Canvas, sources: np.ndarray, style: 
     never drawn; any point at or behind the camera in a frame is not drawn in that frame.
     """
     width, height = canvas.content_width, canvas.content_height
-    uv0, z0 = project(tracks.points[0], tracks.world_to_camera[0], canvas.intrinsics[0])
+    uv0, z0 = _project(tracks.points[0], tracks.world_to_camera[0], canvas.intrinsics[0])
     coloured = z0 > 0
     colors = np.zeros((tracks.num_points, 3), dtype=np.uint8)
     half_width = np.zeros(tracks.num_points)
@@ -449,7 +458,7 @@ def _paint_rectangles(
     uv = np.empty((num_frames, num_points, 2))
     depth = np.empty((num_frames, num_points))
     for frame in range(num_frames):
-        uv[frame], depth[frame] = project(points[frame], world_to_camera[frame], intrinsics[frame])
+        uv[frame], depth[frame] = _project(points[frame], world_to_camera[frame], intrinsics[frame])
     drawn = coloured[None] & (depth > 0)
     u, v = np.nan_to_num(uv[..., 0]), np.nan_to_num(uv[..., 1])
     if style == "spatialtracker":

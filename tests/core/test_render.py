@@ -510,3 +510,20 @@ def test_renders_without_tqdm_as_in_blender(monkeypatch):
     assert render_tracking(tracks, mode="points", num_frames=3).max() > 0
     with pytest.raises(ImportError):
         render_tracking(tracks, num_frames=3, progress=True)
+
+
+@pytest.mark.parametrize("count", [0, 5, 40_000])
+def test_projection_in_blocks_equals_one_projection(count):
+    # The renderer projects in blocks (so OpenBLAS keeps its threads asleep); the numbers must be
+    # exactly those of one `camera.project` call, block edges included.
+    from das_core.camera import project
+    from das_core.render import _project
+
+    rng = np.random.default_rng(count)
+    points = rng.normal(size=(count, 3)) + [0, 0, 2]
+    world_to_camera = np.eye(4)
+    world_to_camera[:3, 3] = [0.1, -0.2, 0.5]
+    uv, depth = _project(points, world_to_camera, intrinsics())
+    expected_uv, expected_depth = project(points, world_to_camera, intrinsics())
+    np.testing.assert_array_equal(uv, expected_uv)
+    np.testing.assert_array_equal(depth, expected_depth)
