@@ -71,7 +71,7 @@ _EDGE_TOLERANCE = 1e-3
 # float64-set-up edge distances: float32 barycentrics lose ~1e-7 of the triangle's size, more
 # than the edge slack, and neighbours would disagree about their shared edge (pinholes).
 _GUARD_BAND = 1024
-_BATCH_CANDIDATES = 1 << 21  # candidate pixels tested at once
+_BATCH_CANDIDATES = 1 << 18  # candidate pixels tested at once (a float32 temporary of 1 MB, in cache)
 # Window sizes that candidate batches are grouped by: exact up to 8 pixels, then 1.5x steps.
 _LADDER = np.unique(np.r_[np.arange(1, 9), np.round(8 * 1.5 ** np.arange(1, 30))].astype(np.int64))
 
