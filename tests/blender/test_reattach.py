@@ -138,3 +138,22 @@ def test_reattach_with_the_server_down_says_so_and_can_be_retried(factory_scene,
     log = []
     panel.draw_das_panel(RecordingLayout(log), bpy.context)
     assert ("operator", "das.reattach") in log  # the button to retry once the server runs
+
+
+@pytest.mark.parametrize(
+    "server, scene_gone, state, message",
+    [
+        ("tcp://127.0.0.1:1", True, "failed", "sequencer scene no longer exists"),
+        ("tcp://192.0.2.10:5555", False, "offline", "online access is off"),  # headless bpy: online access off
+    ],
+)
+def test_reattach_refuses_clearly_without_a_connection(factory_scene, addon, tmp_path, server, scene_gone, state, message):
+    _remember(factory_scene, uuid.uuid4().hex, server, tmp_path)
+    if scene_gone:
+        factory_scene.das.jobs[0].sequencer_scene = None
+    with pytest.raises(RuntimeError, match=message):
+        bpy.ops.das.reattach(wait=True)
+    from blender_addon import jobs
+
+    (job,) = jobs.JOBS.values()
+    assert job.state == state and job.thread is None
