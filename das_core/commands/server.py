@@ -142,8 +142,7 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
     from das_core.video import write_mp4
 
     output = args.output or Path(f"{job_id}.mp4")
-    frames_dir = args.frames_dir or output.with_name(output.stem + "_frames")
-    frames_dir.mkdir(parents=True, exist_ok=True)
+    frames_dir = args.frames_dir or output.with_name(output.stem + "_frames")  # made at the first frame
     frames: dict[int, np.ndarray] = {}
     metadata: dict = {}
     bar = tqdm(total=None, unit="step", desc=f"job {job_id[:8]}", file=sys.stderr, dynamic_ncols=True)
@@ -157,6 +156,8 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
                 bar.n = event.step
                 bar.refresh()
             elif isinstance(event, Frame):
+                if not frames:
+                    frames_dir.mkdir(parents=True, exist_ok=True)
                 frames[event.index] = event.image
                 Image.fromarray(event.image).save(frames_dir / f"frame_{event.index:05d}.png", compress_level=1)
                 bar.set_postfix_str(f"{len(frames)} frames")

@@ -103,7 +103,7 @@ def test_job_store_retention_by_age_then_size(tmp_path):
     assert store.get("job5").state == "cancelled"
 
 
-def test_das_generate_fetch_status_cli(tmp_path, capsys):
+def test_das_generate_fetch_status_cli(tmp_path, capsys, monkeypatch):
     server = ThreadServer(tmp_path / "state")
     try:
         request = make_request(4, height=48, width=72, frames=60)
@@ -134,8 +134,10 @@ def test_das_generate_fetch_status_cli(tmp_path, capsys):
         assert "backend preview" in summary and "2 done" in summary
         assert das_main(["status", job_id, *common]) == 0
         assert f"job {job_id}: done, 49 frames" in capsys.readouterr().out
+        monkeypatch.chdir(tmp_path)  # a failed fetch must leave no empty no-such-job_frames/ behind
         assert das_main(["fetch", "no-such-job", *common]) == 1
         assert "no job no-such-job" in capsys.readouterr().err
+        assert not (tmp_path / "no-such-job_frames").exists()
     finally:
         server.stop()
     assert das_main(["status", "--server", server.address, "--timeout", "0.5"]) == 1
