@@ -10,14 +10,14 @@ import numpy as np
 
 def add_color_strip(scene: bpy.types.Scene, name: str, *, channel: int, frame_start: int, length: int):
     """A colour strip covering [frame_start, frame_start + length): `new_effect` takes `length` in 5.x, `frame_end` in 4.2."""
-    from blender_addon.sequencer import strip_collection
+    from blender_addon.sequencer import strip_collection, strip_span
 
     strips = strip_collection(scene)
     if bpy.app.version >= (5, 0):
         strip = strips.new_effect(name, "COLOR", channel=channel, frame_start=frame_start, length=length)
     else:
         strip = strips.new_effect(name, "COLOR", channel=channel, frame_start=frame_start, frame_end=frame_start + length)
-    assert (strip.frame_final_start, strip.frame_final_end) == (frame_start, frame_start + length)
+    assert strip_span(strip) == (frame_start, frame_start + length)
     return strip
 
 

@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_addon.sequencer import strip_collection
+from blender_addon.sequencer import strip_collection, strip_span
 from blender_scenes import add_color_strip, build_test_scene
 from das_core.local_server import LocalServer
 
@@ -56,7 +56,7 @@ def test_generate_wait_adds_retimed_strips_on_a_free_channel(factory_scene, addo
     assert job.strip_name.startswith("a bending column") and job.job_id[:8] in job.strip_name
     assert (generated.channel, tracking.channel) == (busy.channel + 1, busy.channel + 2)
     for strip in (generated, tracking):
-        assert (strip.frame_final_start, strip.frame_final_end) == (11, 41)  # the exported span, 30 frames
+        assert strip_span(strip) == (11, 41)  # the exported span, 30 frames
         assert len(strip.elements) == 30
     frames = sorted(job.frame_dir.glob("frame_*.png"))
     assert len(frames) == 49
@@ -105,7 +105,9 @@ def test_generate_returns_at_once_and_timer_ticks_stay_short(factory_scene, addo
             first_progress = time.monotonic() - started
         time.sleep(0.01)
     assert job.state == "done", job.error
-    assert first_progress is not None and first_progress < 3.0, f"first progress after {first_progress} s"
+    # The 1 s target is measured by tests/benchmarks/addon_generate.py on a quiet machine; this bound
+    # only catches a job that waits on something (shared CI cores have taken 3.5 s under load).
+    assert first_progress is not None and first_progress < 5.0, f"first progress after {first_progress} s"
     assert max(ticks) < TICK_BUDGET_S, f"slowest tick {max(ticks):.3f} s"
     print(f"Generate -> first progress {first_progress:.2f} s (export + reference render included); slowest tick {max(ticks) * 1000:.1f} ms")
 
