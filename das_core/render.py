@@ -248,7 +248,8 @@ def _project(points: np.ndarray, world_to_camera: np.ndarray, intrinsics: np.nda
     """`camera.project` in blocks of `_PROJECT_BLOCK` points (the same numbers: every point is its
     own small product). OpenBLAS runs a bigger N x 3 x 3 product on several threads, which then
     busy-wait for ~0.1 s on the cores the renderer's threads are about to use."""
-    blocks = [project(block, world_to_camera, intrinsics) for block in np.split(points, range(_PROJECT_BLOCK, len(points), _PROJECT_BLOCK))]
+    splits = range(_PROJECT_BLOCK, len(points), _PROJECT_BLOCK)
+    blocks = [project(block, world_to_camera, intrinsics) for block in np.split(points, splits)]
     return np.concatenate([uv for uv, _ in blocks]), np.concatenate([depth for _, depth in blocks])
 
 
@@ -561,7 +562,8 @@ def _nearest_distance(points: np.ndarray) -> np.ndarray:
 
 
 class _Triangles:
-    """Screen-space triangles of a chunk of frames, culled and set up for rasterising.
+    """Screen-space triangles of a chunk of frames, culled and set up for rasterising (the rows the
+    inside and depth tests read only for the triangles that get rasterised: `_near_rows`).
 
     Barycentrics b0, b1 and 1/z are affine in screen space, so each is kept as its value at the
     triangle's third vertex plus a gradient (a per pixel in x, b in y). A pixel centre belongs to
