@@ -20,7 +20,7 @@ from das_core.errors import DasError
 from das_core.protocol import JobRequest
 
 from . import jobs, sequencer
-from .job_inputs import chosen_reference, export_scene, job_directory, rendered_reference
+from .job_inputs import cache_dir, chosen_reference, export_scene, job_directory, rendered_reference
 from .network_thread import Connection, JobThread, ReattachThread, cancel_in_background
 from .properties import DEFAULT_SERVER, preferences
 from .tracking_video import NUM_FRAMES
@@ -254,7 +254,7 @@ def reattach(context: bpy.types.Context) -> list[jobs.Job]:
     followed = []
     for record in jobs.unfollowed():
         scene = record.sequencer_scene or record.id_data
-        directory = Path(bpy.path.abspath(record.directory))
+        directory = _job_folder(record)
         frames = [int(frame) for frame in record.source_frames.split(",") if frame]
         job = jobs.Job(
             job_id=record.job_id,
@@ -283,6 +283,14 @@ def reattach(context: bpy.types.Context) -> list[jobs.Job]:
         job.thread = ReattachThread(record.job_id, jobs.OUTBOX, connection, job.frame_dir)
         jobs.start(job)
     return followed
+
+
+def _job_folder(record: bpy.types.PropertyGroup) -> Path:
+    """A remembered job's folder: where it was made or, when that is gone and the file's cache folder
+    has the job's folder (the project moved with its cache), that one."""
+    recorded = Path(bpy.path.abspath(record.directory))
+    moved = cache_dir(record.id_data) / record.job_id
+    return moved if not recorded.exists() and moved.is_dir() else recorded
 
 
 @persistent

@@ -8,6 +8,7 @@ remembered jobs and the add-on's `load_post` handler follows them again.
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import bpy
 import pytest
@@ -91,6 +92,47 @@ def test_a_job_finished_while_blender_was_closed_lands_on_load(factory_scene, ad
     assert len(list(job.frame_dir.glob("frame_*.png"))) == 49
     assert {name: (job.frame_dir / name).stat().st_mtime_ns for name in kept} == kept, "frames on disk are kept"
     assert bpy.ops.das.reattach() == {"FINISHED"} and jobs.JOBS[job.job_id] is followed  # nothing left to follow
+
+
+def test_a_moved_project_follows_its_job_in_its_own_cache(factory_scene, addon, preview, tmp_path):
+    """The .blend moved with its das_cache/ while a job ran: the recorded folder is gone, so the job's
+    frames and strips come from the same job's folder next to the file now."""
+    import shutil
+
+    scene = factory_scene
+    name = scene.name
+    build_test_scene(scene, frame_start=1, frame_end=20)
+    scene.das.server = preview.address
+    scene.das.prompt = "a column, moved to another disk"
+    scene.das.reference = "WORKBENCH"
+    (tmp_path / "old").mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "old" / "shot.blend"))  # cache: old/das_cache
+    from blender_addon import jobs
+
+    assert bpy.ops.das.generate() == {"FINISHED"}
+    job = jobs.latest()
+    _run_until(lambda: job.state not in ("rendering", "submitting"))
+    assert job.state in ("queued", "running"), (job.state, job.error)
+    bpy.ops.wm.save_mainfile()
+    old_thread = job.thread
+    bpy.ops.wm.read_homefile(use_factory_startup=True, app_template="")
+    old_thread.join(30)
+    deadline = time.monotonic() + 30
+    while len(list((job.frame_dir.parent / "tracking").glob("frame_*.png"))) < 49 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the tracking video is written while the job runs
+    shutil.move(tmp_path / "old", tmp_path / "new")
+
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "new" / "shot.blend"))
+    followed = jobs.JOBS[job.job_id]
+    _run_until(lambda: not followed.active)
+    assert followed.state == "done", followed.error
+    moved = tmp_path / "new" / "das_cache" / job.job_id
+    assert followed.frame_dir == moved / "frames" and len(list(followed.frame_dir.glob("frame_*.png"))) == 49
+    assert not (tmp_path / "old").exists()
+    strips = {strip.name: strip for strip in strip_collection(bpy.data.scenes[name])}
+    for strip in (strips[followed.strip_name], strips[f"tracking [{job.job_id[:8]}]"]):
+        assert Path(bpy.path.abspath(strip.directory)).resolve().is_relative_to(moved.resolve())
+        assert strip_span(strip) == (1, 21)
 
 
 def _remember(scene, job_id: str, server: str, directory) -> None:
