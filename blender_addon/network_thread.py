@@ -4,10 +4,9 @@ Each job gets a thread that owns its own `DasClient` (one thread per socket), fo
 events, writes each arriving frame as a PNG into the job's folder, and posts every event to an
 outbox `queue.Queue`; a `bpy.app.timers` function (`jobs.tick`) drains it on the main thread.
 
-- `JobThread` (Generate, Preview): renders the tracking video from the exported tracks (pure numpy)
-  while the main thread renders the reference image (`provide_image`), submits as soon as both
-  exist, and only then writes the tracking PNGs and the tracks file (in a helper thread, while the
-  server starts the job), so nothing on disk stands between Generate and the first progress.
+- `JobThread` (Generate, Preview): renders the tracking video from the exported tracks (pure numpy),
+  submits it, and only then writes the tracking PNGs and the tracks file (in a helper thread, while
+  the server starts the job), so nothing on disk stands between Generate and the first progress.
 - `ReattachThread`: follows a job submitted in an earlier Blender session (`DasClient.fetch`
   replays its events from the first frame and waits if it is unfinished).
 
@@ -189,8 +188,7 @@ class RelayThread(threading.Thread):
 class JobThread(RelayThread):
     """Render the tracking video, then (with a `request`) submit it and relay the job's events to `outbox`.
 
-    A `request` whose `image` is None waits for `provide_image` (the main thread renders the
-    reference meanwhile). `tracks_path`, if given, is where the tracks are saved after sending.
+    `tracks_path`, if given, is where the tracks are saved after sending.
     The tracking PNGs and the tracks file are written by a helper thread that starts once the server
     reports progress (so it does not compete with the server for the CPU before that), and is done
     before the job's last event is posted (the tracking strip needs the PNGs).
@@ -215,34 +213,18 @@ class JobThread(RelayThread):
         self.tracking_dir = Path(tracking_dir)
         self.request = request
         self.tracks_path = Path(tracks_path) if tracks_path else None
-        self._image = None if request is None else request.image
-        self._image_ready = threading.Event()
         self._writer: threading.Thread | None = None
-        if self._image is not None:
-            self._image_ready.set()
-
-    def provide_image(self, image: np.ndarray) -> None:
-        """Hand over the reference image (uint8 [H, W, 3]) rendered on the main thread."""
-        self._image = image
-        self._image_ready.set()
-
-    def abandon(self) -> None:
-        super().abandon()
-        self._image_ready.set()  # a thread waiting for an image that will never come ends
 
     def _work(self) -> None:
         frames = render_tracking_frames(self.tracks, self.mode)
         if self.request is None:
             self._save_inputs(frames)
             return
-        self._image_ready.wait()
-        if self._abandoned.is_set():
-            return
         if self._cancelled.is_set():
             self._post(JobFailed(self.job_id, "cancelled", "cancelled before it was sent"))
             return
         self._post(Sending(self.job_id))
-        request = replace(self.request, image=self._image, tracking=frames, job_id=self.job_id)
+        request = replace(self.request, tracking=frames, job_id=self.job_id)
         with self.connection.client() as client:
             client.submit(request, codec=WIRE_CODEC)
             self._post(Submitted(self.job_id))
