@@ -694,7 +694,8 @@ class _Triangles:
     def _hidden(self, nearest: np.ndarray, subset: np.ndarray) -> np.ndarray:
         """Which triangles of `subset` lie behind fully covered 8 x 8 tiles (their box spans at
         most 2 x 2 tiles) whose farthest pixel is nearer than the triangle's nearest corner."""
-        size, width, height = 8, self.width, self.height
+        shift, width, height = 3, self.width, self.height
+        size = 1 << shift
         rows, columns = -(-height // size), -(-width // size)
         keys = nearest.reshape(-1, height, width)
         if (rows * size, columns * size) != (height, width):  # partial tiles count as uncovered
@@ -704,11 +705,13 @@ class _Triangles:
         tiles = keys.reshape(len(keys), rows, size, columns, size).min(axis=2).min(axis=3)  # 0: a hole
         tiles[:, :-1] = np.minimum(tiles[:, :-1], tiles[:, 1:])  # min over the 2 x 2 tiles from
         tiles[:, :, :-1] = np.minimum(tiles[:, :, :-1], tiles[:, :, 1:])  # each tile on
-        i0, j0 = self.i0[subset], self.j0[subset]
-        tx, ty = i0 // size, j0 // size
-        fits = ((i0 + self.columns[subset] - 1) // size - tx <= 1) & ((j0 + self.rows[subset] - 1) // size - ty <= 1)
-        farthest = tiles[self.frame[subset], ty, tx] >> 32
-        return fits & (farthest > self.nearest_depth[subset].view(np.int32))
+        i0, j0 = self.i0.take(subset), self.j0.take(subset)
+        tx, ty = i0 >> shift, j0 >> shift
+        fits = ((i0 + self.columns.take(subset) - 1) >> shift) - tx <= 1
+        fits &= ((j0 + self.rows.take(subset) - 1) >> shift) - ty <= 1
+        tile = (self.frame.take(subset) * rows + ty) * columns + tx
+        farthest = tiles.ravel().take(tile) >> 32
+        return fits & (farthest > self.nearest_depth.take(subset).view(np.int32))
 
     def _scatter(self, nearest: np.ndarray, subset: np.ndarray) -> None:
         """Rasterise the triangles `subset` into `nearest` (see `draw`), those reaching past the
