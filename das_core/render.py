@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ _EDGE_TOLERANCE = 1e-3
 _GUARD_BAND = 1024
 _BATCH_CANDIDATES = 1 << 18  # candidate pixels tested at once (a float32 temporary of 1 MB, in cache)
 # Window sizes that candidate batches are grouped by: exact up to 8 pixels, then 1.5x steps.
+# Where a depth-test key (int64) keeps its pixel's red, green and blue bytes: its lowest three.
+_COLOUR_BYTES = (0, 1, 2) if sys.byteorder == "little" else (7, 6, 5)
 _LADDER = np.unique(np.r_[np.arange(1, 9), np.round(8 * 1.5 ** np.arange(1, 30))].astype(np.int64))
 
 
@@ -312,11 +315,11 @@ def _rasterise(
     if not len(triangle_frame):  # everything is behind the camera
         return
     triangles = _Triangles(corners, triangle_frame, x, y, inverse_z, precise, vertex_colors, width, height)
-    # Depth test: per pixel keep the fragment with the largest (1/z, triangle) key, i.e. the
+    # Depth test: per pixel keep the fragment with the largest (1/z, colour) key, i.e. the
     # nearest surface; 1/z is positive, so its float bits order like the numbers.
     nearest = np.zeros(num_frames * height * width, dtype=np.int64)
     triangles.draw(nearest)
-    triangles.shade(nearest, out)
+    triangles.colour(nearest, out)
 
 
 def _to_pixels(camera: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -618,14 +621,16 @@ class _Triangles:
         self.columns = np.maximum(i1.astype(np.int64) - self.i0 + 1, 1)
         self.rows = np.maximum(j1.astype(np.int64) - self.j0 + 1, 1)
         z0, z1, z2 = (inverse_z.take(c) for c in corners)
-        # What the inside and depth tests read is set up from these rows only for the triangles
-        # that get rasterised (`_near_rows`): most hidden back faces never need it.
-        self.vertices = np.stack([x0, x1, x2, y0, y1, y2, z0, z1, z2, area])
         self.place = np.stack([self.i0, self.j0, self.frame])
         self.z2 = z2
+        self.area = area
         self.facing = area > 0  # one winding; which one faces the camera depends on the mesh
         self.nearest_depth = np.maximum(np.maximum(z0, z1), z2)  # 1/z is largest at a corner
-        self.corners, self.colors, self.inverse_z = corners, colors, inverse_z  # for `shade`
+        # What the inside test and the shading read is set up from these per-vertex values only
+        # for the triangles that get rasterised (`_near_rows`): most hidden back faces never
+        # need it. 1/z and each linear colour channel times 1/z are affine on screen.
+        self.corners, self.x, self.y = corners, x, y
+        self.affine = np.concatenate([inverse_z[None], colors.T * inverse_z])
         self.far = None
         if precise is not None:
             self.far = (
@@ -637,50 +642,64 @@ class _Triangles:
             ids = np.flatnonzero(self.far)
             self.far_slot = np.zeros(len(self.far), dtype=np.intp)
             self.far_slot[ids] = np.arange(len(ids))
+            far_corners = [c[ids] for c in corners]
             self.far_edges = _far_setup(
-                [precise[c[ids]] for c in corners], [inverse_z[c[ids]] for c in corners], self.i0[ids], self.j0[ids]
+                [precise[c] for c in far_corners],
+                [inverse_z[c] for c in far_corners],
+                [colors[c] for c in far_corners],
+                self.i0[ids],
+                self.j0[ids],
             )
 
-    def _gradients(self, subset: np.ndarray) -> np.ndarray:
-        """float32 [9, len(subset)]: x2, y2, the barycentric gradients a0, b0, a1, b1, and 1/z at
-        the third corner with its gradient az, bz."""
-        x0, x1, x2, y0, y1, y2, z0, z1, z2, area = self.vertices.take(subset, axis=1)
-        a0, b0 = (y1 - y2) / area, (x2 - x1) / area
-        a1, b1 = (y2 - y0) / area, (x0 - x2) / area
-        return np.stack([x2, y2, a0, b0, a1, b1, z2, (z0 - z2) * a0 + (z1 - z2) * a1, (z0 - z2) * b0 + (z1 - z2) * b1])
-
     def _near_rows(self, subset: np.ndarray) -> np.ndarray:
-        """Everything the barycentric inside and depth tests read, float32 [15, len(subset)]: the
-        `_gradients`, the inside-test limits (`_EDGE_TOLERANCE` pixels past each edge, in
-        barycentric units), and the barycentrics and 1/z at the box's first pixel centre, for
-        windows that start there, computed exactly as `_scatter_windows` would (0 + ...: the same
-        bits, -0.0 included)."""
-        gradients = self._gradients(subset)
-        x2, y2, a0, b0, a1, b1, z2, az, bz = gradients
-        fx = (self.i0.take(subset) + 0.5).astype(np.float32) - x2
-        fy = (self.j0.take(subset) + 0.5).astype(np.float32) - y2
-        return np.concatenate(
-            [
-                gradients,
-                [
-                    -_EDGE_TOLERANCE * _length(a0, b0),
-                    -_EDGE_TOLERANCE * _length(a1, b1),
-                    1 + _EDGE_TOLERANCE * _length(a0 + a1, b0 + b1),
-                    0 + a0 * fx + b0 * fy,
-                    0 + a1 * fx + b1 * fy,
-                    z2 + az * fx + bz * fy,
-                ],
-            ]
-        )
+        """What the barycentric inside test and the shading read, float32 [21, len(subset)]: the
+        inside-test limits (`_EDGE_TOLERANCE` pixels past each edge, in barycentric units), the
+        barycentric gradients a0, b0, a1, b1 and values b0, b1 at the box's first pixel centre,
+        then for 1/z and for each linear colour channel times 1/z the value there and the
+        gradient in x and in y."""
+        rows = np.empty((21, len(subset)), dtype=np.float32)
+        slack, (a0, b0, a1, b1), affine = rows[:3], rows[3:7], rows[9:]
+        corners = [c.take(subset) for c in self.corners]
+        x0, x1, x2 = (self.x.take(c) for c in corners)
+        y0, y1, y2 = (self.y.take(c) for c in corners)
+        area = self.area.take(subset)
+        np.divide(y1 - y2, area, out=a0)
+        np.divide(x2 - x1, area, out=b0)
+        np.divide(y2 - y0, area, out=a1)
+        np.divide(x0 - x2, area, out=b1)
+        np.multiply(_length(a0, b0), -_EDGE_TOLERANCE, out=slack[0])
+        np.multiply(_length(a1, b1), -_EDGE_TOLERANCE, out=slack[1])
+        np.multiply(_length(a0 + a1, b0 + b1), _EDGE_TOLERANCE, out=slack[2])
+        slack[2] += 1
+        fx = (self.i0.take(subset) + 0.5).astype(np.float32)
+        fx -= x2
+        fy = (self.j0.take(subset) + 0.5).astype(np.float32)
+        fy -= y2
+        np.add(a0 * fx, b0 * fy, out=rows[7])
+        np.add(a1 * fx, b1 * fy, out=rows[8])
+        for k, values in enumerate(self.affine):
+            v0, v1, v2 = (values.take(c) for c in corners)
+            v0 -= v2
+            v1 -= v2
+            value, a, b = affine[3 * k : 3 * k + 3]
+            np.add(v0 * a0, v1 * a1, out=a)
+            np.add(v0 * b0, v1 * b1, out=b)
+            np.add(v2, a * fx, out=value)
+            value += b * fy
+        return rows
 
     def draw(self, nearest: np.ndarray) -> None:
-        """Scatter every fragment's (1/z bits << 32 | triangle + 1) key into `nearest` by max.
+        """Scatter every fragment's key into `nearest` by max: its 1/z's float bits in the high
+        32 bits, its 8-bit sRGB colour in the `_COLOUR_BYTES` (so the nearest fragment's colour
+        is the pixel's; equally near ones, on a shared edge, the brightest).
 
-        `nearest` has one int64 per pixel of the chunk: frame * H * W + row * W + column.
+        `nearest` has one int64 per pixel of the chunk: frame * H * W + row * W + column; 0 is
+        an empty pixel.
         Triangles of the winding that is nearer on average (the front faces of a closed mesh) go
         first; then each other triangle is skipped when the surfaces already drawn cover its
         whole box and are all nearer than its nearest corner (it could not win a pixel), which
-        spares most hidden back faces without culling any that could show.
+        spares most hidden back faces without culling any that could show: first by 8 x 8 tiles
+        (`_hidden`, cheap), then pixel by pixel (`_showing`).
         """
         facing = self.facing
         count = facing.sum()
@@ -688,8 +707,8 @@ class _Triangles:
             facing = ~facing
         self._scatter(nearest, np.flatnonzero(facing))
         rest = np.flatnonzero(~facing)
-        if len(rest):
-            self._scatter(nearest, rest[~self._hidden(nearest, rest)])
+        rest = rest[~self._hidden(nearest, rest)]
+        self._scatter(nearest, rest[self._showing(nearest, rest)])
 
     def _hidden(self, nearest: np.ndarray, subset: np.ndarray) -> np.ndarray:
         """Which triangles of `subset` lie behind fully covered 8 x 8 tiles (their box spans at
@@ -713,6 +732,22 @@ class _Triangles:
         farthest = tiles.ravel().take(tile) >> 32
         return fits & (farthest > self.nearest_depth.take(subset).view(np.int32))
 
+    def _showing(self, nearest: np.ndarray, subset: np.ndarray) -> np.ndarray:
+        """Which triangles of `subset` could still win a pixel: some pixel of their window (see
+        `_scatter_windows`) is empty or drawn farther than their nearest corner."""
+        width, height = self.width, self.height
+        showing = np.zeros(len(subset), dtype=bool)
+        order, batches = _window_batches(self.columns.take(subset), self.rows.take(subset), width, height)
+        place = self.place.take(subset.take(order), axis=1)
+        nearest_depth = self.nearest_depth.view(np.int32).take(subset.take(order))
+        for part, columns, rows in batches:
+            i0, j0, frame = place[:, part]
+            start = (frame * height + np.minimum(j0, height - rows)) * width + np.minimum(i0, width - columns)
+            offset = (np.arange(rows)[:, None] * width + np.arange(columns)).ravel()
+            farthest = nearest.take(offset[:, None] + start).min(axis=0) >> 32  # 0, a hole, hides nothing
+            showing[order[part]] = farthest <= nearest_depth[part]
+        return showing
+
     def _scatter(self, nearest: np.ndarray, subset: np.ndarray) -> None:
         """Rasterise the triangles `subset` into `nearest` (see `draw`), those reaching past the
         guard band by their float64-set-up edge distances."""
@@ -724,7 +759,8 @@ class _Triangles:
         self._scatter_windows(nearest, subset, False)
 
     def _scatter_windows(self, nearest: np.ndarray, subset: np.ndarray, far: bool) -> None:
-        """Rasterise `subset`, all near (barycentric test) or all `far` (edge-distance test)."""
+        """Rasterise `subset`, all near (barycentric test) or all `far` (edge-distance test), and
+        shade every hit: its key's low bytes are its 8-bit sRGB colour (see `draw`)."""
         width, height = self.width, self.height
         order, batches = _window_batches(self.columns.take(subset), self.rows.take(subset), width, height)
         # Gathered once in batch order, so that each batch reads contiguous slices.
@@ -732,44 +768,39 @@ class _Triangles:
         place = self.place.take(subset, axis=1)
         tests = self.far_edges.take(self.far_slot[subset], axis=1) if far else self._near_rows(subset)
         for part, columns, rows in batches:
-            batch = subset[part]
             i0, j0, frame = place[:, part]
-            if far:
-                n0x, n0y, e0, n1x, n1y, e1, n2x, n2y, e2, z2, az, bz = tests[:, part]
-            else:
-                x2, y2, a0, b0, a1, b1, z2, az, bz, *slack, start0, start1, start_z = tests[:, part]
-            # Windows shifted to stay inside the image cover extra pixels outside the triangle's
-            # bounding box; those fail the inside test. Unshifted near windows start at the box's
-            # first pixel, whose values are set up already (`_near_rows`).
-            shifted = far or i0.max() > width - columns or j0.max() > height - rows
+            inside_rows, affine_rows = tests[:9, part], tests[9:, part]
+            # Values are set up at the box's first pixel centre. Windows shifted to stay inside
+            # the image start elsewhere and cover extra pixels outside the triangle's bounding
+            # box; those fail the inside test.
+            shifted = i0.max() > width - columns or j0.max() > height - rows
             ox = np.minimum(i0, width - columns) if shifted else i0
             oy = np.minimum(j0, height - rows) if shifted else j0
-            if far:  # values at the box's first pixel centre, moved to the window's
+            start = (frame * height + oy) * width + ox
+            offset = (np.arange(rows)[:, None] * width + np.arange(columns)).ravel()
+            if shifted:
                 fx = (ox - i0).astype(np.float32)
                 fy = (oy - j0).astype(np.float32)
-            elif shifted:
-                fx = (ox + 0.5).astype(np.float32) - x2
-                fy = (oy + 0.5).astype(np.float32) - y2
             dx = np.arange(columns, dtype=np.float32)
             dy = np.arange(rows, dtype=np.float32)
             # Long inner loops: triangles innermost for many small windows, pixels otherwise.
-            triangles_inner = len(batch) >= columns
+            triangles_inner = len(i0) >= columns
 
-            def grid(base: np.ndarray, a: np.ndarray, b: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
-                base = base + a * fx + b * fy if start is None else start
+            def grid(start: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+                base = start + a * fx + b * fy if shifted else start
                 if triangles_inner:  # [rows, columns, triangles]
                     return (base + dy[:, None] * b)[:, None, :] + (dx[:, None] * a)[None, :, :]
                 return (base[:, None] + b[:, None] * dy)[:, :, None] + (a[:, None] * dx)[:, None, :]
 
             if far:
+                n0x, n0y, e0, n1x, n1y, e1, n2x, n2y, e2 = inside_rows
                 inside = grid(e0, n0x, n0y) >= -_EDGE_TOLERANCE
                 inside &= grid(e1, n1x, n1y) >= -_EDGE_TOLERANCE
                 inside &= grid(e2, n2x, n2y) >= -_EDGE_TOLERANCE
             else:
-                if shifted:
-                    start0 = start1 = start_z = None
-                bary0 = grid(0, a0, b0, start0)
-                bary1 = grid(0, a1, b1, start1)
+                *slack, a0, b0, a1, b1, start0, start1 = inside_rows
+                bary0 = grid(start0, a0, b0)
+                bary1 = grid(start1, a1, b1)
                 if not triangles_inner:
                     slack = [v[:, None, None] for v in slack]
                 inside = bary0 >= slack[0]
@@ -777,60 +808,36 @@ class _Triangles:
                 bary0 += bary1
                 inside &= bary0 <= slack[2]
             hits = np.flatnonzero(inside)
-            depth = grid(z2, az, bz, None if far else start_z).ravel().take(hits)
+            depth = grid(*affine_rows[:3]).ravel().take(hits)
+            key = depth.view(np.int32).astype(np.int64)
+            key <<= 32
+            # Perspective-correct: colour times 1/z is affine; its ratio to 1/z is the colour.
+            scale = SRGB8_TABLE_SIZE / depth
+            key_bytes = key.view(np.uint8).reshape(-1, 8)
+            for channel in range(3):
+                level = grid(*affine_rows[3 + 3 * channel : 6 + 3 * channel]).ravel().take(hits)
+                level *= scale
+                np.minimum(level, SRGB8_TABLE_SIZE - 1, out=level)
+                # Clipped: a hit just outside its triangle (within the edge slack) can extrapolate
+                # below 0.
+                key_bytes[:, _COLOUR_BYTES[channel]] = SRGB8_TABLE.take(level.astype(np.int32), mode="clip")
             # Hit h is candidate (cell, triangle) of the window: h = cell * k + local when
             # triangles are innermost, local * cells + cell otherwise.
             if triangles_inner:  # floor_divide by a scalar is fast (libdivide); divmod is not
-                cell = hits // len(batch)
-                local = hits - cell * len(batch)
+                cell = hits // len(i0)
+                local = hits - cell * len(i0)
             else:
                 local = hits // (rows * columns)
                 cell = hits - local * (rows * columns)
-            start = (frame * height + oy) * width + ox
-            offset = (np.arange(rows)[:, None] * width + np.arange(columns)).ravel()
-            key = depth.view(np.int32).astype(np.int64)
-            key <<= 32
-            key |= batch.take(local) + 1
             np.maximum.at(nearest, start.take(local) + offset.take(cell), key)
 
-    def shade(self, nearest: np.ndarray, out: np.ndarray) -> None:
-        """Colour each pixel that `draw` covered in `nearest` by its owner: 8-bit sRGB into
-        `out` [Tc, H, W, 3], frame by frame (one frame's per-pixel temporaries stay in cache).
-
-        Colour times 1/z is affine too: the perspective-correct colour is its ratio to 1/z. Its
-        gradients are set up only for the triangles that own a pixel (the visible ones).
-        """
-        keys = nearest.reshape(len(out), -1)
-        covered = [np.flatnonzero(frame_keys != 0) for frame_keys in keys]  # 3x faster than on int64
-        owners = [(frame_keys.take(pixel) & 0xFFFFFFFF) - 1 for frame_keys, pixel in zip(keys, covered)]
-        used = np.zeros(len(self.frame), dtype=bool)
-        for owner in owners:
-            used[owner] = True
-        ids = np.flatnonzero(used)
-        slot = np.zeros(len(self.frame), dtype=np.intp)
-        slot[ids] = np.arange(len(ids))
-        x2, y2, a0, b0, a1, b1, z2, az, bz = self._gradients(ids)
-        corners = [c.take(ids) for c in self.corners]
-        z0, z1 = (self.inverse_z.take(c) for c in corners[:2])
-        # Channel-first and contiguous: the per-pixel gathers below read single rows of these.
-        c0, c1, c2 = (np.ascontiguousarray(self.colors.take(c, axis=0).T) * z for c, z in zip(corners, (z0, z1, z2)))
-        ca = (c0 - c2) * a0 + (c1 - c2) * a1
-        cb = (c0 - c2) * b0 + (c1 - c2) * b1
-        # Each affine value as its value at pixel (0, 0) plus its gradients: a pixel then needs
-        # no offset from its triangle's corner.
-        z_origin = z2 - az * x2 - bz * y2
-        c_origin = c2 - ca * x2 - cb * y2
-        centre_x, centre_y = _pixel_centres(self.width, self.height)
-        for frame_pixels, pixel, owner in zip(out.reshape(len(out), -1, 3), covered, owners):
-            local = slot.take(owner)
-            fx = centre_x.take(pixel)
-            fy = centre_y.take(pixel)
-            scale = SRGB8_TABLE_SIZE / (z_origin.take(local) + az.take(local) * fx + bz.take(local) * fy)
-            for channel in range(3):  # a channel at a time: numpy scatters 3-byte rows slowly
-                level = c_origin[channel].take(local) + ca[channel].take(local) * fx + cb[channel].take(local) * fy
-                level *= scale
-                np.clip(level, 0, SRGB8_TABLE_SIZE - 1, out=level)
-                frame_pixels[pixel, channel] = SRGB8_TABLE.take(level.astype(np.int32))
+    @staticmethod
+    def colour(nearest: np.ndarray, out: np.ndarray) -> None:
+        """Copy the sRGB bytes that `draw` packed into `nearest`'s keys into `out` [Tc, H, W, 3]."""
+        key_bytes = nearest.view(np.uint8).reshape(-1, 8)
+        pixels = out.reshape(-1, 3)
+        for channel in range(3):
+            pixels[:, channel] = key_bytes[:, _COLOUR_BYTES[channel]]
 
 
 def _length(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -843,17 +850,21 @@ def _length(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(length, out=length)
 
 
-def _far_setup(corners: list[np.ndarray], inverse_z: list[np.ndarray], i0: np.ndarray, j0: np.ndarray) -> np.ndarray:
-    """Inside and depth test rows, float32 [12, F], of triangles reaching past the guard band.
+def _far_setup(
+    corners: list[np.ndarray], inverse_z: list[np.ndarray], colors: list[np.ndarray], i0: np.ndarray, j0: np.ndarray
+) -> np.ndarray:
+    """Inside-test and shading rows, float32 [21, F], of triangles reaching past the guard band.
 
     `corners` are their float64 pixel positions (3 x [F, 2]), `inverse_z` 1/z at each corner
-    (3 x [F]), (`i0`, `j0`) [F] the first pixels of their boxes. For each edge k (opposite
-    corner k): its unit normal pointing into the triangle and the signed distance in pixels from
-    the edge to the centre of pixel (i0, j0); then 1/z there and its gradient. Distances and
-    1/z are evaluated in float64 near the pixels they are used at, so float32 steps of a few
-    hundred pixels from there stay accurate to ~1e-5 pixels: a pixel centre on an edge shared
-    by two triangles is within `_EDGE_TOLERANCE` of both, however far their corners lie.
-    Degenerate triangles get NaN rows (every test false).
+    (3 x [F]), `colors` the linear colours there (3 x [F, 3]), (`i0`, `j0`) [F] the first pixels
+    of their boxes. For each edge k (opposite corner k): its unit normal pointing into the
+    triangle and the signed distance in pixels from the edge to the centre of pixel (i0, j0);
+    then for 1/z and each colour channel times 1/z, the value there and the gradient in x and in
+    y (as `_Triangles._near_rows`). All are evaluated in
+    float64 near the pixels they are used at, so float32 steps of a few hundred pixels from there
+    stay accurate to ~1e-5 pixels: a pixel centre on an edge shared by two triangles is within
+    `_EDGE_TOLERANCE` of both, however far their corners lie. Degenerate triangles get NaN rows
+    (every test false).
     """
     centre = np.stack([i0 + 0.5, j0 + 0.5], axis=1)
     (x0, y0), (x1, y1), (x2, y2) = (c.T for c in corners)
@@ -867,27 +878,22 @@ def _far_setup(corners: list[np.ndarray], inverse_z: list[np.ndarray], i0: np.nd
             scale = sign / np.hypot(direction[:, 0], direction[:, 1])
             normal = np.stack([-direction[:, 1] * scale, direction[:, 0] * scale])
             rows += [normal[0], normal[1], np.einsum("ij,ji->i", centre - start, normal)]
-        # 1/z is affine: its gradient from the barycentric gradients (a_k in x, b_k in y).
+        # Affine values' gradients from the barycentric gradients (a_k in x, b_k in y).
         a0, b0, a1, b1 = (y1 - y2) / area, (x2 - x1) / area, (y2 - y0) / area, (x0 - x2) / area
     z0, z1, z2 = (z.astype(np.float64) for z in inverse_z)
-    az, bz = (z0 - z2) * a0 + (z1 - z2) * a1, (z0 - z2) * b0 + (z1 - z2) * b1
-    depth = z2 + az * (centre[:, 0] - x2) + bz * (centre[:, 1] - y2)
-    return np.stack([*rows, depth, az, bz]).astype(np.float32)
+    fx, fy = centre[:, 0] - x2, centre[:, 1] - y2
+    for channel in (None, 0, 1, 2):
+        v0, v1, v2 = (z0, z1, z2) if channel is None else (c[:, channel] * z for c, z in zip(colors, (z0, z1, z2)))
+        a = (v0 - v2) * a0 + (v1 - v2) * a1
+        b = (v0 - v2) * b0 + (v1 - v2) * b1
+        rows += [v2 + a * fx + b * fy, a, b]
+    return np.stack(rows).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
 def _ladder_steps(largest: int) -> np.ndarray:
     """For each size 0..largest, the index of the smallest `_LADDER` size that holds it."""
     return np.searchsorted(_LADDER, np.arange(largest + 1)).astype(np.int16)
-
-
-@functools.lru_cache(maxsize=4)
-def _pixel_centres(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of every pixel centre, float32 [H * W] in row-major order (read-only)."""
-    x = np.tile(np.arange(width, dtype=np.float32) + 0.5, height)
-    y = np.repeat(np.arange(height, dtype=np.float32) + 0.5, width)
-    x.flags.writeable = y.flags.writeable = False
-    return x, y
 
 
 def _windows(columns: np.ndarray, rows: np.ndarray, max_columns: int, max_rows: int):
