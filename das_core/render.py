@@ -630,7 +630,9 @@ class _Triangles:
         # for the triangles that get rasterised (`_near_rows`): most hidden back faces never
         # need it. 1/z and each linear colour channel times 1/z are affine on screen.
         self.corners, self.x, self.y = corners, x, y
-        self.affine = np.concatenate([inverse_z[None], colors.T * inverse_z])
+        self.affine = np.empty((4, len(inverse_z)), dtype=np.float32)
+        self.affine[0] = inverse_z
+        np.multiply(colors.T, inverse_z, out=self.affine[1:])  # (a product would be F-ordered)
         self.far = None
         if precise is not None:
             self.far = (
