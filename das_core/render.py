@@ -73,10 +73,13 @@ _EDGE_TOLERANCE = 1e-3
 # than the edge slack, and neighbours would disagree about their shared edge (pinholes).
 _GUARD_BAND = 1024
 _BATCH_CANDIDATES = 1 << 18  # candidate pixels tested at once (a float32 temporary of 1 MB, in cache)
-# Window sizes that candidate batches are grouped by: exact up to 8 pixels, then 1.5x steps.
+# Window sizes that candidate batches are grouped by: up to 3 pixels, then doubling. Coarse on
+# purpose: a batch costs some 40 numpy calls that hold the GIL while the other thread waits for
+# it, so fewer, larger batches beat snug windows (with exact sizes up to 8 and 1.5x steps, the
+# target sphere took 0.45 s on two threads; with these, 0.32 s).
 # Where a depth-test key (int64) keeps its pixel's red, green and blue bytes: its lowest three.
 _COLOUR_BYTES = (0, 1, 2) if sys.byteorder == "little" else (7, 6, 5)
-_LADDER = np.unique(np.r_[np.arange(1, 9), np.round(8 * 1.5 ** np.arange(1, 30))].astype(np.int64))
+_LADDER = 3 * 2 ** np.arange(30)
 
 
 class RenderError(DasError):
@@ -911,9 +914,9 @@ def _window_batches(
     """Group windows of columns x rows pixels by size: (order, batches), where each batch
     (part, columns, rows) is the windows `order[part]`, all within columns x rows.
 
-    Sizes are rounded up to the `_LADDER` (exact to 8, then 1.5x steps), so a group's shared
-    window wastes little, and a group is cut into batches of at most `_BATCH_CANDIDATES` pixels
-    (a close-up plane stays bounded).
+    Sizes are rounded up to the `_LADDER` (3, then doubling), so there are few groups, each
+    with the window of its largest member, and a group is cut into batches of at most
+    `_BATCH_CANDIDATES` pixels (a close-up plane stays bounded).
     """
     if not len(columns):
         return np.zeros(0, dtype=np.intp), []
