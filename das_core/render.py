@@ -293,7 +293,7 @@ def _rasterise(
     vertex_colors = np.tile(colors, (num_frames, 1))
     offsets = (np.arange(num_frames, dtype=np.int64) * num_vertices)[:, None]
     corners = [(offsets + faces[:, k]).ravel() for k in range(3)]
-    triangle_frame = np.repeat(np.arange(num_frames), len(faces))
+    triangle_frame = np.repeat(np.arange(num_frames, dtype=np.int32), len(faces))
 
     # Triangles crossing the camera plane are replaced by their clipped parts, with new vertices.
     in_front = camera[:, 2] > NEAR_PLANE
@@ -620,9 +620,11 @@ class _Triangles:
             i0, j0 = np.minimum(i0, width - 1), np.minimum(j0, height - 1)
             i1, j1 = np.maximum(i1, i0), np.maximum(j1, j0)
         self.frame = frame
-        self.i0, self.j0 = i0.astype(np.int64), j0.astype(np.int64)
-        self.columns = np.maximum(i1.astype(np.int64) - self.i0 + 1, 1)
-        self.rows = np.maximum(j1.astype(np.int64) - self.j0 + 1, 1)
+        # Pixel positions and sizes as int32 (an image's side is far below 2**31): half the
+        # memory traffic of int64 in every gather below.
+        self.i0, self.j0 = i0.astype(np.int32), j0.astype(np.int32)
+        self.columns = np.maximum(i1 - i0 + 1, 1).astype(np.int32)
+        self.rows = np.maximum(j1 - j0 + 1, 1).astype(np.int32)
         z0, z1, z2 = (inverse_z.take(c) for c in corners)
         self.place = np.stack([self.i0, self.j0, self.frame])
         self.z2 = z2
@@ -676,9 +678,11 @@ class _Triangles:
         np.multiply(_length(a1, b1), -_EDGE_TOLERANCE, out=slack[1])
         np.multiply(_length(a0 + a1, b0 + b1), _EDGE_TOLERANCE, out=slack[2])
         slack[2] += 1
-        fx = (self.i0.take(subset) + 0.5).astype(np.float32)
+        fx = self.i0.take(subset).astype(np.float32)
+        fx += 0.5
         fx -= x2
-        fy = (self.j0.take(subset) + 0.5).astype(np.float32)
+        fy = self.j0.take(subset).astype(np.float32)
+        fy += 0.5
         fy -= y2
         np.add(a0 * fx, b0 * fy, out=rows[7])
         np.add(a1 * fx, b1 * fy, out=rows[8])
@@ -747,7 +751,7 @@ class _Triangles:
         nearest_depth = self.nearest_depth.view(np.int32).take(subset.take(order))
         for part, columns, rows in batches:
             i0, j0, frame = place[:, part]
-            start = (frame * height + np.minimum(j0, height - rows)) * width + np.minimum(i0, width - columns)
+            start = (frame.astype(np.int64) * height + np.minimum(j0, height - rows)) * width + np.minimum(i0, width - columns)
             offset = (np.arange(rows)[:, None] * width + np.arange(columns)).ravel()
             farthest = nearest.take(offset[:, None] + start).min(axis=0) >> 32  # 0, a hole, hides nothing
             showing[order[part]] = farthest <= nearest_depth[part]
@@ -781,7 +785,7 @@ class _Triangles:
             shifted = i0.max() > width - columns or j0.max() > height - rows
             ox = np.minimum(i0, width - columns) if shifted else i0
             oy = np.minimum(j0, height - rows) if shifted else j0
-            start = (frame * height + oy) * width + ox
+            start = (frame.astype(np.int64) * height + oy) * width + ox  # int64: a chunk's pixel count
             offset = (np.arange(rows)[:, None] * width + np.arange(columns)).ravel()
             if shifted:
                 fx = (ox - i0).astype(np.float32)
