@@ -464,25 +464,28 @@ def spinning_sphere(num_frames: int) -> Tracks:
 
 
 def test_hidden_surface_skipping_changes_nothing(monkeypatch):
-    # Drawing the nearer winding first and skipping triangles behind covered tiles must give
-    # exactly the frames of drawing every triangle.
+    # Drawing the nearer winding first and skipping triangles behind covered tiles, then behind
+    # covered windows, must give exactly the frames of drawing every triangle.
     import das_core.render
 
+    triangles = das_core.render._Triangles
     box = spinning_sphere(4)
-    skipped = []
-    hidden = das_core.render._Triangles._hidden
-    monkeypatch.setattr(das_core.render._Triangles, "_hidden", lambda *a: skipped.append(hidden(*a)) or skipped[-1])
+    by_tiles, by_windows = [], []
+    hidden, showing = triangles._hidden, triangles._showing
+    monkeypatch.setattr(triangles, "_hidden", lambda *a: by_tiles.append(hidden(*a)) or by_tiles[-1])
+    monkeypatch.setattr(triangles, "_showing", lambda *a: by_windows.append(showing(*a)) or by_windows[-1])
     fast = render_tracking(box, num_frames=4)
-    assert sum(s.sum() for s in skipped) > 0  # some back faces really were skipped
-    monkeypatch.setattr(das_core.render._Triangles, "_hidden", lambda self, nearest, subset: np.zeros(len(subset), bool))
+    assert sum(s.sum() for s in by_tiles) > 0  # some back faces really were skipped by each
+    assert sum((~s).sum() for s in by_windows) > 0
+    monkeypatch.setattr(triangles, "_hidden", lambda self, nearest, subset: np.zeros(len(subset), bool))
+    monkeypatch.setattr(triangles, "_showing", lambda self, nearest, subset: np.ones(len(subset), bool))
     np.testing.assert_array_equal(render_tracking(box, num_frames=4), fast)
     assert (fast.max(axis=-1) > 0).mean() > 0.05
 
 
 def test_frames_drawn_together_equal_frames_drawn_one_by_one(monkeypatch):
-    # Mesh mode draws several frames per chunk (their triangles share candidate batches, then
-    # each frame is shaded on its own) on two threads: the frames must be exactly those of
-    # drawing one frame at a time on one thread.
+    # Mesh mode draws several frames per chunk (their triangles share candidate batches) on two
+    # threads: the frames must be exactly those of drawing one frame at a time on one thread.
     import das_core.render
 
     tracks = spinning_sphere(7)
