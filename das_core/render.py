@@ -838,7 +838,7 @@ class _Triangles:
             else:
                 local = hits // (rows * columns)
                 cell = hits - local * (rows * columns)
-            np.maximum.at(nearest, start.take(local) + offset.take(cell), key)
+            _scatter_max(nearest, start.take(local) + offset.take(cell), key)
 
     @staticmethod
     def colour(nearest: np.ndarray, out: np.ndarray) -> None:
@@ -847,6 +847,17 @@ class _Triangles:
         pixels = out.reshape(-1, 3)
         for channel in range(3):
             pixels[:, channel] = key_bytes[:, _COLOUR_BYTES[channel]]
+
+
+def _scatter_max(target: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+    """`np.maximum.at(target, index, values)`, without holding the GIL: ufunc.at keeps it for
+    its whole loop (numpy 1.26), which stalls the other render thread. A plain fancy store keeps
+    the last of repeated indices; the few entries whose maximum it lost are stored again."""
+    best = np.maximum(target.take(index), values)
+    target[index] = best
+    lost = np.flatnonzero(target.take(index) < best)
+    if len(lost):
+        np.maximum.at(target, index.take(lost), best.take(lost))
 
 
 def _length(a: np.ndarray, b: np.ndarray) -> np.ndarray:
