@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -189,12 +190,13 @@ def _render_chunks(
     progress: bool,
 ) -> np.ndarray:
     """Draw the source frames in chunks of at most `per_chunk`, on up to `_THREADS` threads (numpy
-    releases the GIL in its array loops): `draw(chunk, out)` fills out, uint8 [len(chunk), H, W,
-    3], zeros on entry. Returns uint8 [len(sources), H, W, 3]. The chunks are of near-equal size
+    releases the GIL in its array loops): `draw(chunk, out)` sets every pixel of out, uint8
+    [len(chunk), H, W, 3], uninitialised on entry (np.empty: numpy asks the kernel for huge pages
+    for it, where np.zeros takes a page fault per 4 KB of the video). Returns uint8 [len(sources), H, W, 3]. The chunks are of near-equal size
     and as many as a multiple of the threads, so no thread is left alone with a last one. With
     `progress`, a tqdm bar counts frames (tqdm is imported only then: Blender's Python, where the
     add-on renders, need not have it)."""
-    frames = np.zeros((len(sources), *size, 3), dtype=np.uint8)
+    frames = np.empty((len(sources), *size, 3), dtype=np.uint8)
     workers = max(1, min(_THREADS, os.cpu_count() or 1, len(sources)))
     count = -(-len(sources) // per_chunk)
     count = min(-(-count // workers) * workers, len(sources))
@@ -233,10 +235,17 @@ def _render_mesh(tracks: Tracks, canvas: _Canvas, sources: np.ndarray, progress:
     distance = np.linalg.norm(tracks.points[0].astype(np.float64) - _camera_centre(tracks.world_to_camera[0]), axis=1)
     colors = mesh_vertex_colors(canvas.to_canvas(uv), depth, distance, canvas.width, canvas.height, seen=canvas.seen)
     linear = srgb8_to_linear(colors)
+    depth_buffers = threading.local()  # one per thread, cleared for each chunk: no page faults
 
     def draw(chunk: np.ndarray, out: np.ndarray) -> None:
+        size = out.shape[0] * height * width
+        if getattr(depth_buffers, "nearest", np.empty(0)).size < size:
+            depth_buffers.nearest = np.empty(size, dtype=np.int64)
+        nearest = depth_buffers.nearest[:size]
+        nearest.fill(0)
         _rasterise(
             out,
+            nearest,
             tracks.points[chunk],
             tracks.world_to_camera[chunk],
             canvas.intrinsics[chunk],
@@ -267,6 +276,7 @@ def _camera_centre(world_to_camera: np.ndarray) -> np.ndarray:
 
 def _rasterise(
     out: np.ndarray,
+    nearest: np.ndarray,
     points: np.ndarray,
     world_to_camera: np.ndarray,
     intrinsics: np.ndarray,
@@ -276,7 +286,8 @@ def _rasterise(
     height: int,
 ) -> None:
     """Draw `faces` at each of Tc frames (points [Tc, N, 3]) with linear vertex colours [N, 3]
-    into `out`, uint8 [Tc, H, W, 3] and black on entry."""
+    into `out`, uint8 [Tc, H, W, 3], every pixel (black where nothing is drawn). `nearest`,
+    int64 [Tc * H * W] and zero on entry, is the depth buffer."""
     num_frames, num_vertices = points.shape[:2]
     # A frame at a time: einsum over several frames at once is several times slower per point.
     camera = np.concatenate(
@@ -316,11 +327,11 @@ def _rasterise(
         triangle_frame = np.r_[triangle_frame[whole], clipped_frame]
 
     if not len(triangle_frame):  # everything is behind the camera
+        out[...] = 0
         return
     triangles = _Triangles(corners, triangle_frame, x, y, inverse_z, precise, vertex_colors, width, height)
     # Depth test: per pixel keep the fragment with the largest (1/z, colour) key, i.e. the
     # nearest surface; 1/z is positive, so its float bits order like the numbers.
-    nearest = np.zeros(num_frames * height * width, dtype=np.int64)
     triangles.draw(nearest)
     triangles.colour(nearest, out)
 
@@ -459,8 +470,9 @@ def _paint_rectangles(
     width: int,
     height: int,
 ) -> None:
-    """Paint one chunk of frames into `out` (black on entry): rectangles resolved per pixel by
-    painter's order."""
+    """Paint one chunk of frames into `out` (every pixel, black where no rectangle is): rectangles
+    resolved per pixel by painter's order."""
+    out[...] = 0
     num_frames, num_points = points.shape[:2]
     uv = np.empty((num_frames, num_points, 2))
     depth = np.empty((num_frames, num_points))
