@@ -612,11 +612,15 @@ class _Triangles:
         # image; triangles between pixel centres or off-screen have none and are dropped.
         # The box is widened by a thousandth of a pixel so that a vertex on a pixel centre, give
         # or take float rounding, still gets its pixel tested.
-        i0 = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2) - 0.501), 0)
-        i1 = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2) - 0.499), width - 1)
-        j0 = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2) - 0.501), 0)
-        j1 = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.499), height - 1)
-        area = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
+        # (In place, here and below: every fresh temporary of a chunk's size is memory the
+        # allocator hands back to the kernel between chunks and takes page faults to get again.)
+        i0, i1 = _pixel_span(x0, x1, x2, width)
+        j0, j1 = _pixel_span(y0, y1, y2, height)
+        area = y1 - y2
+        area *= x0 - x2
+        cross = x2 - x1
+        cross *= y0 - y2
+        area += cross
         empty = (i1 < i0) | (j1 < j0) | (area == 0)
         corners = list(corners)
         if empty.sum() > len(empty) / 4:  # worth compacting; otherwise empty ones fail every test
@@ -634,15 +638,16 @@ class _Triangles:
         self.frame = frame
         # Pixel positions and sizes as int32 (an image's side is far below 2**31): half the
         # memory traffic of int64 in every gather below.
-        self.i0, self.j0 = i0.astype(np.int32), j0.astype(np.int32)
-        self.columns = np.maximum(i1 - i0 + 1, 1).astype(np.int32)
-        self.rows = np.maximum(j1 - j0 + 1, 1).astype(np.int32)
+        self.place = np.empty((3, len(frame)), dtype=np.int32)
+        self.i0, self.j0, _ = self.place
+        self.place[0], self.place[1], self.place[2] = i0, j0, frame
+        self.columns, self.rows = (_pixel_count(first, last) for first, last in ((i0, i1), (j0, j1)))
         z0, z1, z2 = (inverse_z.take(c) for c in corners)
-        self.place = np.stack([self.i0, self.j0, self.frame])
         self.z2 = z2
         self.area = area
         self.facing = area > 0  # one winding; which one faces the camera depends on the mesh
-        self.nearest_depth = np.maximum(np.maximum(z0, z1), z2)  # 1/z is largest at a corner
+        self.nearest_depth = np.maximum(z0, z1)  # 1/z is largest at a corner
+        np.maximum(self.nearest_depth, z2, out=self.nearest_depth)
         # What the inside test and the shading read is set up from these per-vertex values only
         # for the triangles that get rasterised (`_near_rows`): most hidden back faces never
         # need it. 1/z and each linear colour channel times 1/z are affine on screen.
@@ -859,6 +864,30 @@ class _Triangles:
         pixels = out.reshape(-1, 3)
         for channel in range(3):
             pixels[:, channel] = key_bytes[:, _COLOUR_BYTES[channel]]
+
+
+def _pixel_span(v0: np.ndarray, v1: np.ndarray, v2: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last pixel (float) whose centre, i + 0.5, lies within the least and greatest of
+    the three coordinates widened by a thousandth of a pixel, clamped to 0 .. size - 1."""
+    first = np.minimum(v0, v1)
+    np.minimum(first, v2, out=first)
+    first -= 0.501
+    np.ceil(first, out=first)
+    np.maximum(first, 0, out=first)
+    last = np.maximum(v0, v1)
+    np.maximum(last, v2, out=last)
+    last -= 0.499
+    np.floor(last, out=last)
+    np.minimum(last, size - 1, out=last)
+    return first, last
+
+
+def _pixel_count(first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """last - first + 1, at least 1, as int32 (`last` is overwritten)."""
+    last -= first
+    last += 1
+    np.maximum(last, 1, out=last)
+    return last.astype(np.int32)
 
 
 def _scatter_max(target: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
