@@ -17,9 +17,12 @@ camera's image is scaled into the centred content rectangle, and the colours nam
 the CANVAS (R = x / canvas width, G = y / canvas height), because the model reads a first-frame
 colour as that point's position in the frame it is given. A vertex outside the camera's frame at
 the first frame stays black (the camera did not see it), and the bars are black in every frame
-(the camera never sees there). B, inverse distance, does not depend on the frame. Numpy only (it runs inside Blender). The rasteriser is
-vectorised: triangles of all frames in a chunk are grouped by bounding-box size, every candidate
-pixel of a group is tested at once, and depth is resolved with a scatter-max of 1/z.
+(the camera never sees there). B, inverse distance, does not depend on the frame.
+
+Numpy only (it runs inside Blender). The rasteriser is vectorised: triangles of all frames in a
+chunk are grouped by bounding-box size, every candidate pixel of a group is tested and shaded at
+once, and depth is resolved by a scatter-max of int64 keys: 1/z above, the fragment's sRGB bytes
+below, so the nearest fragment's colour is left in each pixel.
 """
 
 from __future__ import annotations
@@ -192,10 +195,10 @@ def _render_chunks(
     """Draw the source frames in chunks of at most `per_chunk`, on up to `_THREADS` threads (numpy
     releases the GIL in its array loops): `draw(chunk, out)` sets every pixel of out, uint8
     [len(chunk), H, W, 3], uninitialised on entry (np.empty: numpy asks the kernel for huge pages
-    for it, where np.zeros takes a page fault per 4 KB of the video). Returns uint8 [len(sources), H, W, 3]. The chunks are of near-equal size
-    and as many as a multiple of the threads, so no thread is left alone with a last one. With
-    `progress`, a tqdm bar counts frames (tqdm is imported only then: Blender's Python, where the
-    add-on renders, need not have it)."""
+    for it, where np.zeros takes a page fault per 4 KB of the video). Returns uint8
+    [len(sources), H, W, 3]. The chunks are of near-equal size and as many as a multiple of the
+    threads, so no thread is left alone with a last one. With `progress`, a tqdm bar counts frames
+    (tqdm is imported only then: Blender's Python, where the add-on renders, need not have it)."""
     frames = np.empty((len(sources), *size, 3), dtype=np.uint8)
     workers = max(1, min(_THREADS, os.cpu_count() or 1, len(sources)))
     count = -(-len(sources) // per_chunk)
@@ -581,13 +584,14 @@ def _nearest_distance(points: np.ndarray) -> np.ndarray:
 
 class _Triangles:
     """Screen-space triangles of a chunk of frames, culled and set up for rasterising (the rows the
-    inside and depth tests read only for the triangles that get rasterised: `_near_rows`).
+    inside test and the shading read only for the triangles that get rasterised: `_near_rows`).
 
-    Barycentrics b0, b1 and 1/z are affine in screen space, so each is kept as its value at the
-    triangle's third vertex plus a gradient (a per pixel in x, b in y). A pixel centre belongs to
-    the triangle when b0, b1 >= 0 and b0 + b1 <= 1, whichever way the triangle winds (no culling).
-    A triangle reaching past `_GUARD_BAND` is instead tested by its three signed edge distances
-    in pixels, set up in float64 at its box's first pixel (see `_far_setup`).
+    Barycentrics b0, b1, 1/z and each colour channel times 1/z are affine in screen space, so each
+    is kept as its value at the centre of the box's first pixel plus a gradient (a per pixel in x,
+    b in y). A pixel centre belongs to the triangle when b0, b1 >= 0 and b0 + b1 <= 1, whichever
+    way the triangle winds (no culling); its colour is (colour times 1/z) / (1/z), perspective-
+    correct. A triangle reaching past `_GUARD_BAND` is instead tested by its three signed edge
+    distances in pixels, set up in float64 (see `_far_setup`).
     """
 
     def __init__(
@@ -768,7 +772,8 @@ class _Triangles:
         nearest_depth = self.nearest_depth.view(np.int32).take(subset.take(order))
         for part, columns, rows in batches:
             i0, j0, frame = place[:, part]
-            start = (frame.astype(np.int64) * height + np.minimum(j0, height - rows)) * width + np.minimum(i0, width - columns)
+            first_row, first_column = np.minimum(j0, height - rows), np.minimum(i0, width - columns)
+            start = (frame.astype(np.int64) * height + first_row) * width + first_column
             offset = (np.arange(rows)[:, None] * width + np.arange(columns)).ravel()
             farthest = nearest.take(offset[:, None] + start).min(axis=0) >> 32  # 0, a hole, hides nothing
             showing[order[part]] = farthest <= nearest_depth[part]
