@@ -58,12 +58,11 @@ NEAR_PLANE = 1e-3  # camera-space z (scene units) where triangles are clipped
 COTRACKER_SIDE = 4  # the reference's point_wise; PIL fills [x - 2, x + 2], 5 pixels across
 
 # Work sizes. Mesh mode draws a chunk of frames at once (up to `_MESH_CHUNK_PIXELS` pixels and
-# `_CHUNK_TRIANGLES` triangles: three 720 x 480 frames of the 65 k-triangle sphere): each window
-# size's candidate batch then holds triangles of several frames and shares numpy's per-call
-# overhead, while the per-pixel shading goes a frame at a time (its buffers stay in cache).
-# Points mode draws `_POINTS_CHUNK_PIXELS` at once (one 720 x 480 frame). Then candidate pixels
-# per vectorised batch, and threads.
-_MESH_CHUNK_PIXELS = 1 << 20
+# `_CHUNK_TRIANGLES` triangles: six 720 x 480 frames of the 65 k-triangle sphere, two of a 261 k
+# one): each window size's candidate batch then holds triangles of several frames and shares
+# numpy's per-call overhead, which holds the GIL. Points mode draws `_POINTS_CHUNK_PIXELS` at
+# once (one 720 x 480 frame). Then candidate pixels per vectorised batch, and threads.
+_MESH_CHUNK_PIXELS = 1 << 21
 _CHUNK_TRIANGLES = 1 << 19
 _POINTS_CHUNK_PIXELS = 1 << 19
 _THREADS = 2
