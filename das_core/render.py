@@ -77,12 +77,12 @@ _EDGE_TOLERANCE = 1e-3
 _GUARD_BAND = 1024
 _BATCH_CANDIDATES = 1 << 18  # candidate pixels tested at once (a float32 temporary of 1 MB, in cache)
 # Window sizes that candidate batches are grouped by: up to 3 pixels, then doubling. Coarse on
-# purpose: a batch costs some 40 numpy calls that hold the GIL while the other thread waits for
-# it, so fewer, larger batches beat snug windows (with exact sizes up to 8 and 1.5x steps, the
-# target sphere took 0.45 s on two threads; with these, 0.32 s).
+# purpose: a batch costs some 90 numpy calls, each holding the GIL for a moment while the other
+# thread waits, so fewer, larger batches beat snug windows (with exact sizes up to 8 and 1.5x
+# steps, the benchmark sphere took 0.45 s on two threads; with these, 0.32 s).
+_LADDER = 3 * 2 ** np.arange(30)
 # Where a depth-test key (int64) keeps its pixel's red, green and blue bytes: its lowest three.
 _COLOUR_BYTES = (0, 1, 2) if sys.byteorder == "little" else (7, 6, 5)
-_LADDER = 3 * 2 ** np.arange(30)
 
 
 class RenderError(DasError):
@@ -736,8 +736,9 @@ class _Triangles:
             facing = ~facing
         self._scatter(nearest, np.flatnonzero(facing))
         rest = np.flatnonzero(~facing)
-        rest = rest[~self._hidden(nearest, rest)]
-        self._scatter(nearest, rest[self._showing(nearest, rest)])
+        if len(rest):
+            rest = rest[~self._hidden(nearest, rest)]
+            self._scatter(nearest, rest[self._showing(nearest, rest)])
 
     def _hidden(self, nearest: np.ndarray, subset: np.ndarray) -> np.ndarray:
         """Which triangles of `subset` lie behind fully covered 8 x 8 tiles (their box spans at
