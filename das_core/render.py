@@ -241,9 +241,10 @@ def _render_mesh(tracks: Tracks, canvas: _Canvas, sources: np.ndarray, progress:
 
     def draw(chunk: np.ndarray, out: np.ndarray) -> None:
         size = out.shape[0] * height * width
-        if getattr(depth_buffers, "nearest", np.empty(0)).size < size:
-            depth_buffers.nearest = np.empty(size, dtype=np.int64)
-        nearest = depth_buffers.nearest[:size]
+        buffer = getattr(depth_buffers, "nearest", None)
+        if buffer is None or buffer.size < size:
+            buffer = depth_buffers.nearest = np.empty(size, dtype=np.int64)
+        nearest = buffer[:size]
         nearest.fill(0)
         _rasterise(
             out,
