@@ -1,8 +1,7 @@
 """Build the installable extension: `python -m blender_addon.build [--out DIR] [--platform P ...]`.
 
-Steps: copy the add-on's modules into a staging folder; pack the torch-free `das_core` modules the
-add-on imports (found by following imports, refusing the model, pipeline and training code) into a
-pure-Python wheel; download pyzmq, msgpack and Pillow wheels for each platform at Blender's Pythons
+Steps: copy the add-on's modules into a staging folder; pack the torch-free tiers of `das_core`
+(`tracking/` and `wire/`, with the package root and its exception type) into a pure-Python wheel; download pyzmq, msgpack and Pillow wheels for each platform at Blender's Pythons
 (3.11 for Blender 4.2-5.0, 3.13 after), at the versions installed here; render the manifest template with the
 version, platforms and wheels; then let Blender's own `extension build` validate and zip it. Each
 platform is staged and zipped on its own, with only its wheels: the `--split-platforms` of Blender 4.3
@@ -13,7 +12,6 @@ platform, which left both macOS zips without pyzmq. numpy is not bundled: Blende
 from __future__ import annotations
 
 import argparse
-import ast
 import base64
 import hashlib
 import importlib.metadata
@@ -38,8 +36,9 @@ CORE_DIR = ADDON_DIR.parent / "das_core"
 PYTHON_VERSIONS = ("3.11", "3.13")
 # Third-party packages das_core needs inside Blender: the wire (pyzmq, msgpack) and PNG/letterbox (Pillow).
 WHEEL_PACKAGES = ("pyzmq", "msgpack", "pillow")
-# das_core modules that import torch or are CLI-only; the add-on must never need them.
-FORBIDDEN_CORE = ("das_core.model", "das_core.pipeline", "das_core.train", "das_core.commands", "das_core.cli")
+# The core the add-on runs on: the package root, its exception type and the two Blender-safe tiers.
+# The import contracts in pyproject.toml keep these free of torch and bpy, and the add-on out of the rest.
+BUNDLED_CORE = ("das_core/__init__.py", "das_core/errors.py", "das_core/tracking", "das_core/wire")
 CORE_WHEEL_NAME = "das_blender_core"
 _NOT_SHIPPED = ("build.py", "__pycache__", "wheels")
 
@@ -67,56 +66,32 @@ class BuildError(DasError):
     """The extension cannot be built; the message names the step and what to fix."""
 
 
-def core_modules() -> list[str]:
-    """The das_core modules the add-on imports, directly or through each other, sorted."""
-    pending = [name for path in sorted(ADDON_DIR.glob("*.py")) if path.name != "build.py" for name in _core_imports(path)]
-    found: set[str] = set()
-    while pending:
-        name = pending.pop()
-        if name in found:
-            continue
-        if is_forbidden(name):
-            raise BuildError(f"the add-on would bundle {name}, which needs torch or the CLI; keep Blender-side code torch-free")
-        path = CORE_DIR / (name.split(".", 1)[1].replace(".", "/") + ".py") if "." in name else CORE_DIR / "__init__.py"
-        if not path.is_file():
-            raise BuildError(f"the add-on imports {name}, but {path} does not exist")
-        found.add(name)
-        pending.extend(_core_imports(path))
-    found.add("das_core")
-    return sorted(found)
-
-
-def is_forbidden(name: str) -> bool:
-    """True for the torch or CLI modules (and their submodules) that must stay out of Blender."""
-    return any(name == forbidden or name.startswith(forbidden + ".") for forbidden in FORBIDDEN_CORE)
-
-
-def _core_imports(path: Path) -> list[str]:
-    """Every `das_core` module a source file imports, at the top or inside functions."""
-    names = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names if alias.name.split(".")[0] == "das_core"]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "das_core":
-            if node.module == "das_core":  # `from das_core import camera` names modules
-                names += [f"das_core.{alias.name}" for alias in node.names if (CORE_DIR / f"{alias.name}.py").is_file()]
-            else:
-                names.append(node.module)
-    return names
+def core_files() -> list[str]:
+    """The das_core files bundled with the add-on, relative to the repository root, sorted."""
+    root = CORE_DIR.parent
+    files = []
+    for entry in BUNDLED_CORE:
+        path = root / entry
+        found = sorted(path.rglob("*")) if path.is_dir() else [path]
+        files += [
+            item.relative_to(root).as_posix() for item in found if item.is_file() and item.suffix in (".py", ".md")
+        ]
+    return sorted(files)
 
 
 def write_core_wheel(directory: Path) -> Path:
-    """A py3-none-any wheel holding the torch-free das_core modules, so Blender installs it like any wheel."""
+    """A py3-none-any wheel holding the bundled das_core files, so Blender installs it like any wheel."""
     dist_info = f"{CORE_WHEEL_NAME}-{__version__}.dist-info"
     files = {}
-    for name in core_modules():
-        relative = "das_core/__init__.py" if name == "das_core" else name.replace(".", "/") + ".py"
+    for relative in core_files():
         files[relative] = (CORE_DIR.parent / relative).read_bytes()
     files[f"{dist_info}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: {CORE_WHEEL_NAME}\nVersion: {__version__}\n"
         "Summary: The torch-free das_core modules bundled with the das Blender extension\n"
     ).encode()
-    files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: blender_addon.build\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist_info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: blender_addon.build\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     record = [f"{name},sha256={_digest(data)},{len(data)}" for name, data in files.items()]
     files[f"{dist_info}/RECORD"] = ("\n".join(record + [f"{dist_info}/RECORD,,"]) + "\n").encode()
     path = directory / f"{CORE_WHEEL_NAME}-{__version__}-py3-none-any.whl"
@@ -218,7 +193,9 @@ def blender_ext_command() -> list[str]:
     blender = shutil.which("blender")
     if blender:
         return [blender, "--factory-startup", "--background", "--command", "extension"]
-    raise BuildError("neither the bpy module nor a `blender` executable was found; install bpy==5.0.1 or put Blender on PATH")
+    raise BuildError(
+        "neither the bpy module nor a `blender` executable was found; install bpy==5.0.1 or put Blender on PATH"
+    )
 
 
 def build(out: Path, platforms: list[str], cache: Path) -> list[Path]:
@@ -245,10 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m blender_addon.build", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("dist/blender"), help="output folder (default: dist/blender)")
     parser.add_argument(
-        "--platform", action="append", choices=sorted(PLATFORMS), help="build only this platform (repeatable; default: all four)"
+        "--platform",
+        action="append",
+        choices=sorted(PLATFORMS),
+        help="build only this platform (repeatable; default: all four)",
     )
     parser.add_argument(
-        "--wheel-cache", type=Path, default=ADDON_DIR / "wheels", help="downloaded wheels are kept here (default: blender_addon/wheels)"
+        "--wheel-cache",
+        type=Path,
+        default=ADDON_DIR / "wheels",
+        help="downloaded wheels are kept here (default: blender_addon/wheels)",
     )
     args = parser.parse_args(argv)
     try:

@@ -1,7 +1,7 @@
 """Export an animated Blender scene to das-tracks/1: evaluated mesh vertices and camera, frame by frame.
 
 `export_tracks(scene)` is usable from any `import bpy` script (no UI needed). Frames are the
-scene's range sampled to 49 evenly spaced frames (`das_core.video.sample_indices`, the reference's
+scene's range sampled to 49 evenly spaced frames (`das_core.tracking.video.sample_indices`, the reference's
 `linspace(0, n-1, 49)`), or a chosen window with a fixed step.
 
 Exported: every visible, renderable object whose evaluated geometry has faces, as Blender renders
@@ -33,8 +33,8 @@ import bpy
 import numpy as np
 
 from das_core.errors import DasError
-from das_core.tracks import Tracks
-from das_core.video import sample_indices
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import sample_indices
 
 from .gather_camera import gather_camera, gather_render_size, resolve_camera
 from .gather_mesh import faceless_objects, gather_layout, gather_positions, renderable_objects

@@ -1,7 +1,7 @@
-"""Read the scene camera from bpy at the current frame: the numbers `das_core.camera` converts.
+"""Read the scene camera from bpy at the current frame: the numbers `das_core.tracking.camera` converts.
 
 Only bpy reads live here; the conversion to OpenCV intrinsics and world_to_camera is pure numpy in
-`das_core.camera.blender_camera_to_opencv`, tested without Blender.
+`das_core.tracking.camera.blender_camera_to_opencv`, tested without Blender.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from das_core import camera as das_camera
 from das_core.errors import DasError
+from das_core.tracking import camera as das_camera
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class MeshLayout:
     def num_points(self) -> int:
         return sum(self.counts)
 
-    def without(self, names: set[str]) -> tuple["MeshLayout", np.ndarray]:
+    def without(self, names: set[str]) -> tuple[MeshLayout, np.ndarray]:
         """This layout minus the named entries, plus the boolean mask of points kept."""
         keep = np.ones(self.num_points, dtype=bool)
         for name, offset, count in zip(self.names, self.offsets, self.counts):
@@ -142,7 +142,9 @@ def faceless_objects(objects: list[bpy.types.Object], layout: MeshLayout) -> lis
     ]
 
 
-def gather_positions(depsgraph: bpy.types.Depsgraph, layout: MeshLayout, out: np.ndarray) -> tuple[set[str], np.ndarray]:
+def gather_positions(
+    depsgraph: bpy.types.Depsgraph, layout: MeshLayout, out: np.ndarray
+) -> tuple[set[str], np.ndarray]:
     """Fill `out` [N, 3] float32 with world positions at the current frame.
 
     Returns the names of entries whose vertex count (or, for rebuilt meshes, triangles) differs from

@@ -4,7 +4,7 @@ The operator renders the reference while the job's thread renders the tracking v
 releases Python's lock while it renders), so the two overlap.
 
 The reference image is letterboxed to the model's 720 x 480 with the project's one aspect policy
-(`das_core.video.fit_frames`), like the tracking video (`tracking_video.py`, rendered off the main
+(`das_core.tracking.video.fit_frames`), like the tracking video (`tracking_video.py`, rendered off the main
 thread).
 """
 
@@ -18,8 +18,8 @@ import bpy
 import numpy as np
 
 from das_core.errors import DasError
-from das_core.tracks import Tracks
-from das_core.video import fit_frames
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import fit_frames
 
 from .export import export_tracks
 from .reference_render import load_image_rgb, percentage_for, render_reference
@@ -42,7 +42,9 @@ def job_directory(scene: bpy.types.Scene, name: str) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DasError(f"cannot create the cache folder {directory} ({error.strerror}); choose another Cache folder") from None
+        raise DasError(
+            f"cannot create the cache folder {directory} ({error.strerror}); choose another Cache folder"
+        ) from None
     return directory
 
 

@@ -20,11 +20,18 @@ from pathlib import Path
 
 import bpy
 
-from das_core.protocol import Accepted, Done, JobFailed, Progress
+from das_core.wire.protocol import Accepted, Done, JobFailed, Progress
 
 from . import sequencer
 from .network_thread import (
-    CancelFailed, ClientError, FrameSaved, RelayThread, SaveFailed, Sending, Submitted, TrackingReady,
+    CancelFailed,
+    ClientError,
+    FrameSaved,
+    RelayThread,
+    SaveFailed,
+    Sending,
+    Submitted,
+    TrackingReady,
 )
 from .tracking_video import NUM_FRAMES
 
@@ -199,7 +206,13 @@ def _apply(job: Job, event) -> None:
     elif isinstance(event, Accepted):
         job.state, job.queue_position = "queued", event.position
     elif isinstance(event, Progress):
-        job.state, job.phase, job.step, job.total, job.eta_s = "running", event.phase, event.step, event.total, event.eta_s
+        job.state, job.phase, job.step, job.total, job.eta_s = (
+            "running",
+            event.phase,
+            event.step,
+            event.total,
+            event.eta_s,
+        )
     elif isinstance(event, FrameSaved):
         job.frames[event.index] = event.path
     elif isinstance(event, Done):
@@ -220,7 +233,10 @@ def _finish(job: Job, done: Done) -> None:
     frames = [job.frames.get(index) for index in range(done.num_frames)]
     missing = [index for index, path in enumerate(frames) if path is None]
     if missing or not frames:
-        job.state, job.error = "failed", f"the server reported {done.num_frames} frames but {len(missing)} never arrived"
+        job.state, job.error = (
+            "failed",
+            f"the server reported {done.num_frames} frames but {len(missing)} never arrived",
+        )
         return
     tracking = job.tracking_frames or _tracking_on_disk(job.tracking_dir)
     if _add_strips(job, frames, tracking if job.add_tracking_strip else []):
@@ -237,14 +253,19 @@ def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bo
     """The generated strip with the tracking strip above it (either may be absent), on free channels."""
     scene = next((scene for scene in bpy.data.scenes if scene.session_uid == job.scene_uid), None)
     if scene is None:
-        job.state, job.error = "failed", f"the job's sequencer scene no longer exists; its frames are in {job.frame_dir.parent}"
+        job.state, job.error = (
+            "failed",
+            f"the job's sequencer scene no longer exists; its frames are in {job.frame_dir.parent}",
+        )
         return False
     layers = [(job.name, frames), (f"tracking [{job.job_id[:8]}]", tracking_frames)]
     layers = [(name, images) for name, images in layers if images]
     channel = sequencer.free_channel(scene, job.frame_start, job.frame_end, len(layers))
     for offset, (name, images) in enumerate(layers):
         elements = sequencer.timeline_elements(job.source_frames, len(images), job.frame_start, job.frame_end)
-        strip = sequencer.add_image_sequence(scene, name, images, elements, channel=channel + offset, frame_start=job.frame_start)
+        strip = sequencer.add_image_sequence(
+            scene, name, images, elements, channel=channel + offset, frame_start=job.frame_start
+        )
         job.strip_name = job.strip_name or strip.name
     return True
 

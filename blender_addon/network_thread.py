@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from das_core.errors import DasError
-from das_core.protocol import Done, Frame, JobFailed, JobRequest, Progress
-from das_core.tracks import Tracks
+from das_core.tracking.tracks import Tracks
+from das_core.wire.protocol import Done, Frame, JobFailed, JobRequest, Progress
 
 from .tracking_video import render_tracking_frames, write_tracking_video
 
@@ -50,7 +50,7 @@ class Connection:
 
     def client(self):
         """A new `DasClient`; call only from the thread that will use it."""
-        from das_core.client import DasClient
+        from das_core.wire.client import DasClient
 
         return DasClient(
             self.address,
@@ -144,7 +144,7 @@ class RelayThread(threading.Thread):
             self._abandoned.set()
 
     def run(self) -> None:
-        from das_core.client import ServerUnavailable
+        from das_core.wire.client import ServerUnavailable
 
         try:
             self._work()
@@ -228,7 +228,9 @@ class JobThread(RelayThread):
         with self.connection.client() as client:
             client.submit(request, codec=WIRE_CODEC)
             self._post(Submitted(self.job_id))
-            self._writer = threading.Thread(target=self._save_inputs, args=(frames,), name=f"das-save-{self.job_id}", daemon=True)
+            self._writer = threading.Thread(
+                target=self._save_inputs, args=(frames,), name=f"das-save-{self.job_id}", daemon=True
+            )
             try:
                 if self._cancelled.is_set():  # pressed while submitting: the operator could not know the server had it
                     client.cancel(self.job_id)
@@ -261,7 +263,7 @@ class ReattachThread(RelayThread):
     """Follow a job the server already has (submitted before Blender was closed): replay and relay its events."""
 
     def _work(self) -> None:
-        from das_core.client import ServerError
+        from das_core.wire.client import ServerError
 
         with self.connection.client() as client:
             try:
@@ -316,6 +318,8 @@ def _same_pixels(path: Path, image: np.ndarray) -> bool:
 
     try:
         with Image.open(path) as existing:
-            return existing.size == (image.shape[1], image.shape[0]) and np.array_equal(np.asarray(existing.convert("RGB")), image)
+            return existing.size == (image.shape[1], image.shape[0]) and np.array_equal(
+                np.asarray(existing.convert("RGB")), image
+            )
     except OSError:
         return False

@@ -17,7 +17,7 @@ from bpy.app.handlers import persistent
 from bpy.props import BoolProperty, StringProperty
 
 from das_core.errors import DasError
-from das_core.protocol import JobRequest
+from das_core.wire.protocol import JobRequest
 
 from . import jobs, sequencer
 from .job_inputs import cache_dir, chosen_reference, export_scene, job_directory, rendered_reference
@@ -35,7 +35,9 @@ def connection_for(context: bpy.types.Context) -> Connection:
     A server on another machine needs Blender's online access (Preferences > System > Network).
     """
     prefs = preferences(context)
-    return connection_to(context.scene.das.server.strip() or (prefs.default_server if prefs else DEFAULT_SERVER), context)
+    return connection_to(
+        context.scene.das.server.strip() or (prefs.default_server if prefs else DEFAULT_SERVER), context
+    )
 
 
 def connection_to(address: str, context: bpy.types.Context) -> Connection:
@@ -49,7 +51,11 @@ def connection_to(address: str, context: bpy.types.Context) -> Connection:
     if prefs is None:
         return Connection(address)
     return Connection(
-        address, prefs.timeout, prefs.server_public_key.strip(), prefs.client_secret_key.strip(), prefs.client_public_key.strip()
+        address,
+        prefs.timeout,
+        prefs.server_public_key.strip(),
+        prefs.client_secret_key.strip(),
+        prefs.client_public_key.strip(),
     )
 
 
@@ -67,7 +73,10 @@ class _JobOperator:
     `_start(context) -> jobs.Job`, and can wait for it."""
 
     wait: BoolProperty(
-        name="Wait", description="Block until the strip is in the sequencer (for scripts)", default=False, options={"SKIP_SAVE"}
+        name="Wait",
+        description="Block until the strip is in the sequencer (for scripts)",
+        default=False,
+        options={"SKIP_SAVE"},
     )
 
     @classmethod
@@ -151,7 +160,9 @@ class DAS_OT_cancel(bpy.types.Operator):
     bl_label = "Cancel"
     bl_options = {"REGISTER"}
 
-    job_id: StringProperty(name="Job", description="Job to cancel; empty: the scene's latest running job", options={"SKIP_SAVE"})
+    job_id: StringProperty(
+        name="Job", description="Job to cancel; empty: the scene's latest running job", options={"SKIP_SAVE"}
+    )
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -189,7 +200,12 @@ class DAS_OT_preview_tracking(_JobOperator, bpy.types.Operator):
         directory = job_directory(scene, f"preview-{job_id}")
         job = _job(context, job_id, "", directory, tracks)
         job.thread = JobThread(  # the tracks are saved too, so `das render-tracking` can make the same video
-            job_id, tracks, scene.das.tracking_mode, directory / "tracking", jobs.OUTBOX, tracks_path=directory / "tracks.npz"
+            job_id,
+            tracks,
+            scene.das.tracking_mode,
+            directory / "tracking",
+            jobs.OUTBOX,
+            tracks_path=directory / "tracks.npz",
         )
         jobs.start(job)
         return job
@@ -226,7 +242,10 @@ class DAS_OT_reattach(bpy.types.Operator):
     bl_options = {"REGISTER"}
 
     wait: BoolProperty(
-        name="Wait", description="Block until the re-attached jobs end (for scripts)", default=False, options={"SKIP_SAVE"}
+        name="Wait",
+        description="Block until the re-attached jobs end (for scripts)",
+        default=False,
+        options={"SKIP_SAVE"},
     )
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -267,7 +286,10 @@ def reattach(context: bpy.types.Context) -> list[jobs.Job]:
         )
         followed.append(job)
         if record.sequencer_scene is None:
-            job.state, job.error = "failed", f"the job's sequencer scene no longer exists; its frames are in {directory}"
+            job.state, job.error = (
+                "failed",
+                f"the job's sequencer scene no longer exists; its frames are in {directory}",
+            )
             jobs.JOBS[job.job_id] = job
             record.state = job.state
             continue
@@ -322,5 +344,7 @@ def unregister() -> None:
 def _remove_handlers() -> None:
     """Remove our load handlers, also those of an earlier copy of this module (an add-on reloaded from disk)."""
     for handlers, handler in HANDLERS:
-        for existing in [item for item in handlers if (item.__module__, item.__name__) == (handler.__module__, handler.__name__)]:
+        for existing in [
+            item for item in handlers if (item.__module__, item.__name__) == (handler.__module__, handler.__name__)
+        ]:
             handlers.remove(existing)

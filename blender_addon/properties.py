@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import bpy
 from bpy.props import (
-    BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty,
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
 )
 
 DEFAULT_SERVER = "tcp://127.0.0.1:5555"
@@ -58,7 +64,9 @@ class DasJobRecord(bpy.types.PropertyGroup):
     frame_start: IntProperty(description="First timeline frame the strip covers")
     frame_end: IntProperty(description="Last timeline frame the strip covers")
     prompt: StringProperty(name="Prompt")
-    directory: StringProperty(description="The job's folder in the cache folder (frames/, tracking/)", subtype="DIR_PATH")
+    directory: StringProperty(
+        description="The job's folder in the cache folder (frames/, tracking/)", subtype="DIR_PATH"
+    )
     add_tracking_strip: BoolProperty(default=True)
     state: StringProperty(name="State", description="The job's last known state (see blender_addon.jobs)")
 
@@ -74,7 +82,9 @@ class DasSceneSettings(bpy.types.PropertyGroup):
         name="Negative prompt", description="What the video should avoid; empty uses the server's default"
     )
     seed: IntProperty(name="Seed", description="Random seed; the same seed gives the same video", default=42, min=0)
-    steps: IntProperty(name="Steps", description="Denoising steps (more is slower and finer)", default=50, min=1, max=500)
+    steps: IntProperty(
+        name="Steps", description="Denoising steps (more is slower and finer)", default=50, min=1, max=500
+    )
     guidance: FloatProperty(
         name="Guidance", description="Classifier-free guidance scale", default=6.0, min=0.0, max=30.0
     )

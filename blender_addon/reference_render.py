@@ -1,7 +1,7 @@
 """The reference image: the first exported frame rendered at the same framing as the tracking video.
 
 Same camera, same resolution (x percentage), same frame as the tracking video's first frame, so the
-image and the tracking video line up pixel for pixel before `das_core.video.fit_frames` letterboxes
+image and the tracking video line up pixel for pixel before `das_core.tracking.video.fit_frames` letterboxes
 both to the model's 720 x 480. Render settings touched here are restored afterwards.
 """
 
@@ -66,7 +66,9 @@ def render_reference(
         settings.restore()
         scene.frame_set(original_frame)
     if not os.path.isfile(path):
-        raise DasError(f"rendering frame {frame} of scene {scene.name!r} wrote no image to {path}; check the render settings")
+        raise DasError(
+            f"rendering frame {frame} of scene {scene.name!r} wrote no image to {path}; check the render settings"
+        )
     return path
 
 

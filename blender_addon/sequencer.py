@@ -16,7 +16,7 @@ import bpy
 import numpy as np
 
 from das_core.errors import DasError
-from das_core.video import sample_indices
+from das_core.tracking.video import sample_indices
 
 MAX_CHANNEL = 128
 

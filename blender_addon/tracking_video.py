@@ -1,7 +1,7 @@
 """The tracking video at the model's size, and its PNGs. Pure numpy + Pillow: safe off Blender's main thread.
 
-Rendered with `das_core.render.render_tracking` straight into the model's 720 x 480, letterboxed
-with the project's one aspect policy (the reference image's framing too: `das_core.video.fit_frames`),
+Rendered with `das_core.tracking.render.render_tracking` straight into the model's 720 x 480, letterboxed
+with the project's one aspect policy (the reference image's framing too: `das_core.tracking.video.fit_frames`),
 so what is sent, what is previewed and what `das render-tracking --fit` writes are the same frames.
 Rendering and writing are separate steps so a job can send its frames before writing them.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from das_core.render import render_tracking
-from das_core.tracks import Tracks
-from das_core.video import write_png_dir
+from das_core.tracking.render import render_tracking
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import write_png_dir
 
 NUM_FRAMES = 49  # the released DaS checkpoint's length
 WIDTH, HEIGHT = 720, 480  # and size

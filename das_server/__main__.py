@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 from das_core.errors import DasError
-from das_core.protocol import Limits
+from das_core.wire.protocol import Limits
 from das_server.config import BACKENDS, DEFAULT_BIND, DEFAULT_MODEL, ServerConfig
-
 
 DESCRIPTION = (
     "Serve DaS video generation over ZeroMQ: one warm model, a persistent job queue, "
@@ -26,31 +25,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The server's options; `das serve` shares them."""
-    parser.add_argument("--backend", choices=BACKENDS, default="das",
-                        help="das: the DaS model on a GPU; preview: CPU warp of the reference image, no model; "
-                        "tiny: a tiny random model for tests (default: das)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or folder of the DaS weights (default: {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="das",
+        help="das: the DaS model on a GPU; preview: CPU warp of the reference image, no model; "
+        "tiny: a tiny random model for tests (default: das)",
+    )
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"hub id or folder of the DaS weights (default: {DEFAULT_MODEL})"
+    )
     parser.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ address to listen on (default: {DEFAULT_BIND})")
-    parser.add_argument("--state-dir", type=Path, default=Path("das-server-state"),
-                        help="folder for the job database and media (default: ./das-server-state)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("das-server-state"),
+        help="folder for the job database and media (default: ./das-server-state)",
+    )
     parser.add_argument("--device", default=None, help="torch device for the das backend (default: cuda)")
-    parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none",
-                        help="CPU offload for GPUs with less memory (model: about 24 GB is enough)")
+    parser.add_argument(
+        "--offload",
+        choices=("none", "model", "sequential"),
+        default="none",
+        help="CPU offload for GPUs with less memory (model: about 24 GB is enough)",
+    )
     parser.add_argument("--max-queue", type=int, default=64, help="jobs queued or running at most (default: 64)")
-    parser.add_argument("--max-queue-per-client", type=int, default=16,
-                        help="jobs one client may have queued or running (default: 16)")
+    parser.add_argument(
+        "--max-queue-per-client", type=int, default=16, help="jobs one client may have queued or running (default: 16)"
+    )
     parser.add_argument("--max-frames", type=int, default=49, help="tracking frames per job at most (default: 49)")
     parser.add_argument("--max-steps", type=int, default=200, help="denoising steps per job at most (default: 200)")
-    parser.add_argument("--result-codec", choices=("raw", "png", "zlib"), default="raw",
-                        help="how result frames travel and are stored: raw (default, no CPU cost; 50 MB per "
-                        "job) or png (lossless, smaller, about 30 ms of CPU per 720x480 frame)")
+    parser.add_argument(
+        "--result-codec",
+        choices=("raw", "png", "zlib"),
+        default="raw",
+        help="how result frames travel and are stored: raw (default, no CPU cost; 50 MB per "
+        "job) or png (lossless, smaller, about 30 ms of CPU per 720x480 frame)",
+    )
     parser.add_argument("--retention-days", type=float, default=7.0, help="keep finished jobs this long (default: 7)")
-    parser.add_argument("--retention-gb", type=float, default=20.0,
-                        help="and at most this much media on disk, oldest removed first (default: 20)")
-    parser.add_argument("--keys", type=Path, default=None,
-                        help="folder from `das keygen`: enables CURVE encryption and the client allow-list")
-    parser.add_argument("--insecure", action="store_true",
-                        help="allow a non-loopback --bind without --keys (anyone who can reach it can use it)")
+    parser.add_argument(
+        "--retention-gb",
+        type=float,
+        default=20.0,
+        help="and at most this much media on disk, oldest removed first (default: 20)",
+    )
+    parser.add_argument(
+        "--keys",
+        type=Path,
+        default=None,
+        help="folder from `das keygen`: enables CURVE encryption and the client allow-list",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --bind without --keys (anyone who can reach it can use it)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -58,10 +87,19 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         if getattr(args, name) < 1:
             raise DasError(f"--{name.replace('_', '-')} must be at least 1")
     return ServerConfig(
-        state_dir=args.state_dir, backend=args.backend, model=args.model, bind=args.bind, device=args.device,
-        offload=args.offload, max_queue=args.max_queue, max_queue_per_client=args.max_queue_per_client,
-        limits=Limits(max_frames=args.max_frames, max_steps=args.max_steps), result_codec=args.result_codec,
-        retention_days=args.retention_days, retention_gb=args.retention_gb, keys_dir=args.keys,
+        state_dir=args.state_dir,
+        backend=args.backend,
+        model=args.model,
+        bind=args.bind,
+        device=args.device,
+        offload=args.offload,
+        max_queue=args.max_queue,
+        max_queue_per_client=args.max_queue_per_client,
+        limits=Limits(max_frames=args.max_frames, max_steps=args.max_steps),
+        result_codec=args.result_codec,
+        retention_days=args.retention_days,
+        retention_gb=args.retention_gb,
+        keys_dir=args.keys,
         insecure=args.insecure,
     )
 
@@ -73,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Load the backend and serve until SIGINT/SIGTERM; 2 with one line on stderr if it cannot start."""
     try:
-        from das_server import security
+        from das_core.wire.keys import check_bind
         from das_server.backends import load_backend
         from das_server.server import Server
 
         config = config_from_args(args)
-        security.check_bind(config.bind, config.keys_dir, config.insecure)  # before minutes of loading
+        check_bind(config.bind, config.keys_dir, config.insecure)  # before minutes of loading
         print(f"das server: loading the {config.backend} backend ...", file=sys.stderr, flush=True)
         backend = load_backend(config.backend, model=config.model, device=config.device, offload=config.offload)
         server = Server(config, backend)

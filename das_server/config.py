@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from das_core.protocol import Limits
+from das_core.wire.protocol import Limits
 
 DEFAULT_MODEL = "EXCAI/Diffusion-As-Shader"
 DEFAULT_BIND = "tcp://127.0.0.1:5555"

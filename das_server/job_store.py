@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from das_core.protocol import EncodedImage, Limits, Submit, check_job_id, decode, join_parts, split_parts
+from das_core.wire.protocol import EncodedImage, Limits, Submit, check_job_id, decode, join_parts, split_parts
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 ACTIVE_STATES = (QUEUED, RUNNING)
@@ -81,9 +81,15 @@ class JobRecord:
     def summary(self) -> dict:
         """What `status` and `list` show a client."""
         summary = {
-            "job_id": self.job_id, "state": self.state, "prompt": self.prompt[:200], "seed": self.seed,
-            "steps": self.steps, "frames_done": self.frames_done, "created": self.created,
-            "started": self.started, "finished": self.finished,
+            "job_id": self.job_id,
+            "state": self.state,
+            "prompt": self.prompt[:200],
+            "seed": self.seed,
+            "steps": self.steps,
+            "frames_done": self.frames_done,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
         }
         if self.checksum:
             summary["checksum"] = self.checksum
@@ -127,8 +133,19 @@ class JobStore:
             self._db.execute(
                 "INSERT INTO jobs (job_id, client, state, prompt, seed, steps, guidance, fps, input_frames,"
                 " created, disk_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (submit.job_id, client, QUEUED, submit.prompt, submit.seed, submit.steps, submit.guidance,
-                 submit.fps, len(submit.tracking), time.time(), len(blob)),
+                (
+                    submit.job_id,
+                    client,
+                    QUEUED,
+                    submit.prompt,
+                    submit.seed,
+                    submit.steps,
+                    submit.guidance,
+                    submit.fps,
+                    len(submit.tracking),
+                    time.time(),
+                    len(blob),
+                ),
             )
             return self.get(submit.job_id)
 
@@ -165,8 +182,18 @@ class JobStore:
             self._db.execute(
                 "UPDATE jobs SET state=?, finished=?, checksum=?, metadata=?, frames_done=?, result_codec=?,"
                 " result_height=?, result_width=?, disk_bytes=disk_bytes+? WHERE job_id=?",
-                (DONE, time.time(), checksum, json.dumps(metadata), num_frames, sample.codec, sample.height,
-                 sample.width, size, job_id),
+                (
+                    DONE,
+                    time.time(),
+                    checksum,
+                    json.dumps(metadata),
+                    num_frames,
+                    sample.codec,
+                    sample.height,
+                    sample.width,
+                    size,
+                    job_id,
+                ),
             )
 
     def fail(self, job_id: str, code: str, message: str) -> None:
@@ -183,9 +210,7 @@ class JobStore:
         for path in self._folder(job_id).glob("frame_*"):
             path.unlink()
         with self._lock:
-            self._db.execute(
-                "UPDATE jobs SET state=?, started=NULL, frames_done=0 WHERE job_id=?", (QUEUED, job_id)
-            )
+            self._db.execute("UPDATE jobs SET state=?, started=NULL, frames_done=0 WHERE job_id=?", (QUEUED, job_id))
 
     def recover(self) -> list[str]:
         """After a restart: running jobs go back to the queue; return all queued ids in order."""

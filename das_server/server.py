@@ -1,6 +1,6 @@
 """The server thread: owns the ROUTER socket, answers every request, forwards the worker's events.
 
-Nothing a client sends can stop it: each message is decoded by `das_core.protocol` and anything
+Nothing a client sends can stop it: each message is decoded by `das_core.wire.protocol` and anything
 malformed gets an `error` reply (or is dropped when the peer cannot take it). A submit is stored
 before `accepted` goes out. Clients subscribe to a job by submitting or fetching it; progress and
 frames reach every subscriber, and a fetch first replays what already exists from the job store.
@@ -18,11 +18,28 @@ import zmq
 
 from das_core import __version__
 from das_core.errors import DasError
-from das_core.protocol import (
-    VERSION, Accepted, Cancel, Done, EncodedImage, ErrorReply, Fetch, Frame, Hello, Info, JobFailed, ListJobs,
-    Progress, ProtocolError, Reply, StatusRequest, Submit, decode, encode,
+from das_core.wire.keys import check_bind, secure
+from das_core.wire.protocol import (
+    VERSION,
+    Accepted,
+    Cancel,
+    Done,
+    EncodedImage,
+    ErrorReply,
+    Fetch,
+    Frame,
+    Hello,
+    Info,
+    JobFailed,
+    ListJobs,
+    Progress,
+    ProtocolError,
+    Reply,
+    StatusRequest,
+    Submit,
+    decode,
+    encode,
 )
-from das_server import security
 from das_server.backends import Backend
 from das_server.config import ServerConfig
 from das_server.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobRecord, JobStore
@@ -55,7 +72,7 @@ class Server:
 
     def run(self) -> None:
         config = self.config
-        security.check_bind(config.bind, config.keys_dir, config.insecure)
+        check_bind(config.bind, config.keys_dir, config.insecure)
         context = zmq.Context()
         socket = context.socket(zmq.ROUTER)
         authenticator = None
@@ -70,7 +87,7 @@ class Server:
             socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, heartbeat_ms * 5)
             socket.setsockopt(zmq.HEARTBEAT_TTL, heartbeat_ms * 5)
             if config.keys_dir is not None:
-                authenticator = security.secure(context, socket, config.keys_dir)
+                authenticator = secure(context, socket, config.keys_dir)
             try:
                 socket.bind(config.bind)
             except zmq.ZMQError as error:
@@ -94,7 +111,8 @@ class Server:
             print(
                 f"das server {__version__}: backend {self.backend.name}, listening on {self.bound_address}, "
                 f"state in {config.state_dir}" + (f", resuming {len(recovered)} jobs" if recovered else ""),
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
             self.ready.set()
             self._loop(socket, wake, worker)
@@ -194,24 +212,38 @@ class Server:
         existing = self.store.get(submit.job_id)
         if existing is not None:
             if (existing.prompt, existing.seed, existing.steps) != (submit.prompt, submit.seed, submit.steps):
-                self._send(identity, ErrorReply(
-                    "job_id_taken", f"job id {submit.job_id} is already used by a different job; submit with a new id"
-                ), req)
+                self._send(
+                    identity,
+                    ErrorReply(
+                        "job_id_taken",
+                        f"job id {submit.job_id} is already used by a different job; submit with a new id",
+                    ),
+                    req,
+                )
                 return
             self._send(identity, Accepted(submit.job_id, self.store.position(existing)), req)  # a retried submit
             self._attach(identity, existing, 0, announce=False)
             return
         client = self._client_key(frames, submit)
         if self.store.count_active() >= self.config.max_queue:
-            self._send(identity, ErrorReply(
-                "queue_full", f"the server's queue is full ({self.config.max_queue} jobs); try again when some finish"
-            ), req)
+            self._send(
+                identity,
+                ErrorReply(
+                    "queue_full",
+                    f"the server's queue is full ({self.config.max_queue} jobs); try again when some finish",
+                ),
+                req,
+            )
             return
         if self.store.count_active(client) >= self.config.max_queue_per_client:
-            self._send(identity, ErrorReply(
-                "client_queue_full",
-                f"you already have {self.config.max_queue_per_client} jobs queued or running; wait for one to finish",
-            ), req)
+            self._send(
+                identity,
+                ErrorReply(
+                    "client_queue_full",
+                    f"you already have {self.config.max_queue_per_client} jobs queued or running; wait for one to finish",
+                ),
+                req,
+            )
             return
         try:
             job = self.store.add(submit, [frame.bytes for frame in frames[1:]], client)
@@ -234,10 +266,14 @@ class Server:
     def _fetch(self, identity: bytes, fetch: Fetch, req: int | None) -> None:
         job = self.store.get(fetch.job_id)
         if job is None:
-            self._send(identity, ErrorReply(
-                "unknown_job",
-                f"no job {fetch.job_id} on this server (finished jobs are kept {self.config.retention_days:g} days)",
-            ), req)
+            self._send(
+                identity,
+                ErrorReply(
+                    "unknown_job",
+                    f"no job {fetch.job_id} on this server (finished jobs are kept {self.config.retention_days:g} days)",
+                ),
+                req,
+            )
             return
         self._attach(identity, job, fetch.from_index, announce=True)
 
@@ -304,8 +340,12 @@ class Server:
                 body.update(state=DONE, checksum=done.checksum, metadata=done.metadata)
             progress = self._last_progress.get(job_id)
             if progress is not None:
-                body["progress"] = {"phase": progress.phase, "step": progress.step, "total": progress.total,
-                                    "eta_s": progress.eta_s}
+                body["progress"] = {
+                    "phase": progress.phase,
+                    "step": progress.step,
+                    "total": progress.total,
+                    "eta_s": progress.eta_s,
+                }
         self._send(identity, Reply(body), req)
 
     # -- worker events ------------------------------------------------------------------------

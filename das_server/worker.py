@@ -21,8 +21,15 @@ import numpy as np
 import zmq
 
 from das_core.errors import DasError
-from das_core.protocol import (
-    Done, EncodedImage, Frame, JobFailed, Limits, Progress, frame_digest, result_checksum,
+from das_core.wire.protocol import (
+    Done,
+    EncodedImage,
+    Frame,
+    JobFailed,
+    Limits,
+    Progress,
+    frame_digest,
+    result_checksum,
 )
 from das_server.backends import Backend
 from das_server.job_store import JobStore
@@ -47,7 +54,7 @@ class Stored:
 class _Control:
     """Progress with ETA, and the stop flag, for one running job."""
 
-    def __init__(self, worker: "Worker", job_id: str) -> None:
+    def __init__(self, worker: Worker, job_id: str) -> None:
         self.worker = worker
         self.job_id = job_id
         self.started = time.monotonic()
@@ -65,8 +72,15 @@ class _Control:
 class Worker(threading.Thread):
     """Runs queued jobs through the backend and reports what happens."""
 
-    def __init__(self, context: zmq.Context, wake_address: str, store: JobStore, backend: Backend,
-                 limits: Limits, result_codec: str) -> None:
+    def __init__(
+        self,
+        context: zmq.Context,
+        wake_address: str,
+        store: JobStore,
+        backend: Backend,
+        limits: Limits,
+        result_codec: str,
+    ) -> None:
         super().__init__(name="das-worker", daemon=True)
         self.context = context
         self.wake_address = wake_address
@@ -157,7 +171,9 @@ class Worker(threading.Thread):
             return
         except Exception as error:  # a backend bug or CUDA error must not kill the worker
             traceback.print_exc(file=sys.stderr)
-            hint = " (out of GPU memory: restart the server with --offload model)" if "out of memory" in str(error) else ""
+            hint = (
+                " (out of GPU memory: restart the server with --offload model)" if "out of memory" in str(error) else ""
+            )
             self._fail(job_id, "backend_error", f"{type(error).__name__}: {error}"[:500] + hint)
             return
         if control.should_stop():
@@ -171,7 +187,11 @@ class Worker(threading.Thread):
         if not digests:
             self._fail(job_id, "backend_error", f"the {self.backend.name} backend produced no frames")
             return
-        metadata = {**self.backend.describe(), "fps": request.fps, "seconds": round(time.monotonic() - control.started, 3)}
+        metadata = {
+            **self.backend.describe(),
+            "fps": request.fps,
+            "seconds": round(time.monotonic() - control.started, 3),
+        }
         checksum = result_checksum(digests)
         self.emit(Done(job_id, len(digests), checksum, metadata))  # clients need not wait for the fsync
         self.store.finish(job_id, len(digests), self._last_encoded, checksum, metadata)

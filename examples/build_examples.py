@@ -22,10 +22,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from das_core.blend_export import export_blend
-from das_core.contact_sheet import contact_sheet, image_grid
-from das_core.render import render_tracking
-from das_core.video import read_video
+from das_core.tracking.contact_sheet import contact_sheet, image_grid
+from das_core.tracking.render import render_tracking
+from das_core.tracking.video import read_video
+from das_core.workflow.blend_export import export_blend
 
 EXAMPLES = Path(__file__).resolve().parent
 PROMPTS = {
@@ -56,10 +56,12 @@ def build(name: str, blender: str | None) -> None:
     (folder / "prompt.txt").write_text(PROMPTS[name] + "\n", encoding="utf-8")
     if name == "walk_cycle":
         picture = image_grid(
-            [[
-                (read_video(reference)[0], "Blender render (Workbench), frame 1"),
-                (tracking[0], "tracking video, frame 1"),
-            ]],
+            [
+                [
+                    (read_video(reference)[0], "Blender render (Workbench), frame 1"),
+                    (tracking[0], "tracking video, frame 1"),
+                ]
+            ],
             thumb_width=360,
             thumb_height=240,
         )

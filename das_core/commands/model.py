@@ -71,8 +71,9 @@ def run_infer(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from das_core import video
-    from das_core.pipeline import DEFAULT_NEGATIVE_PROMPT, load_pipeline
+    from das_core.model.loading import load_pipeline
+    from das_core.model.pipeline import DEFAULT_NEGATIVE_PROMPT
+    from das_core.tracking import video
 
     tracking = video.read_video(args.tracking_path)
     if len(tracking) == 0:
@@ -82,9 +83,7 @@ def run_infer(args: argparse.Namespace) -> int:
     first = video.read_video(args.image_or_video_path)[0]
     image = video.fit_frames(first, width=args.width, height=args.height, resample="bilinear")
 
-    pipe = load_pipeline(
-        args.model_path, device=args.device, dtype=getattr(torch, args.dtype), offload=args.offload
-    )
+    pipe = load_pipeline(args.model_path, device=args.device, dtype=getattr(torch, args.dtype), offload=args.offload)
     pipe.set_progress_bar_config(desc="das infer", unit="step")
     result = pipe(
         image,

@@ -52,9 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def render_tracking_command(args: argparse.Namespace) -> int:
     """Load, render, (fit,) write; print one summary line."""
-    from das_core.render import render_tracking
-    from das_core.tracks import Tracks
-    from das_core.video import write_mp4, write_png_dir
+    from das_core.tracking.render import render_tracking
+    from das_core.tracking.tracks import Tracks
+    from das_core.tracking.video import write_mp4, write_png_dir
 
     tracks = Tracks.load(args.tracks)
     mode = args.mode or ("mesh" if tracks.faces is not None and len(tracks.faces) else "points")
@@ -72,12 +72,17 @@ def render_tracking_command(args: argparse.Namespace) -> int:
     if args.png_dir is not None:
         write_png_dir(args.png_dir, frames)
 
-    what = f"{tracks.num_points:,} vertices, {len(tracks.faces):,} triangles" if mode == "mesh" else (
-        f"{tracks.num_points:,} points, {args.point_style} style"
+    what = (
+        f"{tracks.num_points:,} vertices, {len(tracks.faces):,} triangles"
+        if mode == "mesh"
+        else (f"{tracks.num_points:,} points, {args.point_style} style")
     )
     height, width = frames.shape[1:3]
-    fitted = f" (letterboxed from {tracks.width}x{tracks.height})" if args.fit and (width, height) != (
-        tracks.width, tracks.height) else ""
+    fitted = (
+        f" (letterboxed from {tracks.width}x{tracks.height})"
+        if args.fit and (width, height) != (tracks.width, tracks.height)
+        else ""
+    )
     pngs = f" and {args.png_dir}/" if args.png_dir is not None else ""
     print(
         f"wrote {args.output}{pngs}: {len(frames)} frames {width}x{height}{fitted} from "

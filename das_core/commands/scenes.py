@@ -83,15 +83,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", type=Path, default=Path("das-demo"), help="output folder (default: ./das-demo)")
     demo.add_argument("--backend", choices=("preview", "tiny"), default="preview", help="(default: preview)")
     demo.add_argument(
-        "--example", type=Path, default=None, help="example folder with tracks.npz, reference.png, prompt.txt "
-        "(default: examples/walk_cycle)"
+        "--example",
+        type=Path,
+        default=None,
+        help="example folder with tracks.npz, reference.png, prompt.txt (default: examples/walk_cycle)",
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=run_demo_command)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from das_core.blend_export import export_blend, parse_frame_range
+    from das_core.workflow.blend_export import export_blend, parse_frame_range
 
     frame_start, frame_end = parse_frame_range(args.frames) if args.frames else (None, None)
     print(f"exporting {args.blend} with {args.blender or 'the bpy module'} (headless) ...", file=sys.stderr)
@@ -120,9 +122,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
-    from das_core.batch import run_batch
-    from das_core.batch_spec import load_spec
-    from das_core.client import DEFAULT_ADDRESS, load_keys
+    from das_core.wire.client import DEFAULT_ADDRESS
+    from das_core.wire.keys import load_keys
+    from das_core.workflow.batch import run_batch
+    from das_core.workflow.batch_spec import load_spec
 
     if args.model and args.backend != "das":
         raise DasError("--model only applies with --backend das (a remote server chooses its own model)")
@@ -148,7 +151,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from das_core.demo import DEFAULT_EXAMPLE, run_demo
+    from das_core.workflow.demo import DEFAULT_EXAMPLE, run_demo
 
     result = run_demo(
         args.out, backend=args.backend, example=args.example or DEFAULT_EXAMPLE, progress=not args.no_progress

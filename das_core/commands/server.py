@@ -1,6 +1,6 @@
 """`das generate`, `das fetch`, `das status`, `das keygen` and `das serve` (the server's CLI).
 
-The client commands talk to a running `python -m das_server` through `das_core.client.DasClient`:
+The client commands talk to a running `python -m das_server` through `das_core.wire.client.DasClient`:
 frames are written as PNGs the moment they arrive and the MP4 once the job is done.
 """
 
@@ -18,7 +18,8 @@ _DEFAULT_SERVER = "tcp://127.0.0.1:5555"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the server's subcommands to `das`."""
     generate = subparsers.add_parser(
-        "generate", help="send an image and a tracking video to a das server and get the video back",
+        "generate",
+        help="send an image and a tracking video to a das server and get the video back",
         description="Submit a job to a das server, show its progress, write each frame as it arrives "
         "(OUT_frames/frame_00000.png ...) and the MP4 at the end. The tracking video is sampled to 49 "
         "frames; the image is letterboxed to the tracking video's size.",
@@ -32,14 +33,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance (default: 6.0)")
     generate.add_argument("--fps", type=float, default=8.0, help="frame rate of the MP4 (default: 8)")
     generate.add_argument("--job-id", default=None, help="choose the job id (default: a random one)")
-    generate.add_argument("--detach", action="store_true",
-                          help="return once the server has accepted the job; prints the job id on the last line")
+    generate.add_argument(
+        "--detach",
+        action="store_true",
+        help="return once the server has accepted the job; prints the job id on the last line",
+    )
     _output_arguments(generate)
     _server_arguments(generate)
     generate.set_defaults(func=generate_command)
 
     fetch = subparsers.add_parser(
-        "fetch", help="download a job's video (waits while it is queued or running)",
+        "fetch",
+        help="download a job's video (waits while it is queued or running)",
         description="Get a job's frames and MP4 from the server, waiting with progress if it has not finished.",
     )
     fetch.add_argument("job_id", help="the id `das generate` printed")
@@ -54,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.set_defaults(func=status_command)
 
     keygen = subparsers.add_parser(
-        "keygen", help="make CURVE key pairs for a server reachable from the network",
+        "keygen",
+        help="make CURVE key pairs for a server reachable from the network",
         description="Create DIR/server.key(_secret) once and a client key pair DIR/NAME.key(_secret), "
         "allowed by the server (DIR/allowed_clients/NAME.key). Start the server with --keys DIR; give "
         "each artist server.key and their NAME.key_secret.",
@@ -81,20 +87,25 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=None, help="MP4 to write (default: JOB_ID.mp4)")
-    parser.add_argument("--frames-dir", type=Path, default=None,
-                        help="where frames go as they arrive (default: next to the MP4, OUTPUT_frames/)")
+    parser.add_argument(
+        "--frames-dir",
+        type=Path,
+        default=None,
+        help="where frames go as they arrive (default: next to the MP4, OUTPUT_frames/)",
+    )
 
 
 def _client(args: argparse.Namespace):
-    from das_core.client import DasClient, load_keys
+    from das_core.wire.client import DasClient
+    from das_core.wire.keys import load_keys
 
     keys = load_keys(args.keys, args.key_name) if args.keys is not None else {}
     return DasClient(args.server, timeout=args.timeout, **keys)
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    from das_core.client import JobRequest
-    from das_core.video import fit_frames, read_video, sample_indices
+    from das_core.tracking.video import fit_frames, read_video, sample_indices
+    from das_core.wire.client import JobRequest
 
     if not args.prompt.strip():
         raise DasError("--prompt is empty; describe the video you want")
@@ -103,14 +114,23 @@ def generate_command(args: argparse.Namespace) -> int:
     image = read_video(args.image)[0]
     tracking = read_video(args.tracking, progress=True)
     if len(tracking) < 2:
-        raise DasError(f"--tracking {args.tracking} is a single image; give the tracking video (das render-tracking makes one)")
+        raise DasError(
+            f"--tracking {args.tracking} is a single image; give the tracking video (das render-tracking makes one)"
+        )
     if len(tracking) != 49:
         tracking = tracking[sample_indices(len(tracking), 49)]
     height, width = tracking.shape[1:3]
     image = fit_frames(image, width, height, resample="bilinear")
     request = JobRequest(
-        prompt=args.prompt, image=image, tracking=tracking, negative_prompt=args.negative_prompt, seed=args.seed,
-        steps=args.steps, guidance=args.guidance, job_id=args.job_id, fps=args.fps,
+        prompt=args.prompt,
+        image=image,
+        tracking=tracking,
+        negative_prompt=args.negative_prompt,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        job_id=args.job_id,
+        fps=args.fps,
     )
     with _client(args) as client:
         job_id = client.submit(request)
@@ -124,7 +144,7 @@ def generate_command(args: argparse.Namespace) -> int:
 
 
 def fetch_command(args: argparse.Namespace) -> int:
-    from das_core.protocol import check_job_id
+    from das_core.wire.protocol import check_job_id
 
     job_id = check_job_id(args.job_id)
     with _client(args) as client:
@@ -138,8 +158,8 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
     from PIL import Image
     from tqdm import tqdm
 
-    from das_core.client import Accepted, Done, Frame, JobFailed, Progress
-    from das_core.video import write_mp4
+    from das_core.tracking.video import write_mp4
+    from das_core.wire.client import Accepted, Done, Frame, JobFailed, Progress
 
     output = args.output or Path(f"{job_id}.mp4")
     frames_dir = args.frames_dir or output.with_name(output.stem + "_frames")  # made at the first frame
@@ -162,7 +182,9 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
                 Image.fromarray(event.image).save(frames_dir / f"frame_{event.index:05d}.png", compress_level=1)
                 bar.set_postfix_str(f"{len(frames)} frames")
             elif isinstance(event, JobFailed):
-                raise DasError(f"job {job_id} {'was cancelled' if event.code == 'cancelled' else 'failed'}: {event.message}")
+                raise DasError(
+                    f"job {job_id} {'was cancelled' if event.code == 'cancelled' else 'failed'}: {event.message}"
+                )
             elif isinstance(event, Done):
                 metadata = event.metadata
     except KeyboardInterrupt:
@@ -174,8 +196,11 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
     video = np.stack([frames[i] for i in range(len(frames))])
     path = write_mp4(output, video, fps=fps or float(metadata.get("fps", 8.0)))
     if metadata.get("preview"):
-        print("note: the server runs the preview backend; this is the reference image warped along the "
-              "tracking video, not a DaS generation", file=sys.stderr)
+        print(
+            "note: the server runs the preview backend; this is the reference image warped along the "
+            "tracking video, not a DaS generation",
+            file=sys.stderr,
+        )
     print(f"wrote {path} ({len(frames)} frames) and {frames_dir}/", file=sys.stderr)
     return path
 
@@ -197,8 +222,10 @@ def status_command(args: argparse.Namespace) -> int:
         status = client.status()
         jobs = status.get("jobs", {})
         print(f"das server at {args.server}: protocol {status['version']}, das {status['das']}")
-        print(f"backend {status['backend']} ({status['model']}) on {status['device']}"
-              + (" - PREVIEW ONLY, no diffusion model" if status.get("preview") else ""))
+        print(
+            f"backend {status['backend']} ({status['model']}) on {status['device']}"
+            + (" - PREVIEW ONLY, no diffusion model" if status.get("preview") else "")
+        )
         counts = ", ".join(f"{count} {state}" for state, count in sorted(jobs.items())) or "no jobs yet"
         print(f"queue: {status['queue_length']} of {status['max_queue']}; {counts}")
         if args.jobs:
@@ -208,12 +235,15 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def keygen_command(args: argparse.Namespace) -> int:
-    from das_server.security import keygen
+    from das_core.wire.keys import keygen
 
     for path in keygen(args.dir, args.client):
         print(path)
-    print(f"start the server with --keys {args.dir}; clients use --keys DIR with server.key and "
-          f"{args.client}.key_secret (keep the *_secret files private)", file=sys.stderr)
+    print(
+        f"start the server with --keys {args.dir}; clients use --keys DIR with server.key and "
+        f"{args.client}.key_secret (keep the *_secret files private)",
+        file=sys.stderr,
+    )
     return 0
 
 

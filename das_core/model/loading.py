@@ -20,7 +20,7 @@ import torch
 from das_core.errors import DasError
 
 if TYPE_CHECKING:
-    from das_core.pipeline import DasImageToVideoPipeline
+    from das_core.model.pipeline import DasImageToVideoPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def load_pipeline(
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
     from transformers import T5EncoderModel, T5Tokenizer
 
+    from das_core.model.pipeline import DasImageToVideoPipeline
     from das_core.model.transformer import DasTransformer3DModel
-    from das_core.pipeline import DasImageToVideoPipeline
 
     if offload not in OFFLOAD_MODES:
         raise DasError(f"offload is {offload!r}; use one of {', '.join(OFFLOAD_MODES)}")
@@ -85,7 +85,9 @@ def load_pipeline(
         pipe.vae.enable_tiling()
     if compile:
         pipe.transformer.compile()
-    logger.info("loaded %s on %s (%s, offload %s) in %.1f s", folder, device, dtype, offload, time.perf_counter() - started)
+    logger.info(
+        "loaded %s on %s (%s, offload %s) in %.1f s", folder, device, dtype, offload, time.perf_counter() - started
+    )
     return pipe
 
 
@@ -116,13 +118,13 @@ def _download(repo_id: str) -> Path:
     )
     try:
         return Path(snapshot_download(repo_id, allow_patterns=_ALLOW_PATTERNS, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached: try the network below
+    except Exception:
         pass
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         raise DasError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {advice}")
     try:
         return Path(snapshot_download(repo_id, allow_patterns=_ALLOW_PATTERNS))
-    except Exception as error:  # noqa: BLE001 - network, auth, or unknown repo: all need the same advice
+    except Exception as error:
         raise DasError(f"could not fetch {repo_id} ({type(error).__name__}); {advice}") from error
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from das_core.model.pipeline import DasImageToVideoPipeline
 from das_core.model.transformer import REFERENCE_CLASS_NAME, DasTransformer3DModel
-from das_core.pipeline import DasImageToVideoPipeline
 
 # 3:2 like 720 x 480; the learned positional embeddings fix the tiny model to this size and 49 frames.
 TINY_HEIGHT = 64

@@ -63,7 +63,8 @@ class DasTransformer3DModel(CogVideoXTransformer3DModel):
     linears add their output into the main stream after each of the first `num_tracking_blocks` main blocks.
     """
 
-    _no_split_modules = ["CogVideoXBlock", "CogVideoXPatchEmbed"]
+    # diffusers declares this a plain list.
+    _no_split_modules = ["CogVideoXBlock", "CogVideoXPatchEmbed"]  # noqa: RUF012
 
     @register_to_config
     def __init__(

@@ -114,7 +114,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         default=None,
         help="Mixed precision; default: the accelerate config's value.",
     )
-    training.add_argument("--output_dir", default="cogvideox-sft", help="Checkpoints, logs and the trained transformer.")
+    training.add_argument(
+        "--output_dir", default="cogvideox-sft", help="Checkpoints, logs and the trained transformer."
+    )
     training.add_argument("--max_num_frames", type=int, default=49, help="Videos are cut to at most this many frames.")
     training.add_argument("--train_batch_size", type=int, default=4, help="Batch size per device.")
     training.add_argument("--num_train_epochs", type=int, default=1)
@@ -156,7 +158,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     optimizer.add_argument("--max_grad_norm", type=float, default=1.0)
 
     config = parser.add_argument_group("logging and distribution")
-    config.add_argument("--tracker_name", default=None, help=f"Project name in the logs (default {DEFAULT_TRACKER_NAME}).")
+    config.add_argument(
+        "--tracker_name", default=None, help=f"Project name in the logs (default {DEFAULT_TRACKER_NAME})."
+    )
     config.add_argument("--logging_dir", default="logs", help="Log folder, relative to --output_dir.")
     config.add_argument("--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere+ GPUs.")
     config.add_argument("--nccl_timeout", type=int, default=600, help="Seconds before a collective times out.")

@@ -114,7 +114,10 @@ def tracking_look_problems(frames: np.ndarray) -> list[tuple[str, str]]:
     first_black = float(black[0].mean())
     if first_black < MIN_BLACK:
         found.append(
-            ("background", f"the background is not black (only {first_black:.2%} of frame 0 is black); is this the RGB video?")
+            (
+                "background",
+                f"the background is not black (only {first_black:.2%} of frame 0 is black); is this the RGB video?",
+            )
         )
     covered = ~black[0]
     if covered.sum() >= 16:
@@ -141,7 +144,7 @@ def _check_sample(
     width: int | None,
     height: int | None,
 ) -> list[Problem]:
-    from das_core.video import read_video
+    from das_core.tracking.video import read_video
 
     line = index + 1
     problems: list[Problem] = []
@@ -164,10 +167,14 @@ def _check_sample(
     if video is not None:
         frames, video_height, video_width = video.shape[:3]
         if num_frames is not None and frames != num_frames:
-            problems.append(Problem("frames", f"video {paths['video']} has {frames} frames, expected {num_frames}", line))
+            problems.append(
+                Problem("frames", f"video {paths['video']} has {frames} frames, expected {num_frames}", line)
+            )
         if (width is not None and video_width != width) or (height is not None and video_height != height):
             problems.append(
-                Problem("size", f"video {paths['video']} is {video_width}x{video_height}, expected {width}x{height}", line)
+                Problem(
+                    "size", f"video {paths['video']} is {video_width}x{video_height}, expected {width}x{height}", line
+                )
             )
 
     tracking = loaded.get("tracking video")

@@ -26,7 +26,9 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     root = Path(output_dir)
     if not root.is_dir():
         return []
-    found = [(int(match.group(1)), path) for path in root.iterdir() if path.is_dir() and (match := _NAME.match(path.name))]
+    found = [
+        (int(match.group(1)), path) for path in root.iterdir() if path.is_dir() and (match := _NAME.match(path.name))
+    ]
     return [path for _, path in sorted(found)]
 
 

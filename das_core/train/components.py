@@ -19,7 +19,10 @@ from torch import nn
 from das_core.errors import DasError
 
 # What training needs from a hub repo (DaS also ships its ~25 GB tracker, which training does not use).
-_MODEL_FILES = ["model_index.json", *(f"{name}/*" for name in ("scheduler", "text_encoder", "tokenizer", "transformer", "vae"))]
+_MODEL_FILES = [
+    "model_index.json",
+    *(f"{name}/*" for name in ("scheduler", "text_encoder", "tokenizer", "transformer", "vae")),
+]
 TRAINABLE_PREFIXES = ("transformer_blocks_copy.", "combine_linears.", "initial_combine_linear.")
 
 
@@ -127,7 +130,7 @@ def _model_folder(model: str, revision: str | None, cache_dir: str | None) -> Pa
 
     try:
         return Path(snapshot_download(model, revision=revision, cache_dir=cache_dir, allow_patterns=_MODEL_FILES))
-    except Exception as error:  # noqa: BLE001 - offline, unknown repo or auth: the same advice applies
+    except Exception as error:
         raise DasError(
             f"{model}: not a local folder and not fetchable from the hub ({type(error).__name__}); "
             "download the model first and pass its folder to --pretrained_model_name_or_path"

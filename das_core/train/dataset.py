@@ -1,7 +1,7 @@
 """The torch dataset: decode a sample's videos into uint8 tensors of its bucket, batched per bucket.
 
 Frame sampling and bucket choice follow the reference trainer (`das_core.train.layout`); resizing to
-the bucket uses the project's one aspect policy (`das_core.video.fit_frames`: letterbox, never
+the bucket uses the project's one aspect policy (`das_core.tracking.video.fit_frames`: letterbox, never
 stretch), applied identically to the video, its tracking video and its image so they stay aligned.
 Items stay uint8 until they reach the device (4x less to copy between loader workers and the GPU
 than float32); `to_model_range` turns them into the floats the VAE expects.
@@ -62,7 +62,7 @@ class TrackingVideoDataset(Dataset):
         return self._buckets[index]
 
     def __getitem__(self, index: int) -> dict:
-        from das_core.video import fit_frames, read_video
+        from das_core.tracking.video import fit_frames, read_video
 
         sample = self.samples[index]
         video = read_video(sample.video)
@@ -178,5 +178,5 @@ def _probe(path) -> tuple[int, int, int]:
     finally:
         reader.close()
     width, height = meta["size"]
-    num_frames = int(round(meta.get("duration", 0) * meta.get("fps", 0))) or 1
+    num_frames = round(meta.get("duration", 0) * meta.get("fps", 0)) or 1
     return num_frames, height, width

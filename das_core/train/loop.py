@@ -27,8 +27,8 @@ from das_core.train.args import DEFAULT_TRACKER_NAME
 from das_core.train.components import complete_model_folder, freeze_to_tracking_branch, load_components
 from das_core.train.dataset import BucketBatchSampler, TrackingVideoDataset, collate, to_model_range
 from das_core.train.layout import load_samples
-from das_core.train.validation import run_validation
 from das_core.train.objective import build_conditioning, denoising_loss, encode_prompts, sample_timesteps
+from das_core.train.validation import run_validation
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,9 @@ def _train(args: argparse.Namespace) -> TrainResult:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)),
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)
+        ),
         kwargs_handlers=_kwargs_handlers(args.nccl_timeout),
     )
     if args.seed is not None:
@@ -156,7 +158,9 @@ def _train(args: argparse.Namespace) -> TrainResult:
         num_cycles=args.lr_num_cycles,
         power=args.lr_power,
     )
-    transformer, optimizer, loader, lr_scheduler = accelerator.prepare(parts.transformer, optimizer, loader, lr_scheduler)
+    transformer, optimizer, loader, lr_scheduler = accelerator.prepare(
+        parts.transformer, optimizer, loader, lr_scheduler
+    )
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     if overrode_max_steps:
         args.max_train_steps = args.num_train_epochs * steps_per_epoch

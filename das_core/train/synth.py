@@ -4,7 +4,7 @@ For each scene and variant, a Blender process of its own (this Python's `bpy` mo
 executable) opens the .blend, applies the variant (engine, background colour or HDRI), exports the
 ground-truth tracks with the add-on's `export_tracks` and renders the RGB frames at exactly the
 exported frames. This process then renders the tracking video from those tracks
-(`das_core.render.render_tracking`, mesh mode, as DaS made its synthetic data), writes
+(`das_core.tracking.render.render_tracking`, mesh mode, as DaS made its synthetic data), writes
 `videos/NNNNN.mp4`, `tracking/NNNNN_tracking.mp4`, `images/NNNNN.png` (the first frame) and
 `tracks/NNNNN.npz` (the ground truth, to re-render the tracking video in another mode), and
 appends one line to `prompt.txt`, `videos.txt`, `trackings.txt` and `images.txt`.
@@ -34,106 +34,12 @@ ENGINES = ("workbench", "eevee", "cycles")
 HDRI_SUFFIXES = (".hdr", ".exr")
 MANIFEST_FILE = "synth.jsonl"
 DEFAULT_TEMPLATE = "A 3D animated scene: {name}."
-_RESULT_MARK = "DAS-SYNTH-RESULT: "
-_ERROR_MARK = "DAS-SYNTH-ERROR: "
-_TRACKS_MARK = "DAS-SYNTH-TRACKS-READY"
+RESULT_MARK = "DAS-SYNTH-RESULT: "
+ERROR_MARK = "DAS-SYNTH-ERROR: "
+TRACKS_MARK = "DAS-SYNTH-TRACKS-READY"
 
-# Runs inside Blender; arguments arrive as one JSON string after "--". The package root is appended
-# (not prepended) so Blender's own numpy stays first.
-_SYNTH_SCRIPT = f"""
-import json, os, random, sys
-args = json.loads(sys.argv[sys.argv.index("--") + 1])
-sys.path.append(args["package_root"])
-import bpy
-from das_core.errors import DasError
-
-
-def set_background(scene, rng):
-    world = scene.world or bpy.data.worlds.new("World")
-    scene.world = world
-    if args["background"] == "hdri":
-        world.use_nodes = True
-        nodes, links = world.node_tree.nodes, world.node_tree.links
-        background = next((n for n in nodes if n.type == "BACKGROUND"), None) or nodes.new("ShaderNodeBackground")
-        output = next((n for n in nodes if n.type == "OUTPUT_WORLD"), None) or nodes.new("ShaderNodeOutputWorld")
-        texture = nodes.new("ShaderNodeTexEnvironment")
-        texture.image = bpy.data.images.load(args["hdri"])
-        links.new(texture.outputs["Color"], background.inputs["Color"])
-        links.new(background.outputs["Background"], output.inputs["Surface"])
-        return os.path.basename(args["hdri"])
-    colour = [rng.random() ** 2.2 for _ in range(3)]  # uniform in sRGB, stored linear
-    world.color = colour
-    if world.node_tree is not None:
-        for node in world.node_tree.nodes:
-            if node.type == "BACKGROUND":
-                node.inputs["Color"].default_value = (*colour, 1.0)
-    if scene.render.engine == "BLENDER_WORKBENCH":
-        scene.display.shading.background_type = "WORLD"
-    return "colour " + " ".join(f"{{c:.3f}}" for c in colour)
-
-
-def set_engine(render, engine):
-    candidates = {{"workbench": ["BLENDER_WORKBENCH"], "eevee": ["BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"], "cycles": ["CYCLES"]}}
-    for candidate in candidates[engine]:
-        try:
-            render.engine = candidate
-            return
-        except TypeError as error:  # Blender names the engines it has
-            problem = str(error)
-    raise DasError(f"render engine {{engine}} is not available in this Blender: {{problem}}")
-
-
-def scene_text(scene):
-    candidates = [scene.get("das_prompt"), scene.get("prompt")]
-    settings = scene.get("das")  # the add-on's panel settings, stored in the file even when it is not loaded
-    if settings is not None and hasattr(settings, "get"):
-        candidates.append(settings.get("prompt"))
-    for name in ("das_prompt", "prompt"):
-        text = bpy.data.texts.get(name)
-        candidates.append(text.as_string() if text is not None else None)
-    for value in candidates:
-        if isinstance(value, str) and value.strip():
-            return " ".join(value.split())
-    return None
-
-
-def run():
-    bpy.ops.wm.open_mainfile(filepath=args["blend"])
-    from blender_addon.export import export_tracks
-
-    scene = bpy.context.scene
-    render = scene.render
-    set_engine(render, args["engine"])
-    render.resolution_x, render.resolution_y, render.resolution_percentage = args["width"], args["height"], 100
-    render.film_transparent = False
-    render.use_file_extension = False
-    render.image_settings.file_format = "PNG"
-    render.image_settings.color_mode = "RGB"
-    render.image_settings.color_depth = "8"
-    if render.engine == "CYCLES":
-        scene.cycles.device = "CPU"
-        scene.cycles.samples = args["render_samples"]
-    elif render.engine.startswith("BLENDER_EEVEE"):
-        scene.eevee.taa_render_samples = args["render_samples"]
-    rng = random.Random(args["seed"])
-    background = set_background(scene, rng)
-    tracks = export_tracks(scene, samples=args["num_frames"])
-    tracks.save(args["tracks"])
-    print({_TRACKS_MARK!r}, flush=True)  # the caller renders the tracking video while Blender renders frames
-    for index, frame in enumerate(tracks.frame_numbers):
-        scene.frame_set(int(frame))
-        render.filepath = os.path.join(args["frames_dir"], f"frame_{{index:05d}}.png")
-        bpy.ops.render.render(write_still=True)
-    result = {{"prompt": scene_text(scene), "background": background, "frames": [int(f) for f in tracks.frame_numbers]}}
-    print({_RESULT_MARK!r} + json.dumps(result))
-
-
-try:
-    run()
-except DasError as error:
-    print({_ERROR_MARK!r} + str(error), file=sys.stderr)
-    sys.exit(3)
-"""
+# Runs inside Blender: a real file, so linters and editors read it.
+_SCRIPT = Path(__file__).with_name("synth_in_blender.py")
 
 
 @dataclass(frozen=True)
@@ -162,7 +68,9 @@ class SynthSample:
     prompt: str
 
 
-def synthesise(scenes: list[Path], out: str | os.PathLike, options: SynthOptions, *, progress: bool = True) -> list[SynthSample]:
+def synthesise(
+    scenes: list[Path], out: str | os.PathLike, options: SynthOptions, *, progress: bool = True
+) -> list[SynthSample]:
     """Render every (scene, variant) not yet in `out`'s manifest and append it to the dataset."""
     from tqdm import tqdm
 
@@ -216,9 +124,9 @@ def example_scenes(folder: str | os.PathLike) -> list[Path]:
 def _synthesise_one(
     scene: Path, variant: int, seed: int, hdri: Path | None, index: int, out: Path, options: SynthOptions
 ) -> SynthSample:
-    from das_core.render import render_tracking
-    from das_core.tracks import Tracks
-    from das_core.video import read_video, write_mp4
+    from das_core.tracking.render import render_tracking
+    from das_core.tracking.tracks import Tracks
+    from das_core.tracking.video import read_video, write_mp4
 
     key = _key(scene, variant)
     with tempfile.TemporaryDirectory(prefix="das-synth-") as work:
@@ -296,17 +204,17 @@ def _run_blender(
         try:
             for line in process.stdout:
                 stdout.append(line)
-                if line.startswith(_TRACKS_MARK):
+                if line.startswith(TRACKS_MARK):
                     on_tracks(tracks)
         finally:
             process.stdout.close()
             process.wait()
         log.seek(0)
         stderr = log.read()
-    errors = [line[len(_ERROR_MARK) :] for line in stderr.splitlines() if line.startswith(_ERROR_MARK)]
+    errors = [line[len(ERROR_MARK) :] for line in stderr.splitlines() if line.startswith(ERROR_MARK)]
     if errors:
         raise DasError(f"{scene.name}: {errors[-1]}")
-    results = [line[len(_RESULT_MARK) :].strip() for line in stdout if line.startswith(_RESULT_MARK)]
+    results = [line[len(RESULT_MARK) :].strip() for line in stdout if line.startswith(RESULT_MARK)]
     if process.returncode != 0 or not results:
         tail = " | ".join((stderr + "".join(stdout)).strip().splitlines()[-5:])
         raise DasError(f"Blender failed on {scene.name} (exit code {process.returncode}): {tail}")
@@ -318,10 +226,12 @@ def _blender_command(blender: str | None) -> list[str]:
         executable = shutil.which(blender)
         if executable is None:
             raise DasError(f"Blender executable {blender!r} not found; pass the full path to blender")
-        return [executable, "-b", "--factory-startup", "--python-exit-code", "3", "--python-expr", _SYNTH_SCRIPT]
+        return [executable, "-b", "--factory-startup", "--python-exit-code", "3", "--python", str(_SCRIPT)]
     if importlib.util.find_spec("bpy") is None:
-        raise DasError("this Python has no bpy module; install it (pip install bpy, Python 3.11) or pass --blender PATH")
-    return [sys.executable, "-c", _SYNTH_SCRIPT]
+        raise DasError(
+            "this Python has no bpy module; install it (pip install bpy, Python 3.11) or pass --blender PATH"
+        )
+    return [sys.executable, str(_SCRIPT)]
 
 
 def _check_options(options: SynthOptions) -> None:
@@ -336,7 +246,9 @@ def _check_options(options: SynthOptions) -> None:
     try:
         options.template.format(name="", variant=0, background="")
     except (KeyError, IndexError, ValueError) as error:
-        raise DasError(f"prompt template {options.template!r} is invalid ({error}); it may use {{name}}, {{variant}}, {{background}}") from None
+        raise DasError(
+            f"prompt template {options.template!r} is invalid ({error}); it may use {{name}}, {{variant}}, {{background}}"
+        ) from None
 
 
 def _hdris(options: SynthOptions) -> list[Path]:
@@ -367,8 +279,12 @@ def _dataset_length(out: Path) -> int:
     counts = {}
     for name in (PROMPT_FILE, VIDEOS_FILE, TRACKINGS_FILE, IMAGES_FILE):
         path = out / name
-        counts[name] = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()) if path.is_file() else 0
+        counts[name] = (
+            sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()) if path.is_file() else 0
+        )
     if len(set(counts.values())) > 1:
         listing = ", ".join(f"{name} {count}" for name, count in counts.items())
-        raise DasError(f"{out}: the dataset files disagree ({listing}); fix them (see `das dataset check`) before appending")
+        raise DasError(
+            f"{out}: the dataset files disagree ({listing}); fix them (see `das dataset check`) before appending"
+        )
     return next(iter(counts.values()))

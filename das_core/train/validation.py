@@ -36,7 +36,7 @@ class ValidationInput:
 
 def load_validation_inputs(args: argparse.Namespace, num_frames: int) -> list[ValidationInput]:
     """Read and size every validation input; mismatched counts raise `DasError`."""
-    from das_core.video import fit_frames, read_video, sample_indices
+    from das_core.tracking.video import fit_frames, read_video, sample_indices
 
     separator = args.validation_prompt_separator
     prompts = args.validation_prompt.split(separator)
@@ -64,8 +64,8 @@ def run_validation(args, accelerator, parts, transformer, epoch: int, dtype: tor
     """
     from diffusers import CogVideoXDPMScheduler
 
-    from das_core.pipeline import DasImageToVideoPipeline
-    from das_core.video import write_mp4
+    from das_core.model.pipeline import DasImageToVideoPipeline
+    from das_core.tracking.video import write_mp4
 
     inputs = load_validation_inputs(args, transformer.config.sample_frames)
     transformer.eval()
@@ -91,8 +91,9 @@ def run_validation(args, accelerator, parts, transformer, epoch: int, dtype: tor
             # Reproducible videos: the generator and the global RNG (which the pipeline's tracking encode
             # uses, as the reference does) are seeded here, and training's RNG state is put back after.
             generator.manual_seed(seed + number)
-            with torch.random.fork_rng(devices=devices), torch.autocast(
-                accelerator.device.type, dtype=dtype, enabled=dtype != torch.float32
+            with (
+                torch.random.fork_rng(devices=devices),
+                torch.autocast(accelerator.device.type, dtype=dtype, enabled=dtype != torch.float32),
             ):
                 torch.manual_seed(seed + number)
                 frames = pipe(

@@ -9,12 +9,13 @@ reports progress through `control.progress(phase, step, total)` and stops early 
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 
 from das_core.errors import DasError
-from das_core.protocol import JobRequest
+from das_core.wire.protocol import JobRequest
 
 
 class BackendUnavailable(DasError):
@@ -57,6 +58,6 @@ def load_backend(name: str, *, model: str, device: str | None, offload: str) -> 
     except ImportError as error:
         raise BackendUnavailable(
             f"the {name} backend needs the model dependencies ({error}); install them with "
-            "`pip install torch && pip install -e \".[model]\"`, or use --backend preview"
+            '`pip install torch && pip install -e ".[model]"`, or use --backend preview'
         ) from None
     raise BackendUnavailable(f"unknown backend {name!r}; choose das, preview or tiny")

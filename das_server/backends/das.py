@@ -8,13 +8,14 @@ without the weights it refuses at server start and names `--backend preview`.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from das_core.errors import DasError
-from das_core.protocol import DEFAULT_NEGATIVE_PROMPT, JobRequest
+from das_core.wire.protocol import DEFAULT_NEGATIVE_PROMPT, JobRequest
 from das_server.backends import BackendUnavailable
 from das_server.backends.framing import from_model_size, to_model_size, to_uint8
 
@@ -42,7 +43,10 @@ class PipelineBackend:
 
     def describe(self) -> dict:
         return {
-            "backend": self.name, "model": self.model, "device": self.device, "preview": False,
+            "backend": self.name,
+            "model": self.model,
+            "device": self.device,
+            "preview": False,
             "model_size": [self.width, self.height],
         }
 
@@ -89,7 +93,7 @@ class DasBackend(PipelineBackend):
         device = device or "cuda"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable(f"the das backend needs a CUDA GPU and none is visible; {_WEIGHTS_HINT}")
-        from das_core.pipeline import load_pipeline
+        from das_core.model.loading import load_pipeline
 
         try:
             pipe = load_pipeline(model=model, device=device, dtype=torch.bfloat16, offload=offload)

@@ -1,6 +1,6 @@
 """Getting a request's frames to a model's fixed size and the results back to the request's size.
 
-Both directions use the project's one aspect policy (`das_core.video.fit_frames`: letterbox, never
+Both directions use the project's one aspect policy (`das_core.tracking.video.fit_frames`: letterbox, never
 stretch): inputs are letterboxed to the model size, results are cropped to the same box and scaled
 back, so a 720x480 request to a 720x480 model passes through untouched.
 """
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from das_core.video import fit_frames, letterbox_rect, sample_indices
+from das_core.tracking.video import fit_frames, letterbox_rect, sample_indices
 
 
-def to_model_size(request_image: np.ndarray, tracking: np.ndarray, width: int, height: int, num_frames: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def to_model_size(
+    request_image: np.ndarray, tracking: np.ndarray, width: int, height: int, num_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Reference image (bilinear) and tracking video (nearest, sampled to `num_frames`) at the model size."""
     if len(tracking) != num_frames:
         tracking = tracking[sample_indices(len(tracking), num_frames)]

@@ -10,12 +10,12 @@ its metadata says `preview`.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
-from das_core.protocol import JobRequest
-from das_core.video import fit_frames
+from das_core.tracking.video import fit_frames
+from das_core.wire.protocol import JobRequest
 
 COVERED_THRESHOLD = 8  # max channel above this counts as tracked (MP4 blacks are not exactly 0)
 
@@ -27,8 +27,10 @@ class PreviewBackend:
 
     def describe(self) -> dict:
         return {
-            "backend": "preview", "model": "none (reference image warped along the tracking video)",
-            "device": "cpu", "preview": True,
+            "backend": "preview",
+            "model": "none (reference image warped along the tracking video)",
+            "device": "cpu",
+            "preview": True,
         }
 
     def generate(self, request: JobRequest, control) -> Iterator[np.ndarray]:

@@ -82,9 +82,7 @@ def add_camera(location: Vec3, target: Vec3, lens: float = 30.0) -> bpy.types.Ob
     return camera
 
 
-def cylinder(
-    radius: float, bottom: Vec3, top: Vec3, segments: int = 8, rings: int = 3
-) -> tuple[list, list]:
+def cylinder(radius: float, bottom: Vec3, top: Vec3, segments: int = 8, rings: int = 3) -> tuple[list, list]:
     """Vertices and faces of a closed vertical-ish tube from `bottom` to `top` (rings give bending room)."""
     vertices, faces = [], []
     for r in range(rings + 1):

@@ -12,8 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import bpy  # noqa: E402
-import scene_setup  # noqa: E402
+import bpy
+import scene_setup
 
 RADIUS = 0.3
 GRAVITY = 9.81

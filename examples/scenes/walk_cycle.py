@@ -13,8 +13,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import bpy  # noqa: E402
-import scene_setup  # noqa: E402
+import bpy
+import scene_setup
 
 # bone name -> (head, tail, parent); the character faces -Y in its rest pose.
 BONES = {

@@ -21,12 +21,14 @@ import time
 from pathlib import Path
 
 import bpy
+
+# isort: split
 import addon_utils  # importable once bpy is
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export import build_scene  # noqa: E402  (the benchmark scene: armature + wave grid, zooming camera)
+from export import build_scene
 
-from das_core.local_server import LocalServer  # noqa: E402
+from das_core.workflow.local_server import LocalServer
 
 COLUMNS = ("held", "sending", "accepted", "first_progress", "slowest_tick", "strip")
 

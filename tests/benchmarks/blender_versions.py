@@ -33,7 +33,9 @@ TESTS = ["tests/blender"]
 
 def pip(venv: Path, *args: str) -> None:
     """`pip install -q ARGS` in `venv`; raises with pip's last lines on failure."""
-    result = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "install", "-q", *args], capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(f"pip install {' '.join(args)} failed in {venv}:\n{result.stderr.strip()[-2000:]}")
 
@@ -63,10 +65,18 @@ def run_tests(venv: Path, snapshot: Path, pytest_args: list[str]) -> tuple[dict[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--release", action="append", choices=sorted(RELEASES), help="bpy release (repeatable; default: all)")
-    parser.add_argument("--venvs", type=Path, default=Path(tempfile.gettempdir()), help="where the venvs go (default: /tmp)")
-    parser.add_argument("--python-3.11", dest="py311", default=shutil.which("python3.11"), help="a Python 3.11 interpreter")
-    parser.add_argument("--python-3.13", dest="py313", default=shutil.which("python3.13"), help="a Python 3.13 interpreter")
+    parser.add_argument(
+        "--release", action="append", choices=sorted(RELEASES), help="bpy release (repeatable; default: all)"
+    )
+    parser.add_argument(
+        "--venvs", type=Path, default=Path(tempfile.gettempdir()), help="where the venvs go (default: /tmp)"
+    )
+    parser.add_argument(
+        "--python-3.11", dest="py311", default=shutil.which("python3.11"), help="a Python 3.11 interpreter"
+    )
+    parser.add_argument(
+        "--python-3.13", dest="py313", default=shutil.which("python3.13"), help="a Python 3.13 interpreter"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the venvs for another run")
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(argv)
@@ -78,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="das-snapshot-") as snapshot:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", snapshot], input=archive, check=True)
         wheels = REPO / "blender_addon" / "wheels"  # the build's download cache (ignored by git)
@@ -100,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n| bpy | Python | passed | failed | skipped | wall |  (HEAD {commit})\n|---|---|---|---|---|---|")
     for release, python, counts, wall in rows:
         failed = counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
-        print(f"| {release} | {python} | {counts.get('passed', 0)} | {failed} | {counts.get('skipped', 0)} | {wall:.0f} s |")
+        print(
+            f"| {release} | {python} | {counts.get('passed', 0)} | {failed} | {counts.get('skipped', 0)} | {wall:.0f} s |"
+        )
     return 0 if all(counts.get("passed") and not set(counts) - {"passed", "skipped"} for _, _, counts, _ in rows) else 1
 
 

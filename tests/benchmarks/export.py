@@ -67,7 +67,9 @@ def main() -> None:
     )
     if args.baseline_frames:
         per_frame = per_vertex_loop_seconds(scene, args.baseline_frames)
-        print(f"per-vertex Python loop (matrix_world @ v.co): {per_frame:.3f} s per frame, ~{per_frame * 49:.1f} s for 49 frames")
+        print(
+            f"per-vertex Python loop (matrix_world @ v.co): {per_frame:.3f} s per frame, ~{per_frame * 49:.1f} s for 49 frames"
+        )
 
 
 def per_vertex_loop_seconds(scene: bpy.types.Scene, frames: int) -> float:

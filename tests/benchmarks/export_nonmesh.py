@@ -59,7 +59,9 @@ def main() -> None:
     start = time.perf_counter()
     for frame in range(1, frames + 1):
         scene.frame_set(frame)
-    print(f"scene.frame_set alone (Blender re-evaluating the curve and text): {time.perf_counter() - start:.3f} s for {frames} frames")
+    print(
+        f"scene.frame_set alone (Blender re-evaluating the curve and text): {time.perf_counter() - start:.3f} s for {frames} frames"
+    )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from das_core.model.pipeline import DasImageToVideoPipeline
 from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH, build_tiny_pipeline, build_tiny_tokenizer
 from das_core.model.transformer import COGVIDEOX_5B_I2V_CONFIG, DasTransformer3DModel
-from das_core.pipeline import DasImageToVideoPipeline
 
 BASE_CONFIG = COGVIDEOX_5B_I2V_CONFIG  # DaS adds num_tracking_blocks=18
 T5_XXL = dict(
@@ -103,9 +103,7 @@ def build_tiny(das: bool) -> tuple[dict, torch.nn.Module]:
     from diffusers import CogVideoXTransformer3DModel
 
     pipe = build_tiny_pipeline(seed=0)
-    components = dict(
-        tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, scheduler=pipe.scheduler
-    )
+    components = dict(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, scheduler=pipe.scheduler)
     if das:
         return components, pipe.transformer
     config = {k: v for k, v in pipe.transformer.config.items() if not k.startswith("_") and k != "num_tracking_blocks"}
@@ -197,7 +195,7 @@ def measure(pipe, das: bool, offload: str, steps: int, height: int, width: int, 
 
 def time_local_load(pipe, directory: str, device: str) -> float:
     """Save the random model in the published layout and time `load_pipeline` on it."""
-    from das_core.pipeline import load_pipeline
+    from das_core.model.loading import load_pipeline
 
     pipe.to("cpu")
     pipe.save_pretrained(directory, max_shard_size="5GB")
@@ -249,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         shared = build_real_components(device, dtype)
         print(f"built T5 + VAE in {time.perf_counter() - started:.1f} s")
 
-    for das in ([False, True] if not args.skip_base else [True]):
+    for das in [False, True] if not args.skip_base else [True]:
         built = time.perf_counter()
         if args.tiny:
             components, transformer = build_tiny(das)

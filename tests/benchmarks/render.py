@@ -1,4 +1,4 @@
-"""Benchmark of the tracking-video renderer (`das_core.render.render_tracking`).
+"""Benchmark of the tracking-video renderer (`das_core.tracking.render.render_tracking`).
 
 Run: `python tests/benchmarks/render.py [--repeat 5] [--threads 2] [--only TEXT] [--against REV]`.
 Prints a markdown table of
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-import das_core.render
-from das_core.render import render_tracking
-from das_core.tracks import Tracks
-from das_core.video import fit_frames
+import das_core.tracking.render
+from das_core.tracking.render import render_tracking
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import fit_frames
 
 WIDTH, HEIGHT, FRAMES = 720, 480, 49
 
@@ -86,8 +86,9 @@ def moving_tracks(vertices: np.ndarray, faces: np.ndarray | None, distance: floa
     centre = np.stack([0.3 * distance * (t - 0.5), 0.05 * distance * np.sin(angle), np.full(FRAMES, distance)], 1)
     points = np.einsum("tij,nj->tni", spin @ tilt, vertices * scale) + centre[:, None]
     world_to_camera, intrinsics = fixed_camera(FRAMES)
-    return Tracks(points=points, world_to_camera=world_to_camera, intrinsics=intrinsics,
-                  width=WIDTH, height=HEIGHT, faces=faces)
+    return Tracks(
+        points=points, world_to_camera=world_to_camera, intrinsics=intrinsics, width=WIDTH, height=HEIGHT, faces=faces
+    )
 
 
 def plane_close_up(cuts: int) -> Tracks:
@@ -99,8 +100,9 @@ def plane_close_up(cuts: int) -> Tracks:
     points = (vertices * 10) @ rotation.T
     points = points[None] + np.stack([0.2 * t, 0.1 * t, 1.5 + 0.3 * t], 1)[:, None]
     world_to_camera, intrinsics = fixed_camera(FRAMES)
-    return Tracks(points=points, world_to_camera=world_to_camera, intrinsics=intrinsics,
-                  width=WIDTH, height=HEIGHT, faces=faces)
+    return Tracks(
+        points=points, world_to_camera=world_to_camera, intrinsics=intrinsics, width=WIDTH, height=HEIGHT, faces=faces
+    )
 
 
 def time_case(render, tracks: Tracks, repeat: int, **options) -> tuple[float, float, float, np.ndarray]:
@@ -124,8 +126,9 @@ def render_then_fit(tracks: Tracks, **options) -> np.ndarray:
 def renderer_at(revision: str):
     """`das_core/render.py` as it was at git `revision`, imported as a separate module."""
     root = Path(__file__).resolve().parents[2]
-    source = subprocess.run(["git", "show", f"{revision}:das_core/render.py"], cwd=root, check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{revision}:das_core/render.py"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
     path = Path(tempfile.mkdtemp(prefix="das-render-")) / "render_before.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("render_before", path)
@@ -141,8 +144,14 @@ def hd_tracks(vertices: np.ndarray, faces: np.ndarray) -> Tracks:
     scale = 1920 / WIDTH
     intrinsics = tracks.intrinsics * np.array([scale, scale, 1.0])[:, None]
     intrinsics[:, 1, 2] = 1080 / 2
-    return Tracks(points=tracks.points, world_to_camera=tracks.world_to_camera, intrinsics=intrinsics,
-                  width=1920, height=1080, faces=faces)
+    return Tracks(
+        points=tracks.points,
+        world_to_camera=tracks.world_to_camera,
+        intrinsics=intrinsics,
+        width=1920,
+        height=1080,
+        faces=faces,
+    )
 
 
 def compare(old: np.ndarray, new: np.ndarray) -> str:
@@ -158,11 +167,11 @@ def compare(old: np.ndarray, new: np.ndarray) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=das_core.render._THREADS, help="renderer threads")
+    parser.add_argument("--threads", type=int, default=das_core.tracking.render._THREADS, help="renderer threads")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     parser.add_argument("--against", metavar="REV", help="check the frames against render.py at git REV")
     args = parser.parse_args()
-    das_core.render._THREADS = args.threads
+    das_core.tracking.render._THREADS = args.threads
     before = renderer_at(args.against) if args.against else None
     if before is not None:
         before._THREADS = args.threads
@@ -171,14 +180,29 @@ def main() -> None:
     sphere = uv_sphere(256, 128)
     cases.append(("sphere 256x128 (32,514 v, 65,024 tris), mesh  [target 0.3 s]", moving_tracks(*sphere, 4.0), {}))
     grid = uv_sphere(70, 72)[0][:4900]
-    cases.append(("4,900 points, spatialtracker  [target <0.1 s]", moving_tracks(grid, None, 4.0),
-                  {"mode": "points", "point_style": "spatialtracker"}))
-    cases.append(("4,900 points, cotracker  [target <0.1 s]", moving_tracks(grid, None, 4.0),
-                  {"mode": "points", "point_style": "cotracker"}))
+    cases.append(
+        (
+            "4,900 points, spatialtracker  [target <0.1 s]",
+            moving_tracks(grid, None, 4.0),
+            {"mode": "points", "point_style": "spatialtracker"},
+        )
+    )
+    cases.append(
+        (
+            "4,900 points, cotracker  [target <0.1 s]",
+            moving_tracks(grid, None, 4.0),
+            {"mode": "points", "point_style": "cotracker"},
+        )
+    )
     for segments, rings in ((64, 32), (128, 64), (256, 128), (512, 256)):
         mesh = uv_sphere(segments, rings)
-        cases.append((f"vertices: sphere {segments}x{rings} ({len(mesh[0]):,} v, {len(mesh[1]):,} tris)",
-                      moving_tracks(*mesh, 4.0), {}))
+        cases.append(
+            (
+                f"vertices: sphere {segments}x{rings} ({len(mesh[0]):,} v, {len(mesh[1]):,} tris)",
+                moving_tracks(*mesh, 4.0),
+                {},
+            )
+        )
     for distance in (16.0, 8.0, 4.0, 2.2):
         cases.append((f"pixels: sphere 256x128 at distance {distance:g}", moving_tracks(*sphere, distance), {}))
     cases.append(("pixels: close-up plane, 2 tris", plane_close_up(1), {}))
@@ -189,7 +213,9 @@ def main() -> None:
 
     print(f"threads: {args.threads}, repeats: {args.repeat}, load average at start: {os.getloadavg()[0]:.1f}")
     against = f" | frames against {args.against}" if before else ""
-    print(f"| case ({FRAMES} frames, {WIDTH}x{HEIGHT}) | best wall s | median wall s | best CPU s | pixels covered{against} |")
+    print(
+        f"| case ({FRAMES} frames, {WIDTH}x{HEIGHT}) | best wall s | median wall s | best CPU s | pixels covered{against} |"
+    )
     print("|---|---|---|---|---|" + ("---|" if before else ""))
     for name, tracks, options in cases:
         if args.only not in name:

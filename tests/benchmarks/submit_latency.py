@@ -22,16 +22,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from render import moving_tracks, uv_sphere  # noqa: E402  (the renderer benchmark's scene)
+import itertools
 
-from das_core import protocol  # noqa: E402
-from das_core.client import DasClient  # noqa: E402
-from das_core.protocol import EncodedImage, JobRequest, Progress  # noqa: E402
-from das_core.render import render_tracking  # noqa: E402
-from das_server import job_store, worker  # noqa: E402
-from das_server.backends.preview import PreviewBackend  # noqa: E402
-from das_server.config import ServerConfig  # noqa: E402
-from das_server.server import Server  # noqa: E402
+from render import moving_tracks, uv_sphere
+
+from das_core.tracking.render import render_tracking
+from das_core.wire import protocol
+from das_core.wire.client import DasClient
+from das_core.wire.protocol import EncodedImage, JobRequest, Progress
+from das_server import job_store, worker
+from das_server.backends.preview import PreviewBackend
+from das_server.config import ServerConfig
+from das_server.server import Server
 
 CODECS = ("png", "zlib", "raw")
 STEPS = ("claim", "load_submit", "to_request", "first_progress")
@@ -67,7 +69,9 @@ def main() -> None:
             encoded = [EncodedImage.encode(frame, codec) for frame in tracking]
             times.append(time.perf_counter() - started)
         size = sum(len(item.data) for item in encoded) / 1e6
-        print(f"[{codec}] client encodes 49 frames: median {statistics.median(times) * 1000:.0f} ms, {size:.1f} MB on the wire")
+        print(
+            f"[{codec}] client encodes 49 frames: median {statistics.median(times) * 1000:.0f} ms, {size:.1f} MB on the wire"
+        )
 
     marks: dict = {}
     timed(job_store.JobStore, "claim", marks)
@@ -99,15 +103,17 @@ def main() -> None:
                         if isinstance(event, Progress):
                             break
                     received = time.perf_counter()
-                    steps = [marks[later] - marks[earlier] for earlier, later in zip(STEPS, STEPS[1:])]
+                    steps = [marks[later] - marks[earlier] for earlier, later in itertools.pairwise(STEPS)]
                     rows.append([accepted - started, received - accepted, *steps])
                     for _ in client.events(request.job_id, timeout=30):
                         pass  # let it finish before the next
                 median = [statistics.median(column) * 1000 for column in zip(*rows)]
-                print(f"[{codec}] encode+submit -> accepted {median[0]:.0f} ms; accepted -> first progress "
-                      f"{median[1]:.0f} ms, of which after the worker claimed it: read the submit {median[2]:.0f}, "
-                      f"decode the images {median[3]:.0f}, the backend's first frame {median[4]:.0f}; "
-                      f"medians of {args.repeats}")
+                print(
+                    f"[{codec}] encode+submit -> accepted {median[0]:.0f} ms; accepted -> first progress "
+                    f"{median[1]:.0f} ms, of which after the worker claimed it: read the submit {median[2]:.0f}, "
+                    f"decode the images {median[3]:.0f}, the backend's first frame {median[4]:.0f}; "
+                    f"medians of {args.repeats}"
+                )
         server.stop()
         thread.join()
 

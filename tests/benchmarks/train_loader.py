@@ -45,7 +45,9 @@ def synth_one(root: Path) -> tuple[float, float]:
     scenes = root / "scenes"
     scenes.mkdir(parents=True)
     blend = scenes / "thrown_ball.blend"
-    subprocess.run([sys.executable, str(REPO / "examples/scenes/thrown_ball.py"), str(blend)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "examples/scenes/thrown_ball.py"), str(blend)], check=True, capture_output=True
+    )
     cpu0, child0 = time.process_time(), _children_cpu()
     start = time.perf_counter()
     synthesise([blend], root / "data", SynthOptions(), progress=False)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from das_core.client import DasClient, Done, Frame
-from das_core.protocol import Accepted, ErrorReply, Submit, decode, encode
+from das_core.wire.client import DasClient, Done, Frame
+from das_core.wire.protocol import Accepted, ErrorReply, Submit, decode, encode
 from das_server.backends.preview import PreviewBackend
 from das_server.config import ServerConfig
 from das_server.server import Server
@@ -103,8 +103,11 @@ def bench_stream(address: str, backend: ReadyFrames, repeats: int) -> tuple[list
 
 def bench_preview(repeats: int) -> list[float]:
     class Control:
-        def progress(self, *args): pass
-        def should_stop(self): return False
+        def progress(self, *args):
+            pass
+
+        def should_stop(self):
+            return False
 
     request = tracking_request(3)
     times = []
@@ -117,7 +120,7 @@ def bench_preview(repeats: int) -> list[float]:
 
 def summary(values: list[float]) -> str:
     ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return f"median {statistics.median(values) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, n={len(values)}"
 
 
@@ -141,8 +144,10 @@ def main() -> None:
             print(f"[{codec} results] submit->accepted (49x720x480 PNG tracking): {summary(accept)}")
             print(f"[{codec} results] 49 frames 720x480 ready -> all received + checksum ok: {summary(stream)}")
             overhead = statistics.median(total)
-            print(f"[{codec} results] server overhead per job (submit->done, zero-time model): "
-                  f"{overhead * 1000:.0f} ms = {overhead / DAS_RUN_S * 100:.2f}% of a {DAS_RUN_S:.0f} s DaS run")
+            print(
+                f"[{codec} results] server overhead per job (submit->done, zero-time model): "
+                f"{overhead * 1000:.0f} ms = {overhead / DAS_RUN_S * 100:.2f}% of a {DAS_RUN_S:.0f} s DaS run"
+            )
     print(f"preview backend, 49 frames 720x480: {summary(bench_preview(args.repeats))}")
 
 

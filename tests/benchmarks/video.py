@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from das_core.video import fit_frames, read_video, write_mp4, write_png_dir
+from das_core.tracking.video import fit_frames, read_video, write_mp4, write_png_dir
 
 
 def _best(function, repeats: int = 3) -> float:

@@ -16,7 +16,9 @@ def add_color_strip(scene: bpy.types.Scene, name: str, *, channel: int, frame_st
     if bpy.app.version >= (5, 0):
         strip = strips.new_effect(name, "COLOR", channel=channel, frame_start=frame_start, length=length)
     else:
-        strip = strips.new_effect(name, "COLOR", channel=channel, frame_start=frame_start, frame_end=frame_start + length)
+        strip = strips.new_effect(
+            name, "COLOR", channel=channel, frame_start=frame_start, frame_end=frame_start + length
+        )
     assert strip_span(strip) == (frame_start, frame_start + length)
     return strip
 

@@ -14,11 +14,15 @@ sys.path_hooks[:] = [hook for hook in sys.path_hooks if "editable" not in getatt
 sys.path_importer_cache.clear()
 assert "das_core" not in sys.modules
 
-import bpy  # noqa: E402  (after hiding the editable install)
-import addon_utils  # noqa: E402  (only importable once bpy is)
+import bpy  # after hiding the editable install
+
+# isort: split
+import addon_utils  # importable once bpy is
 
 zip_path, repo_dir = sys.argv[1], sys.argv[2]
-bpy.ops.preferences.extension_repo_add(name="das_test", type="LOCAL", use_custom_directory=True, custom_directory=repo_dir)
+bpy.ops.preferences.extension_repo_add(
+    name="das_test", type="LOCAL", use_custom_directory=True, custom_directory=repo_dir
+)
 repo = next(repo for repo in bpy.context.preferences.extensions.repos if repo.name == "das_test")
 result = bpy.ops.extensions.package_install_files(filepath=zip_path, repo=repo.module, enable_on_install=True)
 module_name = f"bl_ext.{repo.module}.das"
@@ -45,10 +49,15 @@ print(
             "das_core_file": das_core.__file__,
             "compiled_modules": compiled,
             "operators": [hasattr(bpy.ops.das, name) for name in ("generate", "cancel", "preview_tracking")],
-            "scene_das": [hasattr(scene.das, name) for name in ("server", "prompt", "negative_prompt", "seed", "steps", "guidance")],
+            "scene_das": [
+                hasattr(scene.das, name)
+                for name in ("server", "prompt", "negative_prompt", "seed", "steps", "guidance")
+            ],
             "preferences": hasattr(bpy.context.preferences.addons.get(module_name, None), "preferences"),
             "preview": sorted(preview),
-            "strips": [(strip.name.split(" ")[0], *sequencer.strip_span(strip), len(strip.elements)) for strip in strips],
+            "strips": [
+                (strip.name.split(" ")[0], *sequencer.strip_span(strip), len(strip.elements)) for strip in strips
+            ],
             "blender": bpy.app.version_string,
         }
     )

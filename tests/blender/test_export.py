@@ -3,14 +3,14 @@
 import bpy
 import numpy as np
 import pytest
+from blender_scenes import blender_world_vertices, build_test_scene
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
 from blender_addon.export import export_frames, export_tracks
-from blender_scenes import blender_world_vertices, build_test_scene
-from das_core.camera import project
 from das_core.errors import DasError
-from das_core.tracks import Tracks
+from das_core.tracking.camera import project
+from das_core.tracking.tracks import Tracks
 
 
 def test_positions_equal_blenders_evaluated_vertices(factory_scene, tmp_path):
@@ -43,7 +43,9 @@ def test_faces_are_the_evaluated_triangles(factory_scene):
     tracks = export_tracks(scene, samples=2)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     scene.frame_set(1)
-    expected_triangles = sum(len(bpy.data.objects[n].evaluated_get(depsgraph).data.loop_triangles) for n in ("Column", "Stack"))
+    expected_triangles = sum(
+        len(bpy.data.objects[n].evaluated_get(depsgraph).data.loop_triangles) for n in ("Column", "Stack")
+    )
     assert tracks.faces.shape == (expected_triangles, 3)
     assert tracks.faces.max() == tracks.num_points - 1
 
@@ -116,7 +118,10 @@ def test_hide_render_mid_shot_marks_points_invisible(factory_scene):
     [
         (lambda scene: setattr(scene, "camera", None), "has no camera"),
         (lambda scene: setattr(scene.camera.data, "type", "ORTHO"), "perspective"),
-        (lambda scene: [setattr(o, "hide_render", True) for o in scene.objects if o.type == "MESH"], "no visible, renderable objects with faces"),
+        (
+            lambda scene: [setattr(o, "hide_render", True) for o in scene.objects if o.type == "MESH"],
+            "no visible, renderable objects with faces",
+        ),
     ],
 )
 def test_bad_scenes_give_clear_errors(factory_scene, change, message):
@@ -167,7 +172,9 @@ def test_vanishing_instances_are_left_out_with_a_warning(factory_scene):
     add_instances(scene)
     # Select the Scatter points whose x is below a keyframed threshold: all at frame 1, none at frame 24.
     tree = bpy.data.node_groups["Scatter spheres"]
-    position, compare, value = (tree.nodes.new(kind) for kind in ("GeometryNodeInputPosition", "FunctionNodeCompare", "ShaderNodeValue"))
+    position, compare, value = (
+        tree.nodes.new(kind) for kind in ("GeometryNodeInputPosition", "FunctionNodeCompare", "ShaderNodeValue")
+    )
     compare.data_type, compare.operation = "FLOAT", "LESS_THAN"
     separate = tree.nodes.new("ShaderNodeSeparateXYZ")
     tree.links.new(position.outputs[0], separate.inputs[0])

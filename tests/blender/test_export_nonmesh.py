@@ -3,8 +3,6 @@
 import bpy
 import numpy as np
 import pytest
-
-from blender_addon.export import export_tracks
 from blender_scenes import (
     add_instanced_title,
     add_merging_metaballs,
@@ -15,6 +13,8 @@ from blender_scenes import (
     blender_world_vertices,
     clear,
 )
+
+from blender_addon.export import export_tracks
 from das_core.errors import DasError
 
 EXPORTED = ["Blob", "Logo", "Rope", "Sheet", "Tube"]

@@ -1,6 +1,7 @@
 """The built extension: bundles only torch-free code, every platform's zip is valid and carries its
 wheels, and the linux-x64 zip installs into a temporary user repository and enables."""
 
+import ast
 import json
 import os
 import subprocess
@@ -56,7 +57,10 @@ def installable(wheel: str, platform: str, python: str) -> bool:
     """True if pip's tag rules let CPython `python` on the Blender `platform` install `wheel`."""
     version = tuple(int(part) for part in python.split("."))
     platforms = PLATFORM_TAGS[platform]
-    supported = {*tags.cpython_tags(version, platforms=platforms), *tags.compatible_tags(version, f"cp{version[0]}{version[1]}", platforms)}
+    supported = {
+        *tags.cpython_tags(version, platforms=platforms),
+        *tags.compatible_tags(version, f"cp{version[0]}{version[1]}", platforms),
+    }
     return not supported.isdisjoint(parse_wheel_filename(wheel)[3])
 
 
@@ -68,28 +72,52 @@ def zip_problems(path: Path, platform: str) -> list[str]:
     one that no supported Blender on `platform` can install.
     """
     manifest = effective_manifest(path)
-    problems = [] if manifest["platforms"] == [platform] else [f"manifest platforms {manifest['platforms']}, expected [{platform!r}]"]
+    problems = (
+        []
+        if manifest["platforms"] == [platform]
+        else [f"manifest platforms {manifest['platforms']}, expected [{platform!r}]"]
+    )
     with zipfile.ZipFile(path) as archive:
         shipped = sorted(name for name in archive.namelist() if name.endswith(".whl"))
     listed = sorted(name.removeprefix("./") for name in manifest["wheels"])
     if listed != shipped:
-        problems.append(f"manifest lists {sorted(set(listed) - set(shipped))} not in the zip, zip holds {sorted(set(shipped) - set(listed))} not listed")
+        problems.append(
+            f"manifest lists {sorted(set(listed) - set(shipped))} not in the zip, zip holds {sorted(set(shipped) - set(listed))} not listed"
+        )
     wheels = [name.rsplit("/", 1)[-1] for name in shipped]
     pythons = sorted(set(BLENDER_PYTHONS.values()))
     for python in pythons:
         for package in (*build.WHEEL_PACKAGES, build.CORE_WHEEL_NAME):
             name = package.lower().replace("_", "-")
-            if not any(parse_wheel_filename(wheel)[0] == name and installable(wheel, platform, python) for wheel in wheels):
+            if not any(
+                parse_wheel_filename(wheel)[0] == name and installable(wheel, platform, python) for wheel in wheels
+            ):
                 problems.append(f"no {package} wheel for Python {python}")
-    problems += [f"{wheel} installs on no supported Blender" for wheel in wheels if not any(installable(wheel, platform, python) for python in pythons)]
+    problems += [
+        f"{wheel} installs on no supported Blender"
+        for wheel in wheels
+        if not any(installable(wheel, platform, python) for python in pythons)
+    ]
     return problems
 
 
-def test_bundled_core_is_torch_free():
-    modules = build.core_modules()
-    assert {"das_core.tracks", "das_core.camera", "das_core.render", "das_core.video", "das_core.protocol", "das_core.client"} <= set(modules)
-    assert not [name for name in modules if build.is_forbidden(name)]
-    assert build.is_forbidden("das_core.model.tiny") and not build.is_forbidden("das_core.client")
+def test_bundled_core_is_the_two_blender_tiers_and_holds_what_the_addon_imports():
+    """The wheel carries tracking/ and wire/ (plus the package root and errors), and every das_core module
+    the add-on imports is among them; the import contracts keep those tiers free of torch and bpy."""
+    files = build.core_files()
+    assert {"das_core/__init__.py", "das_core/errors.py", "das_core/wire/PROTOCOL.md"} <= set(files)
+    assert all(name.startswith(("das_core/tracking/", "das_core/wire/")) for name in files if name.count("/") > 1), (
+        files
+    )
+    bundled = {
+        name.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for name in files if name.endswith(".py")
+    }
+    imported = set()
+    for path in build.ADDON_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("das_core"):
+                imported.add(node.module)
+    assert imported and imported <= bundled, sorted(imported - bundled)
 
 
 def test_manifest_renders_with_platforms_and_wheels():
@@ -113,7 +141,9 @@ def test_this_blenders_python_gets_wheels():
     bpy = pytest.importorskip("bpy")
     release = "{}.{}".format(*bpy.app.version[:2])
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert BLENDER_PYTHONS.get(release) == python, f"Blender {bpy.app.version_string} runs Python {python}: record it in BLENDER_PYTHONS"
+    assert BLENDER_PYTHONS.get(release) == python, (
+        f"Blender {bpy.app.version_string} runs Python {python}: record it in BLENDER_PYTHONS"
+    )
     assert set(BLENDER_PYTHONS.values()) <= set(build.PYTHON_VERSIONS)
 
 
@@ -148,7 +178,9 @@ def test_zip_check_finds_a_missing_wheel_and_foreign_platforms(built_zips, tmp_p
     assert "no msgpack wheel for Python 3.13" in problems and "not in the zip" in problems[0], problems
     assert "no msgpack wheel for Python 3.11" not in problems
     foreign = zip_problems(built_zips["linux-x64"], "windows-x64")
-    assert foreign[0].startswith("manifest platforms ['linux-x64']") and "no pyzmq wheel for Python 3.11" in foreign, foreign
+    assert foreign[0].startswith("manifest platforms ['linux-x64']") and "no pyzmq wheel for Python 3.11" in foreign, (
+        foreign
+    )
     assert installable("pyzmq-27.3.0-cp312-abi3-manylinux_2_28_x86_64.whl", "linux-x64", "3.13")
     assert not installable("pyzmq-27.3.0-cp312-abi3-manylinux_2_28_x86_64.whl", "linux-x64", "3.11")
     assert not installable("pillow-13.0.0-cp311-cp311-manylinux_2_34_x86_64.whl", "linux-x64", "3.11")  # glibc too new

@@ -9,10 +9,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
+from blender_scenes import add_color_strip, build_test_scene
 
 from blender_addon.sequencer import strip_collection, strip_span
-from blender_scenes import add_color_strip, build_test_scene
-from das_core.local_server import LocalServer
+from das_core.workflow.local_server import LocalServer
 
 TICK_BUDGET_S = 0.1  # the UI may not stall longer than this per timer tick
 
@@ -72,9 +72,9 @@ def test_tracking_video_on_disk_is_what_was_sent(factory_scene, addon, preview, 
     _setup(factory_scene, preview.address, tmp_path)
     assert bpy.ops.das.generate(wait=True) == {"FINISHED"}
     from blender_addon import jobs
-    from das_core.protocol import decode, split_parts
-    from das_core.tracks import Tracks
-    from das_core.video import read_video
+    from das_core.tracking.tracks import Tracks
+    from das_core.tracking.video import read_video
+    from das_core.wire.protocol import decode, split_parts
 
     job = jobs.latest()
     stored = (preview.state_dir / "jobs" / job.job_id / "request.das").read_bytes()  # the server's copy of the submit
@@ -109,7 +109,9 @@ def test_generate_returns_at_once_and_timer_ticks_stay_short(factory_scene, addo
     # only catches a job that waits on something (shared CI cores have taken 3.5 s under load).
     assert first_progress is not None and first_progress < 5.0, f"first progress after {first_progress} s"
     assert max(ticks) < TICK_BUDGET_S, f"slowest tick {max(ticks):.3f} s"
-    print(f"Generate -> first progress {first_progress:.2f} s (export + reference render included); slowest tick {max(ticks) * 1000:.1f} ms")
+    print(
+        f"Generate -> first progress {first_progress:.2f} s (export + reference render included); slowest tick {max(ticks) * 1000:.1f} ms"
+    )
 
 
 def test_two_jobs_queue_and_both_land(factory_scene, addon, preview_server, tmp_path):
@@ -156,7 +158,7 @@ def test_cancel_reaches_the_server_and_wait_raises_the_servers_error(factory_sce
             time.sleep(0.02)
         assert job.state == "cancelled", job.error
         assert job.step < 200
-        from das_core.client import DasClient
+        from das_core.wire.client import DasClient
 
         with DasClient(server.address) as client:
             assert client.status(job.job_id)["state"] == "cancelled"
@@ -280,11 +282,21 @@ def test_deleted_target_scene_fails_the_job_with_the_frames_folder(factory_scene
 
 def _start_server_we_can_kill(backend: str, state_dir: Path) -> tuple[subprocess.Popen, str]:
     """`python -m das_server` as our own subprocess (LocalServer only stops politely), once it answers."""
-    from das_core.client import DasClient, ServerUnavailable
-    from das_core.local_server import free_loopback_port
+    from das_core.wire.client import DasClient, ServerUnavailable
+    from das_core.workflow.local_server import free_loopback_port
 
     address = f"tcp://127.0.0.1:{free_loopback_port()}"
-    command = [sys.executable, "-m", "das_server", "--backend", backend, "--bind", address, "--state-dir", str(state_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "das_server",
+        "--backend",
+        backend,
+        "--bind",
+        address,
+        "--state-dir",
+        str(state_dir),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import bpy
 import pytest
+from blender_scenes import build_test_scene
 
 from blender_addon.sequencer import strip_collection, strip_span
-from blender_scenes import build_test_scene
-from das_core.local_server import LocalServer
+from das_core.workflow.local_server import LocalServer
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_a_job_finished_while_blender_was_closed_lands_on_load(factory_scene, ad
 
     _restart_blender_and_open(tmp_path / "shot.blend")
     old_thread.join(30)  # abandoned: it stops at its next event and posts nothing more
-    from das_core.client import DasClient
+    from das_core.wire.client import DasClient
 
     with DasClient(preview.address) as client:  # the server finishes it meanwhile
         deadline = time.monotonic() + 30
@@ -148,8 +148,9 @@ def test_a_job_the_server_no_longer_knows_gives_a_message(factory_scene, addon, 
     _remember(scene, job_id, preview.address, tmp_path / job_id)
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
     _restart_blender_and_open(tmp_path / "shot.blend")
-    from blender_addon import jobs, panel
     from test_panel import RecordingLayout
+
+    from blender_addon import jobs, panel
 
     assert [handler.__name__ for handler in bpy.app.handlers.load_post].count("_reattach_on_load") == 1
     job = jobs.JOBS[job_id]
@@ -173,8 +174,9 @@ def test_reattach_with_the_server_down_says_so_and_can_be_retried(factory_scene,
 
     with pytest.raises(RuntimeError, match="no das server answered"):
         bpy.ops.das.reattach(wait=True)
-    from blender_addon import jobs, panel
     from test_panel import RecordingLayout
+
+    from blender_addon import jobs, panel
 
     assert jobs.JOBS[job_id].state == "offline"
     log = []
@@ -189,7 +191,9 @@ def test_reattach_with_the_server_down_says_so_and_can_be_retried(factory_scene,
         ("tcp://192.0.2.10:5555", False, "offline", "online access is off"),  # headless bpy: online access off
     ],
 )
-def test_reattach_refuses_clearly_without_a_connection(factory_scene, addon, tmp_path, server, scene_gone, state, message):
+def test_reattach_refuses_clearly_without_a_connection(
+    factory_scene, addon, tmp_path, server, scene_gone, state, message
+):
     _remember(factory_scene, uuid.uuid4().hex, server, tmp_path)
     if scene_gone:
         factory_scene.das.jobs[0].sequencer_scene = None

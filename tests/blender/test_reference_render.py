@@ -4,10 +4,10 @@ import bpy
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from blender_scenes import build_test_scene
 
 from blender_addon.export import export_tracks
 from blender_addon.reference_render import load_image_rgb, render_reference
-from blender_scenes import build_test_scene
 from das_core.errors import DasError
 
 

@@ -8,7 +8,11 @@ import blender_addon
 def test_register_unregister_register():
     for _ in range(2):
         blender_addon.register()
-        assert hasattr(bpy.types.Scene, "das") and hasattr(bpy.types, "VIEW3D_PT_das") and hasattr(bpy.types, "SEQUENCER_PT_das")
+        assert (
+            hasattr(bpy.types.Scene, "das")
+            and hasattr(bpy.types, "VIEW3D_PT_das")
+            and hasattr(bpy.types, "SEQUENCER_PT_das")
+        )
         assert bpy.context.scene.das.steps == 50 and bpy.context.scene.das.guidance == 6.0
         assert bpy.ops.das.generate.poll()  # the factory scene has a camera
         blender_addon.unregister()

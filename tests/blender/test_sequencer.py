@@ -2,9 +2,9 @@
 
 import bpy
 import numpy as np
+from blender_scenes import add_color_strip, build_test_scene
 
 from blender_addon import sequencer
-from blender_scenes import add_color_strip, build_test_scene
 
 
 def test_timeline_elements_follow_the_exported_frames():
@@ -68,5 +68,9 @@ def test_preview_tracking_adds_a_strip_without_a_server(factory_scene, addon, tm
     from blender_addon.reference_render import load_image_rgb
 
     rendered = load_image_rgb(tmp_path / "vse.png")
-    assert rendered.shape == (scene.render.resolution_y * scene.render.resolution_percentage // 100, scene.render.resolution_x * scene.render.resolution_percentage // 100, 3)
+    assert rendered.shape == (
+        scene.render.resolution_y * scene.render.resolution_percentage // 100,
+        scene.render.resolution_x * scene.render.resolution_percentage // 100,
+        3,
+    )
     assert rendered.max() > 50, "the sequencer rendered the tracking frames, not black"

@@ -6,9 +6,9 @@ import sys
 import bpy
 import numpy as np
 import pytest
-
 from blender_scenes import build_test_scene
-from das_core.video import read_video
+
+from das_core.tracking.video import read_video
 
 
 @pytest.mark.parametrize("mode", ["mesh", "points"])

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from das_core.camera import CameraError, blender_camera_to_opencv, project
 from das_core.errors import DasError
+from das_core.tracking.camera import CameraError, blender_camera_to_opencv, project
 
 DEFAULT_CAMERA = dict(
     lens=50.0,
@@ -146,7 +146,7 @@ def _random_camera(rng: np.random.Generator, scene, camera, fit: str) -> None:
 
 
 def _convert(scene, camera) -> tuple[np.ndarray, np.ndarray]:
-    """What the add-on does: read the camera numbers from bpy, convert with das_core.camera."""
+    """What the add-on does: read the camera numbers from bpy, convert with das_core.tracking.camera."""
     render, data = scene.render, camera.data
     return blender_camera_to_opencv(
         np.array(camera.matrix_world),
@@ -174,13 +174,16 @@ def _points_around_the_view(rng: np.random.Generator, camera, scene, count: int 
     top_right, bottom_right, bottom_left = camera.data.view_frame(scene=scene)[:3]
     across = rng.uniform(-0.25, 1.25, (count, 2))
     depth = rng.uniform(1.0, 50.0, count) / -top_right.z
-    local = np.column_stack(
-        [
-            bottom_left.x + across[:, 0] * (bottom_right.x - bottom_left.x),
-            bottom_right.y + across[:, 1] * (top_right.y - bottom_right.y),
-            np.full(count, top_right.z),
-        ]
-    ) * depth[:, None]
+    local = (
+        np.column_stack(
+            [
+                bottom_left.x + across[:, 0] * (bottom_right.x - bottom_left.x),
+                bottom_right.y + across[:, 1] * (top_right.y - bottom_right.y),
+                np.full(count, top_right.z),
+            ]
+        )
+        * depth[:, None]
+    )
     local[-5:, 2] *= -1.0  # behind the camera
     to_world = camera.matrix_world.normalized()
     return np.array([to_world @ Vector(point) for point in local])

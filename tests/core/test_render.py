@@ -1,14 +1,14 @@
 """The tracking-video renderer against spec §1, with expected values computed here from the spec's
-formulas (not from das_core.tracking_colors), on small synthetic scenes with an OpenCV camera."""
+formulas (not from das_core.tracking.colors), on small synthetic scenes with an OpenCV camera."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from das_core.render import RenderError, render_tracking
-from das_core.tracks import Tracks
-from das_core.video import sample_indices
+from das_core.tracking.render import RenderError, render_tracking
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import sample_indices
 
 W, H = 160, 120
 
@@ -175,7 +175,9 @@ def test_colours_follow_vertices_through_a_zoom():
     uv0 = np.stack([gu.ravel(), gv.ravel()], axis=1)
     world = unproject(uv0, 4 + 0.02 * uv0[:, 0])
     focal = np.array([100.0, 120.0, 150.0, 190.0])
-    video = render_tracking(make_tracks(np.tile(world, (frames, 1, 1)), faces=grid_faces(columns, rows), focal=focal), num_frames=frames)
+    video = render_tracking(
+        make_tracks(np.tile(world, (frames, 1, 1)), faces=grid_faces(columns, rows), focal=focal), num_frames=frames
+    )
 
     expected = spec_vertex_colors(uv0, np.linalg.norm(world, axis=1), np.ones(len(world), bool))
     coverage = []
@@ -302,7 +304,9 @@ def test_frames_are_sampled_evenly_and_background_is_black():
 
 
 def test_fewer_source_frames_than_asked_repeat_frames():
-    points = [unproject(np.array([[10.5, 50.5], [30.5, 50.5], [10.5, 70.5]]) + [20 * t, 0], np.full(3, 3.0)) for t in range(3)]
+    points = [
+        unproject(np.array([[10.5, 50.5], [30.5, 50.5], [10.5, 70.5]]) + [20 * t, 0], np.full(3, 3.0)) for t in range(3)
+    ]
     video = render_tracking(make_tracks(points, faces=np.array([[0, 1, 2]])), num_frames=7)
     assert len(video) == 7
     firsts = [np.flatnonzero(frame.max(axis=(0, 2)) > 0).min() for frame in video]
@@ -329,7 +333,9 @@ def test_cotracker_points_are_4px_squares_in_first_frame_colours_near_on_top():
         image = video[t]
         column, row = np.trunc(uv).astype(int).T
         # Point 1 (near) owns its whole square, including where point 0's square overlaps it.
-        np.testing.assert_array_equal(image[row[1] - 2 : row[1] + 3, column[1] - 2 : column[1] + 3], np.broadcast_to(expected[1], (5, 5, 3)))
+        np.testing.assert_array_equal(
+            image[row[1] - 2 : row[1] + 3, column[1] - 2 : column[1] + 3], np.broadcast_to(expected[1], (5, 5, 3))
+        )
         # Point 0 keeps the part of its square that point 1 does not cover.
         np.testing.assert_array_equal(image[row[0], column[0] - 2], expected[0])
         assert (image[..., 0] == expected[3, 0]).sum() == 25  # exactly a 5 x 5 square (PIL-style 4 px)
@@ -400,7 +406,9 @@ def test_points_behind_the_camera_are_not_drawn():
     ],
 )
 def test_bad_requests_raise_a_clear_error(kwargs, message):
-    tracks = make_tracks([unproject(np.array([[10.5, 10.5], [20.5, 10.5], [10.5, 20.5]]), np.full(3, 2.0))], faces=np.array([[0, 1, 2]]))
+    tracks = make_tracks(
+        [unproject(np.array([[10.5, 10.5], [20.5, 10.5], [10.5, 20.5]]), np.full(3, 2.0))], faces=np.array([[0, 1, 2]])
+    )
     with pytest.raises(RenderError, match=message):
         render_tracking(tracks, **kwargs)
 
@@ -414,7 +422,7 @@ def test_mesh_mode_without_faces_names_the_fix():
 @pytest.mark.parametrize("layout", ["uniform", "grid", "clustered", "duplicates"])
 def test_nearest_neighbour_search_matches_brute_force(layout):
     # The SpatialTracker sizes rest on it; its cell search must agree with measuring every pair.
-    from das_core.render import _nearest_distance
+    from das_core.tracking.render import _nearest_distance
 
     rng = np.random.default_rng(7)
     points = {
@@ -434,15 +442,23 @@ def test_nothing_in_front_of_the_camera_renders_black():
     assert render_tracking(mesh, num_frames=3).max() == 0
     for style in ("spatialtracker", "cotracker"):
         assert render_tracking(make_tracks([behind]), mode="points", num_frames=1, point_style=style).max() == 0
-        assert render_tracking(make_tracks(np.zeros((1, 0, 3))), mode="points", num_frames=1, point_style=style).max() == 0
+        assert (
+            render_tracking(make_tracks(np.zeros((1, 0, 3))), mode="points", num_frames=1, point_style=style).max() == 0
+        )
 
 
 def spinning_sphere(num_frames: int) -> Tracks:
     """A closed sphere of small triangles spinning and sliding, plus an open bowl (the sphere's
     far half) facing the camera, at an odd image size (partial 8 x 8 tiles)."""
     segments, rings = 40, 20
-    theta, phi = np.meshgrid(np.linspace(0, np.pi, rings + 1)[1:-1], np.linspace(0, 2 * np.pi, segments, endpoint=False), indexing="ij")
-    corners = np.r_[[[0, 0, 1]], np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1).reshape(-1, 3), [[0, 0, -1]]]
+    theta, phi = np.meshgrid(
+        np.linspace(0, np.pi, rings + 1)[1:-1], np.linspace(0, 2 * np.pi, segments, endpoint=False), indexing="ij"
+    )
+    corners = np.r_[
+        [[0, 0, 1]],
+        np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1).reshape(-1, 3),
+        [[0, 0, -1]],
+    ]
     ring = lambda r, k: 1 + r * segments + (np.arange(segments) + k) % segments  # noqa: E731
     faces = np.concatenate(
         [np.stack([np.zeros(segments, int), ring(0, 1), ring(0, 0)], 1)]
@@ -466,9 +482,9 @@ def spinning_sphere(num_frames: int) -> Tracks:
 def test_hidden_surface_skipping_changes_nothing(monkeypatch):
     # Drawing the nearer winding first and skipping triangles behind covered tiles, then behind
     # covered windows, must give exactly the frames of drawing every triangle.
-    import das_core.render
+    import das_core.tracking.render
 
-    triangles = das_core.render._Triangles
+    triangles = das_core.tracking.render._Triangles
     box = spinning_sphere(4)
     by_tiles, by_windows = [], []
     hidden, showing = triangles._hidden, triangles._showing
@@ -486,17 +502,19 @@ def test_hidden_surface_skipping_changes_nothing(monkeypatch):
 def test_frames_drawn_together_equal_frames_drawn_one_by_one(monkeypatch):
     # Mesh mode draws several frames per chunk (their triangles share candidate batches) on two
     # threads: the frames must be exactly those of drawing one frame at a time on one thread.
-    import das_core.render
+    import das_core.tracking.render
 
     tracks = spinning_sphere(7)
     chunks = []
-    rasterise = das_core.render._rasterise
-    monkeypatch.setattr(das_core.render, "_rasterise", lambda out, *a: chunks.append(len(out)) or rasterise(out, *a))
+    rasterise = das_core.tracking.render._rasterise
+    monkeypatch.setattr(
+        das_core.tracking.render, "_rasterise", lambda out, *a: chunks.append(len(out)) or rasterise(out, *a)
+    )
     together = render_tracking(tracks, num_frames=7)
     assert max(chunks) >= 3  # frames really were drawn together (two chunks on two cores)
     chunks.clear()
-    monkeypatch.setattr(das_core.render, "_THREADS", 1)
-    monkeypatch.setattr(das_core.render, "_MESH_CHUNK_PIXELS", 1)
+    monkeypatch.setattr(das_core.tracking.render, "_THREADS", 1)
+    monkeypatch.setattr(das_core.tracking.render, "_MESH_CHUNK_PIXELS", 1)
     np.testing.assert_array_equal(render_tracking(tracks, num_frames=7), together)
     assert chunks == [1] * 7
     assert (together.max(axis=-1) > 0).mean() > 0.05
@@ -508,7 +526,10 @@ def test_renders_without_tqdm_as_in_blender(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    tracks = make_tracks([unproject(np.array([[10.5, 10.5], [40.5, 10.5], [10.5, 40.5]]), np.full(3, 2.0))] * 3, faces=np.array([[0, 1, 2]]))
+    tracks = make_tracks(
+        [unproject(np.array([[10.5, 10.5], [40.5, 10.5], [10.5, 40.5]]), np.full(3, 2.0))] * 3,
+        faces=np.array([[0, 1, 2]]),
+    )
     assert render_tracking(tracks, num_frames=3).max() > 0
     assert render_tracking(tracks, mode="points", num_frames=3).max() > 0
     with pytest.raises(ImportError):
@@ -519,8 +540,8 @@ def test_renders_without_tqdm_as_in_blender(monkeypatch):
 def test_projection_in_blocks_equals_one_projection(count):
     # The renderer projects in blocks (so OpenBLAS keeps its threads asleep); the numbers must be
     # exactly those of one `camera.project` call, block edges included.
-    from das_core.camera import project
-    from das_core.render import _project
+    from das_core.tracking.camera import project
+    from das_core.tracking.render import _project
 
     rng = np.random.default_rng(count)
     points = rng.normal(size=(count, 3)) + [0, 0, 2]

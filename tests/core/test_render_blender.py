@@ -8,10 +8,10 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from das_core.camera import blender_camera_to_opencv, project  # noqa: E402
-from das_core.render import render_tracking  # noqa: E402
-from das_core.tracking_colors import mesh_vertex_colors  # noqa: E402
-from das_core.tracks import Tracks  # noqa: E402
+from das_core.tracking.camera import blender_camera_to_opencv, project
+from das_core.tracking.colors import mesh_vertex_colors
+from das_core.tracking.render import render_tracking
+from das_core.tracking.tracks import Tracks
 
 pytestmark = pytest.mark.blender
 W, H = 160, 120

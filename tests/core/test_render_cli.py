@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from das_core.cli import main
-from das_core.render import render_tracking
-from das_core.tracks import Tracks
-from das_core.video import read_video
+from das_core.tracking.render import render_tracking
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import read_video
 
 W, H = 160, 120
 
@@ -43,7 +43,19 @@ def test_render_tracking_writes_mp4_and_lossless_pngs(tmp_path, capsys):
     tracks.save(tmp_path / "grid.npz")
     out, pngs = tmp_path / "out" / "tracking.mp4", tmp_path / "frames"
 
-    code = main(["render-tracking", str(tmp_path / "grid.npz"), "-o", str(out), "--frames", "5", "--png-dir", str(pngs), "--quiet"])
+    code = main(
+        [
+            "render-tracking",
+            str(tmp_path / "grid.npz"),
+            "-o",
+            str(out),
+            "--frames",
+            "5",
+            "--png-dir",
+            str(pngs),
+            "--quiet",
+        ]
+    )
 
     assert code == 0
     expected = render_tracking(tracks, mode="mesh", num_frames=5)
@@ -59,8 +71,24 @@ def test_render_tracking_writes_mp4_and_lossless_pngs(tmp_path, capsys):
 def test_fit_letterboxes_to_the_model_size(tmp_path, capsys):
     moving_grid().save(tmp_path / "grid.npz")
     pngs = tmp_path / "frames"
-    code = main(["render-tracking", str(tmp_path / "grid.npz"), "-o", str(tmp_path / "t.mp4"), "--frames", "3",
-                 "--fit", "--png-dir", str(pngs), "--quiet", "--mode", "points", "--point-style", "cotracker"])
+    code = main(
+        [
+            "render-tracking",
+            str(tmp_path / "grid.npz"),
+            "-o",
+            str(tmp_path / "t.mp4"),
+            "--frames",
+            "3",
+            "--fit",
+            "--png-dir",
+            str(pngs),
+            "--quiet",
+            "--mode",
+            "points",
+            "--point-style",
+            "cotracker",
+        ]
+    )
     assert code == 0
     frames = read_video(pngs)
     assert frames.shape == (3, 480, 720, 3)
@@ -75,7 +103,12 @@ def test_fit_letterboxes_to_the_model_size(tmp_path, capsys):
 
 def test_mode_defaults_to_points_without_faces(tmp_path, capsys):
     moving_grid(faces=False).save(tmp_path / "points.npz")
-    assert main(["render-tracking", str(tmp_path / "points.npz"), "-o", str(tmp_path / "p.mp4"), "--frames", "2", "--quiet"]) == 0
+    assert (
+        main(
+            ["render-tracking", str(tmp_path / "points.npz"), "-o", str(tmp_path / "p.mp4"), "--frames", "2", "--quiet"]
+        )
+        == 0
+    )
     assert "points mode (30 points, spatialtracker style)" in capsys.readouterr().out
 
 
@@ -104,8 +137,20 @@ def test_broken_tracks_file_is_named(tmp_path, capsys):
 def test_command_runs_as_a_program(tmp_path):
     moving_grid(frames=4).save(tmp_path / "grid.npz")
     result = subprocess.run(
-        [sys.executable, "-m", "das_core", "render-tracking", str(tmp_path / "grid.npz"), "-o", str(tmp_path / "t.mp4"), "--frames", "4"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "das_core",
+            "render-tracking",
+            str(tmp_path / "grid.npz"),
+            "-o",
+            str(tmp_path / "t.mp4"),
+            "--frames",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"wrote {tmp_path / 't.mp4'}: 4 frames 160x120")

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from das_core.protocol import JobRequest
-from das_core.render import RenderError, render_tracking
-from das_core.tracks import Tracks
-from das_core.video import fit_frames, letterbox_rect
+from das_core.tracking.render import RenderError, render_tracking
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import fit_frames, letterbox_rect
+from das_core.wire.protocol import JobRequest
 from das_server.backends.preview import PreviewBackend
 
 FIT = (720, 480)
@@ -54,14 +54,18 @@ def test_first_frame_colour_is_the_position_in_the_fitted_frame(size):
     width, height = size
     left, top, content_width, content_height = letterbox_rect(width, height, *FIT)
     # Vertices on canvas pixel centres inside the content rectangle, at varying depths.
-    xy = canvas_grid(left + 3.5 + np.arange(9) * (content_width - 8) // 8, top + 3.5 + np.arange(7) * (content_height - 8) // 6)
+    xy = canvas_grid(
+        left + 3.5 + np.arange(9) * (content_width - 8) // 8, top + 3.5 + np.arange(7) * (content_height - 8) // 6
+    )
     depth = 4.0 + 0.5 * np.sin(np.arange(len(xy)))
     world = canvas_to_camera(xy, depth, width, height)
     video = render_tracking(camera_tracks([world], width, height, faces=grid_faces(9, 7)), num_frames=1, fit=FIT)[0]
 
     inverse = 1 / np.linalg.norm(world, axis=1)
     lo, hi = np.percentile(inverse, [2, 98])
-    expected = np.floor(np.stack([xy[:, 0] / FIT[0], xy[:, 1] / FIT[1], np.clip((inverse - lo) / (hi - lo), 0, 1)], 1) * 255)
+    expected = np.floor(
+        np.stack([xy[:, 0] / FIT[0], xy[:, 1] / FIT[1], np.clip((inverse - lo) / (hi - lo), 0, 1)], 1) * 255
+    )
     rows, columns = np.floor(xy[:, 1]).astype(int), np.floor(xy[:, 0]).astype(int)
     assert video.shape == (FIT[1], FIT[0], 3)
     np.testing.assert_array_equal(video[rows, columns], expected.astype(np.uint8))
@@ -137,7 +141,9 @@ def test_the_preview_backend_samples_where_the_tracking_video_says():
     first = canvas_to_camera(xy, np.full(len(xy), 5.0), width, height)
     shift = np.array([90, 40])
     second = canvas_to_camera(xy + shift, np.full(len(xy), 5.0), width, height)
-    tracking = render_tracking(camera_tracks([first, second], width, height, faces=grid_faces(141, 111)), num_frames=2, fit=FIT)
+    tracking = render_tracking(
+        camera_tracks([first, second], width, height, faces=grid_faces(141, 111)), num_frames=2, fit=FIT
+    )
 
     reference = np.full((height, width, 3), 90, np.uint8)
     reference[80:240, 600:840] = (255, 0, 0)  # canvas x 225..315, y 67..127 after the letterbox
@@ -152,7 +158,7 @@ def test_the_preview_backend_samples_where_the_tracking_video_says():
 
     request = JobRequest(prompt="a red patch", image=reference, tracking=tracking)
     first_out, second_out = PreviewBackend().generate(request, Control())
-    red = (np.abs(second_out.astype(int) - (255, 0, 0)).max(axis=-1) < 40)
+    red = np.abs(second_out.astype(int) - (255, 0, 0)).max(axis=-1) < 40
     assert red[patch[0].start + 40 + 5 : patch[0].stop + 40 - 5, patch[1].start + 90 + 5 : patch[1].stop + 90 - 5].all()
     moved_away = red[patch[0].start + 5 : patch[0].stop - 5, patch[1].start + 5 : patch[1].start + 80]
     assert not moved_away.any()

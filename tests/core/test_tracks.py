@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from das_core.errors import DasError
-from das_core.tracks import FORMAT, Tracks, TracksError
+from das_core.tracking.tracks import FORMAT, Tracks, TracksError
 
 T, N = 3, 5
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from das_core.errors import DasError
-from das_core.video import (
+from das_core.tracking.video import (
     VideoError,
     fit_frames,
     read_video,

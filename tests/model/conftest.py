@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH, build_tiny_pipeline, save_tiny_model  # noqa: E402
+from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH, build_tiny_pipeline, save_tiny_model
 
 
 @pytest.fixture(scope="session")

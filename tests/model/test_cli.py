@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from das_core import video  # noqa: E402
-from das_core.cli import main  # noqa: E402
-from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH  # noqa: E402
+from das_core.cli import main
+from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH
+from das_core.tracking import video
 
 
 def test_tiny_model_refuses_a_non_empty_folder(tmp_path, capsys):

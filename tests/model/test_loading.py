@@ -9,12 +9,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from diffusers import CogVideoXDPMScheduler  # noqa: E402
+from diffusers import CogVideoXDPMScheduler
 
-from das_core.errors import DasError  # noqa: E402
-from das_core.model import DasTransformer3DModel  # noqa: E402
-from das_core.model import loading  # noqa: E402
-from das_core.pipeline import DasImageToVideoPipeline, load_pipeline  # noqa: E402
+from das_core.errors import DasError
+from das_core.model import (
+    DasTransformer3DModel,
+    loading,
+)
+from das_core.model.loading import load_pipeline
+from das_core.model.pipeline import DasImageToVideoPipeline
 
 
 def test_saved_layout_is_the_published_one(tiny_dir):

@@ -10,11 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from diffusers import CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel  # noqa: E402
+from diffusers import CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel
 
-from das_core.errors import DasError  # noqa: E402
-from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH  # noqa: E402
-from das_core.pipeline import DEFAULT_NEGATIVE_PROMPT, dynamic_guidance_scale  # noqa: E402
+from das_core.errors import DasError
+from das_core.model.pipeline import DEFAULT_NEGATIVE_PROMPT, dynamic_guidance_scale
+from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH
 
 
 def test_end_to_end_gives_49_frames_in_unit_range(run, tiny_pipe, inputs):
@@ -264,8 +264,15 @@ def test_tracking_latents_input_equals_encoding_inside(run, tiny_pipe, inputs):
     torch.manual_seed(5)
     with torch.no_grad():
         latents = tiny_pipe.encode_tracking_video(frames, "reference")
-    a = run(tiny_pipe, inputs, steps=1, output_type="latent", tracking=None, tracking_latents=latents,
-            tracking_image=inputs["tracking"][0])
+    a = run(
+        tiny_pipe,
+        inputs,
+        steps=1,
+        output_type="latent",
+        tracking=None,
+        tracking_latents=latents,
+        tracking_image=inputs["tracking"][0],
+    )
     torch.manual_seed(5)
     b = run(tiny_pipe, inputs, steps=1, output_type="latent")
     torch.testing.assert_close(a.frames, b.frames, rtol=0, atol=0)

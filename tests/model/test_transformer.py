@@ -9,12 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from diffusers import CogVideoXTransformer3DModel  # noqa: E402
+from diffusers import CogVideoXTransformer3DModel
 
-from das_core.errors import DasError  # noqa: E402
-from das_core.model import REFERENCE_CLASS_NAME, DasTransformer3DModel  # noqa: E402
-from das_core.model.tiny import build_tiny_transformer  # noqa: E402
-from das_core.model.transformer import COGVIDEOX_5B_I2V_CONFIG  # noqa: E402
+from das_core.errors import DasError
+from das_core.model import REFERENCE_CLASS_NAME, DasTransformer3DModel
+from das_core.model.tiny import build_tiny_transformer
+from das_core.model.transformer import COGVIDEOX_5B_I2V_CONFIG
 
 # Every parameter of the published checkpoint (a copy of the project spec's das_transformer_params.tsv).
 TSV = Path(__file__).with_name("das_transformer_params.tsv")
@@ -190,7 +190,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         calls = []
         copy_block = model.transformer_blocks_copy[0]
         forward = copy_block.forward
-        copy_block.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
+        copy_block.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)  # noqa: B023
         loss = model(hidden, text, tracking, timestep[:1], image_rotary_emb=rotary).sample.square().mean()
         loss.backward()
         # With checkpointing the block runs again during backward (recomputation).

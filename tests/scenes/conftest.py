@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from das_core.tracks import Tracks
+from das_core.tracking.tracks import Tracks
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from das_core.batch_spec import load_spec
 from das_core.cli import main
-from das_core.client import DasClient
-from das_core.local_server import LocalServer
-from das_core.render import render_tracking
-from das_core.tracks import Tracks
-from das_core.video import read_video
+from das_core.tracking.render import render_tracking
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import read_video
+from das_core.wire.client import DasClient
+from das_core.workflow.batch_spec import load_spec
+from das_core.workflow.local_server import LocalServer
 
 pytest.importorskip("bpy")  # the .blend shot exports through bpy
 
@@ -46,20 +46,20 @@ steps = 10
 
 [[shot]]
 name = "walk"
-blend = "{EXAMPLES / 'walk_cycle' / 'walk_cycle.blend'}"
+blend = "{EXAMPLES / "walk_cycle" / "walk_cycle.blend"}"
 frames = "1:49"
 prompt = "A mannequin walks."
 
 [[shot]]
 name = "broken"
 tracks = "broken.npz"
-image = "{EXAMPLES / 'thrown_ball' / 'reference.png'}"
+image = "{EXAMPLES / "thrown_ball" / "reference.png"}"
 prompt = "Nothing good."
 
 [[shot]]
 name = "ball"
-tracks = "{EXAMPLES / 'thrown_ball' / 'tracks.npz'}"
-image = "{EXAMPLES / 'thrown_ball' / 'reference.png'}"
+tracks = "{EXAMPLES / "thrown_ball" / "tracks.npz"}"
+image = "{EXAMPLES / "thrown_ball" / "reference.png"}"
 prompt = "A ball bounces."
 seed = 3
 """)
@@ -104,13 +104,18 @@ seed = 3
 def test_interrupted_batch_resumes_by_job_id_without_duplicates(tmp_path, capsys, small_shot):
     tracks, image = small_shot
     spec_path = tmp_path / "shots.toml"
-    spec_path.write_text("".join(f"""
+    spec_path.write_text(
+        "".join(
+            f"""
 [[shot]]
 name = "{name}"
 tracks = "{tracks}"
 image = "{image}"
 prompt = "Shot {name}."
-""" for name in ("first", "second", "third")))
+"""
+            for name in ("first", "second", "third")
+        )
+    )
     out = tmp_path / "out"
     with LocalServer("preview", tmp_path / "server") as server:
         command = [sys.executable, "-m", "das_core", "batch", str(spec_path), "--server", server.address,
@@ -158,7 +163,7 @@ prompt = "Shot {name}."
 
 
 def _server_knows(client: DasClient, job_id: str) -> bool:
-    from das_core.client import ServerError
+    from das_core.wire.client import ServerError
 
     try:
         client.status(job_id)
@@ -192,7 +197,7 @@ image = "{image}"
 
 
 def test_unreachable_server_fails_before_any_work(tmp_path, capsys, small_shot):
-    from das_core.local_server import free_loopback_port
+    from das_core.workflow.local_server import free_loopback_port
 
     tracks, image = small_shot
     spec_path = tmp_path / "shots.toml"
@@ -227,7 +232,7 @@ def test_local_server_retries_when_its_port_is_taken(tmp_path, monkeypatch):
     """
     import socket
 
-    import das_core.local_server as local_server
+    import das_core.workflow.local_server as local_server
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from das_core.batch_spec import BatchSpecError, load_spec
+from das_core.workflow.batch_spec import BatchSpecError, load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -35,7 +35,10 @@ def test_example_spec_loads_with_defaults_and_paths_relative_to_the_spec():
 
 
 def test_defaults_apply_and_shots_override(tmp_path):
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
 server = "tcp://10.0.0.5:5555"
 [defaults]
 steps = 20
@@ -51,7 +54,9 @@ blend = "b.blend"
 frames = "10:"
 prompt = "q"
 steps = 30
-"""))
+""",
+        )
+    )
     first, second = spec.shots
     assert spec.server == "tcp://10.0.0.5:5555"
     assert (first.steps, second.steps, first.fps) == (20, 30, 12.0)
@@ -63,9 +68,9 @@ steps = 30
 @pytest.mark.parametrize(
     "body, message",
     [
-        (TRACKS_SHOT + 'sed = 3\n', "unknown key 'sed'"),
+        (TRACKS_SHOT + "sed = 3\n", "unknown key 'sed'"),
         (TRACKS_SHOT + 'steps = "10"\n', "steps must be a whole number"),
-        (TRACKS_SHOT + 'seed = true\n', "seed must be a whole number"),
+        (TRACKS_SHOT + "seed = true\n", "seed must be a whole number"),
         ('[[shot]]\nname = "a"\ntracks = "a.npz"\nprompt = "p"\n', "needs image"),
         ('[[shot]]\nname = "a"\nblend = "a.blend"\ntracks = "a.npz"\nprompt = "p"\n', "exactly one of blend"),
         ('[[shot]]\nname = "a"\nblend = "a.blend"\n', "needs a prompt"),

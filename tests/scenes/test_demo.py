@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from das_core.cli import main
-from das_core.contact_sheet import comparison_sheet, contact_sheet
-from das_core.video import read_video
+from das_core.tracking.contact_sheet import comparison_sheet, contact_sheet
+from das_core.tracking.video import read_video
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -32,7 +32,7 @@ def test_demo_with_preview_backend(tmp_path, capsys):
     started = time.monotonic()
     assert main(["demo", "--out", str(out), "--no-progress"]) == 0
     seconds = time.monotonic() - started
-    tracking, result = check_demo_outputs(out, capsys.readouterr().out)
+    _tracking, result = check_demo_outputs(out, capsys.readouterr().out)
     assert seconds < 60
     # The preview warps the reference along the tracking video: frame 0 looks like the reference render.
     reference = read_video(EXAMPLES / "walk_cycle" / "reference.png")[0]
@@ -63,5 +63,5 @@ def test_sheets_keep_aspect_and_map_times():
     comparison = comparison_sheet(video[0], video, video[:9], count=4, thumb_width=120)
     assert comparison.shape == (6 + 2 * (20 + 80 + 6), 6 + 5 * (120 + 6), 3)
     # Left half bright, right half dark in every thumbnail: no stretching, no swapped axes.
-    thumb = sheet[6 + 20 : 6 + 100, 6 : 126]
+    thumb = sheet[6 + 20 : 6 + 100, 6:126]
     assert thumb[:, :55].mean() > 150 and thumb[:, 65:].mean() < 50

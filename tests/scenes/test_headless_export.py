@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from das_core.cli import main
-from das_core.tracks import Tracks
-from das_core.video import read_video
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import read_video
 
 bpy = pytest.importorskip("bpy")
 
@@ -67,7 +67,7 @@ def test_committed_example_tracks_are_current():
 
 
 def test_export_with_blender_executable(tmp_path, capsys):
-    """--blender runs `blender -b --factory-startup FILE ... --python-expr SCRIPT -- ARGS`.
+    """--blender runs `blender -b --factory-startup FILE ... --python SCRIPT -- ARGS`.
 
     No Blender executable is installed here, so a stand-in plays it: it checks the command line
     Blender would get and runs the script with this Python's bpy, as Blender would run it.
@@ -78,8 +78,8 @@ def test_export_with_blender_executable(tmp_path, capsys):
         "import subprocess, sys\n"
         "args = sys.argv[1:]\n"
         "assert args[:2] == ['-b', '--factory-startup'] and args[2].endswith('.blend'), args\n"
-        "assert args[3:5] == ['--python-exit-code', '3'] and args[5] == '--python-expr' and args[7] == '--', args\n"
-        "sys.exit(subprocess.run([sys.executable, '-c', args[6], '--', args[8]]).returncode)\n"
+        "assert args[3:5] == ['--python-exit-code', '3'] and args[5] == '--python' and args[7] == '--', args\n"
+        "sys.exit(subprocess.run([sys.executable, args[6], '--', args[8]]).returncode)\n"
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     output = tmp_path / "walk.npz"

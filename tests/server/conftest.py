@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from das_core.protocol import JobRequest
+from das_core.wire.protocol import JobRequest
 from das_server.backends import load_backend
 from das_server.backends.preview import PreviewBackend
 from das_server.config import ServerConfig
@@ -47,8 +47,9 @@ def make_request(seed: int, height: int = 48, width: int = 72, frames: int = 49,
 class ThreadServer:
     """A `Server` running in a thread of the test process."""
 
-    def __init__(self, state_dir: Path, backend: str = "preview", instance=None, bind: str = "tcp://127.0.0.1:0",
-                 **config) -> None:
+    def __init__(
+        self, state_dir: Path, backend: str = "preview", instance=None, bind: str = "tcp://127.0.0.1:0", **config
+    ) -> None:
         self.config = ServerConfig(state_dir=state_dir, backend=backend, bind=bind, **config)
         self.backend = instance or load_backend(backend, model="", device=None, offload="none")
         self.server = Server(self.config, self.backend)
@@ -113,8 +114,9 @@ class ProcessServer:
 
 def run_server_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "das_server", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "das_server", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 class _NoStop:

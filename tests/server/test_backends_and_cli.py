@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from das_core.cli import main as das_main
-from das_core.client import DasClient, Done, Frame, Progress
-from das_core.protocol import Submit, encode
-from das_core.video import read_video, write_mp4
+from das_core.tracking.video import read_video, write_mp4
+from das_core.wire.client import DasClient, Done, Frame, Progress
+from das_core.wire.protocol import Submit, encode
 from das_server.backends.preview import PreviewBackend, position_atlas, warp_frame
 from das_server.job_store import JobStore
 from tests.server.conftest import ThreadServer, make_request
@@ -32,7 +33,7 @@ def test_preview_makes_49_frames_of_720x480_quickly():
     backend = PreviewBackend()
 
     class Control:
-        steps: list = []
+        steps: ClassVar[list] = []
 
         def progress(self, phase, step, total):
             self.steps.append((phase, step, total))
@@ -114,15 +115,46 @@ def test_das_generate_fetch_status_cli(tmp_path, capsys, monkeypatch):
         write_mp4(tracking_path, request.tracking, fps=24)
         common = ["--server", server.address]
         out = tmp_path / "out" / "result.mp4"
-        assert das_main(["generate", "--image", str(image_path), "--tracking", str(tracking_path),
-                         "--prompt", "a box", "-o", str(out), "--steps", "3", *common]) == 0
+        assert (
+            das_main(
+                [
+                    "generate",
+                    "--image",
+                    str(image_path),
+                    "--tracking",
+                    str(tracking_path),
+                    "--prompt",
+                    "a box",
+                    "-o",
+                    str(out),
+                    "--steps",
+                    "3",
+                    *common,
+                ]
+            )
+            == 0
+        )
         video = read_video(out)
         assert video.shape == (49, 48, 72, 3)
         assert len(list((tmp_path / "out" / "result_frames").glob("frame_*.png"))) == 49
         capsys.readouterr()
 
-        assert das_main(["generate", "--image", str(image_path), "--tracking", str(tracking_path),
-                         "--prompt", "again", "--detach", *common]) == 0
+        assert (
+            das_main(
+                [
+                    "generate",
+                    "--image",
+                    str(image_path),
+                    "--tracking",
+                    str(tracking_path),
+                    "--prompt",
+                    "again",
+                    "--detach",
+                    *common,
+                ]
+            )
+            == 0
+        )
         job_id = capsys.readouterr().out.strip().splitlines()[-1]
         assert len(job_id) == 32
         fetched = tmp_path / "fetched.mp4"
@@ -151,8 +183,10 @@ def test_das_generate_refuses_bad_inputs_before_contacting_a_server(tmp_path, ca
     Image.fromarray(np.zeros((48, 72, 3), np.uint8)).save(image_path)
     nowhere = ["--server", "tcp://127.0.0.1:9", "--timeout", "0.5", "-o", str(tmp_path / "out.mp4")]
     cases = [
-        (["--image", str(tmp_path / "missing.png"), "--tracking", str(image_path), "--prompt", "a box"],
-         "--image " + str(tmp_path / "missing.png") + ": no such image file"),
+        (
+            ["--image", str(tmp_path / "missing.png"), "--tracking", str(image_path), "--prompt", "a box"],
+            "--image " + str(tmp_path / "missing.png") + ": no such image file",
+        ),
         (["--image", str(image_path), "--tracking", str(image_path), "--prompt", "a box"], "is a single image"),
         (["--image", str(image_path), "--tracking", str(image_path), "--prompt", "  "], "--prompt is empty"),
     ]
@@ -170,6 +204,8 @@ def test_das_keygen_makes_usable_keys(tmp_path, capsys):
 
 
 def test_das_serve_takes_the_server_options(tmp_path, capsys):
-    assert das_main(["serve", "--backend", "preview", "--bind", "tcp://0.0.0.0:5555",
-                     "--state-dir", str(tmp_path / "s")]) == 2
+    assert (
+        das_main(["serve", "--backend", "preview", "--bind", "tcp://0.0.0.0:5555", "--state-dir", str(tmp_path / "s")])
+        == 2
+    )
     assert "refusing to bind tcp://0.0.0.0:5555" in capsys.readouterr().err

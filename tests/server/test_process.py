@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from das_core.client import DasClient, Done, Frame, ServerUnavailable, load_keys
-from das_core.protocol import frame_digest, result_checksum
-from das_server.security import is_loopback, keygen
+from das_core.wire.client import DasClient, Done, Frame, ServerUnavailable
+from das_core.wire.keys import is_loopback, keygen, load_keys
+from das_core.wire.protocol import frame_digest, result_checksum
 from tests.server.conftest import ProcessServer, ThreadServer, free_port, make_request, preview_frames, run_server_cli
 
 
@@ -61,24 +61,42 @@ def test_client_resends_and_waits_across_a_restart(tmp_path):
 
 
 def test_non_loopback_bind_without_keys_refuses_to_start(tmp_path):
-    result = run_server_cli("--backend", "preview", "--bind", f"tcp://0.0.0.0:{free_port()}",
-                            "--state-dir", str(tmp_path / "s"))
+    result = run_server_cli(
+        "--backend", "preview", "--bind", f"tcp://0.0.0.0:{free_port()}", "--state-dir", str(tmp_path / "s")
+    )
     assert result.returncode == 2
     assert "das keygen" in result.stderr and "--insecure" in result.stderr
     assert not (tmp_path / "s").exists()
 
 
 def test_das_backend_without_gpu_or_weights_names_the_preview_backend(tmp_path):
-    result = run_server_cli("--backend", "das", "--model", str(tmp_path / "no-weights"),
-                            "--bind", f"tcp://127.0.0.1:{free_port()}", "--state-dir", str(tmp_path / "s"))
+    result = run_server_cli(
+        "--backend",
+        "das",
+        "--model",
+        str(tmp_path / "no-weights"),
+        "--bind",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--state-dir",
+        str(tmp_path / "s"),
+    )
     assert result.returncode == 2
     assert "--backend preview" in result.stderr and "hf download EXCAI/Diffusion-As-Shader" in result.stderr
 
 
-@pytest.mark.parametrize("address, loopback", [
-    ("tcp://127.0.0.1:5555", True), ("tcp://localhost:1", True), ("tcp://[::1]:5", True), ("ipc:///tmp/x", True),
-    ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False), ("tcp://192.168.1.4:5555", False), ("tcp://eth0:1", False),
-])
+@pytest.mark.parametrize(
+    "address, loopback",
+    [
+        ("tcp://127.0.0.1:5555", True),
+        ("tcp://localhost:1", True),
+        ("tcp://[::1]:5", True),
+        ("ipc:///tmp/x", True),
+        ("tcp://0.0.0.0:5555", False),
+        ("tcp://*:5555", False),
+        ("tcp://192.168.1.4:5555", False),
+        ("tcp://eth0:1", False),
+    ],
+)
 def test_is_loopback(address, loopback):
     assert is_loopback(address) is loopback
 

@@ -8,9 +8,25 @@ import msgpack
 import numpy as np
 import pytest
 
-from das_core.protocol import (
-    VERSION, Accepted, Done, EncodedImage, Fetch, Frame, Hello, Info, JobFailed, Limits, Progress,
-    ProtocolError, Submit, check_job_id, decode, encode, join_parts, split_parts,
+from das_core.wire.protocol import (
+    VERSION,
+    Accepted,
+    Done,
+    EncodedImage,
+    Fetch,
+    Frame,
+    Hello,
+    Info,
+    JobFailed,
+    Limits,
+    Progress,
+    ProtocolError,
+    Submit,
+    check_job_id,
+    decode,
+    encode,
+    join_parts,
+    split_parts,
 )
 from tests.server.conftest import make_request
 
@@ -25,7 +41,12 @@ def test_submit_round_trip_keeps_every_field_and_pixel():
     message, req = decode(parts, decode_images=False)
     assert req == 5 and isinstance(message, Submit)
     assert (message.job_id, message.prompt, message.negative_prompt, message.seed, message.steps) == (
-        "job-1", "job 3", "blurry", 3, 7)
+        "job-1",
+        "job 3",
+        "blurry",
+        3,
+        7,
+    )
     assert (message.guidance, message.fps, message.client) == (4.5, 12.0, "me")
     decoded = message.to_request()
     np.testing.assert_array_equal(decoded.image, request.image)
@@ -44,8 +65,15 @@ def test_every_codec_is_lossless(codec):
 
 def test_server_events_round_trip():
     preview = np.zeros((4, 6, 3), np.uint8)
-    for event in (Accepted("j", 3), Progress("j", "denoise", 2, 50, 1.5), Done("j", 49, "sha256:ab", {"preview": True}),
-                  JobFailed("j", "cancelled", "stopped"), Info({"backend": "preview"}), Fetch("j", 4), Hello("x")):
+    for event in (
+        Accepted("j", 3),
+        Progress("j", "denoise", 2, 50, 1.5),
+        Done("j", 49, "sha256:ab", {"preview": True}),
+        JobFailed("j", "cancelled", "stopped"),
+        Info({"backend": "preview"}),
+        Fetch("j", 4),
+        Hello("x"),
+    ):
         assert decode(encode(event))[0] == event
     progress, _ = decode(encode(Progress("j", "denoise", 1, 2, None, preview)))
     np.testing.assert_array_equal(progress.preview, preview)
@@ -136,9 +164,16 @@ def test_frame_count_must_match_the_header():
 
 @pytest.mark.parametrize(
     "overrides, reason",
-    [({"steps": 0}, "steps"), ({"steps": 10_000}, "steps"), ({"prompt": "   "}, "empty"),
-     ({"prompt": "x" * 5000}, "characters"), ({"guidance": float("nan")}, "guidance"), ({"seed": -1}, "seed"),
-     ({"fps": 0.0}, "fps"), ({"seed": "42"}, "must be int")],
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": 10_000}, "steps"),
+        ({"prompt": "   "}, "empty"),
+        ({"prompt": "x" * 5000}, "characters"),
+        ({"guidance": float("nan")}, "guidance"),
+        ({"seed": -1}, "seed"),
+        ({"fps": 0.0}, "fps"),
+        ({"seed": "42"}, "must be int"),
+    ],
 )
 def test_submit_fields_are_checked(overrides, reason):
     with pytest.raises(ProtocolError, match=reason):
@@ -183,7 +218,7 @@ def test_protocol_client_and_cli_import_without_torch_or_bpy():
 
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['bpy'] = None\n"
-        "import das_core.protocol, das_core.client, das_core.commands.server\n"
+        "import das_core.wire.protocol, das_core.wire.client, das_core.commands.server\n"
         "import das_server.server, das_server.backends.preview\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

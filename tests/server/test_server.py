@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import zmq
 
-from das_core.client import Accepted, DasClient, Done, Frame, JobFailed, Progress, ServerError, ServerUnavailable
-from das_core.protocol import VERSION, ErrorReply, Hello, Limits, decode, encode, frame_digest, result_checksum
+from das_core.wire.client import Accepted, DasClient, Done, Frame, JobFailed, Progress, ServerError, ServerUnavailable
+from das_core.wire.protocol import VERSION, ErrorReply, Hello, Limits, decode, encode, frame_digest, result_checksum
 from tests.server.conftest import GatedPreview, ThreadServer, make_request, preview_frames
 
 
@@ -116,9 +116,24 @@ def test_hostile_input_is_answered_and_others_keep_being_served(preview_server):
         [msgpack.packb({"v": VERSION, "type": "cancel", "job_id": ["x"]})],  # wrong type
         [msgpack.packb({"v": VERSION, "type": "explode"})],  # unknown type
         [msgpack.packb({"v": 0, "type": "hello"})],  # wrong version
-        [msgpack.packb({"v": VERSION, "type": "submit", "job_id": "x", "prompt": "p", "seed": 1, "steps": 1,
-                        "guidance": 1.0, "fps": 8.0, "image": {"shape": [1 << 30, 1 << 30, 3], "codec": "raw"},
-                        "tracking": [{"shape": [2, 2, 3], "codec": "raw"}]}), b"", b""],  # huge declared size
+        [
+            msgpack.packb(
+                {
+                    "v": VERSION,
+                    "type": "submit",
+                    "job_id": "x",
+                    "prompt": "p",
+                    "seed": 1,
+                    "steps": 1,
+                    "guidance": 1.0,
+                    "fps": 8.0,
+                    "image": {"shape": [1 << 30, 1 << 30, 3], "codec": "raw"},
+                    "tracking": [{"shape": [2, 2, 3], "codec": "raw"}],
+                }
+            ),
+            b"",
+            b"",
+        ],  # huge declared size
         [msgpack.packb({"v": VERSION, "type": "accepted", "job_id": "x", "position": 0})],  # a server message
     ]
     for parts in hostile:
@@ -235,7 +250,7 @@ def test_clean_shutdown_puts_the_running_job_back_and_a_restart_finishes_it(tmp_
     restarted = ThreadServer(state)
     try:
         with DasClient(restarted.address) as client:
-            frames, other = _collect(client.fetch("interrupted", timeout=30))
+            _frames, other = _collect(client.fetch("interrupted", timeout=30))
         expected = preview_frames(request)
         assert isinstance(other[-1], Done)
         assert other[-1].checksum == result_checksum([frame_digest(f) for f in expected])

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from das_core.tracking.video import read_video, write_mp4
 from das_core.train.check import check_dataset, tracking_look_problems
-from das_core.video import read_video, write_mp4
 
 W, H, F = 96, 64, 5
 
@@ -23,7 +23,12 @@ def good(tiny_dataset, tmp_path):
 
 
 def _append(root, prompt, video, tracking, image):
-    for name, line in (("prompt.txt", prompt), ("videos.txt", video), ("trackings.txt", tracking), ("images.txt", image)):
+    for name, line in (
+        ("prompt.txt", prompt),
+        ("videos.txt", video),
+        ("trackings.txt", tracking),
+        ("images.txt", image),
+    ):
         with open(root / name, "a", encoding="utf-8") as file:
             file.write(line + "\n")
 
@@ -80,8 +85,20 @@ def test_tracking_look_accepts_a_rendered_tracking_video(good):
 def test_cli_exits_1_and_prints_each_problem(good):
     (good / "videos" / "00000.mp4").unlink()
     result = subprocess.run(
-        [sys.executable, "-m", "das_core", "dataset", "check", str(good), "--frames", str(F), "--width", str(W),
-         "--height", str(H)],
+        [
+            sys.executable,
+            "-m",
+            "das_core",
+            "dataset",
+            "check",
+            str(good),
+            "--frames",
+            str(F),
+            "--width",
+            str(W),
+            "--height",
+            str(H),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

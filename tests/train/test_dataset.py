@@ -11,7 +11,10 @@ from das_core.train.layout import load_samples
 def test_items_are_uint8_channels_first_at_the_bucket(tiny_dataset):
     dataset = TrackingVideoDataset(
         load_samples(tiny_dataset, image_column="images.txt"),
-        height_buckets=[64], width_buckets=[96], frame_buckets=[5], max_num_frames=5,
+        height_buckets=[64],
+        width_buckets=[96],
+        frame_buckets=[5],
+        max_num_frames=5,
     )
     item = dataset[0]
     assert item["video"].dtype == torch.uint8 and item["video"].shape == (5, 3, 64, 96)
@@ -26,7 +29,10 @@ def test_items_are_uint8_channels_first_at_the_bucket(tiny_dataset):
 
 def test_buckets_are_probed_and_other_sizes_letterboxed(tiny_dataset):
     dataset = TrackingVideoDataset(
-        load_samples(tiny_dataset), height_buckets=[32, 480], width_buckets=[96, 720], frame_buckets=[5, 49],
+        load_samples(tiny_dataset),
+        height_buckets=[32, 480],
+        width_buckets=[96, 720],
+        frame_buckets=[5, 49],
         max_num_frames=49,
     )
     assert dataset.bucket_of(0) == (5, 32, 96)  # read from the MP4 header: 5 frames of 96 x 64

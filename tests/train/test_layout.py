@@ -47,18 +47,24 @@ def test_images_txt_is_used_when_named(txt_root):
 
 
 def test_reference_training_script_flags(txt_root):
-    table = read_table(txt_root, caption_column="prompt.txt", video_column="videos.txt", tracking_column="trackings.txt")
+    table = read_table(
+        txt_root, caption_column="prompt.txt", video_column="videos.txt", tracking_column="trackings.txt"
+    )
     assert table.sources == {"prompts": "prompt.txt", "videos": "videos.txt", "trackings": "trackings.txt"}
 
 
 def test_csv_with_named_columns(txt_root):
     (txt_root / "data.csv").write_text(
-        "caption,clip,track,first\n"
-        '"a ball, bouncing",videos/00000.mp4,tracking/00000_tracking.mp4,images/00000.png\n',
+        'caption,clip,track,first\n"a ball, bouncing",videos/00000.mp4,tracking/00000_tracking.mp4,images/00000.png\n',
         encoding="utf-8",
     )
     samples = load_samples(
-        txt_root, "data.csv", caption_column="caption", video_column="clip", tracking_column="track", image_column="first"
+        txt_root,
+        "data.csv",
+        caption_column="caption",
+        video_column="clip",
+        tracking_column="track",
+        image_column="first",
     )
     assert len(samples) == 1 and samples[0].prompt == "a ball, bouncing"
     assert samples[0].image == txt_root / "images/00000.png"

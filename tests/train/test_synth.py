@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from das_core.errors import DasError
+from das_core.tracking.video import read_video
 from das_core.train.check import check_dataset
 from das_core.train.synth import SynthOptions, synthesise
-from das_core.video import read_video
 
 W, H, F = 96, 64, 5
 
@@ -41,10 +41,12 @@ def test_examples_end_to_end_and_resumable(tmp_path):
 
 
 def test_sample_contents_match_the_ground_truth(ball_scene, tmp_path):
-    from das_core.render import render_tracking
-    from das_core.tracks import Tracks
+    from das_core.tracking.render import render_tracking
+    from das_core.tracking.tracks import Tracks
 
-    written = synthesise([ball_scene], tmp_path, SynthOptions(num_frames=F, width=W, height=H, variants=2), progress=False)
+    written = synthesise(
+        [ball_scene], tmp_path, SynthOptions(num_frames=F, width=W, height=H, variants=2), progress=False
+    )
     assert [sample.index for sample in written] == [0, 1]
     video = read_video(tmp_path / "videos" / "00000.mp4")
     tracking = read_video(tmp_path / "tracking" / "00000_tracking.mp4")
@@ -106,7 +108,9 @@ def test_hdri_background_with_cycles(ball_scene, tmp_path):
     written = synthesise(
         [ball_scene],
         tmp_path / "data",
-        SynthOptions(engine="cycles", background="hdri", hdri_dir=hdris, num_frames=F, width=W, height=H, render_samples=2),
+        SynthOptions(
+            engine="cycles", background="hdri", hdri_dir=hdris, num_frames=F, width=W, height=H, render_samples=2
+        ),
         progress=False,
     )
     assert len(written) == 1

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from das_core.train.args import parse_args
 from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH
+from das_core.train.args import parse_args
 
 STEPS = 20
 TINY_FRAMES = 5  # as the tiny_dataset fixture renders
@@ -149,8 +149,16 @@ def test_freeze_refuses_a_model_without_tracking_branch():
     from das_core.train.components import freeze_to_tracking_branch
 
     plain = CogVideoXTransformer3DModel(
-        num_attention_heads=2, attention_head_dim=8, in_channels=8, out_channels=4, time_embed_dim=8,
-        text_embed_dim=16, num_layers=1, sample_width=12, sample_height=8, sample_frames=5,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=8,
+        out_channels=4,
+        time_embed_dim=8,
+        text_embed_dim=16,
+        num_layers=1,
+        sample_width=12,
+        sample_height=8,
+        sample_frames=5,
     )
     with pytest.raises(DasError, match="tracking"):
         freeze_to_tracking_branch(plain)
@@ -187,20 +195,30 @@ def test_saved_transformer_loads_into_the_pipeline_and_generates(run, tiny_model
     """The output folder loads as a model and regenerates the run's last validation video exactly."""
     from das_core.model.loading import load_pipeline
     from das_core.model.tiny import TINY_NUM_FRAMES
+    from das_core.tracking.video import read_video, write_mp4
     from das_core.train.validation import load_validation_inputs
-    from das_core.video import read_video, write_mp4
 
     output, result = run
     assert (output / "vae").is_symlink() and (output / "model_index.json").is_file()
-    item = load_validation_inputs(parse_args(_flags(tiny_model_dir, tiny_dataset, output, **VALIDATION)), TINY_NUM_FRAMES)[0]
+    item = load_validation_inputs(
+        parse_args(_flags(tiny_model_dir, tiny_dataset, output, **VALIDATION)), TINY_NUM_FRAMES
+    )[0]
     pipe = load_pipeline(output, device="cpu", dtype=torch.float32, vae_tiling=False)
     pipe.set_progress_bar_config(disable=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         frames = pipe(
-            image=item.image, prompt=item.prompt, tracking_video=item.tracking, tracking_normalization="training",
-            num_frames=TINY_NUM_FRAMES, height=TINY_HEIGHT, width=TINY_WIDTH, num_inference_steps=2,
-            use_dynamic_cfg=False, generator=torch.Generator().manual_seed(0), output_type="np",
+            image=item.image,
+            prompt=item.prompt,
+            tracking_video=item.tracking,
+            tracking_normalization="training",
+            num_frames=TINY_NUM_FRAMES,
+            height=TINY_HEIGHT,
+            width=TINY_WIDTH,
+            num_inference_steps=2,
+            use_dynamic_cfg=False,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
         ).frames[0]
     assert frames.shape == (TINY_NUM_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3)
     assert np.isfinite(frames).all()
@@ -214,7 +232,7 @@ def test_validation_video_is_written_and_logged(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from das_core.model.tiny import TINY_NUM_FRAMES
-    from das_core.video import read_video
+    from das_core.tracking.video import read_video
 
     output, result = run
     assert [path.name for path in result.validation_videos] == [f"epoch-{STEPS:04d}-prompt-0-0.mp4"]

@@ -17,21 +17,48 @@ import socket as _socket
 import time
 import uuid
 from collections import defaultdict, deque
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import zmq
 
 from das_core.errors import DasError
-from das_core.protocol import (
-    Accepted, Cancel, Done, ErrorReply, Event, Fetch, Frame, Hello, Info, JobFailed, JobRequest,
-    ListJobs, Message, Progress, ProtocolError, Reply, StatusRequest, Submit, check_job_id, decode,
-    encode, frame_digest, result_checksum,
+from das_core.wire.protocol import (
+    Accepted,
+    Cancel,
+    Done,
+    ErrorReply,
+    Event,
+    Fetch,
+    Frame,
+    Hello,
+    Info,
+    JobFailed,
+    JobRequest,
+    ListJobs,
+    Message,
+    Progress,
+    ProtocolError,
+    Reply,
+    StatusRequest,
+    Submit,
+    check_job_id,
+    decode,
+    encode,
+    frame_digest,
+    result_checksum,
 )
 
 __all__ = [
-    "DasClient", "JobRequest", "Accepted", "Progress", "Frame", "Done", "JobFailed",
-    "ServerUnavailable", "ServerError", "load_keys", "DEFAULT_ADDRESS",
+    "DEFAULT_ADDRESS",
+    "Accepted",
+    "DasClient",
+    "Done",
+    "Frame",
+    "JobFailed",
+    "JobRequest",
+    "Progress",
+    "ServerError",
+    "ServerUnavailable",
 ]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
@@ -49,20 +76,6 @@ class ServerError(DasError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def load_keys(keys_dir: str | Path, name: str = "client") -> dict:
-    """Keyword arguments for `DasClient` from a `das keygen` folder (server.key, NAME.key_secret)."""
-    import zmq.auth
-
-    keys_dir = Path(keys_dir)
-    server_file, client_file = keys_dir / "server.key", keys_dir / f"{name}.key_secret"
-    for path in (server_file, client_file):
-        if not path.is_file():
-            raise DasError(f"{path} not found; copy the keys made by `das keygen` from the server machine")
-    server_public, _ = zmq.auth.load_certificate(server_file)
-    client_public, client_secret = zmq.auth.load_certificate(client_file)
-    return {"server_public_key": server_public, "client_public_key": client_public, "client_secret_key": client_secret}
 
 
 class DasClient:
@@ -91,7 +104,7 @@ class DasClient:
         self._replies: dict[int | None, Message] = {}
         self._events: dict[str, deque] = defaultdict(deque)
 
-    def __enter__(self) -> "DasClient":
+    def __enter__(self) -> DasClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -240,7 +253,9 @@ class DasClient:
                 sock.connect(self.address)
             except zmq.ZMQError as error:
                 sock.close(linger=0)
-                raise DasError(f"cannot connect to {self.address!r} ({error}); use an address like {DEFAULT_ADDRESS}") from None
+                raise DasError(
+                    f"cannot connect to {self.address!r} ({error}); use an address like {DEFAULT_ADDRESS}"
+                ) from None
             self._socket = sock
         return self._socket
 

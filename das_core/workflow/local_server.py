@@ -52,7 +52,7 @@ class LocalServer:
         self.address = ""
         self._process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         self.start()
         return self
 
@@ -89,7 +89,7 @@ class LocalServer:
 
     def _wait_until_ready(self) -> bool:
         """True once the server answers `info`; False if it exits first. Raises after the timeout."""
-        from das_core.client import DasClient, ServerUnavailable
+        from das_core.wire.client import DasClient, ServerUnavailable
 
         deadline = time.monotonic() + self.startup_timeout
         while self._process.poll() is None:

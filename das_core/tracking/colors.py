@@ -65,16 +65,8 @@ def mesh_vertex_colors(
     depth = np.asarray(depth, dtype=np.float64)
     left, top, right, bottom = (0, 0, width, height) if seen is None else seen
     with np.errstate(invalid="ignore"):
-        inside = (
-            (depth > 0)
-            & (uv[:, 0] >= left)
-            & (uv[:, 0] <= right)
-            & (uv[:, 1] >= top)
-            & (uv[:, 1] <= bottom)
-        )
-    rgb = np.stack(
-        [uv[:, 0] / width, uv[:, 1] / height, normalised_inverse(np.maximum(distance, 1e-12))], axis=1
-    )
+        inside = (depth > 0) & (uv[:, 0] >= left) & (uv[:, 0] <= right) & (uv[:, 1] >= top) & (uv[:, 1] <= bottom)
+    rgb = np.stack([uv[:, 0] / width, uv[:, 1] / height, normalised_inverse(np.maximum(distance, 1e-12))], axis=1)
     colors = _to_8bit(np.where(inside[:, None], rgb, 0.0))
     return colors
 

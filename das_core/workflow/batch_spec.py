@@ -40,8 +40,8 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from das_core.blend_export import parse_frame_range
 from das_core.errors import DasError
+from das_core.workflow.blend_export import parse_frame_range
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _TOP_KEYS = {"server", "blender", "defaults", "shot"}

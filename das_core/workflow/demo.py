@@ -12,15 +12,15 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from das_core.errors import DasError
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 DEFAULT_EXAMPLE = EXAMPLES_DIR / "walk_cycle"
 EXAMPLE_FILES = ("tracks.npz", "reference.png", "prompt.txt")
 DEMO_STEPS = {"preview": 50, "tiny": 4, "das": 50}
@@ -47,11 +47,11 @@ def run_demo(
     """Run the demo on `example` (a folder with tracks.npz, reference.png, prompt.txt) into `out_dir`."""
     from PIL import Image
 
-    from das_core.contact_sheet import comparison_sheet
-    from das_core.protocol import JobRequest
-    from das_core.render import render_tracking
-    from das_core.tracks import Tracks
-    from das_core.video import fit_frames, read_video, write_mp4
+    from das_core.tracking.contact_sheet import comparison_sheet
+    from das_core.tracking.render import render_tracking
+    from das_core.tracking.tracks import Tracks
+    from das_core.tracking.video import fit_frames, read_video, write_mp4
+    from das_core.wire.protocol import JobRequest
 
     started = time.monotonic()
     example, out_dir = Path(example), Path(out_dir)
@@ -90,9 +90,9 @@ def _generate_on_local_server(
     """Start a throwaway server, submit `request` through the real client, stream it: (frames, fps)."""
     from tqdm import tqdm
 
-    from das_core.client import DasClient
-    from das_core.local_server import LocalServer
-    from das_core.protocol import Done, Frame, JobFailed, Progress
+    from das_core.wire.client import DasClient
+    from das_core.wire.protocol import Done, Frame, JobFailed, Progress
+    from das_core.workflow.local_server import LocalServer
 
     with tempfile.TemporaryDirectory(prefix="das-demo-server-") as state_dir:
         report(f"[2/4] starting a local {backend} server")

@@ -1,8 +1,9 @@
-"""Who may talk to the server: loopback by default, CURVE plus a client allow-list otherwise.
+"""Key handling on both ends: loopback by default, CURVE plus a client allow-list otherwise.
 
 Binding to anything but loopback without keys refuses to start unless `--insecure` is given.
 Keys come from `das keygen DIR`: `server.key`/`server.key_secret`, `client.key`/`client.key_secret`
 and `allowed_clients/` holding the public keys the server accepts (add a file per artist).
+The server uses `check_bind` and `secure`; clients use `load_keys`.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def secure(context: zmq.Context, socket: zmq.Socket, keys_dir: Path) -> ThreadAu
     if not secret_file.is_file():
         raise DasError(f"no {SERVER_SECRET} in {keys_dir}; create keys with `das keygen {keys_dir}`")
     if not allowed.is_dir() or not any(allowed.glob("*.key")):
-        raise DasError(f"{allowed} holds no client public keys (*.key); add them with `das keygen {keys_dir} --client NAME`")
+        raise DasError(
+            f"{allowed} holds no client public keys (*.key); add them with `das keygen {keys_dir} --client NAME`"
+        )
     public, secret = zmq.auth.load_certificate(secret_file)
     authenticator = ThreadAuthenticator(context)
     authenticator.start()
@@ -82,3 +85,15 @@ def keygen(keys_dir: Path, client: str = "client") -> list[Path]:
     shutil.copy(public, allowed / f"{client}.key")
     made += [Path(public), Path(secret), allowed / f"{client}.key"]
     return made
+
+
+def load_keys(keys_dir: str | Path, name: str = "client") -> dict:
+    """Keyword arguments for `DasClient` from a `das keygen` folder (server.key, NAME.key_secret)."""
+    keys_dir = Path(keys_dir)
+    server_file, client_file = keys_dir / "server.key", keys_dir / f"{name}.key_secret"
+    for path in (server_file, client_file):
+        if not path.is_file():
+            raise DasError(f"{path} not found; copy the keys made by `das keygen` from the server machine")
+    server_public, _ = zmq.auth.load_certificate(server_file)
+    client_public, client_secret = zmq.auth.load_certificate(client_file)
+    return {"server_public_key": server_public, "client_public_key": client_public, "client_secret_key": client_secret}

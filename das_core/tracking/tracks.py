@@ -117,7 +117,7 @@ class Tracks:
             np.savez(file, **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Tracks":
+    def load(cls, path: str | os.PathLike) -> Tracks:
         """Read and validate a das-tracks/1 `.npz`; any problem raises `TracksError` naming it."""
         path = os.fspath(path)
         if not os.path.isfile(path):
@@ -132,7 +132,9 @@ class Tracks:
 
         missing = [key for key in _REQUIRED_KEYS if key not in arrays]
         if missing:
-            raise TracksError(f"{path}: missing key(s) {', '.join(missing)} (das-tracks/1 needs {', '.join(_REQUIRED_KEYS)})")
+            raise TracksError(
+                f"{path}: missing key(s) {', '.join(missing)} (das-tracks/1 needs {', '.join(_REQUIRED_KEYS)})"
+            )
         found_format = str(arrays["format"])
         if found_format != FORMAT:
             raise TracksError(f"{path}: format is {found_format!r}, expected {FORMAT!r}")
@@ -167,7 +169,9 @@ def _as_array(name: str, value, dtype, ndim: int) -> np.ndarray:
     if kind == "i" and array.size:
         limits = np.iinfo(dtype)
         if array.min() < limits.min or array.max() > limits.max:
-            raise TracksError(f"{name} has values outside the {np.dtype(dtype).name} range ({array.min()}..{array.max()})")
+            raise TracksError(
+                f"{name} has values outside the {np.dtype(dtype).name} range ({array.min()}..{array.max()})"
+            )
     return np.ascontiguousarray(array, dtype=dtype)
 
 

@@ -6,7 +6,7 @@ client requests carry `req` (an integer the server echoes in its reply). Images 
 own frames, losslessly encoded (`png`, `zlib` or `raw` uint8 RGB), described in the header by
 `{"shape": [H, W, 3], "codec": ...}`; never pickle, never base64. Every field is checked against
 `Limits` before anything is allocated, and any problem raises `ProtocolError` with a readable
-reason. The full description is `das_core/PROTOCOL.md`.
+reason. The full description is `PROTOCOL.md` beside this file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import re
 import struct
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -85,7 +85,7 @@ class EncodedImage:
     data: bytes
 
     @classmethod
-    def encode(cls, image: np.ndarray, codec: str = "png") -> "EncodedImage":
+    def encode(cls, image: np.ndarray, codec: str = "png") -> EncodedImage:
         """Encode a uint8 [H, W, 3] array losslessly with `codec` (png, zlib or raw)."""
         array = np.ascontiguousarray(image)
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
@@ -145,8 +145,7 @@ class EncodedImage:
             with Image.open(io.BytesIO(self.data), formats=["PNG"]) as image:
                 if image.size != (self.width, self.height):  # checked before any pixel is inflated
                     raise ProtocolError(
-                        f"PNG image is {image.size[0]}x{image.size[1]}, its header declares "
-                        f"{self.width}x{self.height}",
+                        f"PNG image is {image.size[0]}x{image.size[1]}, its header declares {self.width}x{self.height}",
                         "bad_image",
                     )
                 array = np.asarray(image.convert("RGB"))
@@ -207,7 +206,7 @@ class Submit:
     client: str = ""
 
     @classmethod
-    def from_request(cls, request: JobRequest, job_id: str, client: str = "", codec: str = "png") -> "Submit":
+    def from_request(cls, request: JobRequest, job_id: str, client: str = "", codec: str = "png") -> Submit:
         """Validate and encode a `JobRequest` (tracking frames and image as lossless `codec`)."""
         tracking = np.asarray(request.tracking)
         if tracking.dtype != np.uint8 or tracking.ndim != 4 or tracking.shape[-1] != 3:
@@ -248,7 +247,7 @@ class Submit:
         if not 1 <= len(self.tracking) <= limits.max_frames:
             raise ProtocolError(
                 f"the tracking video has {len(self.tracking)} frames; this server takes 1 to "
-                f"{limits.max_frames} (sample longer videos down, e.g. with das_core.video.sample_indices)",
+                f"{limits.max_frames} (sample longer videos down, e.g. with das_core.tracking.video.sample_indices)",
                 "limit",
             )
         limits.check_size("the reference image", self.image.height, self.image.width)
@@ -364,16 +363,39 @@ class JobFailed:
     message: str
 
 
-Message = Union[
-    Hello, Submit, Cancel, StatusRequest, Fetch, ListJobs,
-    Info, Reply, ErrorReply, Accepted, Progress, Frame, Done, JobFailed,
-]
-Event = Union[Accepted, Progress, Frame, Done, JobFailed]
+Message = (
+    Hello
+    | Submit
+    | Cancel
+    | StatusRequest
+    | Fetch
+    | ListJobs
+    | Info
+    | Reply
+    | ErrorReply
+    | Accepted
+    | Progress
+    | Frame
+    | Done
+    | JobFailed
+)
+Event = Accepted | Progress | Frame | Done | JobFailed
 
 _TYPE_NAMES = {
-    Hello: "hello", Submit: "submit", Cancel: "cancel", StatusRequest: "status", Fetch: "fetch",
-    ListJobs: "list", Info: "info", Reply: "reply", ErrorReply: "error", Accepted: "accepted",
-    Progress: "progress", Frame: "frame", Done: "done", JobFailed: "failed",
+    Hello: "hello",
+    Submit: "submit",
+    Cancel: "cancel",
+    StatusRequest: "status",
+    Fetch: "fetch",
+    ListJobs: "list",
+    Info: "info",
+    Reply: "reply",
+    ErrorReply: "error",
+    Accepted: "accepted",
+    Progress: "progress",
+    Frame: "frame",
+    Done: "done",
+    JobFailed: "failed",
 }
 
 
@@ -409,9 +431,15 @@ def encode(message: Message, req: int | None = None) -> list[bytes]:
 
     if isinstance(message, Submit):
         header.update(
-            job_id=message.job_id, prompt=message.prompt, negative_prompt=message.negative_prompt,
-            seed=message.seed, steps=message.steps, guidance=message.guidance, fps=message.fps,
-            client=message.client, image=image(message.image),
+            job_id=message.job_id,
+            prompt=message.prompt,
+            negative_prompt=message.negative_prompt,
+            seed=message.seed,
+            steps=message.steps,
+            guidance=message.guidance,
+            fps=message.fps,
+            client=message.client,
+            image=image(message.image),
             tracking=[image(frame) for frame in message.tracking],
         )
     elif isinstance(message, Info):
@@ -419,8 +447,9 @@ def encode(message: Message, req: int | None = None) -> list[bytes]:
     elif isinstance(message, Reply):
         header["body"] = message.body
     elif isinstance(message, Progress):
-        header.update(job_id=message.job_id, phase=message.phase, step=message.step, total=message.total,
-                      eta_s=message.eta_s)
+        header.update(
+            job_id=message.job_id, phase=message.phase, step=message.step, total=message.total, eta_s=message.eta_s
+        )
         if message.preview is not None:
             header["preview"] = image(message.preview)
     elif isinstance(message, Frame):
@@ -434,7 +463,9 @@ def encode(message: Message, req: int | None = None) -> list[bytes]:
     return [packed, *buffers]
 
 
-def decode(parts: list[bytes], limits: Limits = DEFAULT_LIMITS, *, decode_images: bool = True) -> tuple[Message, int | None]:
+def decode(
+    parts: list[bytes], limits: Limits = DEFAULT_LIMITS, *, decode_images: bool = True
+) -> tuple[Message, int | None]:
     """Parse multipart frames into `(message, req)`; raise `ProtocolError` on anything malformed.
 
     With `decode_images=False` (the server) images stay `EncodedImage`s: only their headers are
@@ -476,8 +507,15 @@ def _unpack_header(raw: bytes) -> dict:
     limit = _MAX_HEADER_BYTES
     try:
         header = msgpack.unpackb(
-            raw, raw=False, strict_map_key=True, use_list=True, max_str_len=limit, max_bin_len=limit,
-            max_array_len=4096, max_map_len=1024, max_ext_len=0,
+            raw,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=limit,
+            max_bin_len=limit,
+            max_array_len=4096,
+            max_map_len=1024,
+            max_ext_len=0,
         )
     except Exception as error:  # msgpack raises several types on truncated or hostile input
         raise ProtocolError(f"header is not valid msgpack: {type(error).__name__}: {error}"[:200]) from None
@@ -511,7 +549,9 @@ class _Reader:
     def text(self, name: str, *, optional: bool = False) -> str | None:
         value = self.field(name, str, optional=optional)
         if value is not None and len(value) > self.limits.max_prompt_chars:
-            raise ProtocolError(f"field {name!r} is {len(value)} characters; at most {self.limits.max_prompt_chars}", "limit")
+            raise ProtocolError(
+                f"field {name!r} is {len(value)} characters; at most {self.limits.max_prompt_chars}", "limit"
+            )
         return value
 
     def integer(self, name: str, *, optional: bool = False, default: int | None = None) -> int:
@@ -536,7 +576,9 @@ class _Reader:
             raise ProtocolError(f"image {name!r} must be described by a map with shape and codec")
         shape, codec = descriptor.get("shape"), descriptor.get("codec")
         if (
-            not isinstance(shape, list) or len(shape) != 3 or shape[2] != 3
+            not isinstance(shape, list)
+            or len(shape) != 3
+            or shape[2] != 3
             or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape)
         ):
             raise ProtocolError(f"image {name!r} needs shape [H, W, 3] of integers, got {str(shape)[:60]}")
@@ -554,9 +596,7 @@ class _Reader:
 
     def finish(self) -> None:
         if self.used != len(self.buffers):
-            raise ProtocolError(
-                f"message has {len(self.buffers)} binary frames but its header describes {self.used}"
-            )
+            raise ProtocolError(f"message has {len(self.buffers)} binary frames but its header describes {self.used}")
 
 
 def _kind_names(kinds: type | tuple) -> str:
@@ -596,8 +636,12 @@ def _build_submit(reader: _Reader) -> Submit:
 def _build_progress(reader: _Reader) -> Progress:
     eta = reader.number("eta_s", optional=True)
     return Progress(
-        job_id=_job_id(reader), phase=reader.text("phase"), step=reader.integer("step"),
-        total=reader.integer("total"), eta_s=eta, preview=reader.image("preview", optional=True),
+        job_id=_job_id(reader),
+        phase=reader.text("phase"),
+        step=reader.integer("step"),
+        total=reader.integer("total"),
+        eta_s=eta,
+        preview=reader.image("preview", optional=True),
     )
 
 

@@ -210,7 +210,7 @@ def fit_frames(
 
     The project's one aspect policy: scale uniformly so the whole frame fits, centre it, and fill
     the bars with black. Never stretches, never crops. Frames already at the size come back as is.
-    The frame lands in `letterbox_rect(W, H, width, height)`; `das_core.render.render_tracking`
+    The frame lands in `letterbox_rect(W, H, width, height)`; `das_core.tracking.render.render_tracking`
     with `fit=(width, height)` draws a tracking video straight into that same rectangle (colours
     then name positions in the fitted frame), so a reference image fitted here lines up with it.
 

@@ -1,14 +1,14 @@
 """Pictures for people: contact sheets of a video and side-by-side comparisons, as uint8 RGB arrays.
 
 Every sheet is one `image_grid` of captioned thumbnails; each thumbnail is letterboxed with the
-project's one aspect policy (`das_core.video.fit_frames`), so nothing is ever stretched.
+project's one aspect policy (`das_core.tracking.video.fit_frames`), so nothing is ever stretched.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from das_core.video import fit_frames, sample_indices
+from das_core.tracking.video import fit_frames, sample_indices
 
 Cell = tuple[np.ndarray | None, str]  # (image uint8 [H, W, 3] or None for an empty cell, caption)
 
@@ -59,7 +59,7 @@ def comparison_sheet(
     """
     tracking, result = np.asarray(tracking), np.asarray(result)
     picks = sample_indices(len(tracking), min(count, len(tracking)))
-    mapped = [int(round(i * (len(result) - 1) / max(1, len(tracking) - 1))) for i in picks]
+    mapped = [round(i * (len(result) - 1) / max(1, len(tracking) - 1)) for i in picks]
     rows = [
         [(reference, "reference image")] + [(tracking[i], f"tracking, frame {i}") for i in picks],
         [(None, "")] + [(result[j], f"result, frame {j}") for j in mapped],
@@ -70,4 +70,4 @@ def comparison_sheet(
 def _thumb_height(frame: np.ndarray, thumb_width: int) -> int:
     """Thumbnail height that keeps `frame`'s aspect at `thumb_width` (even, at least 2)."""
     height, width = frame.shape[:2]
-    return max(2, int(round(thumb_width * height / width / 2)) * 2)
+    return max(2, round(thumb_width * height / width / 2) * 2)

@@ -23,15 +23,15 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from das_core.batch_spec import BatchSpec, Shot
 from das_core.errors import DasError
+from das_core.workflow.batch_spec import BatchSpec, Shot
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "das-batch-manifest/1"
@@ -110,7 +110,7 @@ def run_batch(
     answering (`ServerUnavailable`) ends the batch early, since every later shot would fail the
     same way; rerun the same command to resume.
     """
-    from das_core.local_server import LocalServer
+    from das_core.workflow.local_server import LocalServer
 
     if (address is None) == (backend is None):
         raise DasError("give either a server address or a local backend to run the batch on")
@@ -149,7 +149,7 @@ def _run_on_server(
 ) -> BatchSummary:
     from tqdm import tqdm
 
-    from das_core.client import DasClient
+    from das_core.wire.client import DasClient
 
     summary = BatchSummary(manifest=manifest.path)
     with DasClient(address, **(client_options or {})) as client:
@@ -162,7 +162,7 @@ def _run_on_server(
 
 def _run_shots(spec: BatchSpec, manifest: Manifest, out_dir: Path, client, blender, bar, summary, say) -> None:
     """Each shot in order; a failure is recorded and reported, and the next shot starts."""
-    from das_core.client import ServerUnavailable
+    from das_core.wire.client import ServerUnavailable
 
     for shot in spec.shots:
         runner = _ShotRun(shot, manifest, out_dir, client, blender or spec.blender, bar)
@@ -173,7 +173,7 @@ def _run_shots(spec: BatchSpec, manifest: Manifest, out_dir: Path, client, blend
             raise ServerUnavailable(
                 f"{error}; every job id is in {manifest.path}: rerun the same command to resume"
             ) from None
-        except Exception as error:  # noqa: BLE001 - one broken shot must not stop the batch
+        except Exception as error:
             message = str(error) if isinstance(error, DasError) else f"{type(error).__name__}: {error}"
             manifest.update(shot.name, state=FAILED, error=message)
             summary.failed[shot.name] = message
@@ -229,11 +229,11 @@ class _ShotRun:
 
     def _prepare(self, job_id: str):
         """Export (blend shots), render the tracking video, read the reference: the job request and file paths."""
-        from das_core.blend_export import export_blend
-        from das_core.protocol import JobRequest
-        from das_core.render import render_tracking
-        from das_core.tracks import Tracks
-        from das_core.video import fit_frames, read_video, write_mp4
+        from das_core.tracking.render import render_tracking
+        from das_core.tracking.tracks import Tracks
+        from das_core.tracking.video import fit_frames, read_video, write_mp4
+        from das_core.wire.protocol import JobRequest
+        from das_core.workflow.blend_export import export_blend
 
         shot, folder = self.shot, self.folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -270,7 +270,7 @@ class _ShotRun:
 
     def _fetch(self, job_id: str):
         """The job's events again from the server, or None when the server does not know the job."""
-        from das_core.client import ServerError
+        from das_core.wire.client import ServerError
 
         events = self.client.fetch(job_id)
         try:
@@ -285,9 +285,9 @@ class _ShotRun:
         """Stream the job to its end (the client checks frames against the checksum), write the result files."""
         from PIL import Image
 
-        from das_core.contact_sheet import comparison_sheet
-        from das_core.protocol import Done, Frame, JobFailed, Progress
-        from das_core.video import fit_frames, read_video, write_mp4
+        from das_core.tracking.contact_sheet import comparison_sheet
+        from das_core.tracking.video import fit_frames, read_video, write_mp4
+        from das_core.wire.protocol import Done, Frame, JobFailed, Progress
 
         frames: dict[int, np.ndarray] = {}
         for event in events:

@@ -1,7 +1,7 @@
 """The tracking video ("the shader"): Tracks in, uint8 frames [T, H, W, 3] out, as DaS encodes motion.
 
 Spec §1 is the contract. Every point keeps the colour it had at the first frame (see
-`das_core.tracking_colors`) and is drawn where it is in each frame, on black:
+`das_core.tracking.colors`) and is drawn where it is in each frame, on black:
 
 - mesh mode draws the surfaces, as the reference's Blender render does: per-vertex colours
   decoded from sRGB to linear light, interpolated perspective-correctly across each triangle,
@@ -12,7 +12,7 @@ Spec §1 is the contract. Every point keeps the colour it had at the first frame
 
 The output is the tracks' width x height, or, with `fit=(width, height)` (the model's 720 x 480),
 the tracking video drawn straight into the letterboxed canvas of the project's one aspect policy
-(`das_core.video.letterbox_rect`, shared with `fit_frames`, which fits the reference image): the
+(`das_core.tracking.video.letterbox_rect`, shared with `fit_frames`, which fits the reference image): the
 camera's image is scaled into the centred content rectangle, and the colours name positions in
 the CANVAS (R = x / canvas width, G = y / canvas height), because the model reads a first-frame
 colour as that point's position in the frame it is given. A vertex outside the camera's frame at
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from das_core.camera import project
 from das_core.errors import DasError
-from das_core.tracking_colors import (
+from das_core.tracking.camera import project
+from das_core.tracking.colors import (
     SRGB8_TABLE,
     SRGB8_TABLE_SIZE,
     cotracker_colors,
@@ -47,8 +47,8 @@ from das_core.tracking_colors import (
     spatialtracker_colors,
     srgb8_to_linear,
 )
-from das_core.tracks import Tracks
-from das_core.video import letterbox_rect, sample_indices
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import letterbox_rect, sample_indices
 
 __all__ = ["MODES", "NEAR_PLANE", "POINT_STYLES", "RenderError", "render_tracking"]
 

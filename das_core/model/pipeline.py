@@ -1,0 +1,436 @@
+"""The DaS image-to-video pipeline: CogVideoX I2V sampling conditioned on a tracking video (spec §3).
+
+`DasImageToVideoPipeline` reuses diffusers' `CogVideoXImageToVideoPipeline` for prompt encoding, latent
+preparation, rotary embeddings and decoding, and owns the one denoising loop of the project: progress,
+streamed previews and cancellation ride on `callback_on_step_end` and `interrupt`. `load_pipeline` (in
+`das_core.model.loading`) builds it from the published checkpoint or a folder laid out like it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video import (
+    CogVideoXImageToVideoPipeline,
+    retrieve_timesteps,
+)
+from diffusers.schedulers import CogVideoXDPMScheduler
+from diffusers.utils import BaseOutput
+
+from das_core.errors import DasError
+from das_core.model.transformer import DasTransformer3DModel
+
+__all__ = [
+    "DEFAULT_NEGATIVE_PROMPT",
+    "TRACKING_NORMALIZATIONS",
+    "DasImageToVideoPipeline",
+    "DasPipelineOutput",
+    "dynamic_guidance_scale",
+]
+
+# The reference inference's negative prompt (spec §3).
+DEFAULT_NEGATIVE_PROMPT = (
+    "The video is not of a high quality, it has a low resolution. Watermark present in each frame. The "
+    "background is solid. Strange body and strange trajectory. Distortion."
+)
+
+# "reference": tracking frames enter the VAE in [0, 1], as the reference inference does (the published
+# demos were made this way). "training": rescaled to [-1, 1] first, as the reference training does.
+TRACKING_NORMALIZATIONS = ("reference", "training")
+
+
+def dynamic_guidance_scale(guidance_scale: float, timestep: float, num_inference_steps: int) -> float:
+    """CogVideoX's dynamic CFG: `1 + g * (1 - cos(pi * ((N - t) / N) ** 5)) / 2` (spec §3)."""
+    progress = (num_inference_steps - timestep) / num_inference_steps
+    return 1 + guidance_scale * (1 - math.cos(math.pi * progress**5.0)) / 2
+
+
+@dataclass
+class DasPipelineOutput(BaseOutput):
+    """Result of a DaS run.
+
+    `frames`: per `output_type`, a list (one per video) of PIL frame lists ("pil"), a float array
+    [B, F, H, W, 3] in [0, 1] ("np"), or the final latents [B, F, C, h, w] ("latent"). `None` when the run
+    was interrupted, since decoding a half-denoised video would only waste time.
+    """
+
+    frames: Any
+    interrupted: bool = False
+
+
+class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
+    """CogVideoX-5B-I2V sampling that follows a 3D tracking video, seed for seed like the reference."""
+
+    # diffusers declares this a plain list.
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]  # noqa: RUF012
+
+    def check_tracking_inputs(
+        self,
+        image: Any,
+        prompt: Any,
+        tracking_video: Any,
+        tracking_latents: Any,
+        tracking_image: Any,
+        tracking_normalization: str,
+        num_frames: int,
+        height: int,
+        width: int,
+        num_inference_steps: int,
+        output_type: str,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> tuple[PIL.Image.Image, torch.Tensor | None, torch.Tensor | None]:
+        """Validate every input before any model runs; return the image and the tracking frames in [0, 1].
+
+        Returns `(image, tracking_video [T, 3, H, W] float, tracking_image [1, 3, H, W] float)`; the tracking
+        tensors are `None` when not given.
+        """
+        if not isinstance(prompt, str):
+            raise DasError(f"prompt must be a string, got {type(prompt).__name__}")
+        if tracking_normalization not in TRACKING_NORMALIZATIONS:
+            raise DasError(
+                f"tracking_normalization is {tracking_normalization!r}; use one of {', '.join(TRACKING_NORMALIZATIONS)}"
+            )
+        if output_type not in ("pil", "np", "latent"):
+            raise DasError(f"output_type is {output_type!r}; use 'pil', 'np' or 'latent'")
+        if num_inference_steps < 1:
+            raise DasError(f"num_inference_steps is {num_inference_steps}; it must be at least 1")
+        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise DasError(
+                f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"
+            )
+        self._check_size(num_frames, height, width)
+
+        pil_image = _image_to_pil(image, "image", height, width)
+        video = None if tracking_video is None else _video_to_unit_float(tracking_video, num_frames, height, width)
+        if tracking_latents is not None:
+            if video is not None:
+                raise DasError("give either tracking_video or tracking_latents, not both")
+            expected = self._latent_shape(num_frames, height, width)
+            if not isinstance(tracking_latents, torch.Tensor) or tuple(tracking_latents.shape) != expected:
+                got = tuple(tracking_latents.shape) if hasattr(tracking_latents, "shape") else type(tracking_latents)
+                raise DasError(f"tracking_latents must be a tensor of shape {expected} [B, F, C, h, w], got {got}")
+            if tracking_image is None:
+                raise DasError("tracking_latents need a tracking_image (the first tracking frame)")
+        track_image = None
+        if tracking_image is not None and video is None and tracking_latents is None:
+            raise DasError("tracking_image was given without tracking_video or tracking_latents; give one of them")
+        if tracking_image is not None:
+            track_image = _frame_to_unit_float(tracking_image, height, width)
+        elif video is not None:
+            track_image = video[:1]
+        return pil_image, video, track_image
+
+    def _check_size(self, num_frames: int, height: int, width: int) -> None:
+        temporal = self.vae_scale_factor_temporal
+        if num_frames < 1 or (num_frames - 1) % temporal:
+            raise DasError(f"num_frames is {num_frames}; it must be {temporal}k + 1 (49 for DaS)")
+        multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size
+        if height % multiple or width % multiple:
+            raise DasError(f"height x width is {height} x {width}; both must be multiples of {multiple}")
+        config = self.transformer.config
+        if config.use_learned_positional_embeddings:
+            # Learned positional embeddings fix the size (not the frame count: diffusers falls back to
+            # sin-cos embeddings for other lengths).
+            sample = (
+                config.sample_height * self.vae_scale_factor_spatial,
+                config.sample_width * self.vae_scale_factor_spatial,
+            )
+            if (height, width) != sample:
+                raise DasError(
+                    f"this model generates {sample[1]} x {sample[0]} video only (learned positional embeddings); "
+                    f"got {width} x {height}. Generate at that size (das infer --height {sample[0]} --width "
+                    f"{sample[1]}) and fit inputs to it with das_core.tracking.video.fit_frames"
+                )
+
+    def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        return (
+            1,
+            (num_frames - 1) // self.vae_scale_factor_temporal + 1,
+            self.transformer.config.in_channels // 2,
+            height // self.vae_scale_factor_spatial,
+            width // self.vae_scale_factor_spatial,
+        )
+
+    def encode_tracking_video(self, tracking_video: torch.Tensor, tracking_normalization: str) -> torch.Tensor:
+        """Encode tracking frames [T, 3, H, W] in [0, 1] to scaled latents [1, F, C, h, w].
+
+        Samples the VAE posterior with the GLOBAL torch RNG, as the reference inference does (spec §3).
+        """
+        frames = tracking_video.to(device=self._execution_device, dtype=self.vae.dtype)
+        if tracking_normalization == "training":
+            frames = frames * 2 - 1
+        frames = frames.unsqueeze(0).permute(0, 2, 1, 3, 4)  # [B, C, T, H, W]
+        latents = self.vae.encode(frames).latent_dist.sample() * self.vae.config.scaling_factor
+        return latents.permute(0, 2, 1, 3, 4)  # [B, F, C, h, w]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: PIL.Image.Image | np.ndarray | torch.Tensor,
+        prompt: str,
+        negative_prompt: str | None = DEFAULT_NEGATIVE_PROMPT,
+        tracking_video: np.ndarray | torch.Tensor | None = None,
+        tracking_latents: torch.Tensor | None = None,
+        tracking_image: np.ndarray | torch.Tensor | None = None,
+        tracking_normalization: str = "reference",
+        num_frames: int = 49,
+        height: int = 480,
+        width: int = 720,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 6.0,
+        use_dynamic_cfg: bool = True,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end: Callable[..., dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers' signature)
+        max_sequence_length: int = 226,
+    ) -> DasPipelineOutput | tuple:
+        """Generate `num_frames` frames that start at `image` and move like `tracking_video`.
+
+        `image`: PIL image or uint8 [H, W, 3]. `tracking_video`: uint8 [T, H, W, 3] or float [T, 3, H, W] in
+        [0, 1], at exactly `num_frames` x `height` x `width` (fit it with `das_core.tracking.video.fit_frames`).
+        `tracking_latents`: already encoded and scaled [1, F, C, h, w] (then `tracking_image` is required).
+        `tracking_image` defaults to the first tracking frame. With neither tracking input the plain
+        CogVideoX I2V model runs. The random-number order follows the reference (spec §3).
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+
+        # 1. Check inputs before any heavy work.
+        pil_image, video, track_image = self.check_tracking_inputs(
+            image,
+            prompt,
+            tracking_video,
+            tracking_latents,
+            tracking_image,
+            tracking_normalization,
+            num_frames,
+            height,
+            width,
+            num_inference_steps,
+            output_type,
+            list(callback_on_step_end_tensor_inputs),
+        )
+        self._guidance_scale = guidance_scale
+        self._current_timestep = None
+        self._attention_kwargs = attention_kwargs
+        self._interrupt = False
+        device = self._execution_device
+        do_classifier_free_guidance = guidance_scale > 1.0
+
+        # 2. Tracking video latents (global RNG; the reference encodes them before anything else).
+        if video is not None:
+            tracking_latents = self.encode_tracking_video(video, tracking_normalization)
+
+        # 3. Prompt embeddings; the CFG batch is [negative, positive].
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            do_classifier_free_guidance=do_classifier_free_guidance,
+            num_videos_per_prompt=1,
+            max_sequence_length=max_sequence_length,
+            device=device,
+        )
+        if do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
+        dtype = prompt_embeds.dtype
+
+        # 4. Timesteps (DPM with trailing spacing when loaded by load_pipeline).
+        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
+        self._num_timesteps = len(timesteps)
+
+        # 5. Latents, in the reference's random-number order: image posterior, initial noise, then the
+        #    tracking image posterior through a second call whose own noise draw is discarded.
+        latent_channels = self.transformer.config.in_channels // 2
+        image_tensor = self.video_processor.preprocess(pil_image, height=height, width=width).to(device, dtype=dtype)
+        latents, image_latents = self.prepare_latents(
+            image_tensor, 1, latent_channels, num_frames, height, width, dtype, device, generator, latents
+        )
+        tracking_input = None
+        if tracking_latents is not None:
+            track_tensor = self.video_processor.preprocess(
+                track_image.to(device=device, dtype=dtype), height=height, width=width
+            ).to(device, dtype=dtype)
+            _, tracking_image_latents = self.prepare_latents(
+                track_tensor, 1, latent_channels, num_frames, height, width, dtype, device, generator, None
+            )
+            tracking_input = torch.cat([tracking_latents.to(device=device, dtype=dtype), tracking_image_latents], dim=2)
+            if do_classifier_free_guidance:
+                tracking_input = torch.cat([tracking_input] * 2)
+        latent_image_input = torch.cat([image_latents] * 2) if do_classifier_free_guidance else image_latents
+
+        # 6. Scheduler extras (the DPM step draws noise from the generator).
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)
+
+        # 7. Rotary embeddings.
+        image_rotary_emb = (
+            self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
+            if self.transformer.config.use_rotary_positional_embeddings
+            else None
+        )
+
+        # 8. Denoising loop.
+        old_pred_original_sample = None
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    break
+                self._current_timestep = t
+                latent_model_input = torch.cat([latents] * 2) if do_classifier_free_guidance else latents
+                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+                latent_model_input = torch.cat([latent_model_input, latent_image_input], dim=2)
+                timestep = t.expand(latent_model_input.shape[0])
+
+                with self.transformer.cache_context("cond_uncond"):
+                    noise_pred = self._predict(
+                        latent_model_input, prompt_embeds, tracking_input, timestep, image_rotary_emb, attention_kwargs
+                    )
+                noise_pred = noise_pred.float()
+
+                if use_dynamic_cfg:
+                    self._guidance_scale = dynamic_guidance_scale(guidance_scale, t.item(), num_inference_steps)
+                if do_classifier_free_guidance:
+                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+
+                if isinstance(self.scheduler, CogVideoXDPMScheduler):
+                    latents, old_pred_original_sample = self.scheduler.step(
+                        noise_pred,
+                        old_pred_original_sample,
+                        t,
+                        timesteps[i - 1] if i > 0 else None,
+                        latents,
+                        **extra_step_kwargs,
+                        return_dict=False,
+                    )
+                else:
+                    latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                latents = latents.to(dtype)
+
+                if callback_on_step_end is not None:
+                    offered = {
+                        "latents": latents,
+                        "prompt_embeds": prompt_embeds,
+                        "negative_prompt_embeds": negative_prompt_embeds,
+                    }
+                    callback_kwargs = {name: offered[name] for name in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                    latents = callback_outputs.pop("latents", latents)
+                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+                progress_bar.update()
+        self._current_timestep = None
+
+        # 9. Decode (skipped when interrupted).
+        if self.interrupt:
+            video_out = None
+        elif output_type == "latent":
+            video_out = latents
+        else:
+            decoded = self.decode_latents(latents)
+            video_out = self.video_processor.postprocess_video(video=decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (video_out,)
+        return DasPipelineOutput(frames=video_out, interrupted=self.interrupt)
+
+    def _predict(
+        self,
+        latent_model_input: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        tracking_input: torch.Tensor | None,
+        timestep: torch.Tensor,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None,
+        attention_kwargs: dict[str, Any] | None,
+    ) -> torch.Tensor:
+        """One transformer call; a plain CogVideoX transformer is accepted when there is no tracking input."""
+        kwargs = dict(
+            hidden_states=latent_model_input,
+            encoder_hidden_states=prompt_embeds,
+            timestep=timestep,
+            image_rotary_emb=image_rotary_emb,
+            attention_kwargs=attention_kwargs,
+            return_dict=False,
+        )
+        if isinstance(self.transformer, DasTransformer3DModel) or tracking_input is not None:
+            kwargs["tracking_maps"] = tracking_input
+        return self.transformer(**kwargs)[0]
+
+
+def _image_to_pil(image: Any, name: str, height: int, width: int) -> PIL.Image.Image:
+    """A PIL image or uint8 [H, W, 3] array as an RGB PIL image of exactly `width` x `height`."""
+    if image is None:
+        raise DasError(f"{name} is missing: give the first frame as a PIL image or uint8 [H, W, 3] array")
+    if isinstance(image, PIL.Image.Image):
+        pil = image.convert("RGB")
+    else:
+        array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else image
+        if not isinstance(array, np.ndarray):
+            raise DasError(f"{name} must be a PIL image or uint8 [H, W, 3] array, got {type(image).__name__}")
+        if array.dtype != np.uint8:
+            raise DasError(f"{name} must be uint8 [H, W, 3], got dtype {array.dtype}")
+        if array.ndim != 3 or array.shape[2] != 3:
+            raise DasError(f"{name} must be uint8 [H, W, 3], got shape {array.shape}")
+        pil = PIL.Image.fromarray(array)
+    if pil.size != (width, height):
+        raise DasError(
+            f"{name} is {pil.size[0]} x {pil.size[1]} but the video is {width} x {height}; "
+            "fit it with das_core.tracking.video.fit_frames (letterbox, never stretched)"
+        )
+    return pil
+
+
+def _video_to_unit_float(
+    video: Any, num_frames: int, height: int, width: int, name: str = "tracking_video"
+) -> torch.Tensor:
+    """uint8 [T, H, W, 3] or float [T, 3, H, W] in [0, 1] as float32 [T, 3, H, W] in [0, 1], checked."""
+    tensor = torch.from_numpy(np.ascontiguousarray(video)) if isinstance(video, np.ndarray) else video
+    if not isinstance(tensor, torch.Tensor):
+        raise DasError(f"{name} must be a numpy array or torch tensor, got {type(video).__name__}")
+    if tensor.ndim != 4 or tensor.shape[0] == 0:
+        raise DasError(f"{name} is empty or not a video: shape {tuple(tensor.shape)}")
+    if tensor.dtype == torch.uint8:
+        if tensor.shape[3] != 3:
+            raise DasError(f"uint8 {name} must be [T, H, W, 3], got shape {tuple(tensor.shape)}")
+        tensor = tensor.permute(0, 3, 1, 2).float() / 255.0
+    elif tensor.dtype.is_floating_point:
+        if tensor.shape[1] != 3:
+            raise DasError(f"float {name} must be [T, 3, H, W] in [0, 1], got shape {tuple(tensor.shape)}")
+        low, high = float(tensor.min()), float(tensor.max())
+        if low < 0.0 or high > 1.0:
+            raise DasError(f"float {name} must be in [0, 1], got values in [{low:.3f}, {high:.3f}]")
+        tensor = tensor.float()
+    else:
+        raise DasError(f"{name} must be uint8 [T, H, W, 3] or float [T, 3, H, W], got dtype {tensor.dtype}")
+    frames, _, got_height, got_width = tensor.shape
+    if frames != num_frames:
+        raise DasError(
+            f"{name} has {frames} frames but {num_frames} are needed; resample it with "
+            "das_core.tracking.video.sample_indices"
+        )
+    if (got_height, got_width) != (height, width):
+        raise DasError(
+            f"{name} is {got_width} x {got_height} but the video is {width} x {height}; "
+            "fit it with das_core.tracking.video.fit_frames"
+        )
+    return tensor
+
+
+def _frame_to_unit_float(frame: Any, height: int, width: int) -> torch.Tensor:
+    """A tracking image (uint8 [H, W, 3] or float [3, H, W] in [0, 1]) as float [1, 3, H, W]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frame)) if isinstance(frame, np.ndarray) else frame
+    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 3:
+        raise DasError("tracking_image must be uint8 [H, W, 3] or float [3, H, W] in [0, 1]")
+    return _video_to_unit_float(tensor.unsqueeze(0), 1, height, width, name="tracking_image")
