@@ -113,7 +113,7 @@ def _download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     advice = (
-        f"download it first with `huggingface-cli download {repo_id} --local-dir ./weights/das` and pass "
+        f"download it first with `hf download {repo_id} --local-dir ./weights/das` and pass "
         "--model_path ./weights/das, or try the pipeline offline on a tiny model made by `das tiny-model DIR`"
     )
     try:
