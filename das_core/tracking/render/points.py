@@ -125,7 +125,7 @@ def _paint(out: np.ndarray, rectangles: _Rectangles, depth: np.ndarray, colors: 
     dtype = np.int32 if num_frames * num_points < 2**31 - 1 else np.int64
     value = (frame_of * num_points + rank.ravel()[selected] + 1).astype(dtype)
 
-    painted = np.zeros(num_frames * height * width, dtype=dtype)
+    painted: np.ndarray = np.zeros(num_frames * height * width, dtype=dtype)
     for batch, batch_columns, batch_rows in windows(columns, rows, width, height):
         offset = (np.arange(batch_rows)[:, None] * width + np.arange(batch_columns)).ravel()
         pixel = start[batch, None] + offset
