@@ -77,7 +77,7 @@ def _rasterise(
     into `out`, uint8 [Tc, H, W, 3], every pixel (black where nothing is drawn). `nearest`,
     int64 [Tc * H * W] and zero on entry, is the depth buffer."""
     num_frames, num_vertices = points.shape[:2]
-    # A frame at a time: einsum over several frames at once is several times slower per point.
+    # A frame at a time: einsum over several frames at once is slower per point.
     camera = np.concatenate(
         [np.einsum("tij,tnj->tni", world_to_camera[k : k + 1, :3, :3], points[k : k + 1]) for k in range(num_frames)]
     )
