@@ -3,8 +3,9 @@
 R says where a point starts horizontally, G vertically (0 at the top), B how near it starts
 (inverse distance, normalised between the 2nd and 98th percentiles; near is bright). Colours are
 8-bit, written as round-down(v * 255), and are sRGB-encoded values: the mesh renderer decodes them
-to linear light before interpolating, as Blender does with a vertex-colour layer. Spec §1 is the
-contract; the three functions below are its three paths (mesh, SpatialTracker, CoTracker).
+to linear light before interpolating, as Blender does with a vertex-colour layer. ENCODING.md
+beside this module states the encoding; the three functions below are its three paths (mesh,
+SpatialTracker, CoTracker).
 Numpy only, so Blender's Python can use it.
 """
 

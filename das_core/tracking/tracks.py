@@ -104,9 +104,10 @@ class Tracks:
             "intrinsics": self.intrinsics,
             "width": np.array(self.width, dtype=np.int32),
             "height": np.array(self.height, dtype=np.int32),
-            "frame_numbers": self.frame_numbers,
             "fps": np.array(self.fps, dtype=np.float32),
         }
+        if self.frame_numbers is not None:  # always, after __post_init__
+            arrays["frame_numbers"] = self.frame_numbers
         if self.faces is not None:
             arrays["faces"] = self.faces
         if self.visibility is not None:

@@ -280,9 +280,7 @@ def _read_image(path: Path) -> np.ndarray:
         gray = np.asarray(image, dtype=np.float64)
         gray = np.clip(np.rint(gray / 257.0), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
-    if image.mode not in ("RGB", "RGBA", "L", "LA"):
-        image = image.convert("RGBA")
-    array = np.asarray(image)
+    array = np.asarray(image if image.mode in ("RGB", "RGBA", "L", "LA") else image.convert("RGBA"))
     if array.ndim == 2:
         array = array[..., None]
     if array.shape[-1] in (2, 4):  # gray+alpha or RGBA: composite over black

@@ -13,7 +13,8 @@ the best and median wall time over the repeats for each case, the best CPU time 
 - a 1920 x 1080 scene (a 100 k-vertex sphere) for the model's 720 x 480: rendered at its own size
   and letterboxed afterwards by `fit_frames` (the old way) against drawn straight into the
   letterbox with `fit=(720, 480)`.
-`--against REV` renders every case with `das_core/render.py` as it was at git revision REV too and
+`--against REV` renders every case with the renderer as it was at git revision REV too (the module
+`das_core/render.py` or `das_core/tracking/render.py`, or the package `das_core/tracking/render/`) and
 says whether the frames are bit-identical (the check that a speed-up changed nothing) or else how
 many channel values differ and by how much at most.
 """
@@ -32,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-import das_core.tracking.render
 from das_core.tracking.render import render_tracking
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import fit_frames
@@ -124,18 +124,47 @@ def render_then_fit(tracks: Tracks, **options) -> np.ndarray:
 
 
 def renderer_at(revision: str):
-    """`das_core/render.py` as it was at git `revision`, imported as a separate module."""
+    """The renderer as it was at git `revision`, imported beside this tree's as `render_before`: the
+    module `das_core/render.py` or `das_core/tracking/render.py`, or the package
+    `das_core/tracking/render/` (its imports of its own modules renamed to `render_before`)."""
     root = Path(__file__).resolve().parents[2]
-    source = subprocess.run(
-        ["git", "show", f"{revision}:das_core/render.py"], cwd=root, check=True, capture_output=True, text=True
-    ).stdout
-    path = Path(tempfile.mkdtemp(prefix="das-render-")) / "render_before.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("render_before", path)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+    paths = ["das_core/tracking/render", "das_core/tracking/render.py", "das_core/render.py"]
+    found = git("ls-tree", "-r", "--name-only", revision, "--", *paths).split()
+    if not found:
+        sys.exit(f"no renderer at {revision}: none of {', '.join(paths)}")
+    folder = Path(tempfile.mkdtemp(prefix="das-render-"))
+    package = [path for path in found if path.startswith(paths[0] + "/") and path.endswith(".py")]
+    if package:
+        location = folder / "render_before"
+        location.mkdir()
+        for path in package:
+            source = git("show", f"{revision}:{path}").replace("das_core.tracking.render", "render_before")
+            (location / Path(path).name).write_text(source)
+        spec = importlib.util.spec_from_file_location(
+            "render_before", location / "__init__.py", submodule_search_locations=[str(location)]
+        )
+    else:
+        (folder / "render_before.py").write_text(git("show", f"{revision}:{found[0]}"))
+        spec = importlib.util.spec_from_file_location("render_before", folder / "render_before.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def use_threads(package: str, threads: int | None) -> int:
+    """The renderer's thread count (`_THREADS`, in whichever module of `package` holds it), first
+    set to `threads` unless that is None."""
+    for name, module in list(sys.modules.items()):
+        if (name == package or name.startswith(package + ".")) and hasattr(module, "_THREADS"):
+            if threads is not None:
+                module._THREADS = threads
+            return module._THREADS
+    sys.exit(f"no _THREADS in {package}")
 
 
 def hd_tracks(vertices: np.ndarray, faces: np.ndarray) -> Tracks:
@@ -167,14 +196,14 @@ def compare(old: np.ndarray, new: np.ndarray) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=das_core.tracking.render._THREADS, help="renderer threads")
+    parser.add_argument("--threads", type=int, help="renderer threads (default: the renderer's own)")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
-    parser.add_argument("--against", metavar="REV", help="check the frames against render.py at git REV")
+    parser.add_argument("--against", metavar="REV", help="check the frames against the renderer at git REV")
     args = parser.parse_args()
-    das_core.tracking.render._THREADS = args.threads
+    args.threads = use_threads("das_core.tracking.render", args.threads)
     before = renderer_at(args.against) if args.against else None
     if before is not None:
-        before._THREADS = args.threads
+        use_threads("render_before", args.threads)
 
     cases: list[tuple[str, Tracks, dict]] = []
     sphere = uv_sphere(256, 128)

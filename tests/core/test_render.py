@@ -422,7 +422,7 @@ def test_mesh_mode_without_faces_names_the_fix():
 @pytest.mark.parametrize("layout", ["uniform", "grid", "clustered", "duplicates"])
 def test_nearest_neighbour_search_matches_brute_force(layout):
     # The SpatialTracker sizes rest on it; its cell search must agree with measuring every pair.
-    from das_core.tracking.render import _nearest_distance
+    from das_core.tracking.render.points import nearest_distance
 
     rng = np.random.default_rng(7)
     points = {
@@ -433,7 +433,7 @@ def test_nearest_neighbour_search_matches_brute_force(layout):
     }[layout]
     distance = np.linalg.norm(points[:, None] - points[None], axis=2)
     distance[distance == 0] = np.inf
-    np.testing.assert_allclose(_nearest_distance(points), distance.min(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(nearest_distance(points), distance.min(axis=1), rtol=1e-12)
 
 
 def test_nothing_in_front_of_the_camera_renders_black():
@@ -482,19 +482,18 @@ def spinning_sphere(num_frames: int) -> Tracks:
 def test_hidden_surface_skipping_changes_nothing(monkeypatch):
     # Drawing the nearer winding first and skipping triangles behind covered tiles, then behind
     # covered windows, must give exactly the frames of drawing every triangle.
-    import das_core.tracking.render
+    from das_core.tracking.render import raster
 
-    triangles = das_core.tracking.render._Triangles
     box = spinning_sphere(4)
     by_tiles, by_windows = [], []
-    hidden, showing = triangles._hidden, triangles._showing
-    monkeypatch.setattr(triangles, "_hidden", lambda *a: by_tiles.append(hidden(*a)) or by_tiles[-1])
-    monkeypatch.setattr(triangles, "_showing", lambda *a: by_windows.append(showing(*a)) or by_windows[-1])
+    hidden, showing = raster._hidden, raster._showing
+    monkeypatch.setattr(raster, "_hidden", lambda *a: by_tiles.append(hidden(*a)) or by_tiles[-1])
+    monkeypatch.setattr(raster, "_showing", lambda *a: by_windows.append(showing(*a)) or by_windows[-1])
     fast = render_tracking(box, num_frames=4)
     assert sum(s.sum() for s in by_tiles) > 0  # some back faces really were skipped by each
     assert sum((~s).sum() for s in by_windows) > 0
-    monkeypatch.setattr(triangles, "_hidden", lambda self, nearest, subset: np.zeros(len(subset), bool))
-    monkeypatch.setattr(triangles, "_showing", lambda self, nearest, subset: np.ones(len(subset), bool))
+    monkeypatch.setattr(raster, "_hidden", lambda triangles, nearest, subset: np.zeros(len(subset), bool))
+    monkeypatch.setattr(raster, "_showing", lambda triangles, nearest, subset: np.ones(len(subset), bool))
     np.testing.assert_array_equal(render_tracking(box, num_frames=4), fast)
     assert (fast.max(axis=-1) > 0).mean() > 0.05
 
@@ -502,19 +501,17 @@ def test_hidden_surface_skipping_changes_nothing(monkeypatch):
 def test_frames_drawn_together_equal_frames_drawn_one_by_one(monkeypatch):
     # Mesh mode draws several frames per chunk (their triangles share candidate batches) on two
     # threads: the frames must be exactly those of drawing one frame at a time on one thread.
-    import das_core.tracking.render
+    from das_core.tracking.render import canvas, mesh
 
     tracks = spinning_sphere(7)
     chunks = []
-    rasterise = das_core.tracking.render._rasterise
-    monkeypatch.setattr(
-        das_core.tracking.render, "_rasterise", lambda out, *a: chunks.append(len(out)) or rasterise(out, *a)
-    )
+    rasterise = mesh._rasterise
+    monkeypatch.setattr(mesh, "_rasterise", lambda out, *a: chunks.append(len(out)) or rasterise(out, *a))
     together = render_tracking(tracks, num_frames=7)
     assert max(chunks) >= 3  # frames really were drawn together (two chunks on two cores)
     chunks.clear()
-    monkeypatch.setattr(das_core.tracking.render, "_THREADS", 1)
-    monkeypatch.setattr(das_core.tracking.render, "_MESH_CHUNK_PIXELS", 1)
+    monkeypatch.setattr(canvas, "_THREADS", 1)
+    monkeypatch.setattr(mesh, "_MESH_CHUNK_PIXELS", 1)
     np.testing.assert_array_equal(render_tracking(tracks, num_frames=7), together)
     assert chunks == [1] * 7
     assert (together.max(axis=-1) > 0).mean() > 0.05
@@ -541,13 +538,13 @@ def test_projection_in_blocks_equals_one_projection(count):
     # The renderer projects in blocks (so OpenBLAS keeps its threads asleep); the numbers must be
     # exactly those of one `camera.project` call, block edges included.
     from das_core.tracking.camera import project
-    from das_core.tracking.render import _project
+    from das_core.tracking.render.canvas import project_in_blocks
 
     rng = np.random.default_rng(count)
     points = rng.normal(size=(count, 3)) + [0, 0, 2]
     world_to_camera = np.eye(4)
     world_to_camera[:3, 3] = [0.1, -0.2, 0.5]
-    uv, depth = _project(points, world_to_camera, intrinsics())
+    uv, depth = project_in_blocks(points, world_to_camera, intrinsics())
     expected_uv, expected_depth = project(points, world_to_camera, intrinsics())
     np.testing.assert_array_equal(uv, expected_uv)
     np.testing.assert_array_equal(depth, expected_depth)

@@ -86,15 +86,15 @@ def test_triangles_past_the_guard_band_are_shaded_like_the_others(monkeypatch):
     # those take the float64-set-up edge test and shading. Drawn again with the guard band
     # moved out of reach (every triangle on the float32 path, still accurate at this size), the
     # frames must agree to a level.
-    import das_core.tracking.render
+    from das_core.tracking.render import triangles
 
     vertices, faces = grid(4, 0.3, seed=3)
     points = seen_from_afar_then_close(vertices, [(0.2, 0.1, 0.0, 3.5), (-0.1, -0.2, 0.1, 3.0)])
     tracks = tracks_of(points, faces)
     x = points[1:, :, 0] / points[1:, :, 2] * FOCAL + W / 2
-    assert x.min() < -das_core.tracking.render._GUARD_BAND and x.max() > W + das_core.tracking.render._GUARD_BAND
+    assert x.min() < -triangles._GUARD_BAND and x.max() > W + triangles._GUARD_BAND
     far = render_tracking(tracks, num_frames=len(points))
-    monkeypatch.setattr(das_core.tracking.render, "_GUARD_BAND", 10**6)
+    monkeypatch.setattr(triangles, "_GUARD_BAND", 10**6)
     near = render_tracking(tracks, num_frames=len(points))
     assert (far[1:].max(axis=-1) > 0).all()  # the plane fills both close-up frames
     assert np.abs(far.astype(int) - near).max() <= 1
