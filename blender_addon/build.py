@@ -1,5 +1,8 @@
 """Build the installable extension: `python -m blender_addon.build [--out DIR] [--platform P ...]`.
 
+`--fetch-wheels-only` downloads the bundled wheels into the wheel cache and stops (CI runs it before
+the tests, which never download).
+
 Steps: copy the add-on's modules into a staging folder; pack the torch-free tiers of `das_core`
 (`tracking/` and `wire/`, with the package root and its exception type) into a pure-Python wheel; download pyzmq, msgpack and Pillow wheels for each platform at Blender's Pythons
 (3.11 for Blender 4.2-5.0, 3.13 after), at the versions installed here; render the manifest template with the
@@ -107,9 +110,9 @@ def _digest(data: bytes) -> str:
 
 def download_wheels(platform: Platform, python: str, cache: Path) -> list[Path]:
     """pyzmq, msgpack and Pillow wheels for `platform` and `python`, pinned to the versions installed here."""
-    target = cache / f"{platform.blender}-py{python}"
+    target = _wheel_dir(platform, python, cache)
     target.mkdir(parents=True, exist_ok=True)
-    requirements = [f"{name}=={importlib.metadata.version(name)}" for name in WHEEL_PACKAGES]
+    requirements = _requirements()
     wheels = _cached_wheels(target, requirements)
     if len(wheels) == len(requirements):
         return wheels
@@ -125,6 +128,35 @@ def download_wheels(platform: Platform, python: str, cache: Path) -> list[Path]:
             f"check access to PyPI or put the wheels in {target}"
         )
     return _cached_wheels(target, requirements)
+
+
+def fetch_wheels(platforms: list[str], cache: Path) -> list[Path]:
+    """Download (or find in `cache`) the wheels of every platform and Python; returns their paths."""
+    return [
+        wheel
+        for platform in _known(platforms)
+        for python in PYTHON_VERSIONS
+        for wheel in download_wheels(platform, python, cache)
+    ]
+
+
+def missing_wheels(platforms: list[str], cache: Path) -> list[str]:
+    """'PLATFORM Python X.Y' for each wheel set `cache` does not hold complete; empty when a build needs no download."""
+    requirements = _requirements()
+    return [
+        f"{platform.blender} Python {python}"
+        for platform in _known(platforms)
+        for python in PYTHON_VERSIONS
+        if len(_cached_wheels(_wheel_dir(platform, python, cache), requirements)) < len(requirements)
+    ]
+
+
+def _wheel_dir(platform: Platform, python: str, cache: Path) -> Path:
+    return cache / f"{platform.blender}-py{python}"
+
+
+def _requirements() -> list[str]:
+    return [f"{name}=={importlib.metadata.version(name)}" for name in WHEEL_PACKAGES]
 
 
 def _cached_wheels(directory: Path, requirements: list[str]) -> list[Path]:
@@ -198,17 +230,24 @@ def blender_ext_command() -> list[str]:
     )
 
 
-def build(out: Path, platforms: list[str], cache: Path) -> list[Path]:
-    """Stage and zip the extension; returns the zip paths (one per platform)."""
+def _known(platforms: list[str]) -> list[Platform]:
+    """The named platforms; a name not in PLATFORMS is a BuildError listing the choices."""
     unknown = [name for name in platforms if name not in PLATFORMS]
     if unknown:
         raise BuildError(f"unknown platform(s) {', '.join(unknown)}; choose from {', '.join(PLATFORMS)}")
+    return [PLATFORMS[name] for name in platforms]
+
+
+def build(out: Path, platforms: list[str], cache: Path) -> list[Path]:
+    """Stage and zip the extension; returns the zip paths (one per platform)."""
+    known = _known(platforms)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.zip"):
         stale.unlink()
     zips = []
-    for name in platforms:
-        package = stage(out / "staging" / name, [PLATFORMS[name]], cache)
+    for platform in known:
+        name = platform.blender
+        package = stage(out / "staging" / name, [platform], cache)
         path = out / f"das-{__version__}-{name.replace('-', '_')}.zip"  # the name `--split-platforms` gives
         command = blender_ext_command() + ["build", "--source-dir", str(package), "--output-filepath", str(path)]
         result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONNOUSERSITE": "1"})
@@ -233,9 +272,19 @@ def main(argv: list[str] | None = None) -> int:
         default=ADDON_DIR / "wheels",
         help="downloaded wheels are kept here (default: blender_addon/wheels)",
     )
+    parser.add_argument(
+        "--fetch-wheels-only",
+        action="store_true",
+        help="download the wheels into the wheel cache and stop (the tests build from it without downloading)",
+    )
     args = parser.parse_args(argv)
+    platforms = args.platform or list(PLATFORMS)
     try:
-        zips = build(args.out, args.platform or list(PLATFORMS), args.wheel_cache)
+        if args.fetch_wheels_only:
+            wheels = fetch_wheels(platforms, args.wheel_cache)
+            print(f"{len(wheels)} wheels in {args.wheel_cache}")
+            return 0
+        zips = build(args.out, platforms, args.wheel_cache)
     except DasError as error:
         print(f"build: error: {error}", file=sys.stderr)
         return 1

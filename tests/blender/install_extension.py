@@ -28,6 +28,7 @@ result = bpy.ops.extensions.package_install_files(filepath=zip_path, repo=repo.m
 module_name = f"bl_ext.{repo.module}.das"
 enabled = module_name in bpy.context.preferences.addons
 module = sys.modules.get(module_name)
+addon = bpy.context.preferences.addons.get(module_name)
 
 import das_core  # from the bundled das_blender_core wheel, installed by Blender
 
@@ -48,12 +49,17 @@ print(
             "module_file": getattr(module, "__file__", None),
             "das_core_file": das_core.__file__,
             "compiled_modules": compiled,
-            "operators": [hasattr(bpy.ops.das, name) for name in ("generate", "cancel", "preview_tracking")],
-            "scene_das": [
-                hasattr(scene.das, name)
-                for name in ("server", "prompt", "negative_prompt", "seed", "steps", "guidance")
-            ],
-            "preferences": hasattr(bpy.context.preferences.addons.get(module_name, None), "preferences"),
+            # Registered operator classes are RNA types; `hasattr(bpy.ops.das, name)` is true for any name.
+            "operators": {
+                name: hasattr(bpy.types, f"DAS_OT_{name}")
+                for name in ("generate", "cancel", "preview_tracking", "reattach", "no_such_operator")
+            },
+            "scene_das": {
+                name: name in scene.das.bl_rna.properties
+                for name in ("server", "prompt", "negative_prompt", "seed", "steps", "guidance", "no_such_setting")
+            },
+            # Every enabled add-on has a `preferences` attribute; it is None unless its class registered.
+            "preferences": type(getattr(addon, "preferences", None)).__name__,
             "preview": sorted(preview),
             "strips": [
                 (strip.name.split(" ")[0], *sequencer.strip_span(strip), len(strip.elements)) for strip in strips

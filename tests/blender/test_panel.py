@@ -5,6 +5,7 @@ property drawn exists on the real `scene.das` and every button names a registere
 """
 
 import bpy
+import pytest
 
 from blender_addon import jobs
 
@@ -26,7 +27,10 @@ class RecordingLayout:
 
     def operator(self, idname, **kwargs):
         module, name = idname.split(".")
-        assert hasattr(getattr(bpy.ops, module), name), f"no operator {idname}"
+        try:  # `hasattr(bpy.ops.<module>, name)` is true for any name; only a registered one has an RNA type
+            getattr(getattr(bpy.ops, module), name).get_rna_type()
+        except KeyError:
+            raise AssertionError(f"no operator {idname}") from None
         self.log.append(("operator", idname))
 
     def label(self, text="", **kwargs):
@@ -66,3 +70,12 @@ def test_panel_draws_settings_buttons_progress_and_error(factory_scene, addon, t
     assert ("progress", "denoise 12/50, ETA 31 s") in log
     labels = " ".join(text for kind, text in log if kind == "label")
     assert "no das server answered" in labels and "start one" in labels
+
+
+def test_the_recording_layout_refuses_what_blender_would(factory_scene, addon):
+    layout = RecordingLayout([])
+    layout.operator("das.generate")
+    with pytest.raises(AssertionError, match="no operator das.no_such_operator"):
+        layout.operator("das.no_such_operator")
+    with pytest.raises(AssertionError, match="no property 'no_such_setting'"):
+        layout.prop(factory_scene.das, "no_such_setting")

@@ -12,8 +12,10 @@ def test_register_unregister_register():
             hasattr(bpy.types.Scene, "das")
             and hasattr(bpy.types, "VIEW3D_PT_das")
             and hasattr(bpy.types, "SEQUENCER_PT_das")
+            and hasattr(bpy.types, "DAS_OT_generate")  # `hasattr(bpy.ops.das, ...)` would be true regardless
         )
         assert bpy.context.scene.das.steps == 50 and bpy.context.scene.das.guidance == 6.0
         assert bpy.ops.das.generate.poll()  # the factory scene has a camera
         blender_addon.unregister()
         assert not hasattr(bpy.types.Scene, "das") and not hasattr(bpy.types, "VIEW3D_PT_das")
+        assert not hasattr(bpy.types, "DAS_OT_generate") and dir(bpy.ops.das) == []

@@ -536,7 +536,8 @@ def test_renders_without_tqdm_as_in_blender(monkeypatch):
 @pytest.mark.parametrize("count", [0, 5, 40_000])
 def test_projection_in_blocks_equals_one_projection(count):
     # The renderer projects in blocks (so OpenBLAS keeps its threads asleep); the numbers must be
-    # exactly those of one `camera.project` call, block edges included.
+    # those of one `camera.project` call, block edges included, to float64 rounding (a BLAS may
+    # pick another kernel for another block size; a point out of place is off by pixels).
     from das_core.tracking.camera import project
     from das_core.tracking.render.canvas import project_in_blocks
 
@@ -546,5 +547,6 @@ def test_projection_in_blocks_equals_one_projection(count):
     world_to_camera[:3, 3] = [0.1, -0.2, 0.5]
     uv, depth = project_in_blocks(points, world_to_camera, intrinsics())
     expected_uv, expected_depth = project(points, world_to_camera, intrinsics())
-    np.testing.assert_array_equal(uv, expected_uv)
-    np.testing.assert_array_equal(depth, expected_depth)
+    assert uv.shape == expected_uv.shape and depth.shape == expected_depth.shape
+    np.testing.assert_allclose(uv, expected_uv, rtol=1e-9, atol=1e-9)  # NaN (behind the camera) matches NaN
+    np.testing.assert_allclose(depth, expected_depth, rtol=1e-9, atol=1e-9)

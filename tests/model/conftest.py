@@ -10,6 +10,12 @@ torch = pytest.importorskip("torch")
 from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH, build_tiny_pipeline, save_tiny_model
 
 
+def assert_same_numbers(actual, expected, relative: float = 1e-5) -> None:
+    """Two computations of the same tensor agree to float32 rounding, measured against the tensor's
+    largest value: matrix products may add up in another order with another CPU or BLAS."""
+    torch.testing.assert_close(actual, expected, rtol=0, atol=relative * float(expected.abs().max()))
+
+
 @pytest.fixture(scope="session")
 def tiny_pipe():
     """The tiny pipeline (seed 0) on the CPU in float32; tests must not change its weights."""

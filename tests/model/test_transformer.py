@@ -15,6 +15,7 @@ from das_core.errors import DasError
 from das_core.model import REFERENCE_CLASS_NAME, DasTransformer3DModel
 from das_core.model.tiny import build_tiny_transformer
 from das_core.model.transformer import COGVIDEOX_5B_I2V_CONFIG
+from tests.model.conftest import assert_same_numbers
 
 # Every parameter of the published checkpoint (a copy of the project spec's das_transformer_params.tsv).
 TSV = Path(__file__).with_name("das_transformer_params.tsv")
@@ -86,7 +87,7 @@ def test_reference_forward_order():
         b, f, _, h, w = hidden.shape
         expected = out.reshape(b, f, h // 2, w // 2, -1, 2, 2).permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
     assert got.shape == (2, 13, 4, 8, 12)
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert_same_numbers(got, expected)
 
 
 def test_tracking_changes_the_output_when_linears_are_live():
@@ -106,7 +107,7 @@ def test_zero_linears_equal_plain_cogvideox():
     with torch.no_grad():
         ours = model(hidden, text, tracking, timestep, image_rotary_emb=rotary).sample
         theirs = base(hidden, text, timestep, image_rotary_emb=rotary).sample
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    assert_same_numbers(ours, theirs)
 
 
 def test_no_tracking_maps_runs_the_base_model():
@@ -116,7 +117,7 @@ def test_no_tracking_maps_runs_the_base_model():
     with torch.no_grad():
         ours = model(hidden, text, None, timestep, image_rotary_emb=rotary).sample
         theirs = base(hidden, text, timestep, image_rotary_emb=rotary).sample
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert_same_numbers(ours, theirs)
 
 
 def test_tracking_maps_of_another_shape_are_refused():
@@ -163,11 +164,9 @@ def test_from_base_copies_blocks_and_zeroes_linears():
         assert not linear.weight.any() and not linear.bias.any()
     hidden, text, tracking, timestep, rotary = _inputs(model)
     with torch.no_grad():
-        torch.testing.assert_close(
+        assert_same_numbers(
             model(hidden, text, tracking, timestep, image_rotary_emb=rotary).sample,
             base(hidden, text, timestep, image_rotary_emb=rotary).sample,
-            rtol=0,
-            atol=1e-6,
         )
     trainable = {id(p) for p in model.tracking_parameters()}
     assert len(trainable) == sum(1 for _ in model.transformer_blocks_copy.parameters()) + 2 * 3

@@ -33,12 +33,19 @@ def export_in_process(blend: Path, **options) -> Tracks:
 
 
 def assert_same_tracks(actual: Tracks, expected: Tracks) -> None:
-    np.testing.assert_array_equal(actual.points, expected.points)
-    np.testing.assert_array_equal(actual.world_to_camera, expected.world_to_camera)
-    np.testing.assert_array_equal(actual.intrinsics, expected.intrinsics)
+    """Float arrays agree to float32 rounding; faces, frame numbers and the image format exactly."""
+    for name in ("points", "world_to_camera", "intrinsics"):
+        assert_close_float32(getattr(actual, name), getattr(expected, name), name)
     np.testing.assert_array_equal(actual.faces, expected.faces)
     np.testing.assert_array_equal(actual.frame_numbers, expected.frame_numbers)
     assert (actual.width, actual.height, actual.fps) == (expected.width, expected.height, expected.fps)
+
+
+def assert_close_float32(actual: np.ndarray, expected: np.ndarray, name: str) -> None:
+    """Equal within about 80 float32 steps of the array's largest value: the exporter's matrix products
+    round differently with another numpy, BLAS or CPU (a moved vertex or camera is far beyond this)."""
+    tolerance = 1e-5 * float(np.abs(expected).max(initial=0.0))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance, err_msg=name)
 
 
 def test_cli_export_equals_in_process_export(tmp_path, capsys):
