@@ -12,7 +12,6 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import asdict
 
 import zmq
 
@@ -201,7 +200,7 @@ class Server:
             "max_queue": self.config.max_queue,
             "max_queue_per_client": self.config.max_queue_per_client,
             "result_codec": self.result_codec,
-            "limits": asdict(self.config.limits),
+            "limits": self.config.limits.published(),
         }
 
     def _flushing(self) -> int:

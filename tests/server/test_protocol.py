@@ -188,6 +188,35 @@ def test_limits_are_the_servers_own():
         decode(parts, Limits(max_width=32, max_height=32))
 
 
+@pytest.mark.parametrize(
+    "limits, overrides, reason",
+    [
+        (Limits(max_header_bytes=64), {}, "header is .* bytes; at most 64"),
+        (Limits(max_header_list_len=1), {}, "not valid msgpack"),
+        (Limits(max_client_chars=3), {"client": "abcd"}, "client is 4 characters"),
+        (Limits(max_seed=10), {"seed": 11}, "from 0 to 10"),
+        (Limits(max_guidance=5.0), {"guidance": 6.0}, "from 0 to 5"),
+        (Limits(min_fps=10.0, max_fps=30.0), {"fps": 60.0}, "from 10 to 30"),
+        (Limits(max_request_id=4), {"req": 5}, "req must be"),
+    ],
+)
+def test_every_bound_comes_from_limits(limits, overrides, reason):
+    decode(_submit_parts(**overrides))  # within the default limits
+    with pytest.raises(ProtocolError, match=reason):
+        decode(_submit_parts(**overrides), limits)
+
+
+def test_fetch_index_bound_comes_from_limits():
+    assert decode([_header(type="fetch", job_id="a", from_index=9)])[0] == Fetch("a", 9)
+    with pytest.raises(ProtocolError, match="from 0 to 8"):
+        decode([_header(type="fetch", job_id="a", from_index=9)], Limits(max_frame_index=8))
+
+
+def test_info_publishes_the_configurable_limits_only():
+    assert list(Limits(max_frames=7).published()) == list(Limits.PUBLISHED)
+    assert Limits(max_frames=7).published()["max_frames"] == 7
+
+
 @pytest.mark.parametrize("job_id", ["", "a/b", "..", "a b", "x" * 65, "-lead", "é"])
 def test_job_ids_can_never_name_a_path(job_id):
     with pytest.raises(ProtocolError):

@@ -29,7 +29,6 @@ from das_core.wire.protocol.messages import (
 )
 
 VERSION = 1
-_MAX_HEADER_BYTES = 1 << 20
 
 _TYPE_NAMES = {
     Hello: "hello",
@@ -108,12 +107,14 @@ def decode(
     """
     if not parts:
         raise ProtocolError("empty message")
-    if len(parts) > limits.max_frames + 2:
-        raise ProtocolError(f"message has {len(parts)} frames; at most {limits.max_frames + 2} are allowed", "limit")
+    if len(parts) > limits.max_message_frames:
+        raise ProtocolError(
+            f"message has {len(parts)} frames; at most {limits.max_message_frames} are allowed", "limit"
+        )
     raw_header = parts[0]
-    if len(raw_header) > _MAX_HEADER_BYTES:
-        raise ProtocolError(f"message header is {len(raw_header)} bytes; at most {_MAX_HEADER_BYTES}", "limit")
-    header = _unpack_header(raw_header)
+    if len(raw_header) > limits.max_header_bytes:
+        raise ProtocolError(f"message header is {len(raw_header)} bytes; at most {limits.max_header_bytes}", "limit")
+    header = _unpack_header(raw_header, limits)
     version = header.get("v")
     if version != VERSION:
         raise ProtocolError(
@@ -123,7 +124,7 @@ def decode(
         )
     kind = header.get("type")
     req = header.get("req")
-    if req is not None and (not isinstance(req, int) or isinstance(req, bool) or not 0 <= req < 2**63):
+    if req is not None and (not isinstance(req, int) or isinstance(req, bool) or not 0 <= req <= limits.max_request_id):
         raise ProtocolError("req must be a non-negative integer")
     fields = Fields(header, parts[1:], limits, decode_images)
     builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
@@ -138,8 +139,8 @@ def decode(
     return message, req
 
 
-def _unpack_header(raw: bytes) -> dict:
-    limit = _MAX_HEADER_BYTES
+def _unpack_header(raw: bytes, limits: Limits) -> dict:
+    limit = limits.max_header_bytes
     try:
         header = msgpack.unpackb(
             raw,
@@ -148,8 +149,8 @@ def _unpack_header(raw: bytes) -> dict:
             use_list=True,
             max_str_len=limit,
             max_bin_len=limit,
-            max_array_len=4096,
-            max_map_len=1024,
+            max_array_len=limits.max_header_list_len,
+            max_map_len=limits.max_header_map_len,
             max_ext_len=0,
         )
     except Exception as error:  # msgpack raises several types on truncated or hostile input
@@ -198,8 +199,10 @@ def _build_progress(fields: Fields) -> Progress:
 
 def _build_fetch(fields: Fields) -> Fetch:
     from_index = fields.integer("from_index", optional=True, default=0)
-    if not 0 <= from_index < 1 << 20:
-        raise ProtocolError(f"from_index is {from_index}; it must be a frame index >= 0")
+    if not 0 <= from_index <= fields.limits.max_frame_index:
+        raise ProtocolError(
+            f"from_index is {from_index}; it must be a frame index from 0 to {fields.limits.max_frame_index}"
+        )
     return Fetch(fields.job_id(), from_index)
 
 

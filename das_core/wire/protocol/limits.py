@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from das_core.errors import DasError
 
@@ -21,7 +22,21 @@ class ProtocolError(DasError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds on every field a peer may send; the server publishes its own in `info`."""
+    """Bounds on every field a peer may send, checked before anything is allocated.
+
+    A server sets the first seven (`PUBLISHED`) from its command line and reports them in `info`;
+    the rest are fixed by protocol version 1, so both sides already know them.
+    """
+
+    PUBLISHED: ClassVar[tuple[str, ...]] = (
+        "max_frames",
+        "max_width",
+        "max_height",
+        "max_prompt_chars",
+        "max_steps",
+        "max_part_bytes",
+        "max_metadata_bytes",
+    )
 
     max_frames: int = 49
     max_width: int = 1920
@@ -30,6 +45,25 @@ class Limits:
     max_steps: int = 200
     max_part_bytes: int = 8 << 20  # one image frame (raw 1920x1080 is 6.2 MB); also ZMQ_MAXMSGSIZE
     max_metadata_bytes: int = 64 << 10
+    max_header_bytes: int = 1 << 20
+    max_header_list_len: int = 4096  # items in any one list of the header (a submit lists its frames)
+    max_header_map_len: int = 1024  # keys in any one map of the header
+    max_client_chars: int = 200
+    max_seed: int = 2**63 - 1  # seeds and request numbers fit a signed 64-bit integer
+    max_request_id: int = 2**63 - 1
+    max_guidance: float = 50.0
+    min_fps: float = 0.1
+    max_fps: float = 240.0
+    max_frame_index: int = (1 << 20) - 1  # `fetch` from_index
+
+    @property
+    def max_message_frames(self) -> int:
+        """Frames in one message: the header, the reference image and one per tracking frame."""
+        return self.max_frames + 2
+
+    def published(self) -> dict[str, int]:
+        """The limits `info` reports, in their wire order."""
+        return {name: getattr(self, name) for name in self.PUBLISHED}
 
     def check_size(self, what: str, height: int, width: int) -> None:
         """Raise `ProtocolError` when an image is larger than allowed."""

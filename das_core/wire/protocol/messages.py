@@ -82,15 +82,19 @@ class Submit:
         check_text("prompt", self.prompt, limits.max_prompt_chars, allow_empty=False)
         if self.negative_prompt is not None:
             check_text("negative_prompt", self.negative_prompt, limits.max_prompt_chars, allow_empty=True)
-        check_text("client", self.client, 200, allow_empty=True)
+        check_text("client", self.client, limits.max_client_chars, allow_empty=True)
         if not 1 <= self.steps <= limits.max_steps:
             raise ProtocolError(f"steps is {self.steps}; use 1 to {limits.max_steps} (50 is the default)", "limit")
-        if not 0 <= self.seed < 2**63:
-            raise ProtocolError(f"seed is {self.seed}; use an integer from 0 to 2**63 - 1", "limit")
-        if not (math.isfinite(self.guidance) and 0.0 <= self.guidance <= 50.0):
-            raise ProtocolError(f"guidance is {self.guidance}; use a number from 0 to 50 (6.0 is usual)", "limit")
-        if not (math.isfinite(self.fps) and 0.1 <= self.fps <= 240.0):
-            raise ProtocolError(f"fps is {self.fps}; use a number from 0.1 to 240", "limit")
+        if not 0 <= self.seed <= limits.max_seed:
+            raise ProtocolError(f"seed is {self.seed}; use an integer from 0 to {limits.max_seed}", "limit")
+        if not (math.isfinite(self.guidance) and 0.0 <= self.guidance <= limits.max_guidance):
+            raise ProtocolError(
+                f"guidance is {self.guidance}; use a number from 0 to {limits.max_guidance:g} (6.0 is usual)", "limit"
+            )
+        if not (math.isfinite(self.fps) and limits.min_fps <= self.fps <= limits.max_fps):
+            raise ProtocolError(
+                f"fps is {self.fps}; use a number from {limits.min_fps:g} to {limits.max_fps:g}", "limit"
+            )
         if not 1 <= len(self.tracking) <= limits.max_frames:
             raise ProtocolError(
                 f"the tracking video has {len(self.tracking)} frames; this server takes 1 to "
