@@ -17,7 +17,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from das_core.wire.protocol import EncodedImage, Limits, Submit, check_job_id, decode, join_parts, split_parts
+from das_core.wire.protocol import (
+    EncodedImage,
+    JobError,
+    JobStatus,
+    Limits,
+    Submit,
+    check_job_id,
+    decode,
+    join_parts,
+    split_parts,
+)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 ACTIVE_STATES = (QUEUED, RUNNING)
@@ -78,26 +88,22 @@ class JobRecord:
     error_message: str | None
     disk_bytes: int
 
-    def summary(self) -> dict:
+    def summary(self) -> JobStatus:
         """What `status` and `list` show a client."""
-        summary = {
-            "job_id": self.job_id,
-            "state": self.state,
-            "prompt": self.prompt[:200],
-            "seed": self.seed,
-            "steps": self.steps,
-            "frames_done": self.frames_done,
-            "created": self.created,
-            "started": self.started,
-            "finished": self.finished,
-        }
-        if self.checksum:
-            summary["checksum"] = self.checksum
-        if self.metadata:
-            summary["metadata"] = json.loads(self.metadata)
-        if self.error_code:
-            summary["error"] = {"code": self.error_code, "message": self.error_message}
-        return summary
+        return JobStatus(
+            job_id=self.job_id,
+            state=self.state,
+            prompt=self.prompt[:200],
+            seed=self.seed,
+            steps=self.steps,
+            frames_done=self.frames_done,
+            created=self.created,
+            started=self.started,
+            finished=self.finished,
+            checksum=self.checksum or None,
+            metadata=json.loads(self.metadata) if self.metadata else None,
+            error=JobError(self.error_code, self.error_message or "") if self.error_code else None,
+        )
 
 
 class JobStore:

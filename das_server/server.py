@@ -12,6 +12,7 @@ import queue
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import zmq
 
@@ -22,6 +23,7 @@ from das_core.wire.protocol import (
     VERSION,
     Accepted,
     Cancel,
+    CancelResult,
     Done,
     EncodedImage,
     ErrorReply,
@@ -30,10 +32,14 @@ from das_core.wire.protocol import (
     Hello,
     Info,
     JobFailed,
+    JobList,
+    JobProgress,
     ListJobs,
     Progress,
     ProtocolError,
     Reply,
+    ServerInfo,
+    ServerStatus,
     StatusRequest,
     Submit,
     decode,
@@ -175,33 +181,34 @@ class Server:
             elif isinstance(message, StatusRequest):
                 self._status(identity, message.job_id, req)
             elif isinstance(message, ListJobs):
-                jobs = [job.summary() for job in self.store.recent()]
-                for job in jobs:
-                    if job["job_id"] in self._finished:
-                        job["state"] = DONE
-                self._send(identity, Reply({"jobs": jobs}), req)
+                self._send(identity, Reply(self._list()), req)
             else:
                 self._send(identity, ErrorReply("unexpected", f"{type(message).__name__} is a server message"), req)
         except Exception as error:  # a bug must cost one reply, never the server
             print(f"das server: error handling {type(message).__name__}: {error!r}", file=sys.stderr, flush=True)
             self._send(identity, ErrorReply("internal", f"the server failed on this request: {error}"), req)
 
-    def info(self) -> dict:
+    def info(self) -> ServerInfo:
         """What `hello` and `status` report."""
         described = self.backend.describe()
-        return {
-            "version": VERSION,
-            "das": __version__,
-            "backend": self.backend.name,
-            "model": described.get("model"),
-            "device": described.get("device"),
-            "preview": bool(described.get("preview")),
-            "queue_length": self.store.count_active() - self._flushing(),
-            "max_queue": self.config.max_queue,
-            "max_queue_per_client": self.config.max_queue_per_client,
-            "result_codec": self.result_codec,
-            "limits": self.config.limits.published(),
-        }
+        return ServerInfo(
+            version=VERSION,
+            das=__version__,
+            backend=self.backend.name,
+            model=described.get("model"),
+            device=described.get("device"),
+            preview=bool(described.get("preview")),
+            queue_length=self.store.count_active() - self._flushing(),
+            max_queue=self.config.max_queue,
+            max_queue_per_client=self.config.max_queue_per_client,
+            result_codec=self.result_codec,
+            limits=self.config.limits,
+        )
+
+    def _list(self) -> JobList:
+        """The most recent jobs; one whose `done` went out counts as done while the worker stores it."""
+        jobs = [job.summary() for job in self.store.recent()]
+        return JobList(tuple(replace(job, state=DONE) if job.job_id in self._finished else job for job in jobs))
 
     def _flushing(self) -> int:
         """Jobs whose `done` went out while their row still says running."""
@@ -299,7 +306,7 @@ class Server:
             like = self.store.result_format(job)
             for index in range(from_index, job.frames_done):
                 self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
-            metadata = job.summary().get("metadata", {})
+            metadata = job.summary().metadata or {}
             self._send(identity, Done(job.job_id, job.frames_done, job.checksum, metadata))
         elif job.state in (FAILED, CANCELLED):
             self._send(identity, JobFailed(job.job_id, job.error_code or job.state, job.error_message or job.state))
@@ -316,36 +323,36 @@ class Server:
             state = "cancelling"
         else:
             state = job.state
-        self._send(identity, Reply({"job_id": job_id, "state": state}), req)
+        self._send(identity, Reply(CancelResult(job_id, state)), req)
 
     def _status(self, identity: bytes, job_id: str | None, req: int | None) -> None:
         if job_id is None:
-            counts = self.store.counts()
-            flushing = self._flushing()
-            if flushing:  # done and announced, the worker is still writing it
-                counts[RUNNING] -= flushing
-                counts[DONE] = counts.get(DONE, 0) + flushing
-            body = {**self.info(), "jobs": {state: count for state, count in counts.items() if count}}
-        else:
-            job = self.store.get(job_id)
-            if job is None:
-                self._send(identity, ErrorReply("unknown_job", f"no job {job_id} on this server"), req)
-                return
-            body = {**job.summary(), "position": self.store.position(job)}
-            if job.job_id in self._forwarded:
-                body["frames_done"] = self._forwarded[job.job_id][0]
-            if job.job_id in self._finished:
-                done = self._finished[job_id]
-                body.update(state=DONE, checksum=done.checksum, metadata=done.metadata)
-            progress = self._last_progress.get(job_id)
-            if progress is not None:
-                body["progress"] = {
-                    "phase": progress.phase,
-                    "step": progress.step,
-                    "total": progress.total,
-                    "eta_s": progress.eta_s,
-                }
-        self._send(identity, Reply(body), req)
+            self._send(identity, Reply(self._server_status()), req)
+            return
+        job = self.store.get(job_id)
+        if job is None:
+            self._send(identity, ErrorReply("unknown_job", f"no job {job_id} on this server"), req)
+            return
+        status = replace(job.summary(), position=self.store.position(job))
+        if job_id in self._forwarded:
+            status = replace(status, frames_done=self._forwarded[job_id][0])
+        if job_id in self._finished:
+            done = self._finished[job_id]
+            status = replace(status, state=DONE, checksum=done.checksum, metadata=done.metadata)
+        progress = self._last_progress.get(job_id)
+        if progress is not None:
+            status = replace(
+                status, progress=JobProgress(progress.phase, progress.step, progress.total, progress.eta_s)
+            )
+        self._send(identity, Reply(status), req)
+
+    def _server_status(self) -> ServerStatus:
+        counts = self.store.counts()
+        flushing = self._flushing()
+        if flushing:  # done and announced, the worker is still writing it
+            counts[RUNNING] -= flushing
+            counts[DONE] = counts.get(DONE, 0) + flushing
+        return ServerStatus(self.info(), {state: count for state, count in counts.items() if count})
 
     # -- worker events ------------------------------------------------------------------------
 

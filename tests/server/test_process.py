@@ -23,7 +23,7 @@ def test_sigkill_mid_queue_then_restart_completes_every_accepted_job(tmp_path):
         for event in client.events(accepted[0], timeout=30):
             if isinstance(event, Frame):
                 break  # the first job is running, the others wait
-        before = client.status()["jobs"]
+        before = client.status().jobs
     server.kill()
     assert before.get("queued", 0) >= 1, before
 
@@ -33,11 +33,11 @@ def test_sigkill_mid_queue_then_restart_completes_every_accepted_job(tmp_path):
             for request, job_id in zip(requests, accepted):
                 frames = {e.index: e.image for e in client.fetch(job_id, timeout=60) if isinstance(e, Frame)}
                 status = client.status(job_id)
-                assert status["state"] == "done" and len(frames) == 49
+                assert status.state == "done" and len(frames) == 49
                 expected = preview_frames(request)
-                assert status["checksum"] == result_checksum([frame_digest(f) for f in expected])
+                assert status.checksum == result_checksum([frame_digest(f) for f in expected])
                 np.testing.assert_array_equal(frames[10], expected[10])
-            assert client.status()["jobs"] == {"done": 3}  # none lost, none run twice
+            assert client.status().jobs == {"done": 3}  # none lost, none run twice
     finally:
         assert restarted.terminate() == 0  # SIGTERM is a clean shutdown
     assert "resuming" in restarted.log.read_text()
@@ -55,7 +55,7 @@ def test_client_resends_and_waits_across_a_restart(tmp_path):
             job_id = client.submit(make_request(9))
             events = list(client.events(job_id, timeout=30))
             assert isinstance(events[-1], Done)
-            assert client.status()["jobs"] == {"done": 1}  # re-sent submits did not run twice
+            assert client.status().jobs == {"done": 1}  # re-sent submits did not run twice
         finally:
             restarted.terminate()
 
@@ -109,7 +109,7 @@ def test_curve_allows_listed_keys_and_refuses_others(tmp_path):
     server = ThreadServer(tmp_path / "state", keys_dir=keys)
     try:
         with DasClient(server.address, timeout=10, **load_keys(keys, "alice")) as alice:
-            assert alice.info()["backend"] == "preview"
+            assert alice.info().backend == "preview"
             job_id = alice.submit(make_request(1))
             assert isinstance(list(alice.events(job_id, timeout=30))[-1], Done)
         stranger = load_keys(stranger_dir, "mallory")

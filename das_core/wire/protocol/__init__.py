@@ -10,10 +10,20 @@ reason. The full description is `PROTOCOL.md` beside this package.
 
 Import from `das_core.wire.protocol`; its modules are its layout, not separate entry points:
 `limits` (Limits, ProtocolError, job ids), `images` (EncodedImage, checksums), `messages` (the
-message dataclasses), `fields` (checked reads of a header), `codec` (encode, decode), `stored`
-(the on-disk form of a message).
+message dataclasses), `bodies` (what `info` and `reply` carry), `fields` (checked reads of a
+header), `codec` (encode, decode), `stored` (the on-disk form of a message).
 """
 
+from das_core.wire.protocol.bodies import (
+    CancelResult,
+    JobError,
+    JobList,
+    JobProgress,
+    JobStatus,
+    ReplyBody,
+    ServerInfo,
+    ServerStatus,
+)
 from das_core.wire.protocol.codec import VERSION, decode, encode
 from das_core.wire.protocol.images import CODECS, EncodedImage, frame_digest, result_checksum
 from das_core.wire.protocol.limits import DEFAULT_LIMITS, JOB_ID_PATTERN, Limits, ProtocolError, check_job_id
@@ -47,6 +57,7 @@ __all__ = [
     "VERSION",
     "Accepted",
     "Cancel",
+    "CancelResult",
     "Done",
     "EncodedImage",
     "ErrorReply",
@@ -55,14 +66,21 @@ __all__ = [
     "Frame",
     "Hello",
     "Info",
+    "JobError",
     "JobFailed",
+    "JobList",
+    "JobProgress",
     "JobRequest",
+    "JobStatus",
     "Limits",
     "ListJobs",
     "Message",
     "Progress",
     "ProtocolError",
     "Reply",
+    "ReplyBody",
+    "ServerInfo",
+    "ServerStatus",
     "StatusRequest",
     "Submit",
     "check_job_id",

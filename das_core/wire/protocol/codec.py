@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import msgpack
 
+from das_core.wire.protocol.bodies import ServerInfo, reply_body
 from das_core.wire.protocol.fields import Fields
 from das_core.wire.protocol.images import EncodedImage
 from das_core.wire.protocol.limits import DEFAULT_LIMITS, Limits, ProtocolError, check_job_id
@@ -77,9 +79,9 @@ def encode(message: Message, req: int | None = None) -> list[bytes]:
             tracking=[image(frame) for frame in message.tracking],
         )
     elif isinstance(message, Info):
-        header["info"] = message.fields
+        header["info"] = message.body.to_wire()
     elif isinstance(message, Reply):
-        header["body"] = message.body
+        header["body"] = message.body.to_wire()
     elif isinstance(message, Progress):
         header.update(
             job_id=message.job_id, phase=message.phase, step=message.step, total=message.total, eta_s=message.eta_s
@@ -98,7 +100,7 @@ def encode(message: Message, req: int | None = None) -> list[bytes]:
 
 
 def decode(
-    parts: list[bytes], limits: Limits = DEFAULT_LIMITS, *, decode_images: bool = True
+    parts: Sequence[bytes | memoryview], limits: Limits = DEFAULT_LIMITS, *, decode_images: bool = True
 ) -> tuple[Message, int | None]:
     """Parse multipart frames into `(message, req)`; raise `ProtocolError` on anything malformed.
 
@@ -139,7 +141,7 @@ def decode(
     return message, req
 
 
-def _unpack_header(raw: bytes, limits: Limits) -> dict:
+def _unpack_header(raw: bytes | memoryview, limits: Limits) -> dict:
     limit = limits.max_header_bytes
     try:
         header = msgpack.unpackb(
@@ -174,19 +176,19 @@ def _build_submit(fields: Fields) -> Submit:
         prompt=fields.text("prompt"),
         image=image,
         tracking=frames,
-        negative_prompt=fields.text("negative_prompt", optional=True),
+        negative_prompt=fields.optional_text("negative_prompt"),
         seed=fields.integer("seed"),
         steps=fields.integer("steps"),
         guidance=fields.number("guidance"),
         fps=fields.number("fps"),
-        client=fields.text("client", optional=True) or "",
+        client=fields.optional_text("client") or "",
     )
     submit.validate(fields.limits)
     return submit
 
 
 def _build_progress(fields: Fields) -> Progress:
-    eta = fields.number("eta_s", optional=True)
+    eta = fields.optional_number("eta_s")
     return Progress(
         job_id=fields.job_id(),
         phase=fields.text("phase"),
@@ -198,7 +200,7 @@ def _build_progress(fields: Fields) -> Progress:
 
 
 def _build_fetch(fields: Fields) -> Fetch:
-    from_index = fields.integer("from_index", optional=True, default=0)
+    from_index = fields.optional_integer("from_index") or 0
     if not 0 <= from_index <= fields.limits.max_frame_index:
         raise ProtocolError(
             f"from_index is {from_index}; it must be a frame index from 0 to {fields.limits.max_frame_index}"
@@ -207,19 +209,19 @@ def _build_fetch(fields: Fields) -> Fetch:
 
 
 def _build_status(fields: Fields) -> StatusRequest:
-    job_id = fields.field("job_id", str, optional=True)
+    job_id = fields.optional_field("job_id", str)
     return StatusRequest(None if job_id is None else check_job_id(job_id))
 
 
-_BUILDERS = {
-    "hello": lambda r: Hello(r.text("client", optional=True) or ""),
+_BUILDERS: dict[str, Callable[[Fields], Message]] = {
+    "hello": lambda r: Hello(r.optional_text("client") or ""),
     "submit": _build_submit,
     "cancel": lambda r: Cancel(r.job_id()),
     "status": _build_status,
     "fetch": _build_fetch,
     "list": lambda r: ListJobs(),
-    "info": lambda r: Info(r.mapping("info")),
-    "reply": lambda r: Reply(r.mapping("body")),
+    "info": lambda r: Info(ServerInfo.from_wire(r.nested("info"))),
+    "reply": lambda r: Reply(reply_body(r.nested("body"))),
     "error": lambda r: ErrorReply(r.text("code"), r.text("message")),
     "accepted": lambda r: Accepted(r.job_id(), r.integer("position")),
     "progress": _build_progress,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from das_core.wire.protocol.bodies import ReplyBody, ServerInfo
 from das_core.wire.protocol.images import EncodedImage
 from das_core.wire.protocol.limits import DEFAULT_LIMITS, Limits, ProtocolError, check_job_id, check_text
 
@@ -152,16 +153,16 @@ class ListJobs:
 
 @dataclass(frozen=True)
 class Info:
-    """The server's answer to `hello`: version, backend, model, device, queue, limits."""
+    """The server's answer to `hello`."""
 
-    fields: dict
+    body: ServerInfo
 
 
 @dataclass(frozen=True)
 class Reply:
-    """The answer to status, list and cancel."""
+    """The answer to status (`ServerStatus` or `JobStatus`), list (`JobList`) and cancel (`CancelResult`)."""
 
-    body: dict
+    body: ReplyBody
 
 
 @dataclass(frozen=True)
