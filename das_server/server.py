@@ -8,8 +8,8 @@ frames reach every subscriber, and a fetch first replays what already exists fro
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -49,6 +49,8 @@ from das_server.backends import Backend
 from das_server.config import ServerConfig
 from das_server.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobRecord, JobStore
 from das_server.worker import Started, Stored, Worker
+
+logger = logging.getLogger(__name__)
 
 _WAKE_ADDRESS = "inproc://das-worker-events"
 _BATCH = 200  # messages read per loop turn before the worker's events get a turn
@@ -113,11 +115,13 @@ class Server:
                 worker.enqueue(job_id)
             worker.start()
             self._prune()
-            print(
-                f"das server {__version__}: backend {self.backend.name}, listening on {self.bound_address}, "
-                f"state in {config.state_dir}" + (f", resuming {len(recovered)} jobs" if recovered else ""),
-                file=sys.stderr,
-                flush=True,
+            logger.info(
+                "das server %s: backend %s, listening on %s, state in %s%s",
+                __version__,
+                self.backend.name,
+                self.bound_address,
+                config.state_dir,
+                f", resuming {len(recovered)} jobs" if recovered else "",
             )
             self.ready.set()
             self._loop(socket, wake, worker)
@@ -167,8 +171,10 @@ class Server:
         try:
             message, req = decode([frame.buffer for frame in frames[1:]], self.config.limits, decode_images=False)
         except ProtocolError as error:
+            logger.debug("refused a message from %s: %s (%s)", identity.hex(), error, error.code)
             self._send(identity, ErrorReply(error.code, str(error)), error.req)
             return
+        logger.debug("%s from %s (req %s)", type(message).__name__, identity.hex(), req)
         try:
             if isinstance(message, Submit):
                 self._submit(identity, frames, message, req)
@@ -185,7 +191,7 @@ class Server:
             else:
                 self._send(identity, ErrorReply("unexpected", f"{type(message).__name__} is a server message"), req)
         except Exception as error:  # a bug must cost one reply, never the server
-            print(f"das server: error handling {type(message).__name__}: {error!r}", file=sys.stderr, flush=True)
+            logger.exception("internal error handling %s from %s", type(message).__name__, identity.hex())
             self._send(identity, ErrorReply("internal", f"the server failed on this request: {error}"), req)
 
     def info(self) -> ServerInfo:
@@ -257,6 +263,7 @@ class Server:
             self._send(identity, ErrorReply("storage", f"the server could not store the job ({error})"), req)
             return
         self.worker.enqueue(job.job_id)
+        logger.info("job %s accepted from %s", job.job_id, client)
         self._subscribe(job.job_id, identity)
         self._send(identity, Accepted(job.job_id, self.store.position(job)), req)
 
@@ -416,4 +423,4 @@ class Server:
     def _prune(self) -> None:
         removed = self.store.prune(self.config.retention_seconds, self.config.retention_bytes)
         if removed:
-            print(f"das server: retention removed {len(removed)} finished jobs", file=sys.stderr, flush=True)
+            logger.info("retention removed %d finished jobs", len(removed))

@@ -8,11 +8,10 @@ in order), written to the job store, then forwarded, so a later fetch sends the 
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 import time
-import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from das_core.wire.protocol import (
 )
 from das_server.backends import Backend
 from das_server.job_store import JobStore
+
+logger = logging.getLogger(__name__)
 
 _STOP = object()
 
@@ -155,6 +156,7 @@ class Worker(threading.Thread):
 
     def _run(self, job_id: str, control: _Control, encoder: ThreadPoolExecutor) -> None:
         self.emit(Started(job_id))
+        logger.info("job %s started", job_id)
         try:
             request = self.store.load_submit(job_id, self.limits).to_request()
             digests: list[bytes] = []
@@ -167,10 +169,11 @@ class Worker(threading.Thread):
             while pending:
                 self._deliver(job_id, pending.popleft(), digests)
         except DasError as error:
+            logger.warning("job %s: bad input: %s", job_id, error)
             self._fail(job_id, "bad_input", str(error))
             return
         except Exception as error:  # a backend bug or CUDA error must not kill the worker
-            traceback.print_exc(file=sys.stderr)
+            logger.exception("job %s: the %s backend failed", job_id, self.backend.name)
             hint = (
                 " (out of GPU memory: restart the server with --offload model)" if "out of memory" in str(error) else ""
             )
@@ -181,6 +184,7 @@ class Worker(threading.Thread):
                 shutting_down = self._shutting_down
             if shutting_down:
                 self.store.requeue(job_id)  # runs again when the server starts next time
+                logger.info("job %s interrupted by the shutdown; it runs again at the next start", job_id)
             else:
                 self._fail(job_id, "cancelled", "the job was cancelled while it ran")
             return
@@ -196,6 +200,7 @@ class Worker(threading.Thread):
         self.emit(Done(job_id, len(digests), checksum, metadata))  # clients need not wait for the fsync
         self.store.finish(job_id, len(digests), self._last_encoded, checksum, metadata)
         self.emit(Stored(job_id))
+        logger.info("job %s done: %d frames in %.1f s", job_id, len(digests), metadata["seconds"])
 
     def _deliver(self, job_id: str, item: tuple[int, np.ndarray, Future], digests: list[bytes]) -> None:
         index, frame, future = item
@@ -206,5 +211,6 @@ class Worker(threading.Thread):
         self.emit(Frame(job_id, index, encoded))
 
     def _fail(self, job_id: str, code: str, message: str) -> None:
+        logger.info("job %s %s: %s", job_id, "cancelled" if code == "cancelled" else f"failed ({code})", message)
         self.store.fail(job_id, code, message)
         self.emit(JobFailed(job_id, code, message))

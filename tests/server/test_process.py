@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
-from das_core.wire.client import DasClient, Done, Frame, ServerUnavailable
+from das_core.wire.client import DasClient, Done, Frame, ServerError, ServerUnavailable
 from das_core.wire.keys import is_loopback, keygen, load_keys
 from das_core.wire.protocol import frame_digest, result_checksum
-from tests.server.conftest import ProcessServer, ThreadServer, free_port, make_request, preview_frames, run_server_cli
+from tests.server.conftest import (
+    REPO,
+    ProcessServer,
+    ThreadServer,
+    free_port,
+    make_request,
+    preview_frames,
+    run_server_cli,
+)
 
 
 def test_sigkill_mid_queue_then_restart_completes_every_accepted_job(tmp_path):
@@ -124,3 +136,49 @@ def test_curve_allows_listed_keys_and_refuses_others(tmp_path):
         assert time.monotonic() - started < 5
     finally:
         server.stop()
+
+
+def test_warning_log_level_hides_info_and_an_internal_error_logs_its_traceback(tmp_path):
+    state, log = tmp_path / "state", tmp_path / "server.log"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "das_server", "--backend", "preview", "--bind", address]
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [*command, "--state-dir", str(state), "--log-level", "WARNING"], cwd=REPO, stderr=stderr
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # "listening on" is an INFO line, so ask instead of reading the log
+            try:
+                with DasClient(address, timeout=1.0) as client:
+                    client.info()
+                break
+            except ServerUnavailable:
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        database = sqlite3.connect(state / "jobs.sqlite", isolation_level=None)
+        database.execute("DROP TABLE jobs")  # the job store breaks under the running server
+        database.close()
+        with DasClient(address, timeout=10) as client:
+            with pytest.raises(ServerError) as error:
+                client.status()
+            assert error.value.code == "internal"
+        assert process.poll() is None  # it cost one reply, not the server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    text = log.read_text()
+    assert "ERROR das_server.server: internal error handling StatusRequest" in text
+    assert "Traceback (most recent call last)" in text and "no such table: jobs" in text
+    assert "listening on" not in text and " INFO " not in text
+
+
+def test_debug_log_level_logs_each_request(tmp_path):
+    server = ProcessServer(tmp_path / "state", free_port(), "--backend", "preview", "--log-level", "debug")
+    try:
+        with DasClient(server.address) as client:
+            client.info()
+    finally:
+        assert server.terminate() == 0
+    text = server.log.read_text()
+    assert "INFO das_server.server: das server" in text and "listening on" in text
+    assert "DEBUG das_server.server: Hello from" in text
