@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from das_core.errors import DasError
 from das_core.wire.protocol import (
+    Done,
     EncodedImage,
     JobError,
     JobStatus,
@@ -88,6 +90,12 @@ class JobRecord:
     error_message: str | None
     disk_bytes: int
 
+    def done(self) -> Done:
+        """The `done` event of a finished job, as stored."""
+        if self.state != DONE or self.checksum is None:
+            raise DasError(f"job {self.job_id} is {self.state}, not done with a checksum")
+        return Done(self.job_id, self.frames_done, self.checksum, json.loads(self.metadata) if self.metadata else {})
+
     def summary(self) -> JobStatus:
         """What `status` and `list` show a client."""
         return JobStatus(
@@ -153,7 +161,9 @@ class JobStore:
                     len(blob),
                 ),
             )
-            return self.get(submit.job_id)
+            job = self.get(submit.job_id)
+        assert job is not None  # inserted above, under the same lock
+        return job
 
     def claim(self, job_id: str) -> bool:
         """Mark a queued job running; False if it is no longer queued (cancelled, gone)."""
@@ -250,6 +260,8 @@ class JobStore:
     @staticmethod
     def result_format(job: JobRecord) -> EncodedImage:
         """An empty image with a finished job's result codec and size (for `read_frame`)."""
+        if job.result_codec is None or job.result_height is None or job.result_width is None:
+            raise DasError(f"job {job.job_id} has no stored result (its state is {job.state})")
         return EncodedImage(job.result_height, job.result_width, job.result_codec, b"")
 
     def position(self, job: JobRecord) -> int:

@@ -27,6 +27,7 @@ from das_core.wire.protocol import (
     Done,
     EncodedImage,
     ErrorReply,
+    Event,
     Fetch,
     Frame,
     Hello,
@@ -35,6 +36,7 @@ from das_core.wire.protocol import (
     JobList,
     JobProgress,
     ListJobs,
+    Message,
     Progress,
     ProtocolError,
     Reply,
@@ -303,9 +305,10 @@ class Server:
             self._send(identity, self._finished[job.job_id])
         elif job.state == RUNNING:
             self._subscribe(job.job_id, identity)
-            count, like = self._forwarded.get(job.job_id, (0, None))
-            for index in range(from_index, count):
-                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
+            if job.job_id in self._forwarded:
+                count, like = self._forwarded[job.job_id]
+                for index in range(from_index, count):
+                    self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
             progress = self._last_progress.get(job.job_id)
             if progress is not None:
                 self._send(identity, progress)
@@ -313,8 +316,7 @@ class Server:
             like = self.store.result_format(job)
             for index in range(from_index, job.frames_done):
                 self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
-            metadata = job.summary().metadata or {}
-            self._send(identity, Done(job.job_id, job.frames_done, job.checksum, metadata))
+            self._send(identity, job.done())
         elif job.state in (FAILED, CANCELLED):
             self._send(identity, JobFailed(job.job_id, job.error_code or job.state, job.error_message or job.state))
 
@@ -399,7 +401,7 @@ class Server:
         while len(subscribers) > _MAX_SUBSCRIBERS:
             subscribers.pop(next(iter(subscribers)))
 
-    def _publish(self, event: object) -> None:
+    def _publish(self, event: Event) -> None:
         subscribers = self._subscribers.get(event.job_id, {})
         if not subscribers:
             return
@@ -410,7 +412,7 @@ class Server:
         if isinstance(event, (Done, JobFailed)) or not subscribers:
             self._subscribers.pop(event.job_id, None)
 
-    def _send(self, identity: bytes, message: object, req: int | None = None) -> bool:
+    def _send(self, identity: bytes, message: Message, req: int | None = None) -> bool:
         return self._send_parts(identity, encode(message, req))
 
     def _send_parts(self, identity: bytes, parts: list[bytes]) -> bool:

@@ -23,8 +23,10 @@ from das_core.errors import DasError
 from das_core.wire.protocol import (
     Done,
     EncodedImage,
+    Event,
     Frame,
     JobFailed,
+    JobRequest,
     Limits,
     Progress,
     frame_digest,
@@ -34,8 +36,6 @@ from das_server.backends import Backend
 from das_server.job_store import JobStore
 
 logger = logging.getLogger(__name__)
-
-_STOP = object()
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,9 @@ class Stored:
     """A finished job's frames are on disk and its row says done (`Done` went out just before)."""
 
     job_id: str
+
+
+WorkerEvent = Started | Stored | Event
 
 
 class _Control:
@@ -89,13 +92,12 @@ class Worker(threading.Thread):
         self.backend = backend
         self.limits = limits
         self.result_codec = result_codec
-        self.jobs: queue.Queue = queue.Queue()
-        self.events: queue.Queue = queue.Queue()
+        self.jobs: queue.Queue[str | None] = queue.Queue()  # job ids; None stops the thread
+        self.events: queue.Queue[WorkerEvent] = queue.Queue()
         self._lock = threading.Lock()
         self._running: _Control | None = None
         self._shutting_down = False
-        self._wake: zmq.Socket | None = None
-        self._last_encoded: EncodedImage | None = None
+        self._wake: zmq.Socket | None = None  # made in `run`: the socket belongs to the worker thread
 
     # -- called from the server thread --------------------------------------------------------
 
@@ -116,11 +118,14 @@ class Worker(threading.Thread):
             self._shutting_down = True
             if self._running is not None:
                 self._running.stop.set()
-        self.jobs.put(_STOP)
+        self.jobs.put(None)
 
     # -- the worker thread --------------------------------------------------------------------
 
-    def emit(self, event: object) -> None:
+    def emit(self, event: WorkerEvent) -> None:
+        """Hand `event` to the server thread and wake it; only from the worker thread, inside `run`."""
+        if self._wake is None:
+            raise RuntimeError("Worker.emit is called on the worker thread once run() has started")
         self.events.put(event)
         try:
             self._wake.send(b"", zmq.NOBLOCK)
@@ -136,7 +141,7 @@ class Worker(threading.Thread):
         try:
             while True:
                 job_id = self.jobs.get()
-                if job_id is _STOP:
+                if job_id is None:
                     break
                 if not self.store.claim(job_id):
                     continue  # cancelled while queued, or a duplicate entry
@@ -159,15 +164,7 @@ class Worker(threading.Thread):
         logger.info("job %s started", job_id)
         try:
             request = self.store.load_submit(job_id, self.limits).to_request()
-            digests: list[bytes] = []
-            pending: deque[tuple[int, np.ndarray, Future]] = deque()
-            for index, frame in enumerate(self.backend.generate(request, control)):
-                frame = np.ascontiguousarray(frame, dtype=np.uint8)
-                pending.append((index, frame, encoder.submit(EncodedImage.encode, frame, self.result_codec)))
-                while pending and pending[0][2].done():
-                    self._deliver(job_id, pending.popleft(), digests)
-            while pending:
-                self._deliver(job_id, pending.popleft(), digests)
+            digests, last = self._generate(job_id, request, control, encoder)
         except DasError as error:
             logger.warning("job %s: bad input: %s", job_id, error)
             self._fail(job_id, "bad_input", str(error))
@@ -188,7 +185,7 @@ class Worker(threading.Thread):
             else:
                 self._fail(job_id, "cancelled", "the job was cancelled while it ran")
             return
-        if not digests:
+        if last is None:
             self._fail(job_id, "backend_error", f"the {self.backend.name} backend produced no frames")
             return
         metadata = {
@@ -198,17 +195,35 @@ class Worker(threading.Thread):
         }
         checksum = result_checksum(digests)
         self.emit(Done(job_id, len(digests), checksum, metadata))  # clients need not wait for the fsync
-        self.store.finish(job_id, len(digests), self._last_encoded, checksum, metadata)
+        self.store.finish(job_id, len(digests), last, checksum, metadata)
         self.emit(Stored(job_id))
         logger.info("job %s done: %d frames in %.1f s", job_id, len(digests), metadata["seconds"])
 
-    def _deliver(self, job_id: str, item: tuple[int, np.ndarray, Future], digests: list[bytes]) -> None:
+    def _generate(
+        self, job_id: str, request: JobRequest, control: _Control, encoder: ThreadPoolExecutor
+    ) -> tuple[list[bytes], EncodedImage | None]:
+        """Run the backend, storing and forwarding each frame in order; its frames' digests and the last one."""
+        digests: list[bytes] = []
+        last: EncodedImage | None = None
+        pending: deque[tuple[int, np.ndarray, Future[EncodedImage]]] = deque()
+        for index, frame in enumerate(self.backend.generate(request, control)):
+            frame = np.ascontiguousarray(frame, dtype=np.uint8)
+            pending.append((index, frame, encoder.submit(EncodedImage.encode, frame, self.result_codec)))
+            while pending and pending[0][2].done():
+                last = self._deliver(job_id, pending.popleft(), digests)
+        while pending:
+            last = self._deliver(job_id, pending.popleft(), digests)
+        return digests, last
+
+    def _deliver(
+        self, job_id: str, item: tuple[int, np.ndarray, Future[EncodedImage]], digests: list[bytes]
+    ) -> EncodedImage:
         index, frame, future = item
         encoded = future.result()
         digests.append(frame_digest(frame))
         self.store.add_frame(job_id, index, encoded)
-        self._last_encoded = encoded
         self.emit(Frame(job_id, index, encoded))
+        return encoded
 
     def _fail(self, job_id: str, code: str, message: str) -> None:
         logger.info("job %s %s: %s", job_id, "cancelled" if code == "cancelled" else f"failed ({code})", message)

@@ -108,7 +108,7 @@ class DasClient:
         self.timeout = float(timeout)
         self.name = name or f"{getpass.getuser()}@{_socket.gethostname()}"
         self._keys = keys if all(keys) else None
-        self._context = zmq.Context.instance()
+        self._context: zmq.Context = zmq.Context.instance()
         self._socket: zmq.Socket | None = None
         self._next_req = 1
         self._replies: dict[int | None, Message] = {}
