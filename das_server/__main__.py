@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from das_core.errors import DasError
 from das_core.wire.protocol import Limits
 from das_server.config import BACKENDS, DEFAULT_BIND, DEFAULT_MODEL, ServerConfig
 
+logger = logging.getLogger("das_server")  # not __name__: run with -m, this module is "__main__"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DESCRIPTION = (
     "Serve DaS video generation over ZeroMQ: one warm model, a persistent job queue, "
     "progress and frames streamed to clients (`das generate`, the Blender add-on)."
@@ -80,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow a non-loopback --bind without --keys (anyone who can reach it can use it)",
     )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="log to stderr from this level on: DEBUG adds every request (default: INFO)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -109,25 +123,45 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Load the backend and serve until SIGINT/SIGTERM; 2 with one line on stderr if it cannot start."""
-    try:
-        from das_core.wire.keys import check_bind
-        from das_server.backends import load_backend
-        from das_server.server import Server
+    """Load the backend and serve until SIGINT/SIGTERM; 2 with one logged line if it cannot start."""
+    with logging_to_stderr(args.log_level):
+        try:
+            from das_core.wire.keys import check_bind
+            from das_server.backends import load_backend
+            from das_server.server import Server
 
-        config = config_from_args(args)
-        check_bind(config.bind, config.keys_dir, config.insecure)  # before minutes of loading
-        print(f"das server: loading the {config.backend} backend ...", file=sys.stderr, flush=True)
-        backend = load_backend(config.backend, model=config.model, device=config.device, offload=config.offload)
-        server = Server(config, backend)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: server.stop())
-        server.run()
-    except DasError as error:
-        print(f"das server: error: {error}", file=sys.stderr)
-        return 2
-    print("das server: stopped", file=sys.stderr)
-    return 0
+            config = config_from_args(args)
+            check_bind(config.bind, config.keys_dir, config.insecure)  # before minutes of loading
+            logger.info("loading the %s backend ...", config.backend)
+            backend = load_backend(config.backend, model=config.model, device=config.device, offload=config.offload)
+            server = Server(config, backend)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: server.stop())
+            server.run()
+        except DasError as error:
+            logger.error("%s", error)
+            return 2
+        logger.info("stopped")
+        return 0
+
+
+@contextmanager
+def logging_to_stderr(level: str) -> Iterator[None]:
+    """While the server runs, das_server's records at `level` and above go to stderr.
+
+    The handler sits on the `das_server` logger and is removed afterwards, so `das serve` run inside
+    another process (a test) leaves the root logger's configuration alone.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    package = logging.getLogger("das_server")
+    package.addHandler(handler)
+    package.setLevel(level)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(logging.NOTSET)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from das_core.wire.protocol import EncodedImage, Limits, Submit, check_job_id, decode, join_parts, split_parts
+from das_core.errors import DasError
+from das_core.wire.protocol import (
+    Done,
+    EncodedImage,
+    JobError,
+    JobStatus,
+    Limits,
+    Submit,
+    check_job_id,
+    decode,
+    join_parts,
+    split_parts,
+)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 ACTIVE_STATES = (QUEUED, RUNNING)
@@ -78,26 +90,28 @@ class JobRecord:
     error_message: str | None
     disk_bytes: int
 
-    def summary(self) -> dict:
+    def done(self) -> Done:
+        """The `done` event of a finished job, as stored."""
+        if self.state != DONE or self.checksum is None:
+            raise DasError(f"job {self.job_id} is {self.state}, not done with a checksum")
+        return Done(self.job_id, self.frames_done, self.checksum, json.loads(self.metadata) if self.metadata else {})
+
+    def summary(self) -> JobStatus:
         """What `status` and `list` show a client."""
-        summary = {
-            "job_id": self.job_id,
-            "state": self.state,
-            "prompt": self.prompt[:200],
-            "seed": self.seed,
-            "steps": self.steps,
-            "frames_done": self.frames_done,
-            "created": self.created,
-            "started": self.started,
-            "finished": self.finished,
-        }
-        if self.checksum:
-            summary["checksum"] = self.checksum
-        if self.metadata:
-            summary["metadata"] = json.loads(self.metadata)
-        if self.error_code:
-            summary["error"] = {"code": self.error_code, "message": self.error_message}
-        return summary
+        return JobStatus(
+            job_id=self.job_id,
+            state=self.state,
+            prompt=self.prompt[:200],
+            seed=self.seed,
+            steps=self.steps,
+            frames_done=self.frames_done,
+            created=self.created,
+            started=self.started,
+            finished=self.finished,
+            checksum=self.checksum or None,
+            metadata=json.loads(self.metadata) if self.metadata else None,
+            error=JobError(self.error_code, self.error_message or "") if self.error_code else None,
+        )
 
 
 class JobStore:
@@ -147,7 +161,9 @@ class JobStore:
                     len(blob),
                 ),
             )
-            return self.get(submit.job_id)
+            job = self.get(submit.job_id)
+        assert job is not None  # inserted above, under the same lock
+        return job
 
     def claim(self, job_id: str) -> bool:
         """Mark a queued job running; False if it is no longer queued (cancelled, gone)."""
@@ -244,6 +260,8 @@ class JobStore:
     @staticmethod
     def result_format(job: JobRecord) -> EncodedImage:
         """An empty image with a finished job's result codec and size (for `read_frame`)."""
+        if job.result_codec is None or job.result_height is None or job.result_width is None:
+            raise DasError(f"job {job.job_id} has no stored result (its state is {job.state})")
         return EncodedImage(job.result_height, job.result_width, job.result_codec, b"")
 
     def position(self, job: JobRecord) -> int:

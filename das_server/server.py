@@ -8,11 +8,11 @@ frames reach every subscriber, and a fetch first replays what already exists fro
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import replace
 
 import zmq
 
@@ -23,18 +23,25 @@ from das_core.wire.protocol import (
     VERSION,
     Accepted,
     Cancel,
+    CancelResult,
     Done,
     EncodedImage,
     ErrorReply,
+    Event,
     Fetch,
     Frame,
     Hello,
     Info,
     JobFailed,
+    JobList,
+    JobProgress,
     ListJobs,
+    Message,
     Progress,
     ProtocolError,
     Reply,
+    ServerInfo,
+    ServerStatus,
     StatusRequest,
     Submit,
     decode,
@@ -44,6 +51,8 @@ from das_server.backends import Backend
 from das_server.config import ServerConfig
 from das_server.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobRecord, JobStore
 from das_server.worker import Started, Stored, Worker
+
+logger = logging.getLogger(__name__)
 
 _WAKE_ADDRESS = "inproc://das-worker-events"
 _BATCH = 200  # messages read per loop turn before the worker's events get a turn
@@ -108,11 +117,13 @@ class Server:
                 worker.enqueue(job_id)
             worker.start()
             self._prune()
-            print(
-                f"das server {__version__}: backend {self.backend.name}, listening on {self.bound_address}, "
-                f"state in {config.state_dir}" + (f", resuming {len(recovered)} jobs" if recovered else ""),
-                file=sys.stderr,
-                flush=True,
+            logger.info(
+                "das server %s: backend %s, listening on %s, state in %s%s",
+                __version__,
+                self.backend.name,
+                self.bound_address,
+                config.state_dir,
+                f", resuming {len(recovered)} jobs" if recovered else "",
             )
             self.ready.set()
             self._loop(socket, wake, worker)
@@ -162,8 +173,10 @@ class Server:
         try:
             message, req = decode([frame.buffer for frame in frames[1:]], self.config.limits, decode_images=False)
         except ProtocolError as error:
+            logger.debug("refused a message from %s: %s (%s)", identity.hex(), error, error.code)
             self._send(identity, ErrorReply(error.code, str(error)), error.req)
             return
+        logger.debug("%s from %s (req %s)", type(message).__name__, identity.hex(), req)
         try:
             if isinstance(message, Submit):
                 self._submit(identity, frames, message, req)
@@ -176,33 +189,34 @@ class Server:
             elif isinstance(message, StatusRequest):
                 self._status(identity, message.job_id, req)
             elif isinstance(message, ListJobs):
-                jobs = [job.summary() for job in self.store.recent()]
-                for job in jobs:
-                    if job["job_id"] in self._finished:
-                        job["state"] = DONE
-                self._send(identity, Reply({"jobs": jobs}), req)
+                self._send(identity, Reply(self._list()), req)
             else:
                 self._send(identity, ErrorReply("unexpected", f"{type(message).__name__} is a server message"), req)
         except Exception as error:  # a bug must cost one reply, never the server
-            print(f"das server: error handling {type(message).__name__}: {error!r}", file=sys.stderr, flush=True)
+            logger.exception("internal error handling %s from %s", type(message).__name__, identity.hex())
             self._send(identity, ErrorReply("internal", f"the server failed on this request: {error}"), req)
 
-    def info(self) -> dict:
+    def info(self) -> ServerInfo:
         """What `hello` and `status` report."""
         described = self.backend.describe()
-        return {
-            "version": VERSION,
-            "das": __version__,
-            "backend": self.backend.name,
-            "model": described.get("model"),
-            "device": described.get("device"),
-            "preview": bool(described.get("preview")),
-            "queue_length": self.store.count_active() - self._flushing(),
-            "max_queue": self.config.max_queue,
-            "max_queue_per_client": self.config.max_queue_per_client,
-            "result_codec": self.result_codec,
-            "limits": asdict(self.config.limits),
-        }
+        return ServerInfo(
+            version=VERSION,
+            das=__version__,
+            backend=self.backend.name,
+            model=described.get("model"),
+            device=described.get("device"),
+            preview=bool(described.get("preview")),
+            queue_length=self.store.count_active() - self._flushing(),
+            max_queue=self.config.max_queue,
+            max_queue_per_client=self.config.max_queue_per_client,
+            result_codec=self.result_codec,
+            limits=self.config.limits,
+        )
+
+    def _list(self) -> JobList:
+        """The most recent jobs; one whose `done` went out counts as done while the worker stores it."""
+        jobs = [job.summary() for job in self.store.recent()]
+        return JobList(tuple(replace(job, state=DONE) if job.job_id in self._finished else job for job in jobs))
 
     def _flushing(self) -> int:
         """Jobs whose `done` went out while their row still says running."""
@@ -251,6 +265,7 @@ class Server:
             self._send(identity, ErrorReply("storage", f"the server could not store the job ({error})"), req)
             return
         self.worker.enqueue(job.job_id)
+        logger.info("job %s accepted from %s", job.job_id, client)
         self._subscribe(job.job_id, identity)
         self._send(identity, Accepted(job.job_id, self.store.position(job)), req)
 
@@ -290,9 +305,10 @@ class Server:
             self._send(identity, self._finished[job.job_id])
         elif job.state == RUNNING:
             self._subscribe(job.job_id, identity)
-            count, like = self._forwarded.get(job.job_id, (0, None))
-            for index in range(from_index, count):
-                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
+            if job.job_id in self._forwarded:
+                count, like = self._forwarded[job.job_id]
+                for index in range(from_index, count):
+                    self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
             progress = self._last_progress.get(job.job_id)
             if progress is not None:
                 self._send(identity, progress)
@@ -300,8 +316,7 @@ class Server:
             like = self.store.result_format(job)
             for index in range(from_index, job.frames_done):
                 self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
-            metadata = job.summary().get("metadata", {})
-            self._send(identity, Done(job.job_id, job.frames_done, job.checksum, metadata))
+            self._send(identity, job.done())
         elif job.state in (FAILED, CANCELLED):
             self._send(identity, JobFailed(job.job_id, job.error_code or job.state, job.error_message or job.state))
 
@@ -317,36 +332,36 @@ class Server:
             state = "cancelling"
         else:
             state = job.state
-        self._send(identity, Reply({"job_id": job_id, "state": state}), req)
+        self._send(identity, Reply(CancelResult(job_id, state)), req)
 
     def _status(self, identity: bytes, job_id: str | None, req: int | None) -> None:
         if job_id is None:
-            counts = self.store.counts()
-            flushing = self._flushing()
-            if flushing:  # done and announced, the worker is still writing it
-                counts[RUNNING] -= flushing
-                counts[DONE] = counts.get(DONE, 0) + flushing
-            body = {**self.info(), "jobs": {state: count for state, count in counts.items() if count}}
-        else:
-            job = self.store.get(job_id)
-            if job is None:
-                self._send(identity, ErrorReply("unknown_job", f"no job {job_id} on this server"), req)
-                return
-            body = {**job.summary(), "position": self.store.position(job)}
-            if job.job_id in self._forwarded:
-                body["frames_done"] = self._forwarded[job.job_id][0]
-            if job.job_id in self._finished:
-                done = self._finished[job_id]
-                body.update(state=DONE, checksum=done.checksum, metadata=done.metadata)
-            progress = self._last_progress.get(job_id)
-            if progress is not None:
-                body["progress"] = {
-                    "phase": progress.phase,
-                    "step": progress.step,
-                    "total": progress.total,
-                    "eta_s": progress.eta_s,
-                }
-        self._send(identity, Reply(body), req)
+            self._send(identity, Reply(self._server_status()), req)
+            return
+        job = self.store.get(job_id)
+        if job is None:
+            self._send(identity, ErrorReply("unknown_job", f"no job {job_id} on this server"), req)
+            return
+        status = replace(job.summary(), position=self.store.position(job))
+        if job_id in self._forwarded:
+            status = replace(status, frames_done=self._forwarded[job_id][0])
+        if job_id in self._finished:
+            done = self._finished[job_id]
+            status = replace(status, state=DONE, checksum=done.checksum, metadata=done.metadata)
+        progress = self._last_progress.get(job_id)
+        if progress is not None:
+            status = replace(
+                status, progress=JobProgress(progress.phase, progress.step, progress.total, progress.eta_s)
+            )
+        self._send(identity, Reply(status), req)
+
+    def _server_status(self) -> ServerStatus:
+        counts = self.store.counts()
+        flushing = self._flushing()
+        if flushing:  # done and announced, the worker is still writing it
+            counts[RUNNING] -= flushing
+            counts[DONE] = counts.get(DONE, 0) + flushing
+        return ServerStatus(self.info(), {state: count for state, count in counts.items() if count})
 
     # -- worker events ------------------------------------------------------------------------
 
@@ -386,7 +401,7 @@ class Server:
         while len(subscribers) > _MAX_SUBSCRIBERS:
             subscribers.pop(next(iter(subscribers)))
 
-    def _publish(self, event: object) -> None:
+    def _publish(self, event: Event) -> None:
         subscribers = self._subscribers.get(event.job_id, {})
         if not subscribers:
             return
@@ -397,7 +412,7 @@ class Server:
         if isinstance(event, (Done, JobFailed)) or not subscribers:
             self._subscribers.pop(event.job_id, None)
 
-    def _send(self, identity: bytes, message: object, req: int | None = None) -> bool:
+    def _send(self, identity: bytes, message: Message, req: int | None = None) -> bool:
         return self._send_parts(identity, encode(message, req))
 
     def _send_parts(self, identity: bytes, parts: list[bytes]) -> bool:
@@ -410,4 +425,4 @@ class Server:
     def _prune(self) -> None:
         removed = self.store.prune(self.config.retention_seconds, self.config.retention_bytes)
         if removed:
-            print(f"das server: retention removed {len(removed)} finished jobs", file=sys.stderr, flush=True)
+            logger.info("retention removed %d finished jobs", len(removed))

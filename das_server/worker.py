@@ -8,11 +8,10 @@ in order), written to the job store, then forwarded, so a later fetch sends the 
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 import time
-import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,8 +23,10 @@ from das_core.errors import DasError
 from das_core.wire.protocol import (
     Done,
     EncodedImage,
+    Event,
     Frame,
     JobFailed,
+    JobRequest,
     Limits,
     Progress,
     frame_digest,
@@ -34,7 +35,7 @@ from das_core.wire.protocol import (
 from das_server.backends import Backend
 from das_server.job_store import JobStore
 
-_STOP = object()
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class Stored:
     """A finished job's frames are on disk and its row says done (`Done` went out just before)."""
 
     job_id: str
+
+
+WorkerEvent = Started | Stored | Event
 
 
 class _Control:
@@ -88,13 +92,12 @@ class Worker(threading.Thread):
         self.backend = backend
         self.limits = limits
         self.result_codec = result_codec
-        self.jobs: queue.Queue = queue.Queue()
-        self.events: queue.Queue = queue.Queue()
+        self.jobs: queue.Queue[str | None] = queue.Queue()  # job ids; None stops the thread
+        self.events: queue.Queue[WorkerEvent] = queue.Queue()
         self._lock = threading.Lock()
         self._running: _Control | None = None
         self._shutting_down = False
-        self._wake: zmq.Socket | None = None
-        self._last_encoded: EncodedImage | None = None
+        self._wake: zmq.Socket | None = None  # made in `run`: the socket belongs to the worker thread
 
     # -- called from the server thread --------------------------------------------------------
 
@@ -115,11 +118,14 @@ class Worker(threading.Thread):
             self._shutting_down = True
             if self._running is not None:
                 self._running.stop.set()
-        self.jobs.put(_STOP)
+        self.jobs.put(None)
 
     # -- the worker thread --------------------------------------------------------------------
 
-    def emit(self, event: object) -> None:
+    def emit(self, event: WorkerEvent) -> None:
+        """Hand `event` to the server thread and wake it; only from the worker thread, inside `run`."""
+        if self._wake is None:
+            raise RuntimeError("Worker.emit is called on the worker thread once run() has started")
         self.events.put(event)
         try:
             self._wake.send(b"", zmq.NOBLOCK)
@@ -135,7 +141,7 @@ class Worker(threading.Thread):
         try:
             while True:
                 job_id = self.jobs.get()
-                if job_id is _STOP:
+                if job_id is None:
                     break
                 if not self.store.claim(job_id):
                     continue  # cancelled while queued, or a duplicate entry
@@ -155,22 +161,16 @@ class Worker(threading.Thread):
 
     def _run(self, job_id: str, control: _Control, encoder: ThreadPoolExecutor) -> None:
         self.emit(Started(job_id))
+        logger.info("job %s started", job_id)
         try:
             request = self.store.load_submit(job_id, self.limits).to_request()
-            digests: list[bytes] = []
-            pending: deque[tuple[int, np.ndarray, Future]] = deque()
-            for index, frame in enumerate(self.backend.generate(request, control)):
-                frame = np.ascontiguousarray(frame, dtype=np.uint8)
-                pending.append((index, frame, encoder.submit(EncodedImage.encode, frame, self.result_codec)))
-                while pending and pending[0][2].done():
-                    self._deliver(job_id, pending.popleft(), digests)
-            while pending:
-                self._deliver(job_id, pending.popleft(), digests)
+            digests, last = self._generate(job_id, request, control, encoder)
         except DasError as error:
+            logger.warning("job %s: bad input: %s", job_id, error)
             self._fail(job_id, "bad_input", str(error))
             return
         except Exception as error:  # a backend bug or CUDA error must not kill the worker
-            traceback.print_exc(file=sys.stderr)
+            logger.exception("job %s: the %s backend failed", job_id, self.backend.name)
             hint = (
                 " (out of GPU memory: restart the server with --offload model)" if "out of memory" in str(error) else ""
             )
@@ -181,10 +181,11 @@ class Worker(threading.Thread):
                 shutting_down = self._shutting_down
             if shutting_down:
                 self.store.requeue(job_id)  # runs again when the server starts next time
+                logger.info("job %s interrupted by the shutdown; it runs again at the next start", job_id)
             else:
                 self._fail(job_id, "cancelled", "the job was cancelled while it ran")
             return
-        if not digests:
+        if last is None:
             self._fail(job_id, "backend_error", f"the {self.backend.name} backend produced no frames")
             return
         metadata = {
@@ -194,17 +195,37 @@ class Worker(threading.Thread):
         }
         checksum = result_checksum(digests)
         self.emit(Done(job_id, len(digests), checksum, metadata))  # clients need not wait for the fsync
-        self.store.finish(job_id, len(digests), self._last_encoded, checksum, metadata)
+        self.store.finish(job_id, len(digests), last, checksum, metadata)
         self.emit(Stored(job_id))
+        logger.info("job %s done: %d frames in %.1f s", job_id, len(digests), metadata["seconds"])
 
-    def _deliver(self, job_id: str, item: tuple[int, np.ndarray, Future], digests: list[bytes]) -> None:
+    def _generate(
+        self, job_id: str, request: JobRequest, control: _Control, encoder: ThreadPoolExecutor
+    ) -> tuple[list[bytes], EncodedImage | None]:
+        """Run the backend, storing and forwarding each frame in order; its frames' digests and the last one."""
+        digests: list[bytes] = []
+        last: EncodedImage | None = None
+        pending: deque[tuple[int, np.ndarray, Future[EncodedImage]]] = deque()
+        for index, frame in enumerate(self.backend.generate(request, control)):
+            frame = np.ascontiguousarray(frame, dtype=np.uint8)
+            pending.append((index, frame, encoder.submit(EncodedImage.encode, frame, self.result_codec)))
+            while pending and pending[0][2].done():
+                last = self._deliver(job_id, pending.popleft(), digests)
+        while pending:
+            last = self._deliver(job_id, pending.popleft(), digests)
+        return digests, last
+
+    def _deliver(
+        self, job_id: str, item: tuple[int, np.ndarray, Future[EncodedImage]], digests: list[bytes]
+    ) -> EncodedImage:
         index, frame, future = item
         encoded = future.result()
         digests.append(frame_digest(frame))
         self.store.add_frame(job_id, index, encoded)
-        self._last_encoded = encoded
         self.emit(Frame(job_id, index, encoded))
+        return encoded
 
     def _fail(self, job_id: str, code: str, message: str) -> None:
+        logger.info("job %s %s: %s", job_id, "cancelled" if code == "cancelled" else f"failed ({code})", message)
         self.store.fail(job_id, code, message)
         self.emit(JobFailed(job_id, code, message))

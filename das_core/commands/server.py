@@ -208,29 +208,28 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
 def status_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.job_id is not None:
-            status = client.status(args.job_id)
-            line = f"job {status['job_id']}: {status['state']}, {status['frames_done']} frames"
-            if status["state"] == "queued":
-                line += f", {status['position']} ahead"
-            if "progress" in status:
-                progress = status["progress"]
-                line += f", {progress['phase']} {progress['step']}/{progress['total']}"
-            if "error" in status:
-                line += f" ({status['error']['message']})"
+            job = client.status(args.job_id)
+            line = f"job {job.job_id}: {job.state}, {job.frames_done} frames"
+            if job.state == "queued":
+                line += f", {job.position} ahead"
+            if job.progress is not None:
+                line += f", {job.progress.phase} {job.progress.step}/{job.progress.total}"
+            if job.error is not None:
+                line += f" ({job.error.message})"
             print(line)
             return 0
         status = client.status()
-        jobs = status.get("jobs", {})
-        print(f"das server at {args.server}: protocol {status['version']}, das {status['das']}")
+        info = status.info
+        print(f"das server at {args.server}: protocol {info.version}, das {info.das}")
         print(
-            f"backend {status['backend']} ({status['model']}) on {status['device']}"
-            + (" - PREVIEW ONLY, no diffusion model" if status.get("preview") else "")
+            f"backend {info.backend} ({info.model}) on {info.device}"
+            + (" - PREVIEW ONLY, no diffusion model" if info.preview else "")
         )
-        counts = ", ".join(f"{count} {state}" for state, count in sorted(jobs.items())) or "no jobs yet"
-        print(f"queue: {status['queue_length']} of {status['max_queue']}; {counts}")
+        counts = ", ".join(f"{count} {state}" for state, count in sorted(status.jobs.items())) or "no jobs yet"
+        print(f"queue: {info.queue_length} of {info.max_queue}; {counts}")
         if args.jobs:
-            for job in client.list():
-                print(f"  {job['job_id']}  {job['state']:<9}  {job['prompt'][:60]}")
+            for listed in client.list_jobs():
+                print(f"  {listed.job_id}  {listed.state:<9}  {listed.prompt[:60]}")
     return 0
 
 

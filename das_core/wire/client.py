@@ -1,8 +1,9 @@
 """`DasClient`: talk to a das server from a script, the CLI or Blender's network thread (no torch).
 
 One DEALER socket, used only by the thread that calls the client. Requests (`info`, `status`,
-`list`, `cancel`) wait for their reply up to `timeout` and raise `ServerUnavailable` when none
-comes. `submit` returns once the server has stored the job; if no acceptance arrives it
+`list_jobs`, `cancel`) wait for their reply up to `timeout`, return its typed body (`ServerInfo`,
+`ServerStatus` or `JobStatus`, `JobStatus`es, `CancelResult`) and raise `ServerUnavailable` when
+none comes. `submit` returns once the server has stored the job; if no acceptance arrives it
 reconnects and re-sends the same message under the same job id (the server never runs a job id
 twice). `events(job_id)` yields `Accepted`, `Progress`, `Frame`, then `Done` or `JobFailed`;
 after a silence it asks the server again for what it missed (so a restart or a dropped
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterator
+from typing import NoReturn, TypeVar, overload
 
 import zmq
 
@@ -25,6 +27,7 @@ from das_core.errors import DasError
 from das_core.wire.protocol import (
     Accepted,
     Cancel,
+    CancelResult,
     Done,
     ErrorReply,
     Event,
@@ -33,12 +36,17 @@ from das_core.wire.protocol import (
     Hello,
     Info,
     JobFailed,
+    JobList,
     JobRequest,
+    JobStatus,
     ListJobs,
     Message,
     Progress,
     ProtocolError,
     Reply,
+    ReplyBody,
+    ServerInfo,
+    ServerStatus,
     StatusRequest,
     Submit,
     check_job_id,
@@ -62,6 +70,8 @@ __all__ = [
 ]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+AnswerT = TypeVar("AnswerT", Info, Reply)
+BodyT = TypeVar("BodyT", bound=ReplyBody)
 _RESUBSCRIBE_S = 5.0  # ask again for a job's events after this long without news
 _MAX_REFETCH = 5
 
@@ -98,7 +108,7 @@ class DasClient:
         self.timeout = float(timeout)
         self.name = name or f"{getpass.getuser()}@{_socket.gethostname()}"
         self._keys = keys if all(keys) else None
-        self._context = zmq.Context.instance()
+        self._context: zmq.Context = zmq.Context.instance()
         self._socket: zmq.Socket | None = None
         self._next_req = 1
         self._replies: dict[int | None, Message] = {}
@@ -118,22 +128,29 @@ class DasClient:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def info(self) -> dict:
+    def info(self) -> ServerInfo:
         """The server's version, backend, model, device, queue length and limits."""
-        reply = self._request(Hello(self.name))
-        return reply.fields
+        return self._request(Hello(self.name), Info).body
 
-    def status(self, job_id: str | None = None) -> dict:
+    @overload
+    def status(self, job_id: None = None) -> ServerStatus: ...
+
+    @overload
+    def status(self, job_id: str) -> JobStatus: ...
+
+    def status(self, job_id: str | None = None) -> ServerStatus | JobStatus:
         """One job's state (and position, progress), or the server's summary without a job id."""
-        return self._request(StatusRequest(None if job_id is None else check_job_id(job_id))).body
+        if job_id is None:
+            return self._reply(StatusRequest(None), ServerStatus)
+        return self._reply(StatusRequest(check_job_id(job_id)), JobStatus)
 
-    def list(self) -> list[dict]:
+    def list_jobs(self) -> list[JobStatus]:
         """The server's most recent jobs, newest first."""
-        return list(self._request(ListJobs()).body.get("jobs", []))
+        return list(self._reply(ListJobs(), JobList).jobs)
 
-    def cancel(self, job_id: str) -> dict:
+    def cancel(self, job_id: str) -> CancelResult:
         """Cancel a queued or running job; its event stream ends with `JobFailed(code="cancelled")`."""
-        return self._request(Cancel(check_job_id(job_id))).body
+        return self._reply(Cancel(check_job_id(job_id)), CancelResult)
 
     def submit(self, request: JobRequest, *, codec: str = "png") -> str:
         """Send a job and return its id once the server has stored it.
@@ -274,7 +291,8 @@ class DasClient:
         except zmq.Again:
             self._unavailable()
 
-    def _request(self, message: Message) -> Message:
+    def _request(self, message: Message, answer: type[AnswerT]) -> AnswerT:
+        """Send `message` and wait for its answer, which must be an `answer`."""
         req = self._new_req()
         self._send_parts(encode(message, req))
         reply = self._wait_reply(req, time.monotonic() + self.timeout)
@@ -283,6 +301,15 @@ class DasClient:
             self._unavailable()
         if isinstance(reply, ErrorReply):
             raise ServerError(reply.code, reply.message)
+        if not isinstance(reply, answer):
+            raise ProtocolError(f"expected {answer.__name__} for {type(message).__name__}, got {type(reply).__name__}")
+        return reply
+
+    def _reply(self, message: Message, body: type[BodyT]) -> BodyT:
+        """Send `message` and return the body of its `reply`, which must be a `body`."""
+        reply = self._request(message, Reply).body
+        if not isinstance(reply, body):
+            raise ProtocolError(f"expected {body.__name__} for {type(message).__name__}, got {type(reply).__name__}")
         return reply
 
     def _wait_reply(self, req: int, deadline: float) -> Message | None:
@@ -314,7 +341,7 @@ class DasClient:
             self._events[message.job_id].append(message)
         return True
 
-    def _unavailable(self, detail: str | None = None) -> None:
+    def _unavailable(self, detail: str | None = None) -> NoReturn:
         raise ServerUnavailable(
             (detail or f"no das server answered at {self.address} within {self.timeout:g} s")
             + "; start one with `python -m das_server --backend preview` (or check --server and --keys)"

@@ -154,7 +154,7 @@ def _run_on_server(
     summary = BatchSummary(manifest=manifest.path)
     with DasClient(address, **(client_options or {})) as client:
         info = client.info()  # fail before any work when the server is not there
-        report(f"server {address}: {info.get('backend', '?')} backend, model {info.get('model', '?')}")
+        report(f"server {address}: {info.backend} backend, model {info.model or '?'}")
         with tqdm(total=len(spec.shots), unit="shot", desc="batch", disable=not progress) as bar:
             _run_shots(spec, manifest, out_dir, client, blender, bar, summary, report if not progress else tqdm.write)
     return summary

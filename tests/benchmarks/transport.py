@@ -136,7 +136,7 @@ def main() -> None:
             time.sleep(0.5)
             # wait for the accept jobs to drain so the stream runs alone
             with DasClient(server.bound_address) as client:
-                while client.status()["queue_length"]:
+                while client.status().info.queue_length:
                     time.sleep(0.1)
             stream, total = bench_stream(server.bound_address, backend, args.repeats)
             server.stop()

@@ -161,7 +161,7 @@ def test_cancel_reaches_the_server_and_wait_raises_the_servers_error(factory_sce
         from das_core.wire.client import DasClient
 
         with DasClient(server.address) as client:
-            assert client.status(job.job_id)["state"] == "cancelled"
+            assert client.status(job.job_id).state == "cancelled"
     assert job.strip_name == "" and job.name not in _strips(scene)
 
 

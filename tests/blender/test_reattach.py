@@ -68,7 +68,7 @@ def test_a_job_finished_while_blender_was_closed_lands_on_load(factory_scene, ad
 
     with DasClient(preview.address) as client:  # the server finishes it meanwhile
         deadline = time.monotonic() + 30
-        while client.status(job.job_id)["state"] != "done" and time.monotonic() < deadline:
+        while client.status(job.job_id).state != "done" and time.monotonic() < deadline:
             time.sleep(0.05)
     kept = {path.name: path.stat().st_mtime_ns for path in job.frame_dir.glob("frame_*.png")}
     assert kept, "frames written before the restart"

@@ -64,7 +64,7 @@ def test_the_block_really_blocks():
     ("module", "line", "contract"),
     [
         ("das_core/tracking/tracks.py", "import torch", "run inside Blender"),
-        ("das_core/wire/protocol.py", "import bpy", "run inside Blender"),
+        ("das_core/wire/protocol/codec.py", "import bpy", "run inside Blender"),
         ("das_core/tracking/video.py", "import zmq", "no networking"),
         ("das_core/workflow/batch.py", "import das_server.server", "only the CLI's server command"),
         ("blender_addon/panel.py", "import das_core.model", "only the bundled tiers"),

@@ -34,7 +34,7 @@ def manifest_of(out: Path) -> dict:
 def server_job_ids(state_dir: Path) -> list[str]:
     """Every job a (restarted) server in `state_dir` has stored."""
     with LocalServer("preview", state_dir) as server, DasClient(server.address) as client:
-        return sorted(job["job_id"] for job in client.list())
+        return sorted(job.job_id for job in client.list_jobs())
 
 
 def test_batch_reports_a_broken_shot_and_finishes_the_others(tmp_path, capsys):
@@ -158,7 +158,7 @@ prompt = "Shot {name}."
         for entry in shots.values():
             assert read_video(out / entry["outputs"]["result_video"]).shape == (49, 480, 720, 3)
         with DasClient(server.address) as client:
-            ids = sorted(job["job_id"] for job in client.list())
+            ids = sorted(job.job_id for job in client.list_jobs())
         assert ids == sorted([killed["first"]["job_id"], killed["second"]["job_id"], "third-never-sent"])
 
 
@@ -240,7 +240,7 @@ def test_local_server_retries_when_its_port_is_taken(tmp_path, monkeypatch):
         ports = iter([busy.getsockname()[1], local_server.free_loopback_port()])
         monkeypatch.setattr(local_server, "free_loopback_port", lambda: next(ports))
         with LocalServer("preview", tmp_path) as server, DasClient(server.address) as client:
-            assert client.info()["backend"] == "preview"
+            assert client.info().backend == "preview"
             assert server.address != f"tcp://127.0.0.1:{busy.getsockname()[1]}"
     assert "cannot listen on" in (tmp_path / "server.log").read_text()
 

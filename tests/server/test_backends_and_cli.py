@@ -56,7 +56,7 @@ def test_tiny_backend_end_to_end_resizes_back_to_the_request(tmp_path):
     try:
         request = make_request(2, height=60, width=90, steps=2)
         with DasClient(server.address, timeout=30) as client:
-            assert client.info()["backend"] == "tiny"
+            assert client.info().backend == "tiny"
             job_id = client.submit(request)
             events = list(client.events(job_id, timeout=120))
         frames = [e.image for e in events if isinstance(e, Frame)]

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
-from das_core.wire.client import DasClient, Done, Frame, ServerUnavailable
+from das_core.wire.client import DasClient, Done, Frame, ServerError, ServerUnavailable
 from das_core.wire.keys import is_loopback, keygen, load_keys
 from das_core.wire.protocol import frame_digest, result_checksum
-from tests.server.conftest import ProcessServer, ThreadServer, free_port, make_request, preview_frames, run_server_cli
+from tests.server.conftest import (
+    REPO,
+    ProcessServer,
+    ThreadServer,
+    free_port,
+    make_request,
+    preview_frames,
+    run_server_cli,
+)
 
 
 def test_sigkill_mid_queue_then_restart_completes_every_accepted_job(tmp_path):
@@ -23,7 +35,7 @@ def test_sigkill_mid_queue_then_restart_completes_every_accepted_job(tmp_path):
         for event in client.events(accepted[0], timeout=30):
             if isinstance(event, Frame):
                 break  # the first job is running, the others wait
-        before = client.status()["jobs"]
+        before = client.status().jobs
     server.kill()
     assert before.get("queued", 0) >= 1, before
 
@@ -33,11 +45,11 @@ def test_sigkill_mid_queue_then_restart_completes_every_accepted_job(tmp_path):
             for request, job_id in zip(requests, accepted):
                 frames = {e.index: e.image for e in client.fetch(job_id, timeout=60) if isinstance(e, Frame)}
                 status = client.status(job_id)
-                assert status["state"] == "done" and len(frames) == 49
+                assert status.state == "done" and len(frames) == 49
                 expected = preview_frames(request)
-                assert status["checksum"] == result_checksum([frame_digest(f) for f in expected])
+                assert status.checksum == result_checksum([frame_digest(f) for f in expected])
                 np.testing.assert_array_equal(frames[10], expected[10])
-            assert client.status()["jobs"] == {"done": 3}  # none lost, none run twice
+            assert client.status().jobs == {"done": 3}  # none lost, none run twice
     finally:
         assert restarted.terminate() == 0  # SIGTERM is a clean shutdown
     assert "resuming" in restarted.log.read_text()
@@ -55,7 +67,7 @@ def test_client_resends_and_waits_across_a_restart(tmp_path):
             job_id = client.submit(make_request(9))
             events = list(client.events(job_id, timeout=30))
             assert isinstance(events[-1], Done)
-            assert client.status()["jobs"] == {"done": 1}  # re-sent submits did not run twice
+            assert client.status().jobs == {"done": 1}  # re-sent submits did not run twice
         finally:
             restarted.terminate()
 
@@ -109,7 +121,7 @@ def test_curve_allows_listed_keys_and_refuses_others(tmp_path):
     server = ThreadServer(tmp_path / "state", keys_dir=keys)
     try:
         with DasClient(server.address, timeout=10, **load_keys(keys, "alice")) as alice:
-            assert alice.info()["backend"] == "preview"
+            assert alice.info().backend == "preview"
             job_id = alice.submit(make_request(1))
             assert isinstance(list(alice.events(job_id, timeout=30))[-1], Done)
         stranger = load_keys(stranger_dir, "mallory")
@@ -124,3 +136,49 @@ def test_curve_allows_listed_keys_and_refuses_others(tmp_path):
         assert time.monotonic() - started < 5
     finally:
         server.stop()
+
+
+def test_warning_log_level_hides_info_and_an_internal_error_logs_its_traceback(tmp_path):
+    state, log = tmp_path / "state", tmp_path / "server.log"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "das_server", "--backend", "preview", "--bind", address]
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [*command, "--state-dir", str(state), "--log-level", "WARNING"], cwd=REPO, stderr=stderr
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # "listening on" is an INFO line, so ask instead of reading the log
+            try:
+                with DasClient(address, timeout=1.0) as client:
+                    client.info()
+                break
+            except ServerUnavailable:
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        database = sqlite3.connect(state / "jobs.sqlite", isolation_level=None)
+        database.execute("DROP TABLE jobs")  # the job store breaks under the running server
+        database.close()
+        with DasClient(address, timeout=10) as client:
+            with pytest.raises(ServerError) as error:
+                client.status()
+            assert error.value.code == "internal"
+        assert process.poll() is None  # it cost one reply, not the server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    text = log.read_text()
+    assert "ERROR das_server.server: internal error handling StatusRequest" in text
+    assert "Traceback (most recent call last)" in text and "no such table: jobs" in text
+    assert "listening on" not in text and " INFO " not in text
+
+
+def test_debug_log_level_logs_each_request(tmp_path):
+    server = ProcessServer(tmp_path / "state", free_port(), "--backend", "preview", "--log-level", "debug")
+    try:
+        with DasClient(server.address) as client:
+            client.info()
+    finally:
+        assert server.terminate() == 0
+    text = server.log.read_text()
+    assert "INFO das_server.server: das server" in text and "listening on" in text
+    assert "DEBUG das_server.server: Hello from" in text

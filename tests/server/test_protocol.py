@@ -11,16 +11,24 @@ import pytest
 from das_core.wire.protocol import (
     VERSION,
     Accepted,
+    CancelResult,
     Done,
     EncodedImage,
     Fetch,
     Frame,
     Hello,
     Info,
+    JobError,
     JobFailed,
+    JobList,
+    JobProgress,
+    JobStatus,
     Limits,
     Progress,
     ProtocolError,
+    Reply,
+    ServerInfo,
+    ServerStatus,
     Submit,
     check_job_id,
     decode,
@@ -70,13 +78,128 @@ def test_server_events_round_trip():
         Progress("j", "denoise", 2, 50, 1.5),
         Done("j", 49, "sha256:ab", {"preview": True}),
         JobFailed("j", "cancelled", "stopped"),
-        Info({"backend": "preview"}),
+        Info(_old_info_fields()),
         Fetch("j", 4),
         Hello("x"),
     ):
         assert decode(encode(event))[0] == event
     progress, _ = decode(encode(Progress("j", "denoise", 1, 2, None, preview)))
     np.testing.assert_array_equal(progress.preview, preview)
+
+
+# Bodies exactly as version-1 servers built them (string-keyed dicts, keys in this order).
+_OLD_INFO = {
+    "version": 1,
+    "das": "0.1.0",
+    "backend": "preview",
+    "model": "none (reference image warped along the tracking video)",
+    "device": "cpu",
+    "preview": True,
+    "queue_length": 2,
+    "max_queue": 64,
+    "max_queue_per_client": 16,
+    "result_codec": "raw",
+    "limits": {
+        "max_frames": 49,
+        "max_width": 1920,
+        "max_height": 1080,
+        "max_prompt_chars": 2000,
+        "max_steps": 200,
+        "max_part_bytes": 8 << 20,
+        "max_metadata_bytes": 64 << 10,
+    },
+}
+_OLD_JOB = {
+    "job_id": "j1",
+    "state": "running",
+    "prompt": "a box",
+    "seed": 42,
+    "steps": 50,
+    "frames_done": 3,
+    "created": 1700000000.25,
+    "started": 1700000001.5,
+    "finished": None,
+}
+_OLD_DONE_JOB = {
+    **_OLD_JOB,
+    "state": "done",
+    "frames_done": 49,
+    "finished": 1700000009.75,
+    "checksum": "blake2b:ab",
+    "metadata": {"backend": "preview", "preview": True, "fps": 8.0, "seconds": 1.25, "model_size": [720, 480]},
+}
+_OLD_FAILED_JOB = {**_OLD_JOB, "state": "failed", "error": {"code": "backend_error", "message": "boom"}}
+
+
+def _old_info_fields() -> ServerInfo:
+    message, _ = decode([_header(type="info", info=_OLD_INFO)])
+    return message.body
+
+
+@pytest.mark.parametrize(
+    "kind, key, old_body, expected",
+    [
+        ("info", "info", _OLD_INFO, ServerInfo),
+        ("reply", "body", {**_OLD_INFO, "jobs": {"done": 3, "queued": 1}}, ServerStatus),
+        ("reply", "body", {**_OLD_JOB, "position": 0}, JobStatus),
+        (
+            "reply",
+            "body",
+            {**_OLD_JOB, "position": 0, "progress": {"phase": "denoise", "step": 3, "total": 50, "eta_s": 2.5}},
+            JobStatus,
+        ),
+        ("reply", "body", {**_OLD_JOB, "state": "queued", "started": None, "position": 4}, JobStatus),
+        ("reply", "body", {**_OLD_DONE_JOB, "position": 0}, JobStatus),
+        ("reply", "body", {**_OLD_FAILED_JOB, "position": 0}, JobStatus),
+        ("reply", "body", {"jobs": [_OLD_DONE_JOB, _OLD_FAILED_JOB, _OLD_JOB]}, JobList),
+        ("reply", "body", {"jobs": []}, JobList),
+        ("reply", "body", {"job_id": "j1", "state": "cancelling"}, CancelResult),
+    ],
+)
+def test_old_style_dict_bodies_decode_typed_and_encode_to_the_same_bytes(kind, key, old_body, expected):
+    raw = _header(type=kind, req=7, **{key: old_body})
+    message, req = decode([raw])
+    assert isinstance(message.body, expected)
+    assert encode(message, req) == [raw]
+
+
+def test_typed_bodies_carry_every_field():
+    info = _old_info_fields()
+    assert (info.backend, info.preview, info.queue_length, info.limits.max_part_bytes) == ("preview", True, 2, 8 << 20)
+    assert info.limits.max_header_bytes == Limits().max_header_bytes  # not published: protocol 1's own
+    running, _ = decode([_header(type="reply", body={**_OLD_JOB, "position": 0, "progress": {
+        "phase": "denoise", "step": 3, "total": 50, "eta_s": None}})])  # fmt: skip
+    assert running.body == JobStatus(
+        "j1", "running", "a box", 42, 50, 3, 1700000000.25, 1700000001.5, None,
+        position=0, progress=JobProgress("denoise", 3, 50, None),
+    )  # fmt: skip
+    failed, _ = decode([_header(type="reply", body=_OLD_FAILED_JOB)])
+    assert failed.body.error == JobError("backend_error", "boom") and failed.body.position is None
+    status, _ = decode([_header(type="reply", body={**_OLD_INFO, "jobs": {"done": 3}})])
+    assert status.body.jobs == {"done": 3} and status.body.info == info
+
+
+@pytest.mark.parametrize(
+    "kind, key, body, reason",
+    [
+        ("reply", "body", {"something": 1}, "none of the known kinds"),
+        ("reply", "body", [1, 2], "must be dict"),
+        ("reply", "body", {**_OLD_JOB, "seed": "42"}, "'body.seed' must be int"),
+        ("reply", "body", {"jobs": [_OLD_JOB, 5]}, r"jobs\[1\] must be a map"),
+        ("reply", "body", {"jobs": [{**_OLD_JOB, "created": None}]}, r"'body.jobs\[0\].created' is missing"),
+        ("reply", "body", {**_OLD_INFO, "jobs": {"done": "x"}}, "'body.jobs.done' must be int"),
+        ("info", "info", {**_OLD_INFO, "limits": {}}, "'info.limits.max_frames' is missing"),
+        ("info", "info", {**_OLD_INFO, "preview": 1}, "'info.preview' must be bool"),
+    ],
+)
+def test_malformed_bodies_are_refused_with_the_field_named(kind, key, body, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        decode([_header(type=kind, **{key: body})])
+
+
+def test_a_reply_body_is_typed_when_built():
+    body = CancelResult("j1", "cancelled")
+    assert decode(encode(Reply(body)))[0] == Reply(body)
 
 
 @pytest.mark.parametrize("raw", [b"", b"\xc1", b"\x92\x01", b"\xdf\xff\xff\xff\xff", bytes(range(256)), b"\x81\xa1"])
@@ -186,6 +309,35 @@ def test_limits_are_the_servers_own():
         decode(parts, Limits(max_frames=1))
     with pytest.raises(ProtocolError, match="accepts 1x1 up to 32x32"):
         decode(parts, Limits(max_width=32, max_height=32))
+
+
+@pytest.mark.parametrize(
+    "limits, overrides, reason",
+    [
+        (Limits(max_header_bytes=64), {}, "header is .* bytes; at most 64"),
+        (Limits(max_header_list_len=1), {}, "not valid msgpack"),
+        (Limits(max_client_chars=3), {"client": "abcd"}, "client is 4 characters"),
+        (Limits(max_seed=10), {"seed": 11}, "from 0 to 10"),
+        (Limits(max_guidance=5.0), {"guidance": 6.0}, "from 0 to 5"),
+        (Limits(min_fps=10.0, max_fps=30.0), {"fps": 60.0}, "from 10 to 30"),
+        (Limits(max_request_id=4), {"req": 5}, "req must be"),
+    ],
+)
+def test_every_bound_comes_from_limits(limits, overrides, reason):
+    decode(_submit_parts(**overrides))  # within the default limits
+    with pytest.raises(ProtocolError, match=reason):
+        decode(_submit_parts(**overrides), limits)
+
+
+def test_fetch_index_bound_comes_from_limits():
+    assert decode([_header(type="fetch", job_id="a", from_index=9)])[0] == Fetch("a", 9)
+    with pytest.raises(ProtocolError, match="from 0 to 8"):
+        decode([_header(type="fetch", job_id="a", from_index=9)], Limits(max_frame_index=8))
+
+
+def test_info_publishes_the_configurable_limits_only():
+    assert list(Limits(max_frames=7).published()) == list(Limits.PUBLISHED)
+    assert Limits(max_frames=7).published()["max_frames"] == 7
 
 
 @pytest.mark.parametrize("job_id", ["", "a/b", "..", "a b", "x" * 65, "-lead", "é"])

@@ -30,7 +30,7 @@ def test_preview_end_to_end_frames_equal_the_backend(preview_server):
     expected = preview_frames(request)
     with DasClient(preview_server.address) as client:
         info = client.info()
-        assert (info["version"], info["backend"], info["preview"]) == (VERSION, "preview", True)
+        assert (info.version, info.backend, info.preview) == (VERSION, "preview", True)
         job_id = client.submit(request)
         frames, other = _collect(client.events(job_id, timeout=30))
     assert isinstance(other[0], Accepted)
@@ -49,9 +49,9 @@ def test_status_list_fetch_and_unknown_jobs(preview_server):
         assert job_id == "known-job"
         first, _ = _collect(client.events(job_id, timeout=30))
         status = client.status(job_id)
-        assert status["state"] == "done" and status["frames_done"] == 49
-        assert [job["job_id"] for job in client.list()] == ["known-job"]
-        assert client.status()["jobs"] == {"done": 1}
+        assert status.state == "done" and status.frames_done == 49
+        assert [job.job_id for job in client.list_jobs()] == ["known-job"]
+        assert client.status().jobs == {"done": 1}
         again, other = _collect(client.fetch(job_id, timeout=30))
         assert isinstance(other[-1], Done) and sorted(again) == list(range(49))
         np.testing.assert_array_equal(again[48], first[48])
@@ -68,7 +68,7 @@ def test_a_retried_submit_runs_once(preview_server):
         client.submit(request)  # what a client does after a reconnect
         _, other = _collect(client.events("same-id", timeout=30))
         assert isinstance(other[-1], Done)
-        assert client.status()["jobs"] == {"done": 1}
+        assert client.status().jobs == {"done": 1}
         taken = make_request(4, job_id="same-id")
         with pytest.raises(ServerError, match="already used"):
             client.submit(taken)
@@ -101,7 +101,7 @@ def test_eight_clients_five_jobs_each_none_lost_or_duplicated(preview_server):
             assert isinstance(done, Done) and sorted(frames) == list(range(49))
             assert done.checksum == result_checksum([frame_digest(f) for f in expected])
     with DasClient(preview_server.address) as client:
-        assert client.status()["jobs"] == {"done": 40}
+        assert client.status().jobs == {"done": 40}
 
 
 def test_hostile_input_is_answered_and_others_keep_being_served(preview_server):
@@ -150,7 +150,7 @@ def test_hostile_input_is_answered_and_others_keep_being_served(preview_server):
         attacker.send(b"\xff" * (index % 50))
     started = time.monotonic()
     with DasClient(preview_server.address, timeout=20) as client:
-        assert client.info()["backend"] == "preview"
+        assert client.info().backend == "preview"
         job_id = client.submit(make_request(5))
         _, other = _collect(client.events(job_id, timeout=30))
         assert isinstance(other[-1], Done)
@@ -172,18 +172,18 @@ def test_cancel_queued_and_running_jobs(tmp_path):
             running = client.submit(make_request(1, job_id="runs"))
             queued = client.submit(make_request(2, job_id="waits"))
             deadline = time.monotonic() + 10
-            while client.status(running)["state"] != "running":
+            while client.status(running).state != "running":
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            assert client.status(queued)["position"] == 1
-            assert client.cancel(queued)["state"] == "cancelled"
-            assert client.cancel(running)["state"] == "cancelling"
+            assert client.status(queued).position == 1
+            assert client.cancel(queued).state == "cancelled"
+            assert client.cancel(running).state == "cancelling"
             _, other = _collect(client.events(running, timeout=30))
             assert isinstance(other[-1], JobFailed) and other[-1].code == "cancelled"
             _, other = _collect(client.events(queued, timeout=30))
             assert isinstance(other[-1], JobFailed) and other[-1].code == "cancelled"
-            assert client.status(running)["state"] == "cancelled"
-            assert client.cancel(running)["state"] == "cancelled"  # cancelling twice is harmless
+            assert client.status(running).state == "cancelled"
+            assert client.cancel(running).state == "cancelled"  # cancelling twice is harmless
             with pytest.raises(ServerError, match="no job"):
                 client.cancel("unknown")
             backend.gate.set()
@@ -243,7 +243,7 @@ def test_clean_shutdown_puts_the_running_job_back_and_a_restart_finishes_it(tmp_
     with DasClient(gated.address) as client:
         client.submit(request)
         deadline = time.monotonic() + 10
-        while client.status("interrupted")["state"] != "running":
+        while client.status("interrupted").state != "running":
             assert time.monotonic() < deadline
             time.sleep(0.02)
     gated.stop()  # what SIGINT/SIGTERM do
@@ -266,7 +266,7 @@ def test_a_frame_over_the_size_limit_drops_only_that_connection(preview_server):
     assert not sock.poll(500)  # ZMQ_MAXMSGSIZE: disconnected, nothing decoded, nothing answered
     sock.close()
     with DasClient(preview_server.address) as client:
-        assert client.info()["limits"]["max_part_bytes"] == 8 << 20
+        assert client.info().limits.max_part_bytes == 8 << 20
 
 
 def test_submit_is_resent_until_a_late_server_accepts_it_once(tmp_path):
@@ -282,7 +282,7 @@ def test_submit_is_resent_until_a_late_server_accepts_it_once(tmp_path):
             job_id = client.submit(make_request(8, job_id="late"))  # first try times out after 1 s
             assert time.monotonic() - started > 1.0
             assert isinstance(list(client.events(job_id, timeout=30))[-1], Done)
-            assert client.status()["jobs"] == {"done": 1}
+            assert client.status().jobs == {"done": 1}
     finally:
         timer.join()
         for server in servers:

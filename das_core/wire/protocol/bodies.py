@@ -1,0 +1,225 @@
+"""The bodies of `info` and `reply`: what a server reports, as dataclasses.
+
+Each body has `to_wire()`, the msgpack map with its keys in the order version-1 servers have
+always sent them (so the bytes do not change), and `from_wire(fields)`, which checks every field.
+A `reply` does not name its body's type; `reply_body()` tells the four apart by their keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from das_core.wire.protocol.fields import Fields
+from das_core.wire.protocol.limits import Limits, ProtocolError
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """The answer to `hello`: who the server is, how full its queue is, what it accepts."""
+
+    version: int  # protocol version
+    das: str  # das package version
+    backend: str
+    model: str | None
+    device: str | None
+    preview: bool  # True: results are the reference warped along the tracking video, not a model's
+    queue_length: int  # jobs queued or running
+    max_queue: int
+    max_queue_per_client: int
+    result_codec: str  # how result frames travel: raw, png or zlib
+    limits: Limits
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "das": self.das,
+            "backend": self.backend,
+            "model": self.model,
+            "device": self.device,
+            "preview": self.preview,
+            "queue_length": self.queue_length,
+            "max_queue": self.max_queue,
+            "max_queue_per_client": self.max_queue_per_client,
+            "result_codec": self.result_codec,
+            "limits": self.limits.published(),
+        }
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> ServerInfo:
+        limits = fields.nested("limits")
+        return cls(
+            version=fields.integer("version"),
+            das=fields.text("das"),
+            backend=fields.text("backend"),
+            model=fields.optional_text("model"),
+            device=fields.optional_text("device"),
+            preview=fields.flag("preview"),
+            queue_length=fields.integer("queue_length"),
+            max_queue=fields.integer("max_queue"),
+            max_queue_per_client=fields.integer("max_queue_per_client"),
+            result_codec=fields.text("result_codec"),
+            limits=Limits(**{name: limits.integer(name) for name in Limits.PUBLISHED}),
+        )
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """`status` without a job id: the server's `info` plus how many jobs are in each state."""
+
+    info: ServerInfo
+    jobs: dict[str, int]  # states with no jobs are left out
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**self.info.to_wire(), "jobs": dict(self.jobs)}
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> ServerStatus:
+        counts = fields.nested("jobs")
+        states = [state for state in counts.header if isinstance(state, str)]
+        if len(states) != len(counts.header):
+            raise ProtocolError("field 'jobs' must map state names to job counts")
+        return cls(ServerInfo.from_wire(fields), {state: counts.integer(state) for state in states})
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """The latest progress of a running job."""
+
+    phase: str
+    step: int
+    total: int
+    eta_s: float | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"phase": self.phase, "step": self.step, "total": self.total, "eta_s": self.eta_s}
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> JobProgress:
+        return cls(
+            fields.text("phase"), fields.integer("step"), fields.integer("total"), fields.optional_number("eta_s")
+        )
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job failed or was cancelled; `code` is one word (`backend_error`, `cancelled`, ...)."""
+
+    code: str
+    message: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> JobError:
+        return cls(fields.text("code"), fields.text("message"))
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One job as `status JOB_ID` and `list` report it; the optional fields are sent only when set."""
+
+    job_id: str
+    state: str  # queued, running, done, failed or cancelled
+    prompt: str  # its first 200 characters
+    seed: int
+    steps: int
+    frames_done: int
+    created: float  # Unix times
+    started: float | None = None
+    finished: float | None = None
+    checksum: str | None = None  # once done: the checksum `done` carries
+    metadata: dict | None = None  # once done: the metadata `done` carries
+    error: JobError | None = None  # once failed or cancelled
+    position: int | None = None  # jobs ahead of it; `status` only
+    progress: JobProgress | None = None  # while it runs; `status` only
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "job_id": self.job_id,
+            "state": self.state,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "steps": self.steps,
+            "frames_done": self.frames_done,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+        }
+        if self.checksum is not None:
+            body["checksum"] = self.checksum
+        if self.metadata is not None:
+            body["metadata"] = self.metadata
+        if self.error is not None:
+            body["error"] = self.error.to_wire()
+        if self.position is not None:
+            body["position"] = self.position
+        if self.progress is not None:
+            body["progress"] = self.progress.to_wire()
+        return body
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> JobStatus:
+        error, progress = fields.optional_nested("error"), fields.optional_nested("progress")
+        return cls(
+            job_id=fields.job_id(),
+            state=fields.text("state"),
+            prompt=fields.text("prompt"),
+            seed=fields.integer("seed"),
+            steps=fields.integer("steps"),
+            frames_done=fields.integer("frames_done"),
+            created=fields.number("created"),
+            started=fields.optional_number("started"),
+            finished=fields.optional_number("finished"),
+            checksum=fields.optional_text("checksum"),
+            metadata=fields.mapping("metadata") if fields.has("metadata") else None,
+            error=None if error is None else JobError.from_wire(error),
+            position=fields.optional_integer("position"),
+            progress=None if progress is None else JobProgress.from_wire(progress),
+        )
+
+
+@dataclass(frozen=True)
+class JobList:
+    """`list`: the server's most recent jobs, newest first."""
+
+    jobs: tuple[JobStatus, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"jobs": [job.to_wire() for job in self.jobs]}
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> JobList:
+        return cls(tuple(JobStatus.from_wire(job) for job in fields.nested_list("jobs")))
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """`cancel`: `cancelled` (it was queued), `cancelling` (it was running) or the state it had ended in."""
+
+    job_id: str
+    state: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "state": self.state}
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> CancelResult:
+        return cls(fields.job_id(), fields.text("state"))
+
+
+ReplyBody = ServerStatus | JobStatus | JobList | CancelResult
+
+
+def reply_body(fields: Fields) -> ReplyBody:
+    """Read a `reply` body, telling the kinds apart by their keys (a reply does not name its kind)."""
+    if fields.has("version"):
+        return ServerStatus.from_wire(fields)
+    if fields.has("jobs"):
+        return JobList.from_wire(fields)
+    if fields.has("prompt"):
+        return JobStatus.from_wire(fields)
+    if fields.has("job_id") and fields.has("state"):
+        return CancelResult.from_wire(fields)
+    raise ProtocolError(f"reply body with keys {sorted(map(str, fields.header))[:12]} is none of the known kinds")
