@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 
 _DEFAULT_SERVER = "tcp://127.0.0.1:5555"
 
@@ -21,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="send an image and a tracking video to a das server and get the video back",
         description="Submit a job to a das server, show its progress, write each frame as it arrives "
-        "(OUT_frames/frame_00000.png ...) and the MP4 at the end. The tracking video is sampled to 49 "
-        "frames; the image is letterboxed to the tracking video's size.",
+        "(OUT_frames/frame_00000.png ...) and the MP4 at the end. The tracking video is sampled to "
+        f"{DAS_WINDOW.frames} frames; the image is letterboxed to the tracking video's size.",
     )
     generate.add_argument("--image", required=True, type=Path, help="first-frame image (PNG/JPG)")
     generate.add_argument("--tracking", required=True, type=Path, help="tracking video (MP4) or folder of frames")
@@ -31,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
     generate.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     generate.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance (default: 6.0)")
-    generate.add_argument("--fps", type=float, default=8.0, help="frame rate of the MP4 (default: 8)")
+    generate.add_argument(
+        "--fps", type=float, default=DAS_WINDOW.fps, help="frame rate of the MP4 (default: %(default)g)"
+    )
     generate.add_argument("--job-id", default=None, help="choose the job id (default: a random one)")
     generate.add_argument(
         "--detach",
@@ -117,8 +120,8 @@ def generate_command(args: argparse.Namespace) -> int:
         raise DasError(
             f"--tracking {args.tracking} is a single image; give the tracking video (das render-tracking makes one)"
         )
-    if len(tracking) != 49:
-        tracking = tracking[sample_indices(len(tracking), 49)]
+    if len(tracking) != DAS_WINDOW.frames:
+        tracking = tracking[sample_indices(len(tracking), DAS_WINDOW.frames)]
     height, width = tracking.shape[1:3]
     image = fit_frames(image, width, height, resample="bilinear")
     request = JobRequest(
@@ -194,7 +197,7 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
     finally:
         bar.close()
     video = np.stack([frames[i] for i in range(len(frames))])
-    path = write_mp4(output, video, fps=fps or float(metadata.get("fps", 8.0)))
+    path = write_mp4(output, video, fps=fps or float(metadata.get("fps", DAS_WINDOW.fps)))
     if metadata.get("preview"):
         print(
             "note: the server runs the preview backend; this is the reference image warped along the "

@@ -31,13 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 from das_core.workflow.batch_spec import BatchSpec, Shot
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "das-batch-manifest/1"
 PENDING, SUBMITTED, DONE, FAILED = "pending", "submitted", "done", "failed"
-TRACKING_SIZE = (720, 480)  # width, height the DaS model takes
-TRACKING_FRAMES = 49
 
 
 class ShotFailed(DasError):
@@ -252,10 +251,10 @@ class _ShotRun:
         image = read_video(image_path)[0]
         self._status("tracking video")
         mode = shot.mode or ("mesh" if tracks.faces is not None else "points")
-        tracking = render_tracking(tracks, mode, TRACKING_FRAMES, fit=TRACKING_SIZE)
+        tracking = render_tracking(tracks, mode, DAS_WINDOW.frames, fit=DAS_WINDOW.size)
         write_mp4(folder / "tracking.mp4", tracking, fps=shot.fps)
         request = JobRequest(
-            prompt=shot.prompt, image=fit_frames(image, *TRACKING_SIZE, resample="bilinear"), tracking=tracking,
+            prompt=shot.prompt, image=fit_frames(image, *DAS_WINDOW.size, resample="bilinear"), tracking=tracking,
             negative_prompt=shot.negative_prompt, seed=shot.seed, steps=shot.steps, guidance=shot.guidance,
             job_id=job_id, fps=shot.fps,
         )  # fmt: skip
@@ -305,7 +304,7 @@ class _ShotRun:
         outputs = {key: self.out_dir / path for key, path in self.manifest.entry(self.shot.name)["outputs"].items()}
         result = np.stack([frames[i] for i in range(event.num_frames)])
         write_mp4(outputs["result_video"], result, fps=self.shot.fps)
-        reference = fit_frames(read_video(outputs["reference"])[0], *TRACKING_SIZE, resample="bilinear")
+        reference = fit_frames(read_video(outputs["reference"])[0], *DAS_WINDOW.size, resample="bilinear")
         sheet = comparison_sheet(reference, read_video(outputs["tracking_video"]), result)
         Image.fromarray(sheet).save(outputs["comparison"], optimize=True)
         self.manifest.update(
