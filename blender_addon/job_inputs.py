@@ -20,10 +20,10 @@ import numpy as np
 from das_core.errors import DasError
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import fit_frames
+from das_core.tracking.window import DAS_WINDOW
 
 from .export import export_tracks
 from .reference_render import load_image_rgb, percentage_for, render_reference
-from .tracking_video import HEIGHT, NUM_FRAMES, WIDTH
 
 
 def cache_dir(scene: bpy.types.Scene) -> Path:
@@ -53,7 +53,7 @@ def export_scene(scene: bpy.types.Scene) -> Tracks:
     settings = scene.das
     window = {} if settings.use_scene_range else {"frame_start": settings.frame_start, "frame_end": settings.frame_end}
     step = settings.frame_step if settings.sampling == "STEP" else None
-    return export_tracks(scene, samples=NUM_FRAMES, step=step, **window)
+    return export_tracks(scene, samples=DAS_WINDOW.frames, step=step, **window)
 
 
 def chosen_reference(scene: bpy.types.Scene) -> np.ndarray | None:
@@ -66,7 +66,7 @@ def chosen_reference(scene: bpy.types.Scene) -> np.ndarray | None:
         return None
     if not settings.reference_image:
         raise DasError("reference image is set to 'Image file' but no file is chosen; pick one in the DaS panel")
-    return fit_frames(load_image_rgb(bpy.path.abspath(settings.reference_image)), WIDTH, HEIGHT, resample="bilinear")
+    return fit_frames(load_image_rgb(bpy.path.abspath(settings.reference_image)), *DAS_WINDOW.size, resample="bilinear")
 
 
 def rendered_reference(scene: bpy.types.Scene, frame: int, directory: Path) -> np.ndarray:
@@ -75,6 +75,6 @@ def rendered_reference(scene: bpy.types.Scene, frame: int, directory: Path) -> n
     # Rendered only as large as the letterbox needs: the same framing, fewer pixels to wait for.
     path = render_reference(
         scene, os.path.join(directory, "reference.png"), frame=frame, engine=engine,
-        resolution_percentage=percentage_for(scene, WIDTH, HEIGHT),
+        resolution_percentage=percentage_for(scene, *DAS_WINDOW.size),
     )  # fmt: skip
-    return fit_frames(load_image_rgb(path), WIDTH, HEIGHT, resample="bilinear")
+    return fit_frames(load_image_rgb(path), *DAS_WINDOW.size, resample="bilinear")

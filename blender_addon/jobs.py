@@ -20,6 +20,7 @@ from pathlib import Path
 
 import bpy
 
+from das_core.tracking.window import DAS_WINDOW
 from das_core.wire.protocol import Accepted, Done, JobFailed, Progress
 
 from . import sequencer
@@ -33,7 +34,6 @@ from .network_thread import (
     Submitted,
     TrackingReady,
 )
-from .tracking_video import NUM_FRAMES
 
 OUTBOX: queue.Queue = queue.Queue()
 TICK_INTERVAL_S = 0.1
@@ -246,7 +246,7 @@ def _finish(job: Job, done: Done) -> None:
 def _tracking_on_disk(directory: Path | None) -> list[Path]:
     """The complete tracking video in `directory` (an earlier session wrote it), else none."""
     paths = sorted(directory.glob("frame_*.png")) if directory is not None else []
-    return paths if len(paths) == NUM_FRAMES else []
+    return paths if len(paths) == DAS_WINDOW.frames else []
 
 
 def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bool:

@@ -17,13 +17,13 @@ from bpy.app.handlers import persistent
 from bpy.props import BoolProperty, StringProperty
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 from das_core.wire.protocol import JobRequest
 
 from . import jobs, sequencer
 from .job_inputs import cache_dir, chosen_reference, export_scene, job_directory, rendered_reference
 from .network_thread import Connection, JobThread, ReattachThread, cancel_in_background
 from .properties import DEFAULT_SERVER, preferences
-from .tracking_video import NUM_FRAMES
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 WAIT_POLL_S = 0.02
@@ -140,7 +140,7 @@ class DAS_OT_generate(_JobOperator, bpy.types.Operator):
             steps=settings.steps,
             guidance=settings.guidance,
             job_id=job_id,
-            fps=NUM_FRAMES * scene.render.fps / scene.render.fps_base / max(1, frames[-1] - frames[0] + 1),
+            fps=DAS_WINDOW.frames * scene.render.fps / scene.render.fps_base / max(1, frames[-1] - frames[0] + 1),
         )
         job = _job(context, job_id, settings.prompt, directory, tracks)
         job.add_tracking_strip = settings.add_tracking_strip

@@ -15,14 +15,12 @@ import numpy as np
 from das_core.tracking.render import render_tracking
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import write_png_dir
-
-NUM_FRAMES = 49  # the released DaS checkpoint's length
-WIDTH, HEIGHT = 720, 480  # and size
+from das_core.tracking.window import DAS_WINDOW
 
 
 def render_tracking_frames(tracks: Tracks, mode: str) -> np.ndarray:
-    """Render the letterboxed tracking video: uint8 [49, 480, 720, 3]."""
-    return render_tracking(tracks, mode, NUM_FRAMES, fit=(WIDTH, HEIGHT))
+    """Render the letterboxed tracking video: uint8 [frames, height, width, 3] of `DAS_WINDOW`."""
+    return render_tracking(tracks, mode, DAS_WINDOW.frames, fit=DAS_WINDOW.size)
 
 
 def write_tracking_video(frames: np.ndarray, directory: Path) -> list[Path]:
