@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from das_core.errors import DasError
+from das_core.model.pipeline import DEFAULT_NEGATIVE_PROMPT
 from das_core.tracking.window import DAS_WINDOW, ModelWindow
-from das_core.wire.protocol import DEFAULT_NEGATIVE_PROMPT, JobRequest
+from das_core.wire.protocol import JobRequest
 from das_server.backends import BackendUnavailable
 from das_server.backends.framing import from_model_size, to_model_size, to_uint8
 
