@@ -157,54 +157,50 @@ def fetch_command(args: argparse.Namespace) -> int:
 
 def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float | None) -> Path:
     """Show progress, write frames as they come and the MP4 at the end; return the MP4's path."""
-    import numpy as np
     from PIL import Image
     from tqdm import tqdm
 
     from das_core.tracking.video import write_mp4
-    from das_core.wire.client import Accepted, Done, Frame, JobFailed, Progress
+    from das_core.wire.client import Accepted, Frame, Progress, collect_frames
+    from das_core.wire.protocol import Event
 
     output = args.output or Path(f"{job_id}.mp4")
     frames_dir = args.frames_dir or output.with_name(output.stem + "_frames")  # made at the first frame
-    frames: dict[int, np.ndarray] = {}
-    metadata: dict = {}
+    saved: set[int] = set()
     bar = tqdm(total=None, unit="step", desc=f"job {job_id[:8]}", file=sys.stderr, dynamic_ncols=True)
+
+    def show(event: Event) -> None:
+        if isinstance(event, Accepted):
+            bar.set_description(f"queued, {event.position} ahead" if event.position else "starting")
+        elif isinstance(event, Progress):
+            bar.set_description(event.phase)
+            bar.total = event.total
+            bar.n = event.step
+            bar.refresh()
+        elif isinstance(event, Frame):
+            if not saved:
+                frames_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(event.image).save(frames_dir / f"frame_{event.index:05d}.png", compress_level=1)
+            saved.add(event.index)
+            bar.set_postfix_str(f"{len(saved)} frames")
+
     try:
-        for event in events:
-            if isinstance(event, Accepted):
-                bar.set_description(f"queued, {event.position} ahead" if event.position else "starting")
-            elif isinstance(event, Progress):
-                bar.set_description(event.phase)
-                bar.total = event.total
-                bar.n = event.step
-                bar.refresh()
-            elif isinstance(event, Frame):
-                if not frames:
-                    frames_dir.mkdir(parents=True, exist_ok=True)
-                frames[event.index] = event.image
-                Image.fromarray(event.image).save(frames_dir / f"frame_{event.index:05d}.png", compress_level=1)
-                bar.set_postfix_str(f"{len(frames)} frames")
-            elif isinstance(event, JobFailed):
-                raise DasError(
-                    f"job {job_id} {'was cancelled' if event.code == 'cancelled' else 'failed'}: {event.message}"
-                )
-            elif isinstance(event, Done):
-                metadata = event.metadata
+        result = collect_frames(events, on_event=show)
     except KeyboardInterrupt:
         bar.close()
         print(f"\nstopped waiting; the job goes on on the server: `das fetch {job_id}`", file=sys.stderr)
         raise
     finally:
         bar.close()
-    video = np.stack([frames[i] for i in range(len(frames))])
-    path = write_mp4(output, video, fps=fps or float(metadata.get("fps", DAS_WINDOW.fps)))
+    metadata = result.done.metadata
+    path = write_mp4(output, result.frames, fps=fps or float(metadata.get("fps", DAS_WINDOW.fps)))
     if metadata.get("preview"):
         print(
             "note: the server runs the preview backend; this is the reference image warped along the "
             "tracking video, not a DaS generation",
             file=sys.stderr,
         )
-    print(f"wrote {path} ({len(frames)} frames) and {frames_dir}/", file=sys.stderr)
+    print(f"wrote {path} ({len(result.frames)} frames) and {frames_dir}/", file=sys.stderr)
     return path
 
 

@@ -93,8 +93,8 @@ def _generate_on_local_server(
     """Start a throwaway server, submit `request` through the real client, stream it: (frames, fps)."""
     from tqdm import tqdm
 
-    from das_core.wire.client import DasClient
-    from das_core.wire.protocol import Done, Frame, JobFailed, Progress
+    from das_core.wire.client import DasClient, Frame, Progress, collect_frames
+    from das_core.wire.protocol import Event
     from das_core.workflow.local_server import LocalServer
 
     with tempfile.TemporaryDirectory(prefix="das-demo-server-") as state_dir:
@@ -102,17 +102,13 @@ def _generate_on_local_server(
         with LocalServer(backend, state_dir) as server, DasClient(server.address) as client:
             report(f"[3/4] submitting to {server.address} and streaming the result")
             job_id = client.submit(request)
-            frames: dict[int, np.ndarray] = {}
             with tqdm(total=len(request.tracking), unit="frame", desc="result", disable=not progress) as bar:
-                for event in client.events(job_id):
+
+                def show(event: Event) -> None:
                     if isinstance(event, Progress):
                         bar.set_postfix_str(f"{event.phase} {event.step}/{event.total}")
                     elif isinstance(event, Frame):
-                        frames[event.index] = event.image
                         bar.update(1)
-                    elif isinstance(event, JobFailed):
-                        raise DasError(f"the demo job failed on the server ({event.code}): {event.message}")
-                    elif isinstance(event, Done):
-                        result = np.stack([frames[i] for i in range(event.num_frames)])
-                        return result, float(event.metadata.get("fps", DAS_WINDOW.fps))
-    raise DasError("the demo job's event stream ended without a result; run the demo again")
+
+                result = collect_frames(client.events(job_id), on_event=show)
+    return result.frames, float(result.done.metadata.get("fps", DAS_WINDOW.fps))
