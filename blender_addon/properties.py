@@ -70,7 +70,9 @@ class DasJobRecord(bpy.types.PropertyGroup):
         description="The job's folder in the cache folder (frames/, tracking/)", subtype="DIR_PATH"
     )
     add_tracking_strip: BoolProperty(default=True)
-    state: StringProperty(name="State", description="The job's last known state (see blender_addon.jobs)")
+    state: StringProperty(
+        name="State", description="The job's last known state, a value of blender_addon.jobs.JobState"
+    )
 
 
 class DasSceneSettings(bpy.types.PropertyGroup):
