@@ -3,7 +3,7 @@
 The operator renders the reference while the job's thread renders the tracking video (Blender
 releases Python's lock while it renders), so the two overlap.
 
-The reference image is letterboxed to the model's 720 x 480 with the project's one aspect policy
+The reference image is letterboxed to the model's size (`DAS_WINDOW`) with the project's one aspect policy
 (`das_core.tracking.video.fit_frames`), like the tracking video (`tracking_video.py`, rendered off the main
 thread).
 """
@@ -57,7 +57,7 @@ def export_scene(scene: bpy.types.Scene) -> Tracks:
 
 
 def chosen_reference(scene: bpy.types.Scene) -> np.ndarray | None:
-    """The image the artist picked (`scene.das.reference` is IMAGE), letterboxed to 720 x 480; None to render one.
+    """The image the artist picked (`scene.das.reference` is IMAGE), letterboxed to the model's size; None to render one.
 
     Read before any other work, so a missing file is reported at once.
     """
@@ -70,7 +70,7 @@ def chosen_reference(scene: bpy.types.Scene) -> np.ndarray | None:
 
 
 def rendered_reference(scene: bpy.types.Scene, frame: int, directory: Path) -> np.ndarray:
-    """The first frame rendered per `scene.das.reference` (scene engine, Workbench, Eevee or Cycles), letterboxed to 720 x 480."""
+    """The first frame rendered per `scene.das.reference` (scene engine, Workbench, Eevee or Cycles), letterboxed to the model's size."""
     engine = None if scene.das.reference == "SCENE" else scene.das.reference  # WORKBENCH, EEVEE or CYCLES
     # Rendered only as large as the letterbox needs: the same framing, fewer pixels to wait for.
     path = render_reference(

@@ -1,6 +1,6 @@
 """The tracking video at the model's size, and its PNGs. Pure numpy + Pillow: safe off Blender's main thread.
 
-Rendered with `das_core.tracking.render.render_tracking` straight into the model's 720 x 480, letterboxed
+Rendered with `das_core.tracking.render.render_tracking` straight into the model's size (`DAS_WINDOW`), letterboxed
 with the project's one aspect policy (the reference image's framing too: `das_core.tracking.video.fit_frames`),
 so what is sent, what is previewed and what `das render-tracking --fit` writes are the same frames.
 Rendering and writing are separate steps so a job can send its frames before writing them.

@@ -7,7 +7,7 @@ Output tree (OUT is `--out`):
     OUT/server/                     the local server's jobs and log (with --backend)
     OUT/shots/NAME/tracks.npz       exported motion (blend shots)
     OUT/shots/NAME/reference.png    rendered first frame (blend shots without an image)
-    OUT/shots/NAME/tracking.mp4     the tracking video sent to the server (720x480, 49 frames)
+    OUT/shots/NAME/tracking.mp4     the tracking video sent to the server (`DAS_WINDOW`)
     OUT/shots/NAME/result.mp4       the generated video
     OUT/shots/NAME/comparison.png   reference, tracking and result frames side by side
 
