@@ -35,6 +35,7 @@ import numpy as np
 from das_core.errors import DasError
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import sample_indices
+from das_core.tracking.window import DAS_WINDOW
 
 from .gather_camera import gather_camera, gather_render_size, resolve_camera
 from .gather_mesh import faceless_objects, gather_layout, gather_positions, renderable_objects
@@ -47,7 +48,7 @@ def export_frames(
     *,
     frame_start: int | None = None,
     frame_end: int | None = None,
-    samples: int = 49,
+    samples: int = DAS_WINDOW.frames,
     step: int | None = None,
 ) -> list[int]:
     """The Blender frame numbers to export: `samples` evenly spaced frames, or every `step`-th frame."""
@@ -70,7 +71,7 @@ def export_tracks(
     camera: bpy.types.Object | None = None,
     frame_start: int | None = None,
     frame_end: int | None = None,
-    samples: int = 49,
+    samples: int = DAS_WINDOW.frames,
     step: int | None = None,
 ) -> Tracks:
     """Evaluate `scene` at each export frame and return its evaluated mesh vertices and camera as `Tracks`.

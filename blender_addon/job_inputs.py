@@ -3,7 +3,7 @@
 The operator renders the reference while the job's thread renders the tracking video (Blender
 releases Python's lock while it renders), so the two overlap.
 
-The reference image is letterboxed to the model's 720 x 480 with the project's one aspect policy
+The reference image is letterboxed to the model's size (`DAS_WINDOW`) with the project's one aspect policy
 (`das_core.tracking.video.fit_frames`), like the tracking video (`tracking_video.py`, rendered off the main
 thread).
 """
@@ -20,10 +20,10 @@ import numpy as np
 from das_core.errors import DasError
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import fit_frames
+from das_core.tracking.window import DAS_WINDOW
 
 from .export import export_tracks
 from .reference_render import load_image_rgb, percentage_for, render_reference
-from .tracking_video import HEIGHT, NUM_FRAMES, WIDTH
 
 
 def cache_dir(scene: bpy.types.Scene) -> Path:
@@ -53,11 +53,11 @@ def export_scene(scene: bpy.types.Scene) -> Tracks:
     settings = scene.das
     window = {} if settings.use_scene_range else {"frame_start": settings.frame_start, "frame_end": settings.frame_end}
     step = settings.frame_step if settings.sampling == "STEP" else None
-    return export_tracks(scene, samples=NUM_FRAMES, step=step, **window)
+    return export_tracks(scene, samples=DAS_WINDOW.frames, step=step, **window)
 
 
 def chosen_reference(scene: bpy.types.Scene) -> np.ndarray | None:
-    """The image the artist picked (`scene.das.reference` is IMAGE), letterboxed to 720 x 480; None to render one.
+    """The image the artist picked (`scene.das.reference` is IMAGE), letterboxed to the model's size; None to render one.
 
     Read before any other work, so a missing file is reported at once.
     """
@@ -66,15 +66,15 @@ def chosen_reference(scene: bpy.types.Scene) -> np.ndarray | None:
         return None
     if not settings.reference_image:
         raise DasError("reference image is set to 'Image file' but no file is chosen; pick one in the DaS panel")
-    return fit_frames(load_image_rgb(bpy.path.abspath(settings.reference_image)), WIDTH, HEIGHT, resample="bilinear")
+    return fit_frames(load_image_rgb(bpy.path.abspath(settings.reference_image)), *DAS_WINDOW.size, resample="bilinear")
 
 
 def rendered_reference(scene: bpy.types.Scene, frame: int, directory: Path) -> np.ndarray:
-    """The first frame rendered per `scene.das.reference` (scene engine, Workbench, Eevee or Cycles), letterboxed to 720 x 480."""
+    """The first frame rendered per `scene.das.reference` (scene engine, Workbench, Eevee or Cycles), letterboxed to the model's size."""
     engine = None if scene.das.reference == "SCENE" else scene.das.reference  # WORKBENCH, EEVEE or CYCLES
     # Rendered only as large as the letterbox needs: the same framing, fewer pixels to wait for.
     path = render_reference(
         scene, os.path.join(directory, "reference.png"), frame=frame, engine=engine,
-        resolution_percentage=percentage_for(scene, WIDTH, HEIGHT),
+        resolution_percentage=percentage_for(scene, *DAS_WINDOW.size),
     )  # fmt: skip
-    return fit_frames(load_image_rgb(path), WIDTH, HEIGHT, resample="bilinear")
+    return fit_frames(load_image_rgb(path), *DAS_WINDOW.size, resample="bilinear")

@@ -13,6 +13,7 @@ Opening another file abandons this session's job threads (`forget_session`).
 
 from __future__ import annotations
 
+import enum
 import queue
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import bpy
 
+from das_core.tracking.window import DAS_WINDOW
 from das_core.wire.protocol import Accepted, Done, JobFailed, Progress
 
 from . import sequencer
@@ -33,14 +35,28 @@ from .network_thread import (
     Submitted,
     TrackingReady,
 )
-from .tracking_video import NUM_FRAMES
 
 OUTBOX: queue.Queue = queue.Queue()
 TICK_INTERVAL_S = 0.1
-ACTIVE_STATES = ("rendering", "submitting", "queued", "running")
-# A job in none of these may still end on its server: "offline" (the server stopped answering after
-# accepting it) is followed again by re-attaching, like the active states saved in a .blend.
-FINAL_STATES = ("done", "failed", "cancelled")
+
+
+class JobState(enum.StrEnum):
+    """Where a job is. The values are what `DasJobRecord.state` keeps in the .blend: never change one."""
+
+    RENDERING = "rendering"  # the tracking video is rendered in the job's thread first
+    SUBMITTING = "submitting"
+    QUEUED = "queued"
+    RUNNING = "running"
+    OFFLINE = "offline"  # the server stopped answering after accepting it
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATES = frozenset({JobState.RENDERING, JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING})
+# A job in none of these may still end on its server: an offline one is followed again by
+# re-attaching, like the active states saved in a .blend.
+FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 
 
 @dataclass
@@ -56,7 +72,7 @@ class Job:
     frame_end: int
     add_tracking_strip: bool = True
     thread: RelayThread | None = None
-    state: str = "rendering"  # the tracking video is rendered in the job's thread first
+    state: JobState = JobState.RENDERING
     phase: str = ""
     step: int = 0
     total: int = 0
@@ -77,7 +93,7 @@ class Job:
     @property
     def progress(self) -> float:
         """Fraction done, 0..1, for the panel's progress bar."""
-        if self.state == "done":
+        if self.state == JobState.DONE:
             return 1.0
         return self.step / self.total if self.total else 0.0
 
@@ -173,7 +189,10 @@ def tick() -> bool:
         try:
             _apply(job, event)
         except Exception as error:  # a raising timer would be unregistered by Blender and freeze every job
-            job.state, job.error = "failed", f"{type(error).__name__}: {error}; frames are in {job.frame_dir.parent}"
+            job.state, job.error = (
+                JobState.FAILED,
+                f"{type(error).__name__}: {error}; frames are in {job.frame_dir.parent}",
+            )
         if job.state != state:
             _save_state(job)
         changed = True
@@ -198,16 +217,16 @@ def _apply(job: Job, event) -> None:
     if isinstance(event, TrackingReady):
         job.tracking_frames = event.paths
         if job.is_preview and _add_strips(job, [], event.paths):
-            job.state = "done"
+            job.state = JobState.DONE
     elif isinstance(event, Sending):
-        job.state = "submitting" if job.state == "rendering" else job.state
+        job.state = JobState.SUBMITTING if job.state == JobState.RENDERING else job.state
     elif isinstance(event, Submitted):
-        job.state = "queued" if job.state == "submitting" else job.state
+        job.state = JobState.QUEUED if job.state == JobState.SUBMITTING else job.state
     elif isinstance(event, Accepted):
-        job.state, job.queue_position = "queued", event.position
+        job.state, job.queue_position = JobState.QUEUED, event.position
     elif isinstance(event, Progress):
         job.state, job.phase, job.step, job.total, job.eta_s = (
-            "running",
+            JobState.RUNNING,
             event.phase,
             event.step,
             event.total,
@@ -218,35 +237,29 @@ def _apply(job: Job, event) -> None:
     elif isinstance(event, Done):
         _finish(job, event)
     elif isinstance(event, JobFailed):
-        job.state = "cancelled" if event.code == "cancelled" else "failed"
-        job.error = "" if job.state == "cancelled" else f"server: {event.message} ({event.code})"
+        job.state = JobState.CANCELLED if event.code == "cancelled" else JobState.FAILED
+        job.error = "" if job.state == JobState.CANCELLED else f"server: {event.message} ({event.code})"
     elif isinstance(event, ClientError):
         if job.active:  # a server that went quiet after accepting the job may still finish it
-            job.state = "offline" if event.offline and job.state in ("queued", "running") else "failed"
+            waiting = job.state in (JobState.QUEUED, JobState.RUNNING)
+            job.state = JobState.OFFLINE if event.offline and waiting else JobState.FAILED
         job.error = event.message
     elif isinstance(event, (CancelFailed, SaveFailed)):
         job.error = event.message
 
 
 def _finish(job: Job, done: Done) -> None:
-    """All frames are on disk: add the generated strip (and the tracking strip above it)."""
-    frames = [job.frames.get(index) for index in range(done.num_frames)]
-    missing = [index for index, path in enumerate(frames) if path is None]
-    if missing or not frames:
-        job.state, job.error = (
-            "failed",
-            f"the server reported {done.num_frames} frames but {len(missing)} never arrived",
-        )
-        return
+    """All frames are on disk (the job's thread saw each before `Done`): add the generated strip and the tracking strip."""
+    frames = [job.frames[index] for index in range(done.num_frames)]
     tracking = job.tracking_frames or _tracking_on_disk(job.tracking_dir)
     if _add_strips(job, frames, tracking if job.add_tracking_strip else []):
-        job.state, job.step = "done", job.total
+        job.state, job.step = JobState.DONE, job.total
 
 
 def _tracking_on_disk(directory: Path | None) -> list[Path]:
     """The complete tracking video in `directory` (an earlier session wrote it), else none."""
     paths = sorted(directory.glob("frame_*.png")) if directory is not None else []
-    return paths if len(paths) == NUM_FRAMES else []
+    return paths if len(paths) == DAS_WINDOW.frames else []
 
 
 def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bool:
@@ -254,7 +267,7 @@ def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bo
     scene = next((scene for scene in bpy.data.scenes if scene.session_uid == job.scene_uid), None)
     if scene is None:
         job.state, job.error = (
-            "failed",
+            JobState.FAILED,
             f"the job's sequencer scene no longer exists; its frames are in {job.frame_dir.parent}",
         )
         return False

@@ -25,7 +25,8 @@ import numpy as np
 
 from das_core.errors import DasError
 from das_core.tracking.tracks import Tracks
-from das_core.wire.protocol import Done, Frame, JobFailed, JobRequest, Progress
+from das_core.wire.client import JobFailedError, collect_frames
+from das_core.wire.protocol import Event, Frame, JobFailed, JobRequest, Progress
 
 from .tracking_video import render_tracking_frames, write_tracking_video
 
@@ -164,19 +165,29 @@ class RelayThread(threading.Thread):
                 self.outbox.put(event)
 
     def _relay(self, events) -> None:
-        """Post each event (frames written to disk first) until the job ends."""
+        """Post each event (frames written to disk first) until the job ends, then its `Done` or `JobFailed`."""
+        try:
+            result = collect_frames(self._until_abandoned(events), on_event=self._relay_one)
+        except JobFailedError as error:
+            self._before_end()
+            self._post(error.failure)
+            return
+        self._before_end()
+        self._post(result.done)
+
+    def _until_abandoned(self, events):
+        """The events, cut short once the thread is abandoned (the stream then ends without a result)."""
         for event in events:
             if self._abandoned.is_set():
                 return
-            if isinstance(event, Frame):
-                event = FrameSaved(self.job_id, event.index, _write_png(self.frame_dir, event.index, event.image))
-            if isinstance(event, (Done, JobFailed)):
-                self._before_end()
-                self._post(event)
-                return
-            self._post(event)
-            self._after(event)
-        self._post(ClientError(self.job_id, "the server ended the job's event stream without a result"))
+            yield event
+
+    def _relay_one(self, event: Event) -> None:
+        posted: object = event
+        if isinstance(event, Frame):
+            posted = FrameSaved(self.job_id, event.index, _write_png(self.frame_dir, event.index, event.image))
+        self._post(posted)
+        self._after(posted)
 
     def _after(self, event: object) -> None:
         """Called after each event but the last is posted."""

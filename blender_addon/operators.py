@@ -17,13 +17,13 @@ from bpy.app.handlers import persistent
 from bpy.props import BoolProperty, StringProperty
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 from das_core.wire.protocol import JobRequest
 
 from . import jobs, sequencer
 from .job_inputs import cache_dir, chosen_reference, export_scene, job_directory, rendered_reference
 from .network_thread import Connection, JobThread, ReattachThread, cancel_in_background
 from .properties import DEFAULT_SERVER, preferences
-from .tracking_video import NUM_FRAMES
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 WAIT_POLL_S = 0.02
@@ -102,7 +102,7 @@ class _JobOperator:
             jobs.tick()
             time.sleep(WAIT_POLL_S)
         jobs.tick()
-        if job.state != "done":
+        if job.state != jobs.JobState.DONE:
             self.report({"ERROR"}, job.error or f"DaS job {job.job_id} ended {job.state}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"added strip {job.strip_name!r}")
@@ -140,7 +140,7 @@ class DAS_OT_generate(_JobOperator, bpy.types.Operator):
             steps=settings.steps,
             guidance=settings.guidance,
             job_id=job_id,
-            fps=NUM_FRAMES * scene.render.fps / scene.render.fps_base / max(1, frames[-1] - frames[0] + 1),
+            fps=DAS_WINDOW.frames * scene.render.fps / scene.render.fps_base / max(1, frames[-1] - frames[0] + 1),
         )
         job = _job(context, job_id, settings.prompt, directory, tracks)
         job.add_tracking_strip = settings.add_tracking_strip
@@ -179,7 +179,7 @@ class DAS_OT_cancel(bpy.types.Operator):
             self.report({"WARNING"}, "no running DaS job to cancel")
             return {"CANCELLED"}
         job.thread.request_cancel()
-        if job.state != "rendering":  # the server has (or is getting) the job: tell it now
+        if job.state != jobs.JobState.RENDERING:  # the server has (or is getting) the job: tell it now
             cancel_in_background(job.thread.connection, job.job_id, jobs.OUTBOX)
         job.phase = "cancelling"
         self.report({"INFO"}, f"cancelling DaS job {job.job_id[:8]}")
@@ -257,7 +257,7 @@ class DAS_OT_reattach(bpy.types.Operator):
             jobs.tick()
             time.sleep(WAIT_POLL_S)
         jobs.tick()
-        failed = [job for job in followed if job.state != "done" and not job.active]
+        failed = [job for job in followed if job.state != jobs.JobState.DONE and not job.active]
         if self.wait and failed:
             self.report({"ERROR"}, failed[0].error or f"DaS job {failed[0].job_id} ended {failed[0].state}")
             return {"CANCELLED"}
@@ -281,13 +281,13 @@ def reattach(context: bpy.types.Context) -> list[jobs.Job]:
             frame_start=record.frame_start,
             frame_end=record.frame_end,
             add_tracking_strip=record.add_tracking_strip,
-            state="queued",  # the server has it (or says it does not)
+            state=jobs.JobState.QUEUED,  # the server has it (or says it does not)
             tracking_dir=directory / "tracking",
         )
         followed.append(job)
         if record.sequencer_scene is None:
             job.state, job.error = (
-                "failed",
+                jobs.JobState.FAILED,
                 f"the job's sequencer scene no longer exists; its frames are in {directory}",
             )
             jobs.JOBS[job.job_id] = job
@@ -296,7 +296,7 @@ def reattach(context: bpy.types.Context) -> list[jobs.Job]:
         try:
             connection = connection_to(record.server, context)
         except DasError as error:
-            job.state, job.error = "offline", str(error)
+            job.state, job.error = jobs.JobState.OFFLINE, str(error)
             jobs.JOBS[job.job_id] = job
             continue
         job.thread = ReattachThread(record.job_id, jobs.OUTBOX, connection, job.frame_dir)

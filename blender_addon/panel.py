@@ -60,9 +60,9 @@ def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
 
 def _draw_job(layout: bpy.types.UILayout, job: jobs.Job) -> None:
     """A progress bar with phase, step and ETA (or the job's final state)."""
-    if job.state == "queued":
+    if job.state == jobs.JobState.QUEUED:
         text = f"Queued ({job.queue_position} ahead)" if job.queue_position else "Queued"
-    elif job.state == "running":
+    elif job.state == jobs.JobState.RUNNING:
         eta = f", ETA {job.eta_s:.0f} s" if job.eta_s is not None else ""
         text = f"{job.phase or 'running'} {job.step}/{job.total}{eta}"
     else:

@@ -13,6 +13,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from das_core.tracking.window import DAS_WINDOW
+
 DEFAULT_SERVER = "tcp://127.0.0.1:5555"
 
 
@@ -68,7 +70,9 @@ class DasJobRecord(bpy.types.PropertyGroup):
         description="The job's folder in the cache folder (frames/, tracking/)", subtype="DIR_PATH"
     )
     add_tracking_strip: BoolProperty(default=True)
-    state: StringProperty(name="State", description="The job's last known state (see blender_addon.jobs)")
+    state: StringProperty(
+        name="State", description="The job's last known state, a value of blender_addon.jobs.JobState"
+    )
 
 
 class DasSceneSettings(bpy.types.PropertyGroup):
@@ -96,8 +100,16 @@ class DasSceneSettings(bpy.types.PropertyGroup):
     sampling: EnumProperty(
         name="Sampling",
         items=(
-            ("EVEN", "49 evenly spaced", "Sample the range to the model's 49 frames, evenly spaced"),
-            ("STEP", "Every Nth frame", "Take every Nth frame of the range (then sampled to 49 if longer)"),
+            (
+                "EVEN",
+                f"{DAS_WINDOW.frames} evenly spaced",
+                f"Sample the range to the model's {DAS_WINDOW.frames} frames, evenly spaced",
+            ),
+            (
+                "STEP",
+                "Every Nth frame",
+                f"Take every Nth frame of the range (then sampled to {DAS_WINDOW.frames} if longer)",
+            ),
         ),
         default="EVEN",
     )

@@ -2,7 +2,7 @@
 
 Same camera, same resolution (x percentage), same frame as the tracking video's first frame, so the
 image and the tracking video line up pixel for pixel before `das_core.tracking.video.fit_frames` letterboxes
-both to the model's 720 x 480. Render settings touched here are restored afterwards.
+both to the model's size (`DAS_WINDOW`). Render settings touched here are restored afterwards.
 """
 
 from __future__ import annotations

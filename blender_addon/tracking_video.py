@@ -1,6 +1,6 @@
 """The tracking video at the model's size, and its PNGs. Pure numpy + Pillow: safe off Blender's main thread.
 
-Rendered with `das_core.tracking.render.render_tracking` straight into the model's 720 x 480, letterboxed
+Rendered with `das_core.tracking.render.render_tracking` straight into the model's size (`DAS_WINDOW`), letterboxed
 with the project's one aspect policy (the reference image's framing too: `das_core.tracking.video.fit_frames`),
 so what is sent, what is previewed and what `das render-tracking --fit` writes are the same frames.
 Rendering and writing are separate steps so a job can send its frames before writing them.
@@ -15,14 +15,12 @@ import numpy as np
 from das_core.tracking.render import render_tracking
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import write_png_dir
-
-NUM_FRAMES = 49  # the released DaS checkpoint's length
-WIDTH, HEIGHT = 720, 480  # and size
+from das_core.tracking.window import DAS_WINDOW
 
 
 def render_tracking_frames(tracks: Tracks, mode: str) -> np.ndarray:
-    """Render the letterboxed tracking video: uint8 [49, 480, 720, 3]."""
-    return render_tracking(tracks, mode, NUM_FRAMES, fit=(WIDTH, HEIGHT))
+    """Render the letterboxed tracking video: uint8 [frames, height, width, 3] of `DAS_WINDOW`."""
+    return render_tracking(tracks, mode, DAS_WINDOW.frames, fit=DAS_WINDOW.size)
 
 
 def write_tracking_video(frames: np.ndarray, directory: Path) -> list[Path]:

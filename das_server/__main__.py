@@ -60,7 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-queue-per-client", type=int, default=16, help="jobs one client may have queued or running (default: 16)"
     )
-    parser.add_argument("--max-frames", type=int, default=49, help="tracking frames per job at most (default: 49)")
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=Limits.max_frames,
+        help="tracking frames per job at most (default: %(default)s)",
+    )
     parser.add_argument("--max-steps", type=int, default=200, help="denoising steps per job at most (default: 200)")
     parser.add_argument(
         "--result-codec",

@@ -25,6 +25,7 @@ from PIL import Image
 from das_core.tracking.contact_sheet import contact_sheet, image_grid
 from das_core.tracking.render import render_tracking
 from das_core.tracking.video import read_video
+from das_core.tracking.window import DAS_WINDOW
 from das_core.workflow.blend_export import export_blend
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -51,7 +52,7 @@ def build(name: str, blender: str | None) -> None:
     reference = folder / "reference.png"
     result = export_blend(blend, folder / "tracks.npz", blender=blender, reference_render=reference, engine="WORKBENCH")
     _optimise_png(reference)
-    tracking = render_tracking(result.tracks, "mesh", 49, progress=True)
+    tracking = render_tracking(result.tracks, "mesh", DAS_WINDOW.frames, progress=True)
     Image.fromarray(contact_sheet(tracking, thumb_width=200)).save(folder / "contact_sheet.png", optimize=True)
     (folder / "prompt.txt").write_text(PROMPTS[name] + "\n", encoding="utf-8")
     if name == "walk_cycle":

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 
 _DTYPES = ("bfloat16", "float16", "float32")
 
@@ -16,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "infer",
         help="generate a video from an image and a tracking video with the DaS model",
         description="Generate a video that starts at an image and moves like a tracking video "
-        "(DaS image-to-video). The tracking video is resampled to 49 frames and letterboxed to the "
-        "output size; so is the image.",
+        "(DaS image-to-video). The tracking video is resampled to --num_frames frames and letterboxed to "
+        "the output size; so is the image.",
     )
     infer.add_argument("--prompt", required=True, help="what the video shows")
     infer.add_argument("--negative_prompt", default=None, help="what to avoid (default: the reference's)")
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     infer.add_argument("--num_inference_steps", type=int, default=50, help="denoising steps (default: 50)")
     infer.add_argument("--guidance_scale", type=float, default=6.0, help="CFG scale (default: 6.0)")
     infer.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    infer.add_argument("--fps", type=float, default=8.0, help="frame rate of the MP4 (default: 8)")
+    infer.add_argument("--fps", type=float, default=DAS_WINDOW.fps, help="frame rate of the MP4 (default: %(default)g)")
     infer.add_argument("--output_path", default="./output.mp4", help="MP4 to write (default: %(default)s)")
     infer.add_argument(
         "--offload",
@@ -50,9 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["reference", "training"],
         help="tracking frames into the VAE in [0, 1] (reference inference, default) or [-1, 1] (training)",
     )
-    infer.add_argument("--height", type=int, default=480, help="output height (default: 480)")
-    infer.add_argument("--width", type=int, default=720, help="output width (default: 720)")
-    infer.add_argument("--num_frames", type=int, default=49, help="output frames (default: 49)")
+    infer.add_argument("--height", type=int, default=DAS_WINDOW.height, help="output height (default: %(default)s)")
+    infer.add_argument("--width", type=int, default=DAS_WINDOW.width, help="output width (default: %(default)s)")
+    infer.add_argument("--num_frames", type=int, default=DAS_WINDOW.frames, help="output frames (default: %(default)s)")
     infer.set_defaults(func=run_infer)
 
     tiny = subparsers.add_parser(
@@ -107,11 +108,11 @@ def run_infer(args: argparse.Namespace) -> int:
 
 def run_tiny_model(args: argparse.Namespace) -> int:
     """Write the tiny model folder."""
-    from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH, save_tiny_model
+    from das_core.model.tiny import TINY_HEIGHT, TINY_NUM_FRAMES, TINY_WIDTH, save_tiny_model
 
     directory = Path(args.directory)
     if directory.exists() and any(directory.iterdir()):
         raise DasError(f"{directory} exists and is not empty; choose a new folder")
     save_tiny_model(directory, seed=args.seed)
-    print(f"wrote a tiny DaS model to {directory} (runs at {TINY_WIDTH} x {TINY_HEIGHT}, 49 frames)")
+    print(f"wrote a tiny DaS model to {directory} (runs at {TINY_WIDTH} x {TINY_HEIGHT}, {TINY_NUM_FRAMES} frames)")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-_MODEL_WIDTH, _MODEL_HEIGHT = 720, 480
+from das_core.tracking.window import DAS_WINDOW
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render the tracking video DaS is conditioned on: every tracked point keeps the "
         "colour of where it was at the first frame (red = x, green = y, blue = nearness) and is "
         "drawn where it is in each frame, on black. The video has the tracks' own size; --fit "
-        "draws it letterboxed at the model's 720x480, colours then naming positions in that frame.",
+        f"draws it letterboxed at the model's {DAS_WINDOW.width}x{DAS_WINDOW.height}, colours then naming positions "
+        "in that frame.",
     )
     parser.add_argument("tracks", type=Path, metavar="TRACKS.npz", help="tracks file (das-tracks/1)")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.mp4", help="MP4 to write")
@@ -35,14 +36,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="look of points mode, after the reference's two trackers (default: spatialtracker)",
     )
     parser.add_argument(
-        "--frames", type=int, default=49, help="frames to sample, evenly spaced (default: 49, what DaS takes)"
+        "--frames",
+        type=int,
+        default=DAS_WINDOW.frames,
+        help="frames to sample, evenly spaced (default: %(default)s, what DaS takes)",
     )
-    parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the MP4 (default: 8, as DaS)")
+    parser.add_argument(
+        "--fps", type=float, default=DAS_WINDOW.fps, help="frame rate of the MP4 (default: %(default)g, as DaS)"
+    )
     parser.add_argument("--png-dir", type=Path, default=None, metavar="DIR", help="also write lossless PNG frames here")
     parser.add_argument(
         "--fit",
         action="store_true",
-        help=f"render at {_MODEL_WIDTH}x{_MODEL_HEIGHT}, the size the DaS model needs, letterboxed: the "
+        help=f"render at {DAS_WINDOW.width}x{DAS_WINDOW.height}, the size the DaS model needs, letterboxed: the "
         "camera's image scaled to fit and centred, black bars, never stretched or cropped (the "
         "reference image's framing too); colours are positions in the letterboxed frame",
     )
@@ -63,7 +69,7 @@ def render_tracking_command(args: argparse.Namespace) -> int:
         tracks,
         mode=mode,
         num_frames=args.frames,
-        fit=(_MODEL_WIDTH, _MODEL_HEIGHT) if args.fit else None,
+        fit=DAS_WINDOW.size if args.fit else None,
         point_style=args.point_style,
         progress=not args.quiet,
     )

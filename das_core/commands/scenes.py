@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 
 _BACKENDS = ("preview", "tiny", "das")
 _ENGINES = ("WORKBENCH", "EEVEE", "CYCLES")
@@ -27,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--frames", default=None, metavar="START:END", help="frame range, inclusive (default: the scene's)"
     )
-    export.add_argument("--samples", type=int, default=49, help="frames to sample from the range (default: 49)")
+    export.add_argument(
+        "--samples", type=int, default=DAS_WINDOW.frames, help="frames to sample from the range (default: %(default)s)"
+    )
     export.add_argument("--blender", default=None, metavar="PATH", help="Blender executable to run instead of bpy")
     export.add_argument(
         "--reference-render",

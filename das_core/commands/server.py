@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 
 _DEFAULT_SERVER = "tcp://127.0.0.1:5555"
 
@@ -21,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="send an image and a tracking video to a das server and get the video back",
         description="Submit a job to a das server, show its progress, write each frame as it arrives "
-        "(OUT_frames/frame_00000.png ...) and the MP4 at the end. The tracking video is sampled to 49 "
-        "frames; the image is letterboxed to the tracking video's size.",
+        "(OUT_frames/frame_00000.png ...) and the MP4 at the end. The tracking video is sampled to "
+        f"{DAS_WINDOW.frames} frames; the image is letterboxed to the tracking video's size.",
     )
     generate.add_argument("--image", required=True, type=Path, help="first-frame image (PNG/JPG)")
     generate.add_argument("--tracking", required=True, type=Path, help="tracking video (MP4) or folder of frames")
@@ -31,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
     generate.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     generate.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance (default: 6.0)")
-    generate.add_argument("--fps", type=float, default=8.0, help="frame rate of the MP4 (default: 8)")
+    generate.add_argument(
+        "--fps", type=float, default=DAS_WINDOW.fps, help="frame rate of the MP4 (default: %(default)g)"
+    )
     generate.add_argument("--job-id", default=None, help="choose the job id (default: a random one)")
     generate.add_argument(
         "--detach",
@@ -117,8 +120,8 @@ def generate_command(args: argparse.Namespace) -> int:
         raise DasError(
             f"--tracking {args.tracking} is a single image; give the tracking video (das render-tracking makes one)"
         )
-    if len(tracking) != 49:
-        tracking = tracking[sample_indices(len(tracking), 49)]
+    if len(tracking) != DAS_WINDOW.frames:
+        tracking = tracking[sample_indices(len(tracking), DAS_WINDOW.frames)]
     height, width = tracking.shape[1:3]
     image = fit_frames(image, width, height, resample="bilinear")
     request = JobRequest(
@@ -154,54 +157,50 @@ def fetch_command(args: argparse.Namespace) -> int:
 
 def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float | None) -> Path:
     """Show progress, write frames as they come and the MP4 at the end; return the MP4's path."""
-    import numpy as np
     from PIL import Image
     from tqdm import tqdm
 
     from das_core.tracking.video import write_mp4
-    from das_core.wire.client import Accepted, Done, Frame, JobFailed, Progress
+    from das_core.wire.client import Accepted, Frame, Progress, collect_frames
+    from das_core.wire.protocol import Event
 
     output = args.output or Path(f"{job_id}.mp4")
     frames_dir = args.frames_dir or output.with_name(output.stem + "_frames")  # made at the first frame
-    frames: dict[int, np.ndarray] = {}
-    metadata: dict = {}
+    saved: set[int] = set()
     bar = tqdm(total=None, unit="step", desc=f"job {job_id[:8]}", file=sys.stderr, dynamic_ncols=True)
+
+    def show(event: Event) -> None:
+        if isinstance(event, Accepted):
+            bar.set_description(f"queued, {event.position} ahead" if event.position else "starting")
+        elif isinstance(event, Progress):
+            bar.set_description(event.phase)
+            bar.total = event.total
+            bar.n = event.step
+            bar.refresh()
+        elif isinstance(event, Frame):
+            if not saved:
+                frames_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(event.image).save(frames_dir / f"frame_{event.index:05d}.png", compress_level=1)
+            saved.add(event.index)
+            bar.set_postfix_str(f"{len(saved)} frames")
+
     try:
-        for event in events:
-            if isinstance(event, Accepted):
-                bar.set_description(f"queued, {event.position} ahead" if event.position else "starting")
-            elif isinstance(event, Progress):
-                bar.set_description(event.phase)
-                bar.total = event.total
-                bar.n = event.step
-                bar.refresh()
-            elif isinstance(event, Frame):
-                if not frames:
-                    frames_dir.mkdir(parents=True, exist_ok=True)
-                frames[event.index] = event.image
-                Image.fromarray(event.image).save(frames_dir / f"frame_{event.index:05d}.png", compress_level=1)
-                bar.set_postfix_str(f"{len(frames)} frames")
-            elif isinstance(event, JobFailed):
-                raise DasError(
-                    f"job {job_id} {'was cancelled' if event.code == 'cancelled' else 'failed'}: {event.message}"
-                )
-            elif isinstance(event, Done):
-                metadata = event.metadata
+        result = collect_frames(events, on_event=show)
     except KeyboardInterrupt:
         bar.close()
         print(f"\nstopped waiting; the job goes on on the server: `das fetch {job_id}`", file=sys.stderr)
         raise
     finally:
         bar.close()
-    video = np.stack([frames[i] for i in range(len(frames))])
-    path = write_mp4(output, video, fps=fps or float(metadata.get("fps", 8.0)))
+    metadata = result.done.metadata
+    path = write_mp4(output, result.frames, fps=fps or float(metadata.get("fps", DAS_WINDOW.fps)))
     if metadata.get("preview"):
         print(
             "note: the server runs the preview backend; this is the reference image warped along the "
             "tracking video, not a DaS generation",
             file=sys.stderr,
         )
-    print(f"wrote {path} ({len(frames)} frames) and {frames_dir}/", file=sys.stderr)
+    print(f"wrote {path} ({len(result.frames)} frames) and {frames_dir}/", file=sys.stderr)
     return path
 
 

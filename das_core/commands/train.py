@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from das_core.tracking.window import DAS_WINDOW
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `train` and `dataset` to the `das` command."""
@@ -37,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--video_column", default="video")
     check.add_argument("--tracking_column", default=None)
     check.add_argument("--image_column", default=None, help="images.txt (or the CSV column) to check too")
-    check.add_argument("--frames", type=int, default=49, help="frames every video must have (0: any)")
-    check.add_argument("--width", type=int, default=720, help="video width (0: any)")
-    check.add_argument("--height", type=int, default=480, help="video height (0: any)")
+    check.add_argument("--frames", type=int, default=DAS_WINDOW.frames, help="frames every video must have (0: any)")
+    check.add_argument("--width", type=int, default=DAS_WINDOW.width, help="video width (0: any)")
+    check.add_argument("--height", type=int, default=DAS_WINDOW.height, help="video height (0: any)")
     check.add_argument("--jobs", type=int, default=2, help="videos decoded at a time")
     check.set_defaults(func=run_check)
 
@@ -63,9 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="random-color (default) or hdri DIR (a folder of .hdr/.exr files; eevee or cycles)",
     )
     synth.add_argument("--variants", type=int, default=1, help="renders per scene, each with its own background")
-    synth.add_argument("--frames", type=int, default=49, help="frames per sample (default 49)")
-    synth.add_argument("--width", type=int, default=720)
-    synth.add_argument("--height", type=int, default=480)
+    synth.add_argument("--frames", type=int, default=DAS_WINDOW.frames, help="frames per sample (default %(default)s)")
+    synth.add_argument("--width", type=int, default=DAS_WINDOW.width)
+    synth.add_argument("--height", type=int, default=DAS_WINDOW.height)
     synth.add_argument("--render-samples", type=int, default=64, help="Cycles/Eevee samples per frame")
     synth.add_argument(
         "--template",

@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -110,7 +111,7 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
 def write_mp4(
     path: str | os.PathLike,
     frames: np.ndarray,
-    fps: float = 8.0,
+    fps: float = DAS_WINDOW.fps,
     quality: int = 8,
     *,
     progress: bool = False,
@@ -201,8 +202,8 @@ def sample_indices(total: int, n: int) -> np.ndarray:
 
 def fit_frames(
     frames: np.ndarray,
-    width: int = 720,
-    height: int = 480,
+    width: int = DAS_WINDOW.width,
+    height: int = DAS_WINDOW.height,
     *,
     resample: Literal["nearest", "bilinear"] = "nearest",
 ) -> np.ndarray:

@@ -9,6 +9,7 @@ twice). `events(job_id)` yields `Accepted`, `Progress`, `Frame`, then `Done` or 
 after a silence it asks the server again for what it missed (so a restart or a dropped
 connection costs nothing), and it checks the result checksum before yielding `Done`. If a
 restarted server ran the job again, frames are yielded again by index: keep the latest.
+`collect_frames(events)` does that and returns the job's video, or raises when the job failed.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import socket as _socket
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import NoReturn, TypeVar, overload
 
+import numpy as np
 import zmq
 
 from das_core.errors import DasError
@@ -63,10 +66,13 @@ __all__ = [
     "Done",
     "Frame",
     "JobFailed",
+    "JobFailedError",
     "JobRequest",
+    "JobResult",
     "Progress",
     "ServerError",
     "ServerUnavailable",
+    "collect_frames",
 ]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
@@ -346,3 +352,48 @@ class DasClient:
             (detail or f"no das server answered at {self.address} within {self.timeout:g} s")
             + "; start one with `python -m das_server --backend preview` (or check --server and --keys)"
         )
+
+
+# -- a job's result ---------------------------------------------------------------------------
+
+
+class JobFailedError(DasError):
+    """The server reported that a job failed or was cancelled; `failure` is its `JobFailed` event."""
+
+    def __init__(self, failure: JobFailed) -> None:
+        ended = "was cancelled" if failure.code == "cancelled" else f"failed ({failure.code})"
+        super().__init__(f"job {failure.job_id} {ended}: {failure.message}")
+        self.failure = failure
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job: its frames in index order, uint8 [T, H, W, 3], and the `Done` that ended it."""
+
+    frames: np.ndarray
+    done: Done
+
+
+def collect_frames(events: Iterable[Event], on_event: Callable[[Event], None] | None = None) -> JobResult:
+    """Gather a job's frames from its events (`DasClient.events` or `fetch`) until `Done`.
+
+    `on_event` sees each `Accepted`, `Progress` and `Frame` as it arrives (progress bars, frames saved
+    as they come). A frame sent again replaces the earlier one; the client has checked the frames
+    against the server's checksum before it yields `Done`. Raises `JobFailedError` for a failed or
+    cancelled job and `DasError` when the stream ends without all of the job's frames.
+    """
+    frames: dict[int, np.ndarray] = {}
+    for event in events:
+        if isinstance(event, JobFailed):
+            raise JobFailedError(event)
+        if isinstance(event, Done):
+            missing = [index for index in range(event.num_frames) if index not in frames]
+            if missing or event.num_frames < 1:
+                received = event.num_frames - len(missing)
+                raise DasError(f"job {event.job_id} ended with {received} of {event.num_frames} frames; fetch it again")
+            return JobResult(np.stack([frames[index] for index in range(event.num_frames)]), event)
+        if isinstance(event, Frame):
+            frames[event.index] = event.image
+        if on_event is not None:
+            on_event(event)
+    raise DasError("the job's event stream ended before its result; fetch the job again")

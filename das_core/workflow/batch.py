@@ -7,7 +7,7 @@ Output tree (OUT is `--out`):
     OUT/server/                     the local server's jobs and log (with --backend)
     OUT/shots/NAME/tracks.npz       exported motion (blend shots)
     OUT/shots/NAME/reference.png    rendered first frame (blend shots without an image)
-    OUT/shots/NAME/tracking.mp4     the tracking video sent to the server (720x480, 49 frames)
+    OUT/shots/NAME/tracking.mp4     the tracking video sent to the server (`DAS_WINDOW`)
     OUT/shots/NAME/result.mp4       the generated video
     OUT/shots/NAME/comparison.png   reference, tracking and result frames side by side
 
@@ -28,20 +28,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 from das_core.workflow.batch_spec import BatchSpec, Shot
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "das-batch-manifest/1"
 PENDING, SUBMITTED, DONE, FAILED = "pending", "submitted", "done", "failed"
-TRACKING_SIZE = (720, 480)  # width, height the DaS model takes
-TRACKING_FRAMES = 49
-
-
-class ShotFailed(DasError):
-    """One shot could not be finished; the batch records it and goes on with the others."""
 
 
 @dataclass
@@ -209,7 +202,7 @@ class _ShotRun:
             self._status("fetching")
             events = self._fetch(entry["job_id"])
             if events is not None:
-                self._finish(entry["job_id"], events)
+                self._finish(events)
                 return "resumed"
             job_id = entry["job_id"]  # the server never got it (or forgot it): submit under the same id
         else:
@@ -224,7 +217,7 @@ class _ShotRun:
         self.manifest.update(self.shot.name, state=SUBMITTED, job_id=job_id, outputs=outputs, error=None)
         self._status("submitting")
         self.client.submit(request)
-        self._finish(job_id, self.client.events(job_id))
+        self._finish(self.client.events(job_id))
         return "done"
 
     def _prepare(self, job_id: str):
@@ -252,10 +245,10 @@ class _ShotRun:
         image = read_video(image_path)[0]
         self._status("tracking video")
         mode = shot.mode or ("mesh" if tracks.faces is not None else "points")
-        tracking = render_tracking(tracks, mode, TRACKING_FRAMES, fit=TRACKING_SIZE)
+        tracking = render_tracking(tracks, mode, DAS_WINDOW.frames, fit=DAS_WINDOW.size)
         write_mp4(folder / "tracking.mp4", tracking, fps=shot.fps)
         request = JobRequest(
-            prompt=shot.prompt, image=fit_frames(image, *TRACKING_SIZE, resample="bilinear"), tracking=tracking,
+            prompt=shot.prompt, image=fit_frames(image, *DAS_WINDOW.size, resample="bilinear"), tracking=tracking,
             negative_prompt=shot.negative_prompt, seed=shot.seed, steps=shot.steps, guidance=shot.guidance,
             job_id=job_id, fps=shot.fps,
         )  # fmt: skip
@@ -281,36 +274,30 @@ class _ShotRun:
             raise
         return _chain([first], events)
 
-    def _finish(self, job_id: str, events: Iterable) -> None:
+    def _finish(self, events: Iterable) -> None:
         """Stream the job to its end (the client checks frames against the checksum), write the result files."""
         from PIL import Image
 
         from das_core.tracking.contact_sheet import comparison_sheet
         from das_core.tracking.video import fit_frames, read_video, write_mp4
-        from das_core.wire.protocol import Done, Frame, JobFailed, Progress
+        from das_core.wire.client import Progress, collect_frames
+        from das_core.wire.protocol import Event
 
-        frames: dict[int, np.ndarray] = {}
-        for event in events:
+        def show(event: Event) -> None:
             if isinstance(event, Progress):
                 self._status(f"{event.phase} {event.step}/{event.total}")
-            elif isinstance(event, Frame):
-                frames[event.index] = event.image
-            elif isinstance(event, JobFailed):
-                raise ShotFailed(f"the server failed job {job_id} ({event.code}): {event.message}")
-            elif isinstance(event, Done):
-                break
-        else:
-            raise ShotFailed(f"the event stream of job {job_id} ended without a result; rerun to fetch it again")
+
+        result = collect_frames(events, on_event=show)
         self._status("writing result")
         outputs = {key: self.out_dir / path for key, path in self.manifest.entry(self.shot.name)["outputs"].items()}
-        result = np.stack([frames[i] for i in range(event.num_frames)])
-        write_mp4(outputs["result_video"], result, fps=self.shot.fps)
-        reference = fit_frames(read_video(outputs["reference"])[0], *TRACKING_SIZE, resample="bilinear")
-        sheet = comparison_sheet(reference, read_video(outputs["tracking_video"]), result)
+        write_mp4(outputs["result_video"], result.frames, fps=self.shot.fps)
+        reference = fit_frames(read_video(outputs["reference"])[0], *DAS_WINDOW.size, resample="bilinear")
+        sheet = comparison_sheet(reference, read_video(outputs["tracking_video"]), result.frames)
         Image.fromarray(sheet).save(outputs["comparison"], optimize=True)
+        done = result.done
         self.manifest.update(
-            self.shot.name, state=DONE, checksum=event.checksum, num_frames=event.num_frames,
-            metadata=event.metadata, error=None,
+            self.shot.name, state=DONE, checksum=done.checksum, num_frames=done.num_frames,
+            metadata=done.metadata, error=None,
         )  # fmt: skip
 
     def _outputs_exist(self, entry: dict) -> bool:

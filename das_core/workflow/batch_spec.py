@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 from das_core.workflow.blend_export import parse_frame_range
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -80,13 +81,13 @@ class Shot:
     camera: str | None = None
     frame_start: int | None = None
     frame_end: int | None = None
-    samples: int = 49
+    samples: int = DAS_WINDOW.frames
     image: Path | None = None
     negative_prompt: str | None = None
     seed: int = 42
     steps: int = 50
     guidance: float = 6.0
-    fps: float = 8.0
+    fps: float = DAS_WINDOW.fps
     mode: str | None = None
 
     def parameters(self) -> dict:
@@ -199,12 +200,12 @@ def _parse_shot(path: Path, base: Path, number: int, entry: dict) -> Shot:
         camera=entry.get("camera"),
         frame_start=frame_start,
         frame_end=frame_end,
-        samples=entry.get("samples", 49),
+        samples=entry.get("samples", DAS_WINDOW.frames),
         image=resolve("image"),
         negative_prompt=entry.get("negative_prompt"),
         seed=entry.get("seed", 42),
         steps=entry.get("steps", 50),
         guidance=float(entry.get("guidance", 6.0)),
-        fps=float(entry.get("fps", 8.0)),
+        fps=float(entry.get("fps", DAS_WINDOW.fps)),
         mode=entry.get("mode"),
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from das_core.errors import DasError
 from das_core.tracking.tracks import Tracks
+from das_core.tracking.window import DAS_WINDOW
 
 ERROR_MARK = "DAS-EXPORT-ERROR: "
 WARNING_MARK = "DAS-EXPORT-WARNING: "
@@ -62,7 +63,7 @@ def export_blend(
     camera: str | None = None,
     frame_start: int | None = None,
     frame_end: int | None = None,
-    samples: int = 49,
+    samples: int = DAS_WINDOW.frames,
     blender: str | os.PathLike | None = None,
     reference_render: str | os.PathLike | None = None,
     engine: str | None = None,

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 DEFAULT_EXAMPLE = EXAMPLES_DIR / "walk_cycle"
@@ -64,12 +65,14 @@ def run_demo(
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     tracks = Tracks.load(tracks_path)
-    reference = fit_frames(read_video(reference_path)[0], 720, 480, resample="bilinear")
+    reference = fit_frames(read_video(reference_path)[0], *DAS_WINDOW.size, resample="bilinear")
 
-    report(f"[1/4] rendering the tracking video of {example.name} ({tracks.num_points} points, 49 frames)")
+    report(
+        f"[1/4] rendering the tracking video of {example.name} ({tracks.num_points} points, {DAS_WINDOW.frames} frames)"
+    )
     mode = "mesh" if tracks.faces is not None else "points"
-    tracking = render_tracking(tracks, mode, 49, fit=(720, 480), progress=progress)
-    tracking_path = write_mp4(out_dir / "tracking.mp4", tracking, fps=8.0)
+    tracking = render_tracking(tracks, mode, DAS_WINDOW.frames, fit=DAS_WINDOW.size, progress=progress)
+    tracking_path = write_mp4(out_dir / "tracking.mp4", tracking, fps=DAS_WINDOW.fps)
 
     request = JobRequest(
         prompt=prompt_path.read_text(encoding="utf-8").strip(), image=reference, tracking=tracking,
@@ -90,8 +93,8 @@ def _generate_on_local_server(
     """Start a throwaway server, submit `request` through the real client, stream it: (frames, fps)."""
     from tqdm import tqdm
 
-    from das_core.wire.client import DasClient
-    from das_core.wire.protocol import Done, Frame, JobFailed, Progress
+    from das_core.wire.client import DasClient, Frame, Progress, collect_frames
+    from das_core.wire.protocol import Event
     from das_core.workflow.local_server import LocalServer
 
     with tempfile.TemporaryDirectory(prefix="das-demo-server-") as state_dir:
@@ -99,17 +102,13 @@ def _generate_on_local_server(
         with LocalServer(backend, state_dir) as server, DasClient(server.address) as client:
             report(f"[3/4] submitting to {server.address} and streaming the result")
             job_id = client.submit(request)
-            frames: dict[int, np.ndarray] = {}
             with tqdm(total=len(request.tracking), unit="frame", desc="result", disable=not progress) as bar:
-                for event in client.events(job_id):
+
+                def show(event: Event) -> None:
                     if isinstance(event, Progress):
                         bar.set_postfix_str(f"{event.phase} {event.step}/{event.total}")
                     elif isinstance(event, Frame):
-                        frames[event.index] = event.image
                         bar.update(1)
-                    elif isinstance(event, JobFailed):
-                        raise DasError(f"the demo job failed on the server ({event.code}): {event.message}")
-                    elif isinstance(event, Done):
-                        result = np.stack([frames[i] for i in range(event.num_frames)])
-                        return result, float(event.metadata.get("fps", 8.0))
-    raise DasError("the demo job's event stream ended without a result; run the demo again")
+
+                result = collect_frames(client.events(job_id), on_event=show)
+    return result.frames, float(result.done.metadata.get("fps", DAS_WINDOW.fps))

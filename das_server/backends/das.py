@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from das_core.errors import DasError
-from das_core.wire.protocol import DEFAULT_NEGATIVE_PROMPT, JobRequest
+from das_core.model.pipeline import DEFAULT_NEGATIVE_PROMPT
+from das_core.tracking.window import DAS_WINDOW, ModelWindow
+from das_core.wire.protocol import JobRequest
 from das_server.backends import BackendUnavailable
 from das_server.backends.framing import from_model_size, to_model_size, to_uint8
 
-MODEL_FRAMES = 49
-MODEL_HEIGHT, MODEL_WIDTH = 480, 720
 _WEIGHTS_HINT = (
     "download the weights (about 25 GB) with `hf download EXCAI/Diffusion-As-Shader --local-dir DaS` "
     "and pass --model DaS, or run `python -m das_server --backend preview` for a CPU preview"
@@ -28,16 +28,15 @@ _WEIGHTS_HINT = (
 
 
 class PipelineBackend:
-    """Runs a loaded pipeline at a fixed size; subclasses say which pipeline and size."""
+    """Runs a loaded pipeline in its model's window (size and length); subclasses say which pipeline and window."""
 
     name = "pipeline"
 
-    def __init__(self, pipe: Any, *, height: int, width: int, model: str, device: str) -> None:
+    def __init__(self, pipe: Any, *, window: ModelWindow, model: str, device: str) -> None:
         self.pipe = pipe
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)  # the server reports progress to clients instead
-        self.height = height
-        self.width = width
+        self.window = window
         self.model = model
         self.device = device
 
@@ -47,12 +46,12 @@ class PipelineBackend:
             "model": self.model,
             "device": self.device,
             "preview": False,
-            "model_size": [self.width, self.height],
+            "model_size": list(self.window.size),
         }
 
     def generate(self, request: JobRequest, control) -> Iterator[np.ndarray]:
         out_height, out_width = np.asarray(request.tracking).shape[1:3]
-        image, tracking = to_model_size(request.image, request.tracking, self.width, self.height, MODEL_FRAMES)
+        image, tracking = to_model_size(request.image, request.tracking, *self.window.size, self.window.frames)
         steps = int(request.steps)
         control.progress("denoise", 0, steps)
 
@@ -68,9 +67,9 @@ class PipelineBackend:
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
             tracking_video=tracking,
-            num_frames=MODEL_FRAMES,
-            height=self.height,
-            width=self.width,
+            num_frames=self.window.frames,
+            height=self.window.height,
+            width=self.window.width,
             num_inference_steps=steps,
             guidance_scale=float(request.guidance),
             generator=generator,
@@ -99,4 +98,4 @@ class DasBackend(PipelineBackend):
             pipe = load_pipeline(model=model, device=device, dtype=torch.bfloat16, offload=offload)
         except (DasError, OSError, ValueError) as error:
             raise BackendUnavailable(f"cannot load the DaS weights from {model!r} ({error}); {_WEIGHTS_HINT}") from None
-        super().__init__(pipe, height=MODEL_HEIGHT, width=MODEL_WIDTH, model=model, device=device)
+        super().__init__(pipe, window=DAS_WINDOW, model=model, device=device)

@@ -7,6 +7,7 @@ without a GPU. Its pictures are noise-like: the weights are random.
 
 from __future__ import annotations
 
+from das_core.tracking.window import DAS_WINDOW, ModelWindow
 from das_server.backends.das import PipelineBackend
 
 
@@ -16,7 +17,8 @@ class TinyBackend(PipelineBackend):
     name = "tiny"
 
     def __init__(self) -> None:
-        from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH, build_tiny_pipeline
+        from das_core.model.tiny import TINY_HEIGHT, TINY_NUM_FRAMES, TINY_WIDTH, build_tiny_pipeline
 
         pipe = build_tiny_pipeline(seed=0)
-        super().__init__(pipe, height=TINY_HEIGHT, width=TINY_WIDTH, model="tiny (random weights)", device="cpu")
+        window = ModelWindow(TINY_WIDTH, TINY_HEIGHT, TINY_NUM_FRAMES, DAS_WINDOW.fps)
+        super().__init__(pipe, window=window, model="tiny (random weights)", device="cpu")
