@@ -28,7 +28,6 @@ from das_core.wire.protocol.codec import VERSION, decode, encode
 from das_core.wire.protocol.images import CODECS, EncodedImage, frame_digest, result_checksum
 from das_core.wire.protocol.limits import DEFAULT_LIMITS, JOB_ID_PATTERN, Limits, ProtocolError, check_job_id
 from das_core.wire.protocol.messages import (
-    DEFAULT_NEGATIVE_PROMPT,
     Accepted,
     Cancel,
     Done,
@@ -52,7 +51,6 @@ from das_core.wire.protocol.stored import join_parts, split_parts
 __all__ = [
     "CODECS",
     "DEFAULT_LIMITS",
-    "DEFAULT_NEGATIVE_PROMPT",
     "JOB_ID_PATTERN",
     "VERSION",
     "Accepted",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from das_core.errors import DasError
+from das_core.tracking.window import DAS_WINDOW
 
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -38,7 +39,7 @@ class Limits:
         "max_metadata_bytes",
     )
 
-    max_frames: int = 49
+    max_frames: int = DAS_WINDOW.frames
     max_width: int = 1920
     max_height: int = 1080
     max_prompt_chars: int = 2000

@@ -8,14 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from das_core.tracking.window import DAS_WINDOW
 from das_core.wire.protocol.bodies import ReplyBody, ServerInfo
 from das_core.wire.protocol.images import EncodedImage
 from das_core.wire.protocol.limits import DEFAULT_LIMITS, Limits, ProtocolError, check_job_id, check_text
-
-DEFAULT_NEGATIVE_PROMPT = (
-    "The video is not of a high quality, it has a low resolution. Watermark present in each frame. "
-    "The background is solid. Strange body and strange trajectory. Distortion."
-)
 
 
 @dataclass
@@ -30,7 +26,7 @@ class JobRequest:
     steps: int = 50
     guidance: float = 6.0
     job_id: str | None = None  # the client makes a uuid when None
-    fps: float = 8.0
+    fps: float = DAS_WINDOW.fps
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ class Submit:
     seed: int = 42
     steps: int = 50
     guidance: float = 6.0
-    fps: float = 8.0
+    fps: float = DAS_WINDOW.fps
     client: str = ""
 
     @classmethod
