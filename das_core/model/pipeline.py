@@ -1,4 +1,6 @@
-"""The DaS image-to-video pipeline: CogVideoX I2V sampling conditioned on a tracking video (spec §3).
+"""The DaS image-to-video pipeline: CogVideoX I2V sampling conditioned on a tracking video.
+
+What it must match (scheduler, defaults, guidance, random-number order): das_core/model/README.md, Sampling.
 
 `DasImageToVideoPipeline` reuses diffusers' `CogVideoXImageToVideoPipeline` for prompt encoding, latent
 preparation, rotary embeddings and decoding, and owns the one denoising loop of the project: progress,
@@ -35,7 +37,7 @@ __all__ = [
     "dynamic_guidance_scale",
 ]
 
-# The reference inference's negative prompt (spec §3).
+# The reference inference's negative prompt (das_core/model/README.md, Sampling).
 DEFAULT_NEGATIVE_PROMPT = (
     "The video is not of a high quality, it has a low resolution. Watermark present in each frame. The "
     "background is solid. Strange body and strange trajectory. Distortion."
@@ -47,7 +49,7 @@ TRACKING_NORMALIZATIONS = ("reference", "training")
 
 
 def dynamic_guidance_scale(guidance_scale: float, timestep: float, num_inference_steps: int) -> float:
-    """CogVideoX's dynamic CFG: `1 + g * (1 - cos(pi * ((N - t) / N) ** 5)) / 2` (spec §3)."""
+    """CogVideoX's dynamic CFG: `1 + g * (1 - cos(pi * ((N - t) / N) ** 5)) / 2` (README.md, Sampling)."""
     progress = (num_inference_steps - timestep) / num_inference_steps
     return 1 + guidance_scale * (1 - math.cos(math.pi * progress**5.0)) / 2
 
@@ -202,7 +204,7 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
     def encode_tracking_video(self, tracking_video: torch.Tensor, tracking_normalization: str) -> torch.Tensor:
         """Encode tracking frames [T, 3, H, W] in [0, 1] to scaled latents [1, F, C, h, w].
 
-        Samples the VAE posterior with the GLOBAL torch RNG, as the reference inference does (spec §3).
+        Samples the VAE posterior with the GLOBAL torch RNG, as the reference inference does (README.md, Sampling).
         """
         frames = tracking_video.to(device=self._execution_device, dtype=self.vae.dtype)
         if tracking_normalization == "training":

@@ -1,4 +1,4 @@
-"""The DaS tracking transformer: CogVideoX-5B-I2V plus a tracking branch (spec §2).
+"""The DaS tracking transformer: CogVideoX-5B-I2V plus a tracking branch (das_core/model/README.md).
 
 Checkpoint-compatible with `EXCAI/Diffusion-As-Shader/transformer`: the parameter names are those of the
 reference `CogVideoXTransformer3DModelTracking` (`transformer_blocks_copy`, `combine_linears`,
@@ -26,7 +26,7 @@ from das_core.errors import DasError
 # can load checkpoints we save.
 REFERENCE_CLASS_NAME = "CogVideoXTransformer3DModelTracking"
 
-# transformer/config.json of CogVideoX-5B-I2V (spec §2): the base DaS starts from. The published DaS
+# transformer/config.json of CogVideoX-5B-I2V (README.md, Base config): the base DaS starts from. The published DaS
 # transformer is `DasTransformer3DModel(num_tracking_blocks=18, **COGVIDEOX_5B_I2V_CONFIG)`.
 COGVIDEOX_5B_I2V_CONFIG = dict(
     num_attention_heads=48,
@@ -179,7 +179,7 @@ class DasTransformer3DModel(CogVideoXTransformer3DModel):
 
     @classmethod
     def from_base(cls, base: CogVideoXTransformer3DModel, num_tracking_blocks: int = 18) -> DasTransformer3DModel:
-        """Build a DaS transformer from a plain CogVideoX I2V one (spec §2 conversion).
+        """Build a DaS transformer from a plain CogVideoX I2V one (README.md, Tracking branch).
 
         Main weights are taken over, copy block i starts as main block i, and the combine linears are zero,
         so the result computes exactly what `base` computes until it is trained. Built on the meta device
@@ -271,8 +271,7 @@ class DasTransformer3DModel(CogVideoXTransformer3DModel):
                 f"tracking_maps has shape {tuple(tracking_maps.shape)} but the video input has "
                 f"{tuple(hidden_states.shape)}; encode the tracking video at the same size and frame count"
             )
-        # Forward steps 1-6 (das_core/model/README.md, Transformer): timestep embedding as the base model,
-        # then tokens, blocks and output.
+        # The steps of das_core/model/README.md, Forward pass: 1 here, 2-4 tokens, 5 blocks, 6 output.
         emb = self.time_embedding(self.time_proj(timestep).to(dtype=hidden_states.dtype), timestep_cond)
         video, text, tracking = self._embed_tokens(hidden_states, encoder_hidden_states, tracking_maps)
         video = self._run_blocks(video, text, tracking, emb, image_rotary_emb, attention_kwargs)

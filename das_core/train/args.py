@@ -1,7 +1,7 @@
 """Trainer flags: the reference DaS trainer's names, meanings and defaults, plus a few of ours.
 
-Users know the reference `training/cogvideox_image_to_video_sft.py` command lines (spec §4), so every
-flag listed there keeps its name and default here. Flags we add are marked "(das)" in their help.
+Users know the reference `training/cogvideox_image_to_video_sft.py` command lines (das_core/model/README.md,
+Flags), so every flag listed there keeps its name and default here. Flags we add are marked "(das)" in their help.
 No torch import: `das train --help` and the dataset commands stay fast.
 """
 

@@ -1,4 +1,4 @@
-"""The accelerate training loop of the DaS tracking branch (reference recipe, spec §4).
+"""The accelerate training loop of the DaS tracking branch (das_core/model/README.md, Training).
 
 `train(args)` runs on one process or many (`accelerate launch -m das_core.train ...`): loads the
 model parts, freezes all but the tracking branch, loads the bucketed dataset, then per optimizer
