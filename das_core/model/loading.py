@@ -1,4 +1,6 @@
-"""Load a DaS pipeline from the published checkpoint or a folder laid out like it (spec §2).
+"""Load a DaS pipeline from the published checkpoint or a folder laid out like it.
+
+The layout: das_core/model/README.md, Folder layout.
 
 Every component is loaded with our classes, straight in the target dtype (the reference loads fp32 and
 casts, which needs far more memory). The published `model_index.json` names the reference's own

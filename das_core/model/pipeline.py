@@ -1,4 +1,6 @@
-"""The DaS image-to-video pipeline: CogVideoX I2V sampling conditioned on a tracking video (spec §3).
+"""The DaS image-to-video pipeline: CogVideoX I2V sampling conditioned on a tracking video.
+
+What it must match (scheduler, defaults, guidance, random-number order): das_core/model/README.md, Sampling.
 
 `DasImageToVideoPipeline` reuses diffusers' `CogVideoXImageToVideoPipeline` for prompt encoding, latent
 preparation, rotary embeddings and decoding, and owns the one denoising loop of the project: progress,
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,7 @@ __all__ = [
     "dynamic_guidance_scale",
 ]
 
-# The reference inference's negative prompt (spec §3).
+# The reference inference's negative prompt (das_core/model/README.md, Sampling).
 DEFAULT_NEGATIVE_PROMPT = (
     "The video is not of a high quality, it has a low resolution. Watermark present in each frame. The "
     "background is solid. Strange body and strange trajectory. Distortion."
@@ -47,7 +49,7 @@ TRACKING_NORMALIZATIONS = ("reference", "training")
 
 
 def dynamic_guidance_scale(guidance_scale: float, timestep: float, num_inference_steps: int) -> float:
-    """CogVideoX's dynamic CFG: `1 + g * (1 - cos(pi * ((N - t) / N) ** 5)) / 2` (spec §3)."""
+    """CogVideoX's dynamic CFG: `1 + g * (1 - cos(pi * ((N - t) / N) ** 5)) / 2` (README.md, Sampling)."""
     progress = (num_inference_steps - timestep) / num_inference_steps
     return 1 + guidance_scale * (1 - math.cos(math.pi * progress**5.0)) / 2
 
@@ -65,32 +67,57 @@ class DasPipelineOutput(BaseOutput):
     interrupted: bool = False
 
 
+@dataclass
+class _Conditioning:
+    """What the transformer sees at every step besides the noisy latents and the timestep.
+
+    `prompt_embeds` is the guidance batch [negative, positive] when guidance is on; the loop doubles the image
+    latents and the tracking input (`[1, F, 2C, h, w]`, or None) to match. A step callback may replace the
+    prompt embeddings.
+    """
+
+    prompt_embeds: torch.Tensor
+    negative_prompt_embeds: torch.Tensor | None
+    image_latents: torch.Tensor
+    tracking: torch.Tensor | None
+    rotary: tuple[torch.Tensor, torch.Tensor] | None
+    attention_kwargs: dict[str, Any] | None
+
+    def doubled(self) -> _Conditioning:
+        """The image latents and tracking input repeated for both guidance halves."""
+        tracking = None if self.tracking is None else torch.cat([self.tracking] * 2)
+        return replace(self, image_latents=torch.cat([self.image_latents] * 2), tracking=tracking)
+
+
+@dataclass(frozen=True)
+class _Guidance:
+    """Classifier-free guidance of one run; with `dynamic`, the scale follows `dynamic_guidance_scale`."""
+
+    scale: float
+    dynamic: bool
+    num_inference_steps: int
+
+    @property
+    def active(self) -> bool:
+        """Whether the batch holds an unconditional and a conditional half."""
+        return self.scale > 1.0
+
+
 class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
     """CogVideoX-5B-I2V sampling that follows a 3D tracking video, seed for seed like the reference."""
 
     # diffusers declares this a plain list.
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]  # noqa: RUF012
 
-    def check_tracking_inputs(
+    def _check_settings(
         self,
-        image: Any,
         prompt: Any,
-        tracking_video: Any,
-        tracking_latents: Any,
-        tracking_image: Any,
         tracking_normalization: str,
-        num_frames: int,
-        height: int,
-        width: int,
         num_inference_steps: int,
         output_type: str,
         callback_on_step_end_tensor_inputs: list[str],
-    ) -> tuple[PIL.Image.Image, torch.Tensor | None, torch.Tensor | None]:
-        """Validate every input before any model runs; return the image and the tracking frames in [0, 1].
-
-        Returns `(image, tracking_video [T, 3, H, W] float, tracking_image [1, 3, H, W] float)`; the tracking
-        tensors are `None` when not given.
-        """
+    ) -> None:
+        """Refuse a bad prompt type, tracking normalisation, output type, step count or callback input."""
         if not isinstance(prompt, str):
             raise DasError(f"prompt must be a string, got {type(prompt).__name__}")
         if tracking_normalization not in TRACKING_NORMALIZATIONS:
@@ -106,8 +133,23 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
             raise DasError(
                 f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"
             )
-        self._check_size(num_frames, height, width)
 
+    def check_tracking_inputs(
+        self,
+        image: Any,
+        tracking_video: Any,
+        tracking_latents: Any,
+        tracking_image: Any,
+        num_frames: int,
+        height: int,
+        width: int,
+    ) -> tuple[PIL.Image.Image, torch.Tensor | None, torch.Tensor | None]:
+        """Validate the size, the image and the tracking inputs; return the image and the tracking frames in [0, 1].
+
+        Returns `(image, tracking_video [T, 3, H, W] float, tracking_image [1, 3, H, W] float)`; the tracking
+        tensors are `None` when not given.
+        """
+        self._check_size(num_frames, height, width)
         pil_image = _image_to_pil(image, "image", height, width)
         video = None if tracking_video is None else _video_to_unit_float(tracking_video, num_frames, height, width)
         if tracking_latents is not None:
@@ -162,7 +204,7 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
     def encode_tracking_video(self, tracking_video: torch.Tensor, tracking_normalization: str) -> torch.Tensor:
         """Encode tracking frames [T, 3, H, W] in [0, 1] to scaled latents [1, F, C, h, w].
 
-        Samples the VAE posterior with the GLOBAL torch RNG, as the reference inference does (spec §3).
+        Samples the VAE posterior with the GLOBAL torch RNG, as the reference inference does (README.md, Sampling).
         """
         frames = tracking_video.to(device=self._execution_device, dtype=self.vae.dtype)
         if tracking_normalization == "training":
@@ -202,108 +244,134 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         [0, 1], at exactly `num_frames` x `height` x `width` (fit it with `das_core.tracking.video.fit_frames`).
         `tracking_latents`: already encoded and scaled [1, F, C, h, w] (then `tracking_image` is required).
         `tracking_image` defaults to the first tracking frame. With neither tracking input the plain
-        CogVideoX I2V model runs. The random-number order follows the reference (spec §3).
+        CogVideoX I2V model runs. The random-number order follows the reference (README.md, Sampling).
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
         # 1. Check inputs before any heavy work.
+        self._check_settings(
+            prompt, tracking_normalization, num_inference_steps, output_type, list(callback_on_step_end_tensor_inputs)
+        )
         pil_image, video, track_image = self.check_tracking_inputs(
-            image,
-            prompt,
-            tracking_video,
-            tracking_latents,
-            tracking_image,
-            tracking_normalization,
-            num_frames,
-            height,
-            width,
-            num_inference_steps,
-            output_type,
-            list(callback_on_step_end_tensor_inputs),
+            image, tracking_video, tracking_latents, tracking_image, num_frames, height, width
         )
         self._guidance_scale = guidance_scale
         self._current_timestep = None
         self._attention_kwargs = attention_kwargs
         self._interrupt = False
-        device = self._execution_device
-        do_classifier_free_guidance = guidance_scale > 1.0
+        cfg = _Guidance(guidance_scale, use_dynamic_cfg, num_inference_steps)
 
         # 2. Tracking video latents (global RNG; the reference encodes them before anything else).
         if video is not None:
             tracking_latents = self.encode_tracking_video(video, tracking_normalization)
 
-        # 3. Prompt embeddings; the CFG batch is [negative, positive].
+        # 3. Prompt embeddings; with guidance the batch is [negative, positive].
+        prompt_embeds, negative_prompt_embeds = self._encode_prompts(
+            prompt, negative_prompt, cfg.active, max_sequence_length
+        )
+
+        # 4. Timesteps (DPM with trailing spacing when loaded by load_pipeline).
+        timesteps, _ = retrieve_timesteps(self.scheduler, num_inference_steps, self._execution_device)
+        self._num_timesteps = len(timesteps)
+
+        # 5. Latents and what the transformer sees beside them, in the reference's random-number order.
+        latents, image_latents, tracking_input = self.prepare_tracking_latents(
+            pil_image, track_image, tracking_latents, num_frames, height, width, prompt_embeds.dtype, generator, latents
+        )
+        rotary = self._rotary_embeddings(height, width, latents.size(1))
+        conditioning = _Conditioning(
+            prompt_embeds, negative_prompt_embeds, image_latents, tracking_input, rotary, attention_kwargs
+        )
+
+        # 6. Denoising loop.
+        latents = self._denoise(
+            latents, timesteps, conditioning, cfg, generator, callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
+
+        # 7. Decode (skipped when interrupted).
+        return self._decode_output(latents, output_type, return_dict)
+
+    def _encode_prompts(
+        self, prompt: str, negative_prompt: str | None, classifier_free_guidance: bool, max_sequence_length: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prompt embeddings, as the batch [negative, positive] with guidance, and the negative ones alone."""
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             prompt=prompt,
             negative_prompt=negative_prompt,
-            do_classifier_free_guidance=do_classifier_free_guidance,
+            do_classifier_free_guidance=classifier_free_guidance,
             num_videos_per_prompt=1,
             max_sequence_length=max_sequence_length,
-            device=device,
+            device=self._execution_device,
         )
-        if do_classifier_free_guidance:
+        if classifier_free_guidance:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
-        dtype = prompt_embeds.dtype
+        return prompt_embeds, negative_prompt_embeds
 
-        # 4. Timesteps (DPM with trailing spacing when loaded by load_pipeline).
-        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
-        self._num_timesteps = len(timesteps)
+    def prepare_tracking_latents(
+        self,
+        image: PIL.Image.Image,
+        tracking_image: torch.Tensor | None,
+        tracking_latents: torch.Tensor | None,
+        num_frames: int,
+        height: int,
+        width: int,
+        dtype: torch.dtype,
+        generator: torch.Generator | None,
+        latents: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Initial noise, image latents and the tracking input [1, F, 2C, h, w] (None without tracking).
 
-        # 5. Latents, in the reference's random-number order: image posterior, initial noise, then the
-        #    tracking image posterior through a second call whose own noise draw is discarded.
+        Random-number order of the reference: the image posterior, the initial noise, then the tracking-image
+        posterior through a second call of the same routine whose own noise draw is discarded.
+        """
+        device = self._execution_device
         latent_channels = self.transformer.config.in_channels // 2
-        image_tensor = self.video_processor.preprocess(pil_image, height=height, width=width).to(device, dtype=dtype)
+        image_tensor = self.video_processor.preprocess(image, height=height, width=width).to(device, dtype=dtype)
         latents, image_latents = self.prepare_latents(
             image_tensor, 1, latent_channels, num_frames, height, width, dtype, device, generator, latents
         )
-        tracking_input = None
-        if tracking_latents is not None:
-            track_tensor = self.video_processor.preprocess(
-                track_image.to(device=device, dtype=dtype), height=height, width=width
-            ).to(device, dtype=dtype)
-            _, tracking_image_latents = self.prepare_latents(
-                track_tensor, 1, latent_channels, num_frames, height, width, dtype, device, generator, None
-            )
-            tracking_input = torch.cat([tracking_latents.to(device=device, dtype=dtype), tracking_image_latents], dim=2)
-            if do_classifier_free_guidance:
-                tracking_input = torch.cat([tracking_input] * 2)
-        latent_image_input = torch.cat([image_latents] * 2) if do_classifier_free_guidance else image_latents
-
-        # 6. Scheduler extras (the DPM step draws noise from the generator).
-        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)
-
-        # 7. Rotary embeddings.
-        image_rotary_emb = (
-            self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
-            if self.transformer.config.use_rotary_positional_embeddings
-            else None
+        if tracking_latents is None:
+            return latents, image_latents, None
+        track_tensor = self.video_processor.preprocess(
+            tracking_image.to(device=device, dtype=dtype), height=height, width=width
+        ).to(device, dtype=dtype)
+        _, tracking_image_latents = self.prepare_latents(
+            track_tensor, 1, latent_channels, num_frames, height, width, dtype, device, generator, None
         )
+        tracking_input = torch.cat([tracking_latents.to(device=device, dtype=dtype), tracking_image_latents], dim=2)
+        return latents, image_latents, tracking_input
 
-        # 8. Denoising loop.
+    def _rotary_embeddings(
+        self, height: int, width: int, latent_frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """3D rotary embeddings for this size, or None for a model without them."""
+        if not self.transformer.config.use_rotary_positional_embeddings:
+            return None
+        return self._prepare_rotary_positional_embeddings(height, width, latent_frames, self._execution_device)
+
+    def _denoise(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        conditioning: _Conditioning,
+        cfg: _Guidance,
+        generator: torch.Generator | None,
+        callback_on_step_end: Callable[..., dict] | PipelineCallback | MultiPipelineCallbacks | None,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> torch.Tensor:
+        """The denoising loop: one guided step per timestep, then the callback; stops early when interrupted."""
+        if cfg.active:
+            conditioning = conditioning.doubled()
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)  # the DPM step draws from the generator
+        dtype = conditioning.prompt_embeds.dtype
         old_pred_original_sample = None
-        with self.progress_bar(total=num_inference_steps) as progress_bar:
+        with self.progress_bar(total=cfg.num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     break
                 self._current_timestep = t
-                latent_model_input = torch.cat([latents] * 2) if do_classifier_free_guidance else latents
-                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
-                latent_model_input = torch.cat([latent_model_input, latent_image_input], dim=2)
-                timestep = t.expand(latent_model_input.shape[0])
-
-                with self.transformer.cache_context("cond_uncond"):
-                    noise_pred = self._predict(
-                        latent_model_input, prompt_embeds, tracking_input, timestep, image_rotary_emb, attention_kwargs
-                    )
-                noise_pred = noise_pred.float()
-
-                if use_dynamic_cfg:
-                    self._guidance_scale = dynamic_guidance_scale(guidance_scale, t.item(), num_inference_steps)
-                if do_classifier_free_guidance:
-                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
-
+                noise_pred = self._guided_noise(latents, t, conditioning, cfg)
                 if isinstance(self.scheduler, CogVideoXDPMScheduler):
                     latents, old_pred_original_sample = self.scheduler.step(
                         noise_pred,
@@ -317,22 +385,56 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
                 else:
                     latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
                 latents = latents.to(dtype)
-
                 if callback_on_step_end is not None:
-                    offered = {
-                        "latents": latents,
-                        "prompt_embeds": prompt_embeds,
-                        "negative_prompt_embeds": negative_prompt_embeds,
-                    }
-                    callback_kwargs = {name: offered[name] for name in callback_on_step_end_tensor_inputs}
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
-                    latents = callback_outputs.pop("latents", latents)
-                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+                    latents = self._run_callback(
+                        callback_on_step_end, callback_on_step_end_tensor_inputs, i, t, latents, conditioning
+                    )
                 progress_bar.update()
         self._current_timestep = None
+        return latents
 
-        # 9. Decode (skipped when interrupted).
+    def _guided_noise(
+        self, latents: torch.Tensor, t: torch.Tensor, conditioning: _Conditioning, cfg: _Guidance
+    ) -> torch.Tensor:
+        """The transformer's prediction at timestep `t`, combined across the CFG halves."""
+        latent_model_input = torch.cat([latents] * 2) if cfg.active else latents
+        latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+        latent_model_input = torch.cat([latent_model_input, conditioning.image_latents], dim=2)
+        timestep = t.expand(latent_model_input.shape[0])
+        with self.transformer.cache_context("cond_uncond"):
+            noise_pred = self._predict(latent_model_input, timestep, conditioning)
+        noise_pred = noise_pred.float()
+        if cfg.dynamic:
+            self._guidance_scale = dynamic_guidance_scale(cfg.scale, t.item(), cfg.num_inference_steps)
+        if cfg.active:
+            noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+            noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+        return noise_pred
+
+    def _run_callback(
+        self,
+        callback_on_step_end: Callable[..., dict] | PipelineCallback | MultiPipelineCallbacks,
+        tensor_inputs: list[str],
+        i: int,
+        t: torch.Tensor,
+        latents: torch.Tensor,
+        conditioning: _Conditioning,
+    ) -> torch.Tensor:
+        """Offer the step's tensors to the callback; take back the latents and prompt embeddings it returns."""
+        offered = {
+            "latents": latents,
+            "prompt_embeds": conditioning.prompt_embeds,
+            "negative_prompt_embeds": conditioning.negative_prompt_embeds,
+        }
+        callback_outputs = callback_on_step_end(self, i, t, {name: offered[name] for name in tensor_inputs}) or {}
+        conditioning.prompt_embeds = callback_outputs.pop("prompt_embeds", conditioning.prompt_embeds)
+        conditioning.negative_prompt_embeds = callback_outputs.pop(
+            "negative_prompt_embeds", conditioning.negative_prompt_embeds
+        )
+        return callback_outputs.pop("latents", latents)
+
+    def _decode_output(self, latents: torch.Tensor, output_type: str, return_dict: bool) -> DasPipelineOutput | tuple:
+        """Decode the final latents as `output_type` asks (nothing when interrupted) and free offloaded models."""
         if self.interrupt:
             video_out = None
         elif output_type == "latent":
@@ -341,31 +443,24 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
             decoded = self.decode_latents(latents)
             video_out = self.video_processor.postprocess_video(video=decoded, output_type=output_type)
         self.maybe_free_model_hooks()
-
         if not return_dict:
             return (video_out,)
         return DasPipelineOutput(frames=video_out, interrupted=self.interrupt)
 
     def _predict(
-        self,
-        latent_model_input: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        tracking_input: torch.Tensor | None,
-        timestep: torch.Tensor,
-        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None,
-        attention_kwargs: dict[str, Any] | None,
+        self, latent_model_input: torch.Tensor, timestep: torch.Tensor, conditioning: _Conditioning
     ) -> torch.Tensor:
         """One transformer call; a plain CogVideoX transformer is accepted when there is no tracking input."""
         kwargs = dict(
             hidden_states=latent_model_input,
-            encoder_hidden_states=prompt_embeds,
+            encoder_hidden_states=conditioning.prompt_embeds,
             timestep=timestep,
-            image_rotary_emb=image_rotary_emb,
-            attention_kwargs=attention_kwargs,
+            image_rotary_emb=conditioning.rotary,
+            attention_kwargs=conditioning.attention_kwargs,
             return_dict=False,
         )
-        if isinstance(self.transformer, DasTransformer3DModel) or tracking_input is not None:
-            kwargs["tracking_maps"] = tracking_input
+        if isinstance(self.transformer, DasTransformer3DModel) or conditioning.tracking is not None:
+            kwargs["tracking_maps"] = conditioning.tracking
         return self.transformer(**kwargs)[0]
 
 

@@ -2,7 +2,7 @@
 
 Same classes as the real model (T5 tokenizer and encoder, CogVideoX VAE with 4x temporal and 8x spatial
 compression, tracking transformer with rotary and learned positional embeddings, DPM scheduler with
-trailing spacing), at sizes where 49 frames of `TINY_WIDTH` x `TINY_HEIGHT` take seconds on a CPU. No
+trailing spacing), small enough that 49 frames of `TINY_WIDTH` x `TINY_HEIGHT` suit CPU tests. No
 downloads; the weights are random but fixed by the seed.
 """
 

@@ -1,4 +1,4 @@
-"""The DaS tracking transformer: CogVideoX-5B-I2V plus a tracking branch (spec §2).
+"""The DaS tracking transformer: CogVideoX-5B-I2V plus a tracking branch (das_core/model/README.md).
 
 Checkpoint-compatible with `EXCAI/Diffusion-As-Shader/transformer`: the parameter names are those of the
 reference `CogVideoXTransformer3DModelTracking` (`transformer_blocks_copy`, `combine_linears`,
@@ -26,7 +26,7 @@ from das_core.errors import DasError
 # can load checkpoints we save.
 REFERENCE_CLASS_NAME = "CogVideoXTransformer3DModelTracking"
 
-# transformer/config.json of CogVideoX-5B-I2V (spec §2): the base DaS starts from. The published DaS
+# transformer/config.json of CogVideoX-5B-I2V (README.md, Base config): the base DaS starts from. The published DaS
 # transformer is `DasTransformer3DModel(num_tracking_blocks=18, **COGVIDEOX_5B_I2V_CONFIG)`.
 COGVIDEOX_5B_I2V_CONFIG = dict(
     num_attention_heads=48,
@@ -134,19 +134,27 @@ class DasTransformer3DModel(CogVideoXTransformer3DModel):
             use_learned_positional_embeddings=use_learned_positional_embeddings,
             patch_bias=patch_bias,
         )
-        inner_dim = num_attention_heads * attention_head_dim
+        self._add_tracking_branch(num_tracking_blocks)
+
+    def _add_tracking_branch(self, num_tracking_blocks: int) -> None:
+        """Copy blocks shaped like the main blocks, then the combine linears, zeroed.
+
+        The construction order decides which random numbers each module's initial weights take; keep it.
+        """
+        config = self.config
+        inner_dim = config.num_attention_heads * config.attention_head_dim
         self.transformer_blocks_copy = nn.ModuleList(
             [
                 CogVideoXBlock(
                     dim=inner_dim,
-                    num_attention_heads=num_attention_heads,
-                    attention_head_dim=attention_head_dim,
-                    time_embed_dim=time_embed_dim,
-                    dropout=dropout,
-                    activation_fn=activation_fn,
-                    attention_bias=attention_bias,
-                    norm_elementwise_affine=norm_elementwise_affine,
-                    norm_eps=norm_eps,
+                    num_attention_heads=config.num_attention_heads,
+                    attention_head_dim=config.attention_head_dim,
+                    time_embed_dim=config.time_embed_dim,
+                    dropout=config.dropout,
+                    activation_fn=config.activation_fn,
+                    attention_bias=config.attention_bias,
+                    norm_elementwise_affine=config.norm_elementwise_affine,
+                    norm_eps=config.norm_eps,
                 )
                 for _ in range(num_tracking_blocks)
             ]
@@ -171,7 +179,7 @@ class DasTransformer3DModel(CogVideoXTransformer3DModel):
 
     @classmethod
     def from_base(cls, base: CogVideoXTransformer3DModel, num_tracking_blocks: int = 18) -> DasTransformer3DModel:
-        """Build a DaS transformer from a plain CogVideoX I2V one (spec §2 conversion).
+        """Build a DaS transformer from a plain CogVideoX I2V one (README.md, Tracking branch).
 
         Main weights are taken over, copy block i starts as main block i, and the combine linears are zero,
         so the result computes exactly what `base` computes until it is trained. Built on the meta device
@@ -263,57 +271,67 @@ class DasTransformer3DModel(CogVideoXTransformer3DModel):
                 f"tracking_maps has shape {tuple(tracking_maps.shape)} but the video input has "
                 f"{tuple(hidden_states.shape)}; encode the tracking video at the same size and frame count"
             )
-        batch_size, num_frames, _, height, width = hidden_states.shape
+        # The steps of das_core/model/README.md, Forward pass: 1 here, 2-4 tokens, 5 blocks, 6 output.
+        emb = self.time_embedding(self.time_proj(timestep).to(dtype=hidden_states.dtype), timestep_cond)
+        video, text, tracking = self._embed_tokens(hidden_states, encoder_hidden_states, tracking_maps)
+        video = self._run_blocks(video, text, tracking, emb, image_rotary_emb, attention_kwargs)
+        output = self._tokens_to_output(video, emb, hidden_states.shape)
+        if not return_dict:
+            return (output,)
+        return Transformer2DModelOutput(sample=output)
 
-        # 1. Time embedding, as the base model.
-        t_emb = self.time_proj(timestep).to(dtype=hidden_states.dtype)
-        emb = self.time_embedding(t_emb, timestep_cond)
+    def _embed_tokens(
+        self, hidden_states: torch.Tensor, prompt_embeds: torch.Tensor, tracking_maps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward steps 2-4: video, text and tracking tokens, the tracking ones already combined once.
 
-        # 2. Main input and text through the patch embedding.
-        prompt_embeds = encoder_hidden_states
+        The main input and the tracking input go through the same patch embedding with the same text; only
+        the tracking input's video tokens are kept.
+        """
         text_seq_length = prompt_embeds.shape[1]
         embedded = self.embedding_dropout(self.patch_embed(prompt_embeds, hidden_states))
-        encoder_hidden_states = embedded[:, :text_seq_length]
-        hidden_states = embedded[:, text_seq_length:]
-
-        # 3. Tracking input through the same patch embedding and text; only its video tokens are kept.
+        text = embedded[:, :text_seq_length]
+        video = embedded[:, text_seq_length:]
         tracking = self.embedding_dropout(self.patch_embed(prompt_embeds, tracking_maps))[:, text_seq_length:]
+        tracking = self.initial_combine_linear(video + tracking)
+        return video, text, tracking
 
-        # 4. Initial combination.
-        tracking = self.initial_combine_linear(hidden_states + tracking)
+    def _run_blocks(
+        self,
+        video: torch.Tensor,
+        text: torch.Tensor,
+        tracking: torch.Tensor,
+        emb: torch.Tensor,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None,
+        attention_kwargs: dict[str, Any] | None,
+    ) -> torch.Tensor:
+        """Forward step 5: the main blocks; the first num_tracking_blocks each feed a copy block.
 
-        # 5. Main blocks; the first num_tracking_blocks each feed a copy block whose combined output is added.
+        Copy block i sees the text tokens as main block i left them; its combined output is added to the
+        video tokens and is also what the next copy block takes.
+        """
         for i, block in enumerate(self.transformer_blocks):
-            hidden_states, encoder_hidden_states = self._run_block(
-                block, hidden_states, encoder_hidden_states, emb, image_rotary_emb, attention_kwargs
-            )
+            video, text = self._run_block(block, video, text, emb, image_rotary_emb, attention_kwargs)
             if i < len(self.transformer_blocks_copy):
                 tracking, _ = self._run_block(
-                    self.transformer_blocks_copy[i],
-                    tracking,
-                    encoder_hidden_states,
-                    emb,
-                    image_rotary_emb,
-                    attention_kwargs,
+                    self.transformer_blocks_copy[i], tracking, text, emb, image_rotary_emb, attention_kwargs
                 )
                 tracking = self.combine_linears[i](tracking)
-                hidden_states = hidden_states + tracking
+                video = video + tracking
+        return video
 
-        # 6. Final norm, output projection and unpatchify, as the base model.
-        hidden_states = self.norm_final(hidden_states)
+    def _tokens_to_output(self, video: torch.Tensor, emb: torch.Tensor, input_shape: torch.Size) -> torch.Tensor:
+        """Forward step 6: final norm, output projection and unpatchify, as the base model."""
+        batch_size, num_frames, _, height, width = input_shape
+        hidden_states = self.norm_final(video)
         hidden_states = self.norm_out(hidden_states, temb=emb)
         hidden_states = self.proj_out(hidden_states)
         p = self.config.patch_size
         p_t = self.config.patch_size_t
         if p_t is None:
             output = hidden_states.reshape(batch_size, num_frames, height // p, width // p, -1, p, p)
-            output = output.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
-        else:
-            output = hidden_states.reshape(
-                batch_size, (num_frames + p_t - 1) // p_t, height // p, width // p, -1, p_t, p, p
-            )
-            output = output.permute(0, 1, 5, 4, 2, 6, 3, 7).flatten(6, 7).flatten(4, 5).flatten(1, 2)
-
-        if not return_dict:
-            return (output,)
-        return Transformer2DModelOutput(sample=output)
+            return output.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+        output = hidden_states.reshape(
+            batch_size, (num_frames + p_t - 1) // p_t, height // p, width // p, -1, p_t, p, p
+        )
+        return output.permute(0, 1, 5, 4, 2, 6, 3, 7).flatten(6, 7).flatten(4, 5).flatten(1, 2)

@@ -1,7 +1,7 @@
 """Trainer flags: the reference DaS trainer's names, meanings and defaults, plus a few of ours.
 
-Users know the reference `training/cogvideox_image_to_video_sft.py` command lines (spec §4), so every
-flag listed there keeps its name and default here. Flags we add are marked "(das)" in their help.
+Users know the reference `training/cogvideox_image_to_video_sft.py` command lines (das_core/model/README.md,
+Flags), so every flag listed there keeps its name and default here. Flags we add are marked "(das)" in their help.
 No torch import: `das train --help` and the dataset commands stay fast.
 """
 
@@ -24,59 +24,73 @@ LR_SCHEDULERS = (
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add every trainer flag to `parser` (used by `das train` and `python -m das_core.train`)."""
-    model = parser.add_argument_group("model")
-    model.add_argument(
+    _add_model_arguments(parser)
+    _add_dataset_arguments(parser)
+    _add_validation_arguments(parser)
+    _add_run_arguments(parser)
+    _add_optimizer_arguments(parser)
+    _add_logging_arguments(parser)
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which model to start from."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
         "--pretrained_model_name_or_path",
         required=True,
         help="Folder (or hub id) with tokenizer/, text_encoder/, vae/, scheduler/ and transformer/: a DaS "
         "checkpoint, or plain CogVideoX-5B-I2V (its blocks are copied into the tracking branch).",
     )
-    model.add_argument("--revision", default=None, help="Hub revision of the pretrained model.")
-    model.add_argument("--variant", default=None, help="Weights variant of the pretrained model, e.g. fp16.")
-    model.add_argument("--cache_dir", default=None, help="Where downloaded models are stored.")
+    group.add_argument("--revision", default=None, help="Hub revision of the pretrained model.")
+    group.add_argument("--variant", default=None, help="Weights variant of the pretrained model, e.g. fp16.")
+    group.add_argument("--cache_dir", default=None, help="Where downloaded models are stored.")
 
-    data = parser.add_argument_group("dataset")
-    data.add_argument("--data_root", default=None, help="Dataset folder; every path in the dataset is relative to it.")
-    data.add_argument(
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the samples are and how they are cut into buckets."""
+    group = parser.add_argument_group("dataset")
+    group.add_argument("--data_root", default=None, help="Dataset folder; every path in the dataset is relative to it.")
+    group.add_argument(
         "--dataset_file",
         default=None,
         help="CSV file with named columns (caption, video, tracking, optional image) instead of the .txt files.",
     )
-    data.add_argument(
+    group.add_argument(
         "--caption_column",
         default="text",
         help="CSV column with the prompts, or the file in --data_root with one prompt per line "
         "(the default falls back to prompt.txt when no file 'text' exists).",
     )
-    data.add_argument(
+    group.add_argument(
         "--video_column",
         default="video",
         help="CSV column with the video paths, or the file in --data_root listing them "
         "(the default falls back to videos.txt when no file 'video' exists).",
     )
-    data.add_argument(
+    group.add_argument(
         "--tracking_column",
         default=None,
         help="CSV column with the tracking-video paths, or the file in --data_root listing them "
         "(default: column 'tracking' / file trackings.txt).",
     )
-    data.add_argument(
+    group.add_argument(
         "--image_column",
         default=None,
         help="(das) CSV column or file listing first-frame images (images.txt) to condition on instead of "
         "each video's first frame, e.g. for repainted first frames. Default: the video's first frame, as the reference.",
     )
-    data.add_argument("--tracking_map_path", default=None, help="Tracking video(s) for the validation videos.")
-    data.add_argument("--num_tracking_blocks", type=int, default=18, help="Number of tracking (copy) blocks.")
-    data.add_argument("--id_token", default=None, help="Identifier token put before each prompt.")
-    data.add_argument("--height_buckets", nargs="+", type=int, default=list(REFERENCE_BUCKETS))
-    data.add_argument("--width_buckets", nargs="+", type=int, default=list(REFERENCE_BUCKETS))
-    data.add_argument("--frame_buckets", nargs="+", type=int, default=[49])
-    data.add_argument(
+    group.add_argument("--tracking_map_path", default=None, help="Tracking video(s) for the validation videos.")
+    group.add_argument("--num_tracking_blocks", type=int, default=18, help="Number of tracking (copy) blocks.")
+    group.add_argument("--id_token", default=None, help="Identifier token put before each prompt.")
+    group.add_argument("--height_buckets", nargs="+", type=int, default=list(REFERENCE_BUCKETS))
+    group.add_argument("--width_buckets", nargs="+", type=int, default=list(REFERENCE_BUCKETS))
+    group.add_argument("--frame_buckets", nargs="+", type=int, default=[49])
+    group.add_argument(
         "--dataloader_num_workers", type=int, default=0, help="Loader processes; 0 loads in the main process."
     )
-    data.add_argument("--pin_memory", action="store_true", help="Use pinned memory in the data loader.")
-    data.add_argument(
+    group.add_argument("--pin_memory", action="store_true", help="Use pinned memory in the data loader.")
+    group.add_argument(
         "--tracking_normalization",
         choices=("training", "reference"),
         default="training",
@@ -84,93 +98,100 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "('reference', the reference inference and the pipeline's default); validation uses the same.",
     )
 
-    validation = parser.add_argument_group("validation")
-    validation.add_argument(
+
+def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The validation videos rendered while training."""
+    group = parser.add_argument_group("validation")
+    group.add_argument(
         "--validation_prompt", default=None, help="Validation prompt(s), split by --validation_prompt_separator."
     )
-    validation.add_argument(
+    group.add_argument(
         "--validation_images", default=None, help="Validation image path(s), split by --validation_prompt_separator."
     )
-    validation.add_argument("--validation_prompt_separator", default=":::", help="Separator of validation prompts.")
-    validation.add_argument("--num_validation_videos", type=int, default=1, help="Videos per validation prompt.")
-    validation.add_argument("--validation_epochs", type=int, default=50, help="Validate every N epochs.")
-    validation.add_argument("--guidance_scale", type=float, default=6.0, help="Guidance of the validation videos.")
-    validation.add_argument("--use_dynamic_cfg", action="store_true", help="Dynamic CFG in validation videos.")
-    validation.add_argument(
+    group.add_argument("--validation_prompt_separator", default=":::", help="Separator of validation prompts.")
+    group.add_argument("--num_validation_videos", type=int, default=1, help="Videos per validation prompt.")
+    group.add_argument("--validation_epochs", type=int, default=50, help="Validate every N epochs.")
+    group.add_argument("--guidance_scale", type=float, default=6.0, help="Guidance of the validation videos.")
+    group.add_argument("--use_dynamic_cfg", action="store_true", help="Dynamic CFG in validation videos.")
+    group.add_argument(
         "--validation_num_inference_steps",
         type=int,
         default=50,
         help="(das) Denoising steps of each validation video.",
     )
-    validation.add_argument(
-        "--enable_model_cpu_offload", action="store_true", help="Model CPU offload while validating."
-    )
+    group.add_argument("--enable_model_cpu_offload", action="store_true", help="Model CPU offload while validating.")
 
-    training = parser.add_argument_group("training")
-    training.add_argument("--seed", type=int, default=None, help="Seed for reproducible training.")
-    training.add_argument(
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Length, batching, checkpoints, learning-rate schedule and memory savers."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--seed", type=int, default=None, help="Seed for reproducible training.")
+    group.add_argument(
         "--mixed_precision",
         choices=("no", "fp16", "bf16"),
         default=None,
         help="Mixed precision; default: the accelerate config's value.",
     )
-    training.add_argument(
-        "--output_dir", default="cogvideox-sft", help="Checkpoints, logs and the trained transformer."
-    )
-    training.add_argument("--max_num_frames", type=int, default=49, help="Videos are cut to at most this many frames.")
-    training.add_argument("--train_batch_size", type=int, default=4, help="Batch size per device.")
-    training.add_argument("--num_train_epochs", type=int, default=1)
-    training.add_argument(
+    group.add_argument("--output_dir", default="cogvideox-sft", help="Checkpoints, logs and the trained transformer.")
+    group.add_argument("--max_num_frames", type=int, default=49, help="Videos are cut to at most this many frames.")
+    group.add_argument("--train_batch_size", type=int, default=4, help="Batch size per device.")
+    group.add_argument("--num_train_epochs", type=int, default=1)
+    group.add_argument(
         "--max_train_steps", type=int, default=None, help="Optimizer steps; overrides --num_train_epochs."
     )
-    training.add_argument("--checkpointing_steps", type=int, default=500, help="Save the training state every N steps.")
-    training.add_argument("--checkpoints_total_limit", type=int, default=None, help="Keep at most N checkpoints.")
-    training.add_argument(
+    group.add_argument("--checkpointing_steps", type=int, default=500, help="Save the training state every N steps.")
+    group.add_argument("--checkpoints_total_limit", type=int, default=None, help="Keep at most N checkpoints.")
+    group.add_argument(
         "--resume_from_checkpoint",
         default=None,
         help="A checkpoint-N folder (in --output_dir) or 'latest'.",
     )
-    training.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    training.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for memory.")
-    training.add_argument("--learning_rate", type=float, default=1e-4)
-    training.add_argument(
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    group.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for memory.")
+    group.add_argument("--learning_rate", type=float, default=1e-4)
+    group.add_argument(
         "--scale_lr", action="store_true", help="Multiply the learning rate by GPUs x accumulation x batch size."
     )
-    training.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default="constant")
-    training.add_argument("--lr_warmup_steps", type=int, default=500)
-    training.add_argument("--lr_num_cycles", type=int, default=1, help="Hard restarts of cosine_with_restarts.")
-    training.add_argument("--lr_power", type=float, default=1.0, help="Power of the polynomial scheduler.")
-    training.add_argument("--enable_slicing", action="store_true", help="VAE slicing.")
-    training.add_argument("--enable_tiling", action="store_true", help="VAE tiling.")
-    training.add_argument(
+    group.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default="constant")
+    group.add_argument("--lr_warmup_steps", type=int, default=500)
+    group.add_argument("--lr_num_cycles", type=int, default=1, help="Hard restarts of cosine_with_restarts.")
+    group.add_argument("--lr_power", type=float, default=1.0, help="Power of the polynomial scheduler.")
+    group.add_argument("--enable_slicing", action="store_true", help="VAE slicing.")
+    group.add_argument("--enable_tiling", action="store_true", help="VAE tiling.")
+    group.add_argument(
         "--noised_image_dropout",
         type=float,
         default=0.05,
         help="Probability of zeroing the image and tracking-image latents of a step.",
     )
 
-    optimizer = parser.add_argument_group("optimizer")
-    optimizer.add_argument("--optimizer", type=str.lower, choices=OPTIMIZERS, default="adam")
-    optimizer.add_argument("--beta1", type=float, default=0.9)
-    optimizer.add_argument("--beta2", type=float, default=0.95)
-    optimizer.add_argument("--weight_decay", type=float, default=1e-4)
-    optimizer.add_argument("--epsilon", type=float, default=1e-8)
-    optimizer.add_argument("--max_grad_norm", type=float, default=1.0)
 
-    config = parser.add_argument_group("logging and distribution")
-    config.add_argument(
+def _add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The optimizer and gradient clipping."""
+    group = parser.add_argument_group("optimizer")
+    group.add_argument("--optimizer", type=str.lower, choices=OPTIMIZERS, default="adam")
+    group.add_argument("--beta1", type=float, default=0.9)
+    group.add_argument("--beta2", type=float, default=0.95)
+    group.add_argument("--weight_decay", type=float, default=1e-4)
+    group.add_argument("--epsilon", type=float, default=1e-8)
+    group.add_argument("--max_grad_norm", type=float, default=1.0)
+
+
+def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    """Logs, trackers and multi-process settings."""
+    group = parser.add_argument_group("logging and distribution")
+    group.add_argument(
         "--tracker_name", default=None, help=f"Project name in the logs (default {DEFAULT_TRACKER_NAME})."
     )
-    config.add_argument("--logging_dir", default="logs", help="Log folder, relative to --output_dir.")
-    config.add_argument("--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere+ GPUs.")
-    config.add_argument("--nccl_timeout", type=int, default=600, help="Seconds before a collective times out.")
-    config.add_argument(
+    group.add_argument("--logging_dir", default="logs", help="Log folder, relative to --output_dir.")
+    group.add_argument("--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere+ GPUs.")
+    group.add_argument("--nccl_timeout", type=int, default=600, help="Seconds before a collective times out.")
+    group.add_argument(
         "--report_to",
         choices=("tensorboard", "wandb", "all", "none"),
         default="tensorboard",
         help="Where to log: tensorboard (default), wandb (needs the wandb package), all, or none.",
     )
-    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,8 @@
 
 Checks, in order: the layout files, equal entry counts, files that exist, videos that decode, frame
 counts and sizes (each RGB video against the expected size, each tracking video and image against
-its RGB video), and tracking videos that look like DaS tracking videos (spec §1):
+its RGB video), and tracking videos that look like DaS tracking videos (das_core/model/README.md,
+Tracking videos):
 - coverage: at least `MIN_COVERAGE` of the pixels (over the whole video) are not black;
 - black background: at least `MIN_BLACK` of the first frame's pixels are black;
 - position colours: on the first frame, red grows left to right and green top to bottom

@@ -2,8 +2,8 @@
 
 The folder is a DaS checkpoint (its transformer has `num_tracking_blocks`) or plain CogVideoX-5B-I2V
 (converted with `DasTransformer3DModel.from_base`: copy blocks start as the first main blocks, combine
-linears at zero). Only the copy blocks and combine linears train (spec §2); `freeze_to_tracking_branch`
-enforces and verifies it.
+linears at zero). Only the copy blocks and combine linears train (das_core/model/README.md, Tracking
+branch); `freeze_to_tracking_branch` enforces and verifies it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 
 from das_core.errors import DasError
 
-# What training needs from a hub repo (DaS also ships its ~25 GB tracker, which training does not use).
+# What training needs from a hub repo (DaS also ships its tracker, spatracker/, which training does not use).
 _MODEL_FILES = [
     "model_index.json",
     *(f"{name}/*" for name in ("scheduler", "text_encoder", "tokenizer", "transformer", "vae")),

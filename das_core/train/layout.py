@@ -1,4 +1,4 @@
-"""The training dataset layout (spec §4), frame sampling and resolution buckets; no torch.
+"""The training dataset layout (das_core/model/README.md, Dataset layout), frames and buckets; no torch.
 
 A dataset root holds one entry per line in `prompt.txt`, `videos.txt`, `trackings.txt` and optionally
 `images.txt` (line i of every file is sample i, paths relative to the root), or a CSV with named

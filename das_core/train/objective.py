@@ -1,4 +1,4 @@
-"""The reference DaS training objective (spec §4), one function per step of it.
+"""The reference DaS training objective (das_core/model/README.md, Objective), one function per step.
 
 Per batch: VAE-encode the video, the noised conditioning image, the tracking video and the tracking
 image (posterior samples x scaling factor); zero-pad the image latents to the latent frame count and,

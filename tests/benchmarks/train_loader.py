@@ -5,11 +5,11 @@
    written). Target (issue 7): under 30 s on this machine.
 2. Loader: samples per second of `TrackingVideoDataset` + `BucketBatchSampler` through a torch
    DataLoader at 49 x 480 x 720 (decode two MP4s, sample frames, stack uint8), with 0 and 2 workers,
-   against the rate one GPU consumes samples. That rate comes from the published recipe (spec §4):
-   2,000 steps x batch 2 x accumulation 4 x 8 GPUs = 128,000 samples in about 3 days on 8 H800,
-   so about 0.06 samples/s per GPU; the sampling cost of spec §5 (about 2.5 s per 2-sample DaS
-   forward on an H100) bounds a training step (forward + backward + checkpoint recompute, about
-   4 forwards) at about 0.2 samples/s per GPU at best.
+   against the rate one GPU consumes samples. That rate comes from the published recipe
+   (das_core/model/README.md, Recipe): 2,000 steps x batch 2 x accumulation 4 x 8 GPUs = 128,000
+   samples in about 3 days on 8 H800, so about 0.06 samples/s per GPU; the sampling cost in that
+   README's Costs (about 2.5 s per 2-sample DaS forward on an H100) bounds a training step (forward +
+   backward + checkpoint recompute, about 4 forwards) at about 0.2 samples/s per GPU at best.
 
     python tests/benchmarks/train_loader.py [--samples 8] [--keep DIR]
 

@@ -119,7 +119,7 @@ def test_weight_sizes_come_from_the_safetensors_headers(tiny_dir, tiny_pipe):
 
 
 def test_published_sizes_need_offload_on_a_24_gb_card():
-    """Planning numbers (spec §5): ~16.4 GB transformer + ~9.5 GB T5 in bf16."""
+    """Planning numbers (das_core/model/README.md, Costs): ~16.4 GB transformer + ~9.5 GB T5 in bf16."""
     sizes = {"transformer": 8_184_009_792 * 2, "text_encoder": 4_762_310_656 * 2, "vae": 215_000_000 * 2}
     gib24 = 24 * 10**9
     assert loading.required_device_bytes(sizes, "none") > gib24

@@ -67,8 +67,9 @@ def _capture_first_call(pipe):
 
 
 def test_random_number_order_matches_the_reference(tiny_pipe, inputs):
-    """Spec §3, re-implemented step by step: global RNG for the tracking video, then with the generator:
-    image posterior, initial noise, tracking-image posterior (its noise draw discarded)."""
+    """das_core/model/README.md, Sampling, re-implemented step by step: global RNG for the tracking video,
+    then with the generator: image posterior, initial noise, tracking-image posterior (its noise draw
+    discarded)."""
     pipe = tiny_pipe
     vae, scale = pipe.vae, pipe.vae.config.scaling_factor
     tracking = torch.from_numpy(inputs["tracking"]).permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W], [0, 1]

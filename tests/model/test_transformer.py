@@ -17,11 +17,11 @@ from das_core.model.tiny import build_tiny_transformer
 from das_core.model.transformer import COGVIDEOX_5B_I2V_CONFIG
 from tests.model.conftest import assert_same_numbers
 
-# Every parameter of the published checkpoint (a copy of the project spec's das_transformer_params.tsv).
+# Every parameter of the published checkpoint, one name and shape per line.
 TSV = Path(__file__).with_name("das_transformer_params.tsv")
 
-# The published DaS transformer: CogVideoX-5B-I2V's config plus the tracking branch (spec §2). The TSV,
-# not this config, is what the parity test checks against.
+# The published DaS transformer: CogVideoX-5B-I2V's config plus the tracking branch (das_core/model/README.md,
+# Checkpoint layout). The TSV, not this config, is what the parity test checks against.
 PUBLISHED_CONFIG = dict(num_tracking_blocks=18, **COGVIDEOX_5B_I2V_CONFIG)
 
 
@@ -66,7 +66,7 @@ def test_published_config_has_exactly_the_checkpoint_parameters():
 
 
 def test_reference_forward_order():
-    """A line-by-line re-implementation of spec §2's forward, with a live (non-zero) tracking branch."""
+    """das_core/model/README.md, Forward pass, re-implemented line by line with a live tracking branch."""
     model = build_tiny_transformer(seed=3)
     hidden, text, tracking, timestep, rotary = _inputs(model)
     with torch.no_grad():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_FRAMES = 5  # 4k + 1; two latent frames keep a training step near a second on the CPU
+TINY_FRAMES = 5  # 4k + 1 with k = 1: two latent frames, the fewest that still hold motion
 TINY_WIDTH, TINY_HEIGHT = 96, 64  # the tiny model's learned positional embeddings fix its size
 
 

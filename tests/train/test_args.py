@@ -6,7 +6,7 @@ import pytest
 
 from das_core.train.args import REFERENCE_BUCKETS, build_parser, parse_args
 
-# spec §4: the flags users know from the reference trainer
+# the flags users know from the reference trainer (das_core/model/README.md, Flags)
 SPEC_FLAGS = """--pretrained_model_name_or_path --data_root --dataset_file --caption_column --video_column
 --tracking_column --tracking_map_path --num_tracking_blocks --height_buckets --width_buckets --frame_buckets
 --max_num_frames --dataloader_num_workers --pin_memory --validation_prompt --validation_images
