@@ -1,4 +1,4 @@
-"""The tracking-video renderer against spec §1, with expected values computed here from the spec's
+"""The tracking-video renderer against das_core/tracking/ENCODING.md, with expected values computed here from its
 formulas (not from das_core.tracking.colors), on small synthetic scenes with an OpenCV camera."""
 
 from __future__ import annotations

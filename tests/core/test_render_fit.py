@@ -1,7 +1,7 @@
 """`render_tracking(..., fit=(720, 480))`: the tracking video drawn straight into the letterboxed
-model frame, with colours that name positions in that frame (spec §1: the first frame's colour
+model frame, with colours that name positions in that frame (das_core/tracking/ENCODING.md: the first frame's colour
 is the point's position in the frame the model sees), bars black, and the same content rectangle
-as `fit_frames` gives the reference image. Expected values come from the spec's formulas here."""
+as `fit_frames` gives the reference image. Expected values come from its formulas here."""
 
 from __future__ import annotations
 
