@@ -115,8 +115,9 @@ def _download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     advice = (
-        f"download it first with `hf download {repo_id} --local-dir ./weights/das` and pass "
-        "--model_path ./weights/das, or try the pipeline offline on a tiny model made by `das tiny-model DIR`"
+        f"download it first with `hf download {repo_id} --local-dir ./weights/das` and pass the folder "
+        "(`das infer --model_path ./weights/das`, `python -m das_server --model ./weights/das`), "
+        "or try the pipeline offline on a tiny model made by `das tiny-model DIR`"
     )
     try:
         return Path(snapshot_download(repo_id, allow_patterns=_ALLOW_PATTERNS, local_files_only=True))

@@ -96,7 +96,7 @@ def test_hub_id_without_network_names_the_next_step(monkeypatch, tmp_path):
     with pytest.raises(DasError) as error:
         load_pipeline("EXCAI/Diffusion-As-Shader", device="cpu")
     message = str(error.value)
-    assert "huggingface-cli download EXCAI/Diffusion-As-Shader --local-dir" in message
+    assert "hf download EXCAI/Diffusion-As-Shader --local-dir" in message
     assert "das tiny-model" in message
 
 
