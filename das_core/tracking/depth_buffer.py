@@ -50,35 +50,38 @@ def rasterise_depth(
     width: int,
     height: int,
     *,
-    region: tuple[int, int, int, int] | None = None,
+    pixels: np.ndarray | None = None,
     drawn: np.ndarray | None = None,
 ) -> DepthBuffer:
     """Z-buffer the triangles `faces` [F, 3] of vertices `camera_points` [N, 3] (camera space, OpenCV).
 
     `intrinsics` [3, 3] map camera space to the pixels of the `width` x `height` image; pixel (i, j)
-    is tested at its centre (i + 0.5, j + 0.5). Only pixels inside `region` (left, top, right,
-    bottom; default the whole image) are drawn. `drawn` [F] bool leaves out the triangles that are
-    False (objects not rendered in this frame).
+    is tested at its centre (i + 0.5, j + 0.5). `pixels` [H, W] bool limits the work to the pixels
+    that are True (the rest stay empty): visibility tests ask about a few scattered pixels, and a
+    triangle whose bounds hold none of them costs no more than its bounds. `drawn` [F] bool leaves
+    out the triangles that are False (objects not rendered in this frame).
     """
     points = np.asarray(camera_points, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
-    left, top, right, bottom = region if region is not None else (0, 0, width, height)
     depth = np.full(height * width, np.inf)
     triangle = np.full(height * width, -1, dtype=np.int64)
     barycentric = np.zeros((height * width, 3))
 
-    corners = points[faces]  # [F, 3 corners, 3]
-    keep = (corners[:, :, 2] > NEAR_PLANE).any(axis=1)
+    front = points[:, 2] > NEAR_PLANE
+    keep = front[faces[:, 0]] | front[faces[:, 1]] | front[faces[:, 2]]
     if drawn is not None:
         keep &= drawn
     ids = np.flatnonzero(keep)
-    x0, x1, y0, y1 = _pixel_bounds(corners[ids], intrinsics, (left, top, right, bottom))
+    x0, x1, y0, y1 = _pixel_bounds(points, faces[ids], intrinsics, width, height)
     filled = (x1 >= x0) & (y1 >= y0)
-    ids, x0, y0 = ids[filled], x0[filled], y0[filled]
-    columns, rows = x1[filled] - x0 + 1, y1[filled] - y0 + 1
-    coefficients = _ray_coefficients(corners[ids], intrinsics)
+    ids, x0, x1, y0, y1 = ids[filled], x0[filled], x1[filled], y0[filled], y1[filled]
+    if pixels is not None:
+        wanted = _count_in_boxes(pixels, x0, x1, y0, y1) > 0
+        ids, x0, x1, y0, y1 = ids[wanted], x0[wanted], x1[wanted], y0[wanted], y1[wanted]
+    coefficients = _ray_coefficients(points[faces[ids]], intrinsics)
 
-    counts = columns * rows
+    columns = x1 - x0 + 1
+    counts = columns * (y1 - y0 + 1)
     ends = np.cumsum(counts)
     first = 0
     while first < len(ids):
@@ -90,10 +93,11 @@ def rasterise_depth(
         offset = np.arange(len(owner)) - np.repeat(ends[batch] - counts[batch] - done, counts[batch])
         column = x0[owner] + offset % columns[owner]
         row = y0[owner] + offset // columns[owner]
+        if pixels is not None:
+            asked = pixels[row, column]
+            owner, column, row = owner[asked], column[asked], row[asked]
         hit, z, weights = _intersect(coefficients, owner, column + 0.5, row + 0.5)
-        _keep_nearest(
-            depth, triangle, barycentric, (row * width + column)[hit], z[hit], ids[owner][hit], weights[hit]
-        )
+        _keep_nearest(depth, triangle, barycentric, (row * width + column)[hit], z[hit], ids[owner][hit], weights[hit])
         first = last
 
     return DepthBuffer(
@@ -101,36 +105,59 @@ def rasterise_depth(
     )
 
 
-def _pixel_bounds(
-    corners: np.ndarray, intrinsics: np.ndarray, region: tuple[int, int, int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Inclusive pixel ranges (x0, x1, y0, y1) whose centres the triangles [F, 3, 3] may cover.
+def _count_in_boxes(pixels: np.ndarray, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> np.ndarray:
+    """How many True pixels each inclusive box [y0..y1] x [x0..x1] holds, from a summed-area table."""
+    table = np.zeros((pixels.shape[0] + 1, pixels.shape[1] + 1), dtype=np.int64)
+    table[1:, 1:] = pixels.cumsum(axis=0).cumsum(axis=1)
+    return table[y1 + 1, x1 + 1] - table[y0, x1 + 1] - table[y1 + 1, x0] + table[y0, x0]
 
-    The bounds are those of the triangle's part in front of `NEAR_PLANE`: its corners there plus
-    the points where its edges cross the plane (a convex polygon, whose projection the projected
-    vertices bound). Ranges are clipped to `region`; an empty range has x1 < x0 or y1 < y0.
+
+def _pixel_bounds(
+    points: np.ndarray, faces: np.ndarray, intrinsics: np.ndarray, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inclusive pixel ranges (x0, x1, y0, y1) whose centres the triangles `faces` may cover.
+
+    The bounds are those of the triangle's part in front of `NEAR_PLANE`, whose projection its
+    projected corners bound. For a triangle crossing that plane the part is a polygon: its corners
+    in front plus the points where its edges cross the plane. Ranges are clipped to the image; an
+    empty range has x1 < x0 or y1 < y0.
     """
+    intrinsics = np.asarray(intrinsics, dtype=np.float64)
+    front = points[:, 2] > NEAR_PLANE
+    whole = front[faces[:, 0]] & front[faces[:, 1]] & front[faces[:, 2]]
+    pixels = points @ intrinsics.T  # vertices projected once; behind the camera they mean nothing
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xy = pixels[:, :2] / pixels[:, 2:]
+    a, b, c = (xy[faces[whole, k]] for k in range(3))
+    low = np.empty((len(faces), 2))
+    high = np.empty((len(faces), 2))
+    low[whole], high[whole] = np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)
+    low[~whole], high[~whole] = _clipped_bounds(points[faces[~whole]], intrinsics)
+
+    # Pixel i's centre is i + 0.5: the range is ceil(low - 0.5) .. floor(high - 0.5), within the image.
+    x0 = np.ceil(np.clip(low[:, 0], -1, width) - 0.5).astype(np.int64)
+    x1 = np.floor(np.clip(high[:, 0], -1, width) - 0.5).astype(np.int64)
+    y0 = np.ceil(np.clip(low[:, 1], -1, height) - 0.5).astype(np.int64)
+    y1 = np.floor(np.clip(high[:, 1], -1, height) - 0.5).astype(np.int64)
+    return np.maximum(x0, 0), np.minimum(x1, width - 1), np.maximum(y0, 0), np.minimum(y1, height - 1)
+
+
+def _clipped_bounds(corners: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel bounds (low [C, 2], high [C, 2]) of the parts of triangles [C, 3, 3] in front of
+    `NEAR_PLANE`, each with at least one corner there."""
     start, end = corners, np.roll(corners, -1, axis=1)  # the three edges
     za, zb = start[..., 2], end[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (NEAR_PLANE - za) / (zb - za)
     crossing = (za > NEAR_PLANE) != (zb > NEAR_PLANE)
-    cut = start + np.where(crossing, t, 0)[..., None] * (end - start)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(crossing, (NEAR_PLANE - za) / (zb - za), 0.0)
+    cut = start + t[..., None] * (end - start)
     cut[..., 2] = NEAR_PLANE
-    outline = np.concatenate([corners, cut], axis=1)  # [F, 6, 3]
-    valid = np.concatenate([za > NEAR_PLANE, crossing], axis=1)
-    pixels = outline @ np.asarray(intrinsics, dtype=np.float64).T
+    outline = np.concatenate([corners, cut], axis=1)  # [C, 6, 3]
+    valid = np.concatenate([za > NEAR_PLANE, crossing], axis=1)[..., None]
+    pixels = outline @ intrinsics.T
     with np.errstate(divide="ignore", invalid="ignore"):
         xy = pixels[..., :2] / pixels[..., 2:]
-    low = np.where(valid[..., None], xy, np.inf).min(axis=1)
-    high = np.where(valid[..., None], xy, -np.inf).max(axis=1)
-    left, top, right, bottom = region
-    # Pixel i's centre is i + 0.5: the range is ceil(low - 0.5) .. floor(high - 0.5), within region.
-    x0 = np.ceil(np.clip(low[:, 0], left - 1, right) - 0.5).astype(np.int64)
-    x1 = np.floor(np.clip(high[:, 0], left - 1, right) - 0.5).astype(np.int64)
-    y0 = np.ceil(np.clip(low[:, 1], top - 1, bottom) - 0.5).astype(np.int64)
-    y1 = np.floor(np.clip(high[:, 1], top - 1, bottom) - 0.5).astype(np.int64)
-    return np.maximum(x0, left), np.minimum(x1, right - 1), np.maximum(y0, top), np.minimum(y1, bottom - 1)
+    return np.where(valid, xy, np.inf).min(axis=1), np.where(valid, xy, -np.inf).max(axis=1)
 
 
 def _ray_coefficients(corners: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:

@@ -90,12 +90,18 @@ def point_tracks(
     intrinsics = _canvas_intrinsics(tracks, (left, top, content_width, content_height))
     sources, where = np.unique(sample_indices(tracks.num_frames, num_frames), return_inverse=True)
 
-    first = rasterise_depth(
-        _to_camera(tracks, 0), faces, intrinsics[0], width, height, region=region, drawn=_drawn(tracks, 0)
-    )
     columns = _grid(left, content_width, spacing)
     rows = _grid(top, content_height, spacing)
     grid_row, grid_column = (axis.ravel() for axis in np.meshgrid(rows, columns, indexing="ij"))
+    first = rasterise_depth(
+        _to_camera(tracks, 0),
+        faces,
+        intrinsics[0],
+        width,
+        height,
+        pixels=_pixel_mask(grid_row, grid_column, (width, height)),
+        drawn=_drawn(tracks, 0),
+    )
     triangle = first.triangle[grid_row, grid_column]
     seen = triangle >= 0
     if not seen.any():
@@ -140,8 +146,6 @@ def _track_frame(
     faces = tracks.faces
     assert faces is not None
     camera_points = _to_camera(tracks, frame)
-    drawn = _drawn(tracks, frame)
-    buffer = rasterise_depth(camera_points, faces, intrinsics, *size, region=region, drawn=drawn)
     # A point is the same weighted sum of its corners in every frame, in camera space too.
     point = np.einsum("nk,nkj->nj", weights, camera_points[faces[triangle]])
     depth = point[:, 2]
@@ -152,6 +156,11 @@ def _track_frame(
     inside = in_front & _inside(xy, region)
     column = np.floor(xy[inside, 0]).astype(np.int64)
     row = np.floor(xy[inside, 1]).astype(np.int64)
+
+    drawn = _drawn(tracks, frame)
+    buffer = rasterise_depth(
+        camera_points, faces, intrinsics, *size, pixels=_pixel_mask(row, column, size), drawn=drawn
+    )
     unhidden = (buffer.triangle[row, column] == triangle[inside]) | (
         depth[inside] <= buffer.depth[row, column] * (1.0 + depth_tolerance)
     )
@@ -250,6 +259,13 @@ def _drawn(tracks: Tracks, frame: int) -> np.ndarray | None:
 def _grid(start: int, length: int, spacing: int) -> np.ndarray:
     """Pixel indices every `spacing` pixels in [start, start + length), centred in that span."""
     return start + ((length - 1) % spacing) // 2 + np.arange(0, length, spacing)
+
+
+def _pixel_mask(row: np.ndarray, column: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The pixels under the points, bool [H, W]: all the depth buffer is asked about."""
+    mask = np.zeros((size[1], size[0]), dtype=bool)
+    mask[row, column] = True
+    return mask
 
 
 def _inside(xy: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
