@@ -9,8 +9,7 @@ the first frame carries the same interpolation.
 
 Every source found is a first-frame pixel whose colour is within `TOLERANCE` levels per channel
 of the pixel's own, and not just behind a silhouette (the reference may draw edges a pixel or two
-wider).
-Colours that occupy one compact place at the first frame anchor the match; the motion of the
+wider). Colours that occupy one compact place at the first frame anchor the match; the motion of the
 anchors around a pixel then places it inside its colour's cell (no blocks of one colour) and
 resolves colours that occur in several places. A pixel whose colour is not near its predicted
 first-frame place was hidden there (behind a nearer surface: B, inverse depth, is part of the
@@ -25,7 +24,7 @@ COVERED_THRESHOLD = 8  # a pixel counts as tracked when a channel exceeds this (
 ANCHOR_SPREAD = 12  # a colour whose first-frame pixels lie within this many pixels names one place
 TOLERANCE = 2  # levels per channel by which a pixel and its first-frame source may differ
 EDGE = 2  # pixels behind a first-frame silhouette that are never a source
-EDGE_STEP = 8  # levels of B between neighbours that make a silhouette
+EDGE_STEP = 8  # levels of B by which a surface within EDGE pixels is nearer at a silhouette
 MOTION_WINDOWS = (15, 63, 255)  # neighbourhoods whose matched pixels predict a pixel's motion, nearest first
 MOTION_SCALE = 2  # the motion field is averaged over every MOTION_SCALE-th pixel of every MOTION_SCALE-th row
 PASSES = 2  # rounds of prediction: each round's matches help predict the next round's
@@ -50,7 +49,7 @@ def nearness(frame: np.ndarray, tracked: np.ndarray) -> np.ndarray:
     return np.where(tracked, frame[..., 2].astype(np.int16) + 1, np.int16(0))
 
 
-def square(radius: int):
+def square(radius: int) -> np.ndarray:
     """An OpenCV structuring element: the (2 radius + 1)-pixel square."""
     import cv2
 
