@@ -1,4 +1,4 @@
-"""Backends (preview warp semantics, tiny pipeline end to end), the job store, and the client CLI."""
+"""Backends (preview speed, tiny pipeline end to end), the job store, and the client CLI."""
 
 from __future__ import annotations
 
@@ -12,20 +12,9 @@ from das_core.cli import main as das_main
 from das_core.tracking.video import read_video, write_mp4
 from das_core.wire.client import DasClient, Done, Frame, Progress
 from das_core.wire.protocol import Submit, encode
-from das_server.backends.preview import PreviewBackend, position_atlas, warp_frame
+from das_server.backends.preview import PreviewBackend
 from das_server.job_store import JobStore
 from tests.server.conftest import ThreadServer, make_request
-
-
-def test_preview_samples_the_reference_where_the_tracking_colour_points():
-    reference = np.zeros((40, 60, 3), np.uint8)
-    reference[10:20, 30:45] = (250, 10, 10)  # a red block at x 30..44, y 10..19
-    tracking = np.zeros((40, 60, 3), np.uint8)
-    tracking[0:5, 0:5] = (int(37 / 60 * 255), int(15 / 40 * 255), 90)  # "I was at (37, 15) in frame 0"
-    out = warp_frame(reference, position_atlas(reference), tracking)
-    assert tuple(out[2, 2]) == (250, 10, 10)  # moved: the red surface point is now at the top left
-    np.testing.assert_array_equal(out[5:], reference[5:])  # black (uncovered) keeps the reference
-    assert tuple(out[15, 35]) == (250, 10, 10)
 
 
 def test_preview_makes_49_frames_of_720x480_quickly():
@@ -46,7 +35,7 @@ def test_preview_makes_49_frames_of_720x480_quickly():
     elapsed = time.perf_counter() - started
     assert len(frames) == 49 and frames[0].shape == (480, 720, 3) and frames[0].dtype == np.uint8
     assert Control.steps[-1] == ("warp", 49, 49)
-    assert elapsed < 4.0  # target 2 s on 2 idle cores; the benchmark records the real figure
+    assert elapsed < 8.0  # target 3 s on 2 idle cores (matching and inpainting); the benchmark records the real figure
     assert backend.describe()["preview"] is True
 
 
