@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from diffusers import FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+
 from das_core.errors import DasError
 from das_core.model.wan_move.conditioning import replace_track_features, track_cells
+from das_core.model.wan_move.convert import diffusers_key, load_original_transformer, write_diffusers_transformer
+from das_core.model.wan_move.pipeline import DEFAULT_NEGATIVE_PROMPT, build_scheduler, reference_sigmas
+from das_core.model.wan_move.tiny import (
+    TINY_HEIGHT,
+    TINY_IMAGE_DIM,
+    TINY_NUM_FRAMES,
+    TINY_TEXT_DIM,
+    TINY_WIDTH,
+    build_tiny_pipeline,
+    build_tiny_transformer,
+    save_original_layout,
+    save_tiny_wan_move,
+)
+from tests.model.conftest import assert_same_numbers
 
 # ---------------------------------------------------------------- conditioning
 
@@ -124,3 +142,235 @@ def test_conditioning_rejects_mismatched_shapes():
         replace_track_features(y, tracks[:9], visible[:9])
     with pytest.raises(DasError, match="permutation"):
         replace_track_features(y, tracks, visible, torch.zeros(9, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def _transformer_inputs(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return dict(
+        hidden_states=torch.randn(1, 36, 4, TINY_HEIGHT // 8, TINY_WIDTH // 8, generator=gen),
+        timestep=torch.tensor([750]),
+        encoder_hidden_states=torch.randn(1, 12, TINY_TEXT_DIM, generator=gen),
+        encoder_hidden_states_image=torch.randn(1, 5, TINY_IMAGE_DIM, generator=gen),
+        return_dict=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_folders(tmp_path_factory):
+    """The tiny model saved as the published DiT (original layout, two shards) plus a diffusers base."""
+    return save_tiny_wan_move(tmp_path_factory.mktemp("tiny-wan-move"), seed=0)
+
+
+def test_original_layout_dit_converts_to_the_same_model(tiny_folders, tmp_path):
+    dit, _ = tiny_folders
+    native = build_tiny_transformer(seed=0)
+    converted = load_original_transformer(dit, torch.float32)
+    written = WanTransformer3DModel.from_pretrained(write_diffusers_transformer(dit, tmp_path / "out", torch.float32))
+    with torch.no_grad():
+        expected = native(**_transformer_inputs())[0]
+        for model in (converted, written):
+            assert_same_numbers(model(**_transformer_inputs())[0], expected)
+    assert (
+        "blocks.0.self_attn.q.weight"
+        in json.loads((dit / "diffusion_pytorch_model.safetensors.index.json").read_text())["weight_map"]
+    )
+
+
+def test_conversion_keeps_diffusers_float32_modules_in_bfloat16(tiny_folders):
+    model = load_original_transformer(tiny_folders[0], torch.bfloat16)
+    dtypes = {name: parameter.dtype for name, parameter in model.named_parameters()}
+    assert dtypes["blocks.0.attn1.to_q.weight"] == torch.bfloat16
+    assert dtypes["blocks.0.norm2.weight"] == torch.float32  # the reference's norm3
+    assert dtypes["scale_shift_table"] == torch.float32
+
+
+def test_conversion_names_and_refusals(tmp_path):
+    assert diffusers_key("blocks.3.cross_attn.k_img.weight") == "blocks.3.attn2.add_k_proj.weight"
+    assert diffusers_key("blocks.3.norm3.bias") == "blocks.3.norm2.bias"
+    assert diffusers_key("head.modulation") == "scale_shift_table"
+    with pytest.raises(DasError, match="not a parameter"):
+        diffusers_key("blocks.0.vace_proj.weight")
+    folder = save_original_layout(build_tiny_transformer(), tmp_path / "dit")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "t2v"}))
+    with pytest.raises(DasError, match="'i2v'"):
+        load_original_transformer(folder)
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+@pytest.fixture(scope="module")
+def wan_pipe():
+    pipe = build_tiny_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def wan_inputs():
+    """An image at twice the output size and 6 tracks in its pixels (one hidden for a while)."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (2 * TINY_HEIGHT, 2 * TINY_WIDTH, 3), dtype=np.uint8)
+    frames = np.linspace(0, 1, TINY_NUM_FRAMES, dtype=np.float32)[:, None]
+    starts = rng.uniform(0, 2 * TINY_HEIGHT, (6, 2)).astype(np.float32)
+    tracks = starts[None] + frames[..., None] * np.array([30.0, 10.0], dtype=np.float32)
+    visible = np.ones(tracks.shape[:2], dtype=bool)
+    visible[5:9, 2] = False
+    return {"image": image, "tracks": tracks, "visibility": visible}
+
+
+@pytest.fixture(scope="module")
+def reference_latents(wan_pipe, wan_inputs):
+    """The tiny pipeline's final latents for `wan_inputs`, seed 42, 2 steps."""
+    return _run(wan_pipe, wan_inputs).frames
+
+
+def _run(pipe, inputs, steps=2, **kwargs):
+    return pipe(
+        inputs["image"],
+        "a red cube moving",
+        kwargs.pop("tracks", inputs["tracks"]),
+        kwargs.pop("visibility", inputs["visibility"]),
+        height=TINY_HEIGHT,
+        width=TINY_WIDTH,
+        num_frames=kwargs.pop("num_frames", TINY_NUM_FRAMES),
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(kwargs.pop("seed", 42)),
+        output_type=kwargs.pop("output_type", "latent"),
+        **kwargs,
+    )
+
+
+def test_end_to_end_frames_with_progress_callbacks(wan_pipe, wan_inputs):
+    steps = []
+
+    def on_step(pipe, i, t, tensors):
+        steps.append((i, int(t), tuple(tensors["latents"].shape)))
+        return {}
+
+    out = _run(wan_pipe, wan_inputs, steps=3, output_type="np", callback_on_step_end=on_step)
+    assert not out.interrupted
+    assert out.frames.shape == (1, TINY_NUM_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3)
+    assert 0.0 <= out.frames.min() and out.frames.max() <= 1.0 and out.frames.std() > 0.01
+    latent_shape = (1, 16, 4, TINY_HEIGHT // 8, TINY_WIDTH // 8)
+    assert [(i, shape) for i, _, shape in steps] == [(0, latent_shape), (1, latent_shape), (2, latent_shape)]
+    assert steps[0][1] > steps[1][1] > steps[2][1]
+
+
+def test_same_seed_same_video_other_tracks_other_video(wan_pipe, wan_inputs, reference_latents):
+    assert torch.equal(_run(wan_pipe, wan_inputs).frames, reference_latents)
+    moved = _run(wan_pipe, wan_inputs, tracks=wan_inputs["tracks"][:, ::-1].copy()).frames
+    assert (reference_latents - moved).abs().max() > 1e-4
+
+
+def _capture_calls(pipe):
+    """Record every transformer call's keyword inputs; returns (calls, remove)."""
+    calls = []
+    handle = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append({k: v.clone() for k, v in kwargs.items() if torch.is_tensor(v)}),
+        with_kwargs=True,
+    )
+    return calls, handle.remove
+
+
+def test_cond_and_uncond_conditions_differ_exactly_at_the_written_cells(wan_pipe, wan_inputs):
+    calls, remove = _capture_calls(wan_pipe)
+    try:
+        _run(wan_pipe, wan_inputs, steps=1)
+    finally:
+        remove()
+    cond, uncond = (call["hidden_states"] for call in calls)
+    assert len(calls) == 2
+    assert torch.equal(cond[:, :20], uncond[:, :20])  # noise and the 4 mask channels
+    differs = (cond[:, 20:] != uncond[:, 20:]).any(dim=1)[0].nonzero().tolist()
+
+    scale = torch.tensor([TINY_WIDTH / (2 * TINY_WIDTH), TINY_HEIGHT / (2 * TINY_HEIGHT)])
+    tracks = torch.from_numpy(wan_inputs["tracks"]) * scale
+    cells, present = track_cells(tracks, torch.from_numpy(wan_inputs["visibility"]), TINY_HEIGHT, TINY_WIDTH)
+    written = {
+        (frame, *cells[frame, track].tolist())
+        for track in range(tracks.shape[1])
+        if present[0, track]
+        for frame in range(1, cells.shape[0])
+        if present[frame, track]
+    }
+    assert written and sorted(written) == sorted(map(tuple, differs))
+    # The negative prompt reaches only the unconditional call.
+    assert not torch.equal(calls[0]["encoder_hidden_states"], calls[1]["encoder_hidden_states"])
+    assert torch.equal(calls[0]["encoder_hidden_states_image"], calls[1]["encoder_hidden_states_image"])
+
+
+def test_interrupt_stops_within_one_step(wan_pipe, wan_inputs):
+    calls, remove = _capture_calls(wan_pipe)
+
+    def cancel(pipe, i, t, tensors):
+        pipe._interrupt = True
+        return {}
+
+    try:
+        out = _run(wan_pipe, wan_inputs, steps=5, output_type="np", callback_on_step_end=cancel)
+    finally:
+        remove()
+    assert out.interrupted and out.frames is None
+    assert len(calls) == 2  # step 0's conditional and unconditional predictions only
+
+
+def test_sampling_follows_the_reference_schedule():
+    """40 steps at shift 3.0: the timesteps wan/utils/fm_solvers_unipc.py `set_timesteps` gives (copied from a
+    run of the reference scheduler); diffusers' default flow spacing would differ by up to 4."""
+    reference = [999, 991, 982, 973, 963, 954, 944, 933, 922, 911, 899, 887, 874, 861, 847, 832, 817, 801, 785, 767]
+    reference += [749, 730, 710, 688, 666, 642, 617, 590, 562, 531, 499, 465, 428, 388, 345, 299, 249, 195, 136, 71]
+    scheduler = build_scheduler(3.0)
+    scheduler.set_timesteps(sigmas=reference_sigmas(40))
+    assert scheduler.timesteps.tolist() == reference
+    assert float(scheduler.sigmas[-1]) == 0.0
+    assert abs(float(scheduler.sigmas[-2]) - 0.07136054337024689) < 1e-7
+    assert DEFAULT_NEGATIVE_PROMPT.startswith("镜头晃动，色调艳丽")  # noqa: RUF001
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(tracks=np.zeros((TINY_NUM_FRAMES, 6, 3), np.float32)), "tracks must be float"),
+        (dict(visibility=np.ones((TINY_NUM_FRAMES, 5), bool)), "visibility must be"),
+        (
+            dict(
+                tracks=np.zeros((TINY_NUM_FRAMES - 4, 6, 2), np.float32),
+                visibility=np.ones((TINY_NUM_FRAMES - 4, 6), bool),
+            ),
+            "one track frame per video frame",
+        ),
+        (dict(num_frames=TINY_NUM_FRAMES + 1), "4k \\+ 1"),
+        (dict(num_frames=TINY_NUM_FRAMES + 4), "tracks have 13 frames but the video has 17"),
+        (dict(visibility=np.full((TINY_NUM_FRAMES, 6), 0.5)), "visibility must be bool"),
+        (dict(output_type="mp4"), "output_type"),
+    ],
+)
+def test_bad_inputs_are_refused_before_any_work(wan_pipe, wan_inputs, change, message):
+    calls, remove = _capture_calls(wan_pipe)
+    try:
+        with pytest.raises(DasError, match=message):
+            _run(wan_pipe, wan_inputs, **change)
+    finally:
+        remove()
+    assert calls == []
+
+
+def test_nan_in_a_visible_point_is_refused_but_allowed_when_hidden(wan_pipe, wan_inputs):
+    tracks = wan_inputs["tracks"].copy()
+    tracks[6, 2] = np.nan  # point 2 is hidden at frames 5-8
+    _run(wan_pipe, wan_inputs, steps=1, tracks=tracks)
+    tracks[3, 1] = np.nan
+    with pytest.raises(DasError, match="track 1 is visible at frame 3"):
+        _run(wan_pipe, wan_inputs, tracks=tracks)
+
+
+def test_other_schedulers_are_refused(wan_inputs):
+    pipe = build_tiny_pipeline(seed=0)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler()
+    with pytest.raises(DasError, match="build_scheduler"):
+        _run(pipe, wan_inputs)
