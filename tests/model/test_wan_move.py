@@ -14,6 +14,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 from das_core.errors import DasError
 from das_core.model.wan_move.conditioning import replace_track_features, track_cells
 from das_core.model.wan_move.convert import diffusers_key, load_original_transformer, write_diffusers_transformer
+from das_core.model.wan_move.loading import DOWNLOAD_COMMAND, load_base_components, load_wan_move_pipeline
 from das_core.model.wan_move.pipeline import DEFAULT_NEGATIVE_PROMPT, build_scheduler, reference_sigmas
 from das_core.model.wan_move.tiny import (
     TINY_HEIGHT,
@@ -198,6 +199,50 @@ def test_conversion_names_and_refusals(tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "t2v"}))
     with pytest.raises(DasError, match="'i2v'"):
         load_original_transformer(folder)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def test_loaded_pipeline_equals_the_built_one(tiny_folders, wan_inputs, reference_latents):
+    dit, base = tiny_folders
+    loaded = load_wan_move_pipeline(dit, base_model=base, device="cpu", dtype=torch.float32)
+    loaded.set_progress_bar_config(disable=True)
+    assert torch.equal(_run(loaded, wan_inputs).frames, reference_latents)
+
+
+@pytest.mark.parametrize("options", [dict(fp8=True, dtype=torch.bfloat16), dict(offload="group")])
+def test_memory_modes_run_on_the_cpu(tiny_folders, wan_inputs, reference_latents, options):
+    dit, base = tiny_folders
+    pipe = load_wan_move_pipeline(dit, base_model=base, device="cpu", **{"dtype": torch.float32, **options})
+    pipe.set_progress_bar_config(disable=True)
+    expected = reference_latents
+    frames = _run(pipe, wan_inputs).frames
+    assert frames.shape == expected.shape
+    if options.get("fp8"):
+        assert pipe.transformer.blocks[0].attn1.to_q.weight.dtype == torch.float8_e4m3fn
+        assert (frames - expected).abs().max() < 0.1 * expected.abs().max()
+    else:
+        assert_same_numbers(frames, expected)
+
+
+def test_missing_weights_name_the_download_command(tmp_path, tiny_folders, monkeypatch):
+    with pytest.raises(DasError, match=DOWNLOAD_COMMAND):
+        load_wan_move_pipeline(tmp_path / "weights" / "wan-move", device="cpu")
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    for path in tiny_folders[0].iterdir():
+        if not path.name.endswith("00002.safetensors"):
+            (incomplete / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(DasError, match="incomplete"):
+        load_wan_move_pipeline(incomplete, device="cpu")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DasError, match="not in the local Hugging Face cache"):
+        load_wan_move_pipeline("no-such-owner/no-such-wan-move", device="cpu")
+    with pytest.raises(DasError, match="hf download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"):
+        load_base_components(tmp_path / "no-base")
+    with pytest.raises(DasError, match="offload is"):
+        load_wan_move_pipeline(tiny_folders[0], base_model=tiny_folders[1], device="cpu", offload="sequential")
 
 
 # ---------------------------------------------------------------- pipeline
