@@ -25,6 +25,7 @@ from diffusers.utils.torch_utils import get_module_execution_device
 
 from das_core.errors import DasError
 from das_core.model.wan_move.conditioning import TEMPORAL_STRIDE, replace_track_features
+from das_core.tracking.window import WAN_MOVE_WINDOW
 
 __all__ = [
     "DEFAULT_NEGATIVE_PROMPT",
@@ -252,9 +253,9 @@ class WanMovePipeline(WanImageToVideoPipeline):
         tracks: np.ndarray | torch.Tensor,
         visibility: np.ndarray | torch.Tensor,
         negative_prompt: str | None = None,
-        height: int = 480,
-        width: int = 832,
-        num_frames: int = 81,
+        height: int = WAN_MOVE_WINDOW.height,
+        width: int = WAN_MOVE_WINDOW.width,
+        num_frames: int = WAN_MOVE_WINDOW.frames,
         num_inference_steps: int = 40,
         guidance_scale: float = 5.0,
         shift: float | None = None,
