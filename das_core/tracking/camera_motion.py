@@ -29,7 +29,7 @@ import numpy as np
 from das_core.errors import DasError
 from das_core.tracking.window import DAS_WINDOW
 
-__all__ = ["CameraMotionError", "camera_path", "rotation"]
+__all__ = ["CameraMotionError", "camera_path", "orbit_path", "rotation"]
 
 _PARAMETERS = {"trans": 3, "rot": 2, "spiral": 1}
 _USAGE = "use 'trans DX DY DZ [F0 F1]', 'rot x|y|z DEG [F0 F1]' or 'spiral RADIUS [F0 F1]', joined by ';'"
@@ -50,6 +50,20 @@ def camera_path(motion: str, frames: int = DAS_WINDOW.frames) -> np.ndarray:
         if part:
             path = path @ _one_motion(part, frames)
     return path
+
+
+def orbit_path(degrees: float, pivot_depth: float, frames: int = DAS_WINDOW.frames) -> np.ndarray:
+    """The camera circling `degrees` about the vertical through the point `pivot_depth` ahead, looking at it.
+
+    Positive degrees orbit to the right: the scene turns about the pivot as `rot y` turns it about the camera.
+    """
+    if not (math.isfinite(degrees) and math.isfinite(pivot_depth) and pivot_depth > 0):
+        raise CameraMotionError(
+            f"an orbit needs a finite angle and a positive pivot depth, got {degrees}, {pivot_depth}"
+        )
+    to_pivot, back = np.eye(4), np.eye(4)
+    to_pivot[2, 3], back[2, 3] = -pivot_depth, pivot_depth
+    return np.stack([back @ rotation("y", degrees * t) @ to_pivot for t in np.linspace(0.0, 1.0, frames)])
 
 
 def rotation(axis: str, degrees: float) -> np.ndarray:

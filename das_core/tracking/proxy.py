@@ -39,6 +39,7 @@ __all__ = [
     "RELATIVE_MEDIAN_DEPTH",
     "Proxy",
     "ProxyError",
+    "blender_camera_matrices",
     "build_proxy",
     "intrinsics_from_fov",
 ]
@@ -47,6 +48,11 @@ DEFAULT_FOV_DEG = 60.0  # horizontal; a common phone or 28 mm lens
 DEFAULT_STEP = 4  # pixels per cell side
 DEFAULT_EDGE = 0.08  # neighbouring cells whose depths differ by more than this fraction come apart
 RELATIVE_MEDIAN_DEPTH = 1.0
+
+# Frame-0 camera space (OpenCV) to Blender's world: the first camera sits at the origin looking
+# along +Y with +Z up (rotation 90 degrees about X), so x stays, y (down) becomes -Z, z becomes +Y.
+OPENCV_TO_BLENDER = np.array([[1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1.0]])
+_BLENDER_CAMERA_AXES = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV camera axes to Blender's (looking down -Z)
 
 
 class ProxyError(DasError):
@@ -95,6 +101,12 @@ class Proxy:
             fps=fps,
             extra={"source": "image proxy", "parts": int(self.num_parts)},
         )
+
+
+def blender_camera_matrices(world_to_camera: np.ndarray) -> np.ndarray:
+    """Blender `matrix_world`s [T, 4, 4] of a camera path given as world_to_camera in frame-0 camera space."""
+    poses = np.asarray(world_to_camera, dtype=np.float64)
+    return OPENCV_TO_BLENDER @ np.linalg.inv(poses) @ _BLENDER_CAMERA_AXES
 
 
 def intrinsics_from_fov(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> np.ndarray:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from das_core.tracking.camera_motion import CameraMotionError, camera_path, rotation
+from das_core.tracking.camera_motion import CameraMotionError, camera_path, orbit_path, rotation
 
 
 def seen_at(path: np.ndarray, point, frame: int) -> np.ndarray:
@@ -75,3 +75,14 @@ def test_spiral_follows_the_reference_formula():
 def test_bad_strings_are_refused_with_the_grammar(text, match):
     with pytest.raises(CameraMotionError, match=match):
         camera_path(text)
+
+
+def test_orbit_circles_the_pivot_and_keeps_it_centred():
+    path = orbit_path(30.0, 2.0)
+    pivot = np.array([0.0, 0.0, 2.0, 1.0])
+    for frame in (0, 20, 48):
+        np.testing.assert_allclose(path[frame] @ pivot, pivot, atol=1e-12)  # straight ahead, same distance
+    centre = np.linalg.inv(path[48])[:3, 3]  # the camera's position in the first view's space
+    assert centre[0] > 0 and np.linalg.norm(centre - pivot[:3]) == pytest.approx(2.0)  # went right, on the circle
+    with pytest.raises(CameraMotionError, match="pivot"):
+        orbit_path(10.0, 0.0)

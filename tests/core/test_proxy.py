@@ -95,3 +95,16 @@ def test_proxy_tracks_render_as_a_full_frame_at_frame_zero():
     covered = (frames.max(axis=-1) > 0).mean(axis=(1, 2))
     assert covered[0] > 0.97  # gapless at the first view (the top-left corner's code is black)
     assert covered[2] < covered[0] - 0.05  # moved sideways: an edge of the frame shows nothing
+
+
+def test_blender_camera_matrices_put_the_first_camera_at_the_origin_looking_along_y():
+    from das_core.tracking.camera_motion import camera_path
+    from das_core.tracking.proxy import OPENCV_TO_BLENDER, blender_camera_matrices
+
+    path = camera_path("trans 0 0 -1")  # dolly in by one unit
+    matrices = blender_camera_matrices(path)
+    np.testing.assert_allclose(matrices[0][:3, :3], [[1, 0, 0], [0, 0, -1], [0, 1, 0]], atol=1e-12)
+    np.testing.assert_allclose(matrices[48][:3, 3], [0, 1, 0], atol=1e-12)  # moved forward along +Y
+    point = np.array([0.3, -0.2, 2.0, 1.0])  # seen the same way by both conventions at the last frame
+    in_blender_camera = np.linalg.inv(matrices[48]) @ OPENCV_TO_BLENDER @ point
+    np.testing.assert_allclose(in_blender_camera[:3] * [1, -1, -1], (path[48] @ point)[:3], atol=1e-12)
