@@ -42,6 +42,7 @@ __all__ = [
     "blender_camera_matrices",
     "build_proxy",
     "intrinsics_from_fov",
+    "read_depth",
 ]
 
 DEFAULT_FOV_DEG = 60.0  # horizontal; a common phone or 28 mm lens
@@ -146,6 +147,23 @@ def build_proxy(
     nearness = _cell_nearness(1.0 / depth, int(step))  # inverse depth is affine across a plane's image
     labels = _parts(nearness, edge)
     return _mesh(nearness, labels, int(step), width, height, camera)
+
+
+def read_depth(path, width: int, height: int) -> np.ndarray:
+    """A depth map saved with `numpy.save` (float [H, W], z along the camera axis), checked to be `width` x `height`."""
+    try:
+        depth = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ProxyError(
+            f"cannot read depth file {path} ({error}); save the depth as a [H, W] array with numpy.save"
+        ) from None
+    depth = _checked_depth(depth)
+    if depth.shape != (height, width):
+        raise ProxyError(
+            f"depth file {path} is {depth.shape[1]}x{depth.shape[0]}, the image is {width}x{height}; "
+            "give a depth map at the image's size"
+        )
+    return depth
 
 
 def _checked_depth(depth: np.ndarray) -> np.ndarray:
