@@ -133,3 +133,19 @@ def test_depth_from_disparity_and_the_command_line():
     assert config_from_args(args).depth_model == DEFAULT_DEPTH_MODEL
     args = build_parser().parse_args(["--depth-model", "some/folder"])
     assert config_from_args(args).depth_model == "some/folder"
+
+
+def test_camera_move_asks_the_server_for_depth(depth_server, tmp_path, capsys):
+    from PIL import Image
+
+    from das_core.cli import main
+    from das_core.tracking.tracks import Tracks
+
+    server, _ = depth_server
+    Image.fromarray(image(24, 32)).save(tmp_path / "picture.png")
+    args = ["camera-move", str(tmp_path / "picture.png"), "--motion", "rot y 5", "--server", server.address]
+    assert main([*args, "-o", str(tmp_path / "tracks.npz"), "--step", "2"]) == 0
+    assert "(relative)" in capsys.readouterr().out
+    tracks = Tracks.load(tmp_path / "tracks.npz")
+    assert (tracks.width, tracks.height, tracks.num_frames) == (32, 24, 49)
+    assert np.median(tracks.points[0, :, 2]) == pytest.approx(1.0, rel=0.05)
