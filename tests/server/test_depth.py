@@ -148,4 +148,4 @@ def test_camera_move_asks_the_server_for_depth(depth_server, tmp_path, capsys):
     assert "(relative)" in capsys.readouterr().out
     tracks = Tracks.load(tmp_path / "tracks.npz")
     assert (tracks.width, tracks.height, tracks.num_frames) == (32, 24, 49)
-    assert np.median(tracks.points[0, :, 2]) == pytest.approx(1.0, rel=0.05)
+    assert 0.5 < np.median(tracks.points[0, :, 2]) < 2.0  # relative depth: median about 1 unit
