@@ -84,7 +84,8 @@ def split_by_parts(source: bpy.types.Object) -> list[bpy.types.Object]:
 
 
 def keyframe_camera(scene: bpy.types.Scene, camera: bpy.types.Object, world_to_camera: np.ndarray) -> None:
-    """Key `camera` on each frame from the scene's start along a frame-0-relative DaS path, starting at its pose now."""
+    """Key `camera` on each frame from the scene's start along a frame-0-relative DaS path, from its pose at the start."""
+    scene.frame_set(scene.frame_start)
     start = np.array(camera.matrix_world, dtype=np.float64)
     first = blender_camera_matrices(np.eye(4)[None])[0]
     relative = start @ np.linalg.inv(first)  # where the camera is now, relative to the proxy's first camera
