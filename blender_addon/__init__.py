@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 # Registration order: properties before the operators and panels that use them.
-_MODULES = ("properties", "operators", "panel")
+_MODULES = ("properties", "operators", "image_operators", "panel")
 
 
 def register() -> None:

@@ -44,6 +44,10 @@ def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
     row.operator("das.generate", icon="RENDER_ANIMATION")
     row.operator("das.cancel", icon="CANCEL")
     layout.operator("das.preview_tracking", icon="SEQUENCE")
+    row = layout.row(align=True)
+    row.operator("das.image_scene", icon="IMAGE_DATA")
+    row.operator("das.split_by_depth", text="Split by depth", icon="MOD_EXPLODE")
+    layout.operator("das.camera_move", icon="CAMERA_DATA")
     if jobs.unfollowed(context.scene):  # saved jobs nothing follows (e.g. their server was down at load)
         layout.operator("das.reattach", icon="FILE_REFRESH")
 

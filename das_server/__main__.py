@@ -13,6 +13,7 @@ from pathlib import Path
 from das_core.errors import DasError
 from das_core.wire.protocol import Limits
 from das_server.config import BACKENDS, DEFAULT_BIND, DEFAULT_MODEL, ServerConfig
+from das_server.depth import DEFAULT_DEPTH_MODEL
 
 logger = logging.getLogger("das_server")  # not __name__: run with -m, this module is "__main__"
 
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"hub id or folder of the DaS weights (default: {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--depth-model",
+        default=DEFAULT_DEPTH_MODEL,
+        help="transformers depth-estimation model id or folder for depth requests, loaded on the first one "
+        f"(default: {DEFAULT_DEPTH_MODEL}, Apache-2.0)",
     )
     parser.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ address to listen on (default: {DEFAULT_BIND})")
     parser.add_argument(
@@ -120,6 +127,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         retention_gb=args.retention_gb,
         keys_dir=args.keys,
         insecure=args.insecure,
+        depth_model=args.depth_model,
     )
 
 

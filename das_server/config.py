@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from das_core.wire.protocol import Limits
+from das_server.depth import DEFAULT_DEPTH_MODEL
 
 DEFAULT_MODEL = "EXCAI/Diffusion-As-Shader"
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
@@ -31,6 +32,7 @@ class ServerConfig:
     keys_dir: Path | None = None  # from `das keygen`: server.key_secret + allowed_clients/*.key
     insecure: bool = False
     heartbeat_s: float = 2.0
+    depth_model: str = DEFAULT_DEPTH_MODEL  # transformers depth-estimation model id or folder
 
     @property
     def retention_seconds(self) -> float:

@@ -24,6 +24,7 @@ from das_core.wire.protocol import (
     Accepted,
     Cancel,
     CancelResult,
+    DepthRequest,
     Done,
     EncodedImage,
     ErrorReply,
@@ -49,6 +50,7 @@ from das_core.wire.protocol import (
 )
 from das_server.backends import Backend
 from das_server.config import ServerConfig
+from das_server.depth import DepthEstimator, DepthService
 from das_server.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobRecord, JobStore
 from das_server.worker import Started, Stored, Worker
 
@@ -87,6 +89,7 @@ class Server:
         authenticator = None
         store = JobStore(config.state_dir)
         worker = None
+        self.depth = DepthService(context, _WAKE_ADDRESS, DepthEstimator(config.depth_model, config.device))
         try:
             heartbeat_ms = int(config.heartbeat_s * 1000)
             socket.setsockopt(zmq.LINGER, 0)
@@ -116,6 +119,7 @@ class Server:
             for job_id in recovered:
                 worker.enqueue(job_id)
             worker.start()
+            self.depth.start()
             self._prune()
             logger.info(
                 "das server %s: backend %s, listening on %s, state in %s%s",
@@ -132,6 +136,9 @@ class Server:
             if worker is not None and worker.is_alive():
                 worker.shutdown()
                 worker.join(timeout=60.0)
+            if self.depth.is_alive():
+                self.depth.shutdown()
+                self.depth.join(timeout=60.0)
             socket.close(linger=0)
             if authenticator is not None:
                 authenticator.stop()
@@ -159,6 +166,7 @@ class Server:
                     except zmq.Again:
                         break
             self._drain_events(worker)
+            self._send_depth_replies()
             if time.monotonic() > next_prune:
                 self._prune()
                 next_prune = time.monotonic() + _RETENTION_EVERY_S
@@ -190,6 +198,9 @@ class Server:
                 self._status(identity, message.job_id, req)
             elif isinstance(message, ListJobs):
                 self._send(identity, Reply(self._list()), req)
+            elif isinstance(message, DepthRequest):
+                if not self.depth.submit(identity, message, req):
+                    self._send(identity, ErrorReply("depth_busy", "the server has depth requests waiting; retry"), req)
             else:
                 self._send(identity, ErrorReply("unexpected", f"{type(message).__name__} is a server message"), req)
         except Exception as error:  # a bug must cost one reply, never the server
@@ -392,6 +403,14 @@ class Server:
                 self._last_progress.pop(event.job_id, None)
             if isinstance(event, JobFailed):
                 self._forwarded.pop(event.job_id, None)
+
+    def _send_depth_replies(self) -> None:
+        while True:
+            try:
+                reply = self.depth.replies.get_nowait()
+            except queue.Empty:
+                return
+            self._send(reply.identity, reply.message, reply.req)
 
     # -- sending ------------------------------------------------------------------------------
 

@@ -31,7 +31,10 @@ from das_core.wire.protocol import (
     Accepted,
     Cancel,
     CancelResult,
+    DepthRequest,
+    DepthResult,
     Done,
+    EncodedImage,
     ErrorReply,
     Event,
     Fetch,
@@ -76,7 +79,7 @@ __all__ = [
 ]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
-AnswerT = TypeVar("AnswerT", Info, Reply)
+AnswerT = TypeVar("AnswerT", Info, Reply, DepthResult)
 BodyT = TypeVar("BodyT", bound=ReplyBody)
 _RESUBSCRIBE_S = 5.0  # ask again for a job's events after this long without news
 _MAX_REFETCH = 5
@@ -157,6 +160,18 @@ class DasClient:
     def cancel(self, job_id: str) -> CancelResult:
         """Cancel a queued or running job; its event stream ends with `JobFailed(code="cancelled")`."""
         return self._reply(Cancel(check_job_id(job_id)), CancelResult)
+
+    def depth(self, image: np.ndarray, *, timeout: float = 120.0) -> DepthResult:
+        """The server's depth estimate of a uint8 [H, W, 3] image: a float32 [H, W] map, the model, metric or not.
+
+        Waits up to `timeout` s (the server loads its depth model on the first request).
+        """
+        request = DepthRequest(EncodedImage.encode(np.asarray(image), "png"))
+        saved, self.timeout = self.timeout, float(timeout)
+        try:
+            return self._request(request, DepthResult)
+        finally:
+            self.timeout = saved
 
     def submit(self, request: JobRequest, *, codec: str = "png") -> str:
         """Send a job and return its id once the server has stored it.
@@ -337,7 +352,7 @@ class DasClient:
             if error.code == "version":
                 raise
             return True  # a malformed message is dropped; the stream's re-fetch recovers
-        if isinstance(message, (Info, Reply, ErrorReply)):
+        if isinstance(message, (Info, Reply, ErrorReply, DepthResult)):
             if isinstance(message, ErrorReply) and message.code == "version":
                 raise ProtocolError(message.message, "version")
             self._replies[req] = message

@@ -54,7 +54,9 @@ def test_panel_draws_settings_buttons_progress_and_error(factory_scene, addon, t
     log = _draw(context)
     drawn = {name for kind, name in log if kind == "prop"}
     assert {"server", "prompt", "negative_prompt", "seed", "steps", "guidance", "reference", "sampling"} <= drawn
-    assert [name for kind, name in log if kind == "operator"] == ["das.generate", "das.cancel", "das.preview_tracking"]
+    assert [name for kind, name in log if kind == "operator"] == [
+        "das.generate", "das.cancel", "das.preview_tracking", "das.image_scene", "das.split_by_depth", "das.camera_move"
+    ]  # fmt: skip
 
     factory_scene.das.use_scene_range = False
     factory_scene.das.sampling = "STEP"

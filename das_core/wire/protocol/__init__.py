@@ -30,6 +30,8 @@ from das_core.wire.protocol.limits import DEFAULT_LIMITS, JOB_ID_PATTERN, Limits
 from das_core.wire.protocol.messages import (
     Accepted,
     Cancel,
+    DepthRequest,
+    DepthResult,
     Done,
     ErrorReply,
     Event,
@@ -56,6 +58,8 @@ __all__ = [
     "Accepted",
     "Cancel",
     "CancelResult",
+    "DepthRequest",
+    "DepthResult",
     "Done",
     "EncodedImage",
     "ErrorReply",

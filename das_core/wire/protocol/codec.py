@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from das_core.wire.protocol.bodies import ServerInfo, reply_body
 from das_core.wire.protocol.fields import Fields
@@ -15,6 +16,8 @@ from das_core.wire.protocol.limits import DEFAULT_LIMITS, Limits, ProtocolError,
 from das_core.wire.protocol.messages import (
     Accepted,
     Cancel,
+    DepthRequest,
+    DepthResult,
     Done,
     ErrorReply,
     Fetch,
@@ -47,6 +50,8 @@ _TYPE_NAMES = {
     Frame: "frame",
     Done: "done",
     JobFailed: "failed",
+    DepthRequest: "depth",
+    DepthResult: "depth_result",
 }
 
 
@@ -90,6 +95,19 @@ def encode(message: Message, req: int | None = None) -> list[bytes]:
             header["preview"] = image(message.preview)
     elif isinstance(message, Frame):
         header.update(job_id=message.job_id, index=message.index, image=image(message.image, "raw"))
+    elif isinstance(message, DepthRequest):
+        header["image"] = image(message.image)
+    elif isinstance(message, DepthResult):
+        depth = np.ascontiguousarray(message.depth, dtype="<f4")
+        if depth.ndim != 2:
+            raise ProtocolError(f"a depth map must be [H, W], got {list(depth.shape)}", "bad_request")
+        buffers.append(depth.tobytes())
+        header.update(
+            model=message.model,
+            metric=message.metric,
+            fov_deg=message.fov_deg,
+            depth={"shape": list(depth.shape), "dtype": "float32"},
+        )
     else:
         header.update(asdict(message))
     try:
@@ -213,6 +231,15 @@ def _build_status(fields: Fields) -> StatusRequest:
     return StatusRequest(None if job_id is None else check_job_id(job_id))
 
 
+def _build_depth_result(fields: Fields) -> DepthResult:
+    return DepthResult(
+        depth=fields.depth_map("depth"),
+        model=fields.text("model"),
+        metric=fields.flag("metric"),
+        fov_deg=fields.optional_number("fov_deg"),
+    )
+
+
 _BUILDERS: dict[str, Callable[[Fields], Message]] = {
     "hello": lambda r: Hello(r.optional_text("client") or ""),
     "submit": _build_submit,
@@ -228,4 +255,6 @@ _BUILDERS: dict[str, Callable[[Fields], Message]] = {
     "frame": lambda r: Frame(r.job_id(), r.integer("index"), r.image("image")),
     "done": lambda r: Done(r.job_id(), r.integer("num_frames"), r.text("checksum"), r.mapping("metadata")),
     "failed": lambda r: JobFailed(r.job_id(), r.text("code"), r.text("message")),
+    "depth": lambda r: DepthRequest(r.image("image")),
+    "depth_result": _build_depth_result,
 }

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from das_core.wire.protocol.images import CODECS, EncodedImage
 from das_core.wire.protocol.limits import Limits, ProtocolError, check_job_id
@@ -138,6 +139,25 @@ class Fields:
             raise ProtocolError(f"image {name!r} is {len(data)} bytes; at most {self.limits.max_part_bytes}", "limit")
         encoded = EncodedImage(shape[0], shape[1], codec, data)
         return encoded.decode() if self.decode_images else encoded
+
+    def depth_map(self, name: str) -> np.ndarray:
+        """The next binary frame as the float32 [H, W] map field `name` describes, size checked first."""
+        descriptor = self.field(name, dict)
+        shape = descriptor.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(type(n) is int for n in shape)):
+            raise ProtocolError(f"map {name!r} needs shape [H, W] of integers, got {str(shape)[:60]}")
+        if descriptor.get("dtype") != "float32":
+            raise ProtocolError(f"map {name!r} must be float32, got {str(descriptor.get('dtype'))[:20]!r}")
+        self.limits.check_size(f"map {name!r}", shape[0], shape[1])
+        if self.used >= len(self.buffers):
+            raise ProtocolError(f"map {name!r} has no binary frame; the message is truncated")
+        data = self.buffers[self.used]
+        self.used += 1
+        if len(data) != shape[0] * shape[1] * 4:
+            raise ProtocolError(
+                f"map {name!r} holds {len(data)} bytes, its header declares {shape[0]}x{shape[1]} floats"
+            )
+        return np.frombuffer(data, dtype="<f4").reshape(shape[0], shape[1]).astype(np.float32)
 
     def finish(self) -> None:
         """Raise unless every binary frame was described by the header."""

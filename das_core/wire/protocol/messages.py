@@ -211,6 +211,23 @@ class JobFailed:
     message: str
 
 
+@dataclass(frozen=True)
+class DepthRequest:
+    """Estimate the depth of `image` (uint8 [H, W, 3], an `EncodedImage` on the server side)."""
+
+    image: Any = field(compare=False)
+
+
+@dataclass(frozen=True)
+class DepthResult:
+    """A depth map at the image's size: z along the camera axis, in metres when `metric`, else up to scale."""
+
+    depth: np.ndarray = field(compare=False)  # float32 [H, W]
+    model: str
+    metric: bool
+    fov_deg: float | None = None  # horizontal field of view, when the model estimates one
+
+
 Message = (
     Hello
     | Submit
@@ -226,5 +243,7 @@ Message = (
     | Frame
     | Done
     | JobFailed
+    | DepthRequest
+    | DepthResult
 )
 Event = Accepted | Progress | Frame | Done | JobFailed
