@@ -17,6 +17,7 @@ __all__ = [
     "SRGB8_TABLE",
     "SRGB8_TABLE_SIZE",
     "cotracker_colors",
+    "inverse_range",
     "mesh_vertex_colors",
     "normalised_inverse",
     "spatialtracker_colors",
@@ -24,8 +25,16 @@ __all__ = [
 ]
 
 
+def inverse_range(values: np.ndarray) -> tuple[float, float]:
+    """(lo, hi): the 2nd and 98th percentiles of `1 / values` (all positive, at least one), the
+    range the B channel spans."""
+    lo, hi = np.percentile(1.0 / np.asarray(values, dtype=np.float64), [2, 98])
+    return float(lo), float(hi)
+
+
 def normalised_inverse(values: np.ndarray) -> np.ndarray:
-    """B channel in [0, 1]: `1 / values` scaled between its 2nd and 98th percentiles, clipped.
+    """B channel in [0, 1]: `1 / values` scaled between its 2nd and 98th percentiles
+    (`inverse_range`), clipped.
 
     All values must be positive. When the percentiles coincide (every point equally far) the
     result is 0, as matplotlib's `Normalize` gives in the reference.
@@ -33,7 +42,7 @@ def normalised_inverse(values: np.ndarray) -> np.ndarray:
     inverse = 1.0 / np.asarray(values, dtype=np.float64)
     if inverse.size == 0:
         return inverse
-    lo, hi = np.percentile(inverse, [2, 98])
+    lo, hi = inverse_range(values)
     if hi <= lo:
         return np.zeros_like(inverse)
     return np.clip((inverse - lo) / (hi - lo), 0.0, 1.0)
