@@ -35,6 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="look of points mode, after the reference's two trackers (default: spatialtracker)",
     )
     parser.add_argument(
+        "--encoding",
+        choices=("exact", "reference"),
+        default="exact",
+        help="mesh mode's colours: exact gives each pixel the first-frame position of its own surface "
+        "point; reference interpolates per-vertex colours across each face, as the DaS reference's "
+        "Blender script renders them (large faces reaching out of frame get dark and bright wedges) "
+        "(default: exact)",
+    )
+    parser.add_argument(
         "--frames", type=int, default=49, help="frames to sample, evenly spaced (default: 49, what DaS takes)"
     )
     parser.add_argument("--fps", type=float, default=8.0, help="frame rate of the MP4 (default: 8, as DaS)")
@@ -65,6 +74,7 @@ def render_tracking_command(args: argparse.Namespace) -> int:
         num_frames=args.frames,
         fit=(_MODEL_WIDTH, _MODEL_HEIGHT) if args.fit else None,
         point_style=args.point_style,
+        encoding=args.encoding,
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
@@ -73,7 +83,7 @@ def render_tracking_command(args: argparse.Namespace) -> int:
         write_png_dir(args.png_dir, frames)
 
     what = (
-        f"{tracks.num_points:,} vertices, {len(tracks.faces):,} triangles"
+        f"{tracks.num_points:,} vertices, {len(tracks.faces):,} triangles, {args.encoding} encoding"
         if mode == "mesh"
         else (f"{tracks.num_points:,} points, {args.point_style} style")
     )
