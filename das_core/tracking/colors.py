@@ -2,10 +2,11 @@
 
 R says where a point starts horizontally, G vertically (0 at the top), B how near it starts
 (inverse distance, normalised between the 2nd and 98th percentiles; near is bright). Colours are
-8-bit, written as round-down(v * 255), and are sRGB-encoded values: the mesh renderer decodes them
-to linear light before interpolating, as Blender does with a vertex-colour layer. ENCODING.md
-beside this module states the encoding; the three functions below are its three paths (mesh,
-SpatialTracker, CoTracker).
+8-bit, written as round-down(v * 255). The mesh renderer's reference encoding treats vertex colours
+as sRGB-encoded values, decoded to linear light before interpolating, as Blender does with a
+vertex-colour layer; its exact encoding computes each pixel's colour itself (`render.shading`).
+ENCODING.md beside this module states the encoding; the three functions below are its three paths
+(mesh vertices, SpatialTracker, CoTracker), `inverse_range` the B range they share.
 Numpy only, so Blender's Python can use it.
 """
 
