@@ -45,6 +45,15 @@ def _register_render_tracking(subparsers: argparse._SubParsersAction) -> None:
         help="look of points mode, after the reference's two trackers (default: spatialtracker)",
     )
     parser.add_argument(
+        "--encoding",
+        choices=("exact", "reference"),
+        default="exact",
+        help="mesh mode's colours: exact gives each pixel the first-frame position of its own surface "
+        "point; reference interpolates per-vertex colours across each face, as the DaS reference's "
+        "Blender script renders them (large faces reaching out of frame get dark and bright wedges) "
+        "(default: exact)",
+    )
+    parser.add_argument(
         "--frames",
         type=int,
         default=DAS_WINDOW.frames,
@@ -80,6 +89,7 @@ def render_tracking_command(args: argparse.Namespace) -> int:
         num_frames=args.frames,
         fit=DAS_WINDOW.size if args.fit else None,
         point_style=args.point_style,
+        encoding=args.encoding,
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
@@ -88,7 +98,7 @@ def render_tracking_command(args: argparse.Namespace) -> int:
         write_png_dir(args.png_dir, frames)
 
     what = (
-        f"{tracks.num_points:,} vertices, {len(tracks.faces):,} triangles"
+        f"{tracks.num_points:,} vertices, {len(tracks.faces):,} triangles, {args.encoding} encoding"
         if mode == "mesh"
         else (f"{tracks.num_points:,} points, {args.point_style} style")
     )

@@ -2,10 +2,11 @@
 
 R says where a point starts horizontally, G vertically (0 at the top), B how near it starts
 (inverse distance, normalised between the 2nd and 98th percentiles; near is bright). Colours are
-8-bit, written as round-down(v * 255), and are sRGB-encoded values: the mesh renderer decodes them
-to linear light before interpolating, as Blender does with a vertex-colour layer. ENCODING.md
-beside this module states the encoding; the three functions below are its three paths (mesh,
-SpatialTracker, CoTracker).
+8-bit, written as round-down(v * 255). The mesh renderer's reference encoding treats vertex colours
+as sRGB-encoded values, decoded to linear light before interpolating, as Blender does with a
+vertex-colour layer; its exact encoding computes each pixel's colour itself (`render.shading`).
+ENCODING.md beside this module states the encoding; the three functions below are its three paths
+(mesh vertices, SpatialTracker, CoTracker), `inverse_range` the B range they share.
 Numpy only, so Blender's Python can use it.
 """
 
@@ -17,6 +18,7 @@ __all__ = [
     "SRGB8_TABLE",
     "SRGB8_TABLE_SIZE",
     "cotracker_colors",
+    "inverse_range",
     "mesh_vertex_colors",
     "normalised_inverse",
     "spatialtracker_colors",
@@ -24,8 +26,16 @@ __all__ = [
 ]
 
 
+def inverse_range(values: np.ndarray) -> tuple[float, float]:
+    """(lo, hi): the 2nd and 98th percentiles of `1 / values` (all positive, at least one), the
+    range the B channel spans."""
+    lo, hi = np.percentile(1.0 / np.asarray(values, dtype=np.float64), [2, 98])
+    return float(lo), float(hi)
+
+
 def normalised_inverse(values: np.ndarray) -> np.ndarray:
-    """B channel in [0, 1]: `1 / values` scaled between its 2nd and 98th percentiles, clipped.
+    """B channel in [0, 1]: `1 / values` scaled between its 2nd and 98th percentiles
+    (`inverse_range`), clipped.
 
     All values must be positive. When the percentiles coincide (every point equally far) the
     result is 0, as matplotlib's `Normalize` gives in the reference.
@@ -33,7 +43,7 @@ def normalised_inverse(values: np.ndarray) -> np.ndarray:
     inverse = 1.0 / np.asarray(values, dtype=np.float64)
     if inverse.size == 0:
         return inverse
-    lo, hi = np.percentile(inverse, [2, 98])
+    lo, hi = inverse_range(values)
     if hi <= lo:
         return np.zeros_like(inverse)
     return np.clip((inverse - lo) / (hi - lo), 0.0, 1.0)

@@ -1,6 +1,7 @@
 """Benchmark of the tracking-video renderer (`das_core.tracking.render.render_tracking`).
 
-Run: `python tests/benchmarks/render.py [--repeat 5] [--threads 2] [--only TEXT] [--against REV]`.
+Run: `python tests/benchmarks/render.py [--repeat 5] [--threads 2] [--only TEXT] [--against REV]
+[--encoding exact|reference]`.
 Prints a markdown table of
 the best and median wall time over the repeats for each case, the best CPU time of the process
 (all threads; less sensitive to other work on the machine than wall time) and the load average:
@@ -16,13 +17,15 @@ the best and median wall time over the repeats for each case, the best CPU time 
 `--against REV` renders every case with the renderer as it was at git revision REV too (the module
 `das_core/render.py` or `das_core/tracking/render.py`, or the package `das_core/tracking/render/`) and
 says whether the frames are bit-identical (the check that a speed-up changed nothing) or else how
-many channel values differ and by how much at most.
+many channel values differ and by how much at most. `--encoding` picks mesh mode's encoding
+(default: exact); a renderer from before encodings had only "reference", compared without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import os
 import statistics
 import subprocess
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from das_core.tracking.render import render_tracking
+from das_core.tracking.render import ENCODINGS, render_tracking
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import fit_frames
 
@@ -183,6 +186,19 @@ def hd_tracks(vertices: np.ndarray, faces: np.ndarray) -> Tracks:
     )
 
 
+def render_before(before, tracks: Tracks, options: dict) -> np.ndarray | None:
+    """The frames of the renderer `before` for `render_tracking(tracks, **options)`, or None when it
+    lacks an option. One from before encodings renders only the "reference" encoding."""
+    options = dict(options)
+    if "encoding" not in inspect.signature(before.render_tracking).parameters:
+        if options.pop("encoding", "reference") != "reference":
+            return None
+    try:
+        return before.render_tracking(tracks, **options)
+    except TypeError:  # an option REV did not have yet
+        return None
+
+
 def compare(old: np.ndarray, new: np.ndarray) -> str:
     """'same' for bit-identical frames, else the share of channel values that differ and the
     largest difference in 8-bit levels."""
@@ -199,6 +215,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="renderer threads (default: the renderer's own)")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     parser.add_argument("--against", metavar="REV", help="check the frames against the renderer at git REV")
+    parser.add_argument("--encoding", choices=ENCODINGS, default="exact", help="mesh mode's encoding")
     args = parser.parse_args()
     args.threads = use_threads("das_core.tracking.render", args.threads)
     before = renderer_at(args.against) if args.against else None
@@ -240,7 +257,10 @@ def main() -> None:
     cases.append(("1920x1080 sphere 512x196 (99,842 v), rendered at 1080p then fit_frames", hd, {"then_fit": True}))
     cases.append(("1920x1080 sphere 512x196 (99,842 v), fit=(720, 480)", hd, {"fit": (WIDTH, HEIGHT)}))
 
-    print(f"threads: {args.threads}, repeats: {args.repeat}, load average at start: {os.getloadavg()[0]:.1f}")
+    print(
+        f"threads: {args.threads}, repeats: {args.repeat}, encoding: {args.encoding}, "
+        f"load average at start: {os.getloadavg()[0]:.1f}"
+    )
     against = f" | frames against {args.against}" if before else ""
     print(
         f"| case ({FRAMES} frames, {WIDTH}x{HEIGHT}) | best wall s | median wall s | best CPU s | pixels covered{against} |"
@@ -250,12 +270,13 @@ def main() -> None:
         if args.only not in name:
             continue
         render = render_then_fit if options.pop("then_fit", False) else render_tracking
+        if options.get("mode", "mesh") == "mesh":
+            options["encoding"] = args.encoding
         best, median, cpu, frames = time_case(render, tracks, args.repeat, **options)
         row = f"| {name} | {best:.3f} | {median:.3f} | {cpu:.3f} | {(frames.max(axis=-1) > 0).mean():.0%} |"
         if before is not None:
-            try:
-                old = before.render_tracking(tracks, **options)
-            except TypeError:  # an option REV did not have yet
+            old = render_before(before, tracks, options)
+            if old is None:
                 row += " n/a |"
             else:
                 old = fit_frames(old, WIDTH, HEIGHT) if render is render_then_fit else old

@@ -1,5 +1,7 @@
 """The tracking-video renderer against das_core/tracking/ENCODING.md, with expected values computed here from its
-formulas (not from das_core.tracking.colors), on small synthetic scenes with an OpenCV camera."""
+formulas (not from das_core.tracking.colors), on small synthetic scenes with an OpenCV camera.
+Tests of how mesh mode blends vertex colours use the reference encoding; the exact encoding's own
+tests are in test_render_exact.py."""
 
 from __future__ import annotations
 
@@ -147,7 +149,7 @@ def test_colours_follow_vertices_seen_by_a_moving_camera():
         matrix[:3, 3] = -rotation @ position
         world_to_camera.append(matrix)
     tracks = make_tracks(np.tile(world, (frames, 1, 1)), faces=faces, world_to_camera=np.array(world_to_camera))
-    video = render_tracking(tracks, num_frames=frames)
+    video = render_tracking(tracks, num_frames=frames, encoding="reference")
 
     camera0 = world @ world_to_camera[0][:3, :3].T + world_to_camera[0][:3, 3]
     uv0 = camera0[:, :2] / camera0[:, 2:] * 100 + [W / 2, H / 2]
@@ -175,9 +177,8 @@ def test_colours_follow_vertices_through_a_zoom():
     uv0 = np.stack([gu.ravel(), gv.ravel()], axis=1)
     world = unproject(uv0, 4 + 0.02 * uv0[:, 0])
     focal = np.array([100.0, 120.0, 150.0, 190.0])
-    video = render_tracking(
-        make_tracks(np.tile(world, (frames, 1, 1)), faces=grid_faces(columns, rows), focal=focal), num_frames=frames
-    )
+    tracks = make_tracks(np.tile(world, (frames, 1, 1)), faces=grid_faces(columns, rows), focal=focal)
+    video = render_tracking(tracks, num_frames=frames, encoding="reference")
 
     expected = spec_vertex_colors(uv0, np.linalg.norm(world, axis=1), np.ones(len(world), bool))
     coverage = []
@@ -220,7 +221,8 @@ def test_geometry_behind_the_camera_is_clipped_never_projected():
     a, b, c = np.array([-1.0, 1, 3]), np.array([1.5, 1, 5]), np.array([0.0, 1, -3])
     behind = np.array([[-5, -5, -3], [5, -5, -3], [0, 5, -4]], dtype=float)
     points = np.concatenate([[a, b, c], behind])
-    video = render_tracking(make_tracks([points], faces=np.array([[0, 1, 2], [3, 4, 5]])), num_frames=1)[0]
+    tracks = make_tracks([points], faces=np.array([[0, 1, 2], [3, 4, 5]]))
+    video = render_tracking(tracks, num_frames=1, encoding="reference")[0]
 
     with np.errstate(divide="ignore", invalid="ignore"):
         uv = points[:, :2] / points[:, 2:] * 100 + [W / 2, H / 2]
@@ -253,7 +255,7 @@ def test_interpolation_is_in_linear_light_and_perspective_correct():
     a, b, c = [20.5, 40.5], [220.5, 40.5], [20.5, 110.5]
     uv = np.array([a, b, c])
     world = unproject(uv, np.full(3, 4.0))
-    video = render_tracking(make_tracks([world], faces=np.array([[0, 1, 2]])), num_frames=1)[0]
+    video = render_tracking(make_tracks([world], faces=np.array([[0, 1, 2]])), num_frames=1, encoding="reference")[0]
 
     colors = spec_vertex_colors(uv, np.linalg.norm(world, axis=1), np.array([True, False, True]))
     for px, py in [(100.5, 41.5), (60.5, 60.5), (130.5, 45.5)]:
@@ -272,7 +274,7 @@ def test_interpolation_is_in_linear_light_and_perspective_correct():
     near_end, far_end = np.array([-1.0, 0.0, 2.0]), np.array([1.0, 0.0, 8.0])
     quad = np.array([near_end + [0, -0.3, 0], far_end + [0, -0.3, 0], far_end + [0, 0.3, 0], near_end + [0, 0.3, 0]])
     faces = np.array([[0, 1, 2], [0, 2, 3]])
-    video = render_tracking(make_tracks([quad], faces=faces), num_frames=1)[0]
+    video = render_tracking(make_tracks([quad], faces=faces), num_frames=1, encoding="reference")[0]
     uv = quad[:, :2] / quad[:, 2:] * 100 + [W / 2, H / 2]
     colors = spec_vertex_colors(uv, np.linalg.norm(quad, axis=1), np.ones(4, bool))
     middle = (quad[0] + quad[2]) / 2
@@ -403,6 +405,7 @@ def test_points_behind_the_camera_are_not_drawn():
         ({"mode": "wireframe"}, "mode must be one of mesh, points"),
         ({"num_frames": 0}, "num_frames must be a positive whole number"),
         ({"point_style": "dots"}, "point_style must be one of"),
+        ({"encoding": "blender"}, "encoding must be one of exact, reference"),
     ],
 )
 def test_bad_requests_raise_a_clear_error(kwargs, message):

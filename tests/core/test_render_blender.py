@@ -1,5 +1,6 @@
-"""Our mesh-mode render against Blender's own: the reference way (vertex colours baked as an
-sRGB byte colour layer, emission-only material), rendered by Cycles in real Blender (bpy)."""
+"""Our mesh-mode render in the reference encoding against Blender's own: the reference way (vertex
+colours baked as an sRGB byte colour layer, emission-only material), rendered by Cycles in real
+Blender (bpy)."""
 
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ def bake_and_render_in_blender(scene, tracks: Tracks, slices, path) -> np.ndarra
 def test_mesh_render_matches_blender_within_a_level(tmp_path):
     scene = build_scene()
     tracks, slices = gather(scene)
-    ours = render_tracking(tracks, mode="mesh", num_frames=1)[0].astype(int)
+    ours = render_tracking(tracks, mode="mesh", num_frames=1, encoding="reference")[0].astype(int)
     blender = bake_and_render_in_blender(scene, tracks, slices, tmp_path / "blender.png").astype(int)
 
     difference = np.abs(ours - blender).max(axis=-1)

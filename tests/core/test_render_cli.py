@@ -101,6 +101,24 @@ def test_fit_letterboxes_to_the_model_size(tmp_path, capsys):
     np.testing.assert_array_equal(frames, drawn)
 
 
+def test_encoding_reference_renders_per_vertex_colours(tmp_path, capsys):
+    # The grid's first-frame left column sits at x = 30: shifted 40 px left, it starts off screen,
+    # where the reference encoding's black vertices darken faces that the exact one colours.
+    tracks = moving_grid(frames=3)
+    tracks.points[..., 0] -= 40 * tracks.points[..., 2] / 100
+    tracks.save(tmp_path / "grid.npz")
+    arguments = ["render-tracking", str(tmp_path / "grid.npz"), "-o", str(tmp_path / "t.mp4"), "--frames", "3"]
+    assert main([*arguments, "--png-dir", str(tmp_path / "exact"), "--quiet"]) == 0
+    assert "exact encoding" in capsys.readouterr().out
+    assert main([*arguments, "--png-dir", str(tmp_path / "ref"), "--quiet", "--encoding", "reference"]) == 0
+    assert "reference encoding" in capsys.readouterr().out
+
+    reference = render_tracking(tracks, num_frames=3, encoding="reference")
+    np.testing.assert_array_equal(read_video(tmp_path / "ref"), reference)
+    np.testing.assert_array_equal(read_video(tmp_path / "exact"), render_tracking(tracks, num_frames=3))
+    assert np.abs(read_video(tmp_path / "exact").astype(int) - reference).max() > 50
+
+
 def test_mode_defaults_to_points_without_faces(tmp_path, capsys):
     moving_grid(faces=False).save(tmp_path / "points.npz")
     assert (

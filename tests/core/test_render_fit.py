@@ -160,7 +160,9 @@ def test_the_preview_backend_samples_where_the_tracking_video_says():
     first_out, second_out = PreviewBackend().generate(request, Control())
     red = np.abs(second_out.astype(int) - (255, 0, 0)).max(axis=-1) < 40
     assert red[patch[0].start + 40 + 5 : patch[0].stop + 40 - 5, patch[1].start + 90 + 5 : patch[1].stop + 90 - 5].all()
-    moved_away = red[patch[0].start + 5 : patch[0].stop - 5, patch[1].start + 5 : patch[1].start + 80]
+    # Rows whose points were in the top bar at the first frame (canvas y < 37 there) show black,
+    # points the camera did not see, and there the preview keeps the reference image.
+    moved_away = red[37 + 40 + 1 : patch[0].stop - 5, patch[1].start + 5 : patch[1].start + 80]
     assert not moved_away.any()
     assert red.sum() == pytest.approx(60 * 90, rel=0.15)
     # At the first frame every covered pixel samples its own place: the patch stays put.

@@ -1,6 +1,7 @@
-"""Mesh mode: the mesh's surfaces in per-vertex colours, nearest surface wins (ENCODING.md, "Mesh
-mode"). Vertices go to camera space and pixels here, triangles crossing the camera plane are
-clipped, `triangles` sets up what is left and `raster` draws it."""
+"""Mesh mode: the mesh's surfaces coloured from the first frame, nearest surface wins (ENCODING.md,
+"Mesh mode"). Vertices go to camera space and pixels here, triangles crossing the camera plane are
+clipped, `triangles` sets up what is left, `raster` draws it and `shading` gives the colours of the
+chosen encoding."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import threading
 
 import numpy as np
 
-from das_core.tracking.colors import mesh_vertex_colors, srgb8_to_linear
 from das_core.tracking.render import raster
-from das_core.tracking.render.canvas import Canvas, project_in_blocks, render_chunks
+from das_core.tracking.render.canvas import Canvas, render_chunks
+from das_core.tracking.render.shading import Shader, shader_for
 from das_core.tracking.render.triangles import Triangles, past_guard_band
 from das_core.tracking.tracks import Tracks
 
@@ -23,14 +24,13 @@ _MESH_CHUNK_PIXELS = 1 << 21
 _CHUNK_TRIANGLES = 1 << 19
 
 
-def render_mesh(tracks: Tracks, faces: np.ndarray, canvas: Canvas, sources: np.ndarray, progress: bool) -> np.ndarray:
+def render_mesh(
+    tracks: Tracks, faces: np.ndarray, canvas: Canvas, sources: np.ndarray, encoding: str, progress: bool
+) -> np.ndarray:
     """Rasterise the triangles `faces` [F, 3] of the tracked points at each source frame, coloured
-    from frame 0, at the content size."""
+    from frame 0 in `encoding` (`shading.ENCODINGS`), at the content size."""
     width, height = canvas.content_width, canvas.content_height
-    uv, depth = project_in_blocks(tracks.points[0], tracks.world_to_camera[0], canvas.intrinsics[0])
-    distance = np.linalg.norm(tracks.points[0].astype(np.float64) - _camera_centre(tracks.world_to_camera[0]), axis=1)
-    colors = mesh_vertex_colors(canvas.to_canvas(uv), depth, distance, canvas.width, canvas.height, seen=canvas.seen)
-    linear = srgb8_to_linear(colors)
+    shader = shader_for(encoding, tracks, canvas)
     depth_buffers = threading.local()  # one per thread, cleared for each chunk: no page faults
 
     def draw(chunk: np.ndarray, out: np.ndarray) -> None:
@@ -47,19 +47,13 @@ def render_mesh(tracks: Tracks, faces: np.ndarray, canvas: Canvas, sources: np.n
             tracks.world_to_camera[chunk],
             canvas.intrinsics[chunk],
             faces,
-            linear,
+            shader,
             width,
             height,
         )
 
     per_chunk = min(_MESH_CHUNK_PIXELS // (width * height), _CHUNK_TRIANGLES // len(faces))
     return render_chunks(sources, max(1, per_chunk), draw, (height, width), progress)
-
-
-def _camera_centre(world_to_camera: np.ndarray) -> np.ndarray:
-    """World position of the camera centre: -R^-1 t."""
-    matrix = np.asarray(world_to_camera, dtype=np.float64)
-    return -np.linalg.solve(matrix[:3, :3], matrix[:3, 3])
 
 
 def _rasterise(
@@ -69,13 +63,13 @@ def _rasterise(
     world_to_camera: np.ndarray,
     intrinsics: np.ndarray,
     faces: np.ndarray,
-    colors: np.ndarray,
+    shader: Shader,
     width: int,
     height: int,
 ) -> None:
-    """Draw `faces` at each of Tc frames (points [Tc, N, 3]) with linear vertex colours [N, 3]
-    into `out`, uint8 [Tc, H, W, 3], every pixel (black where nothing is drawn). `nearest`,
-    int64 [Tc * H * W] and zero on entry, is the depth buffer."""
+    """Draw `faces` at each of Tc frames (points [Tc, N, 3]) coloured by `shader` into `out`,
+    uint8 [Tc, H, W, 3], every pixel (black where nothing is drawn). `nearest`, int64
+    [Tc * H * W] and zero on entry, is the depth buffer."""
     num_frames, num_vertices = points.shape[:2]
     # A frame at a time: einsum over several frames at once is slower per point.
     camera = np.concatenate(
@@ -87,7 +81,7 @@ def _rasterise(
     if past_guard_band(x, y, width, height) or not (camera[..., 2] > NEAR_PLANE).all():
         precise = _precise_pixels(camera, intrinsics[:, None]).reshape(-1, 2)
     camera, x, y, inverse_z = camera.reshape(-1, 3), x.ravel(), y.ravel(), inverse_z.ravel()
-    vertex_colors = np.tile(colors, (num_frames, 1))
+    attributes = np.tile(shader.attributes, (num_frames, 1))
     offsets = (np.arange(num_frames, dtype=np.int64) * num_vertices)[:, None]
     corners = [(offsets + faces[:, k]).ravel() for k in range(3)]
     triangle_frame = np.repeat(np.arange(num_frames, dtype=np.int32), len(faces))
@@ -98,27 +92,27 @@ def _rasterise(
         front_count = in_front[corners[0]].astype(np.int8) + in_front[corners[1]] + in_front[corners[2]]
         crossing = (front_count == 1) | (front_count == 2)
         whole = front_count == 3
-        new_camera, new_colors, new_vertex_frame, clipped, clipped_frame = _clip_near(
+        new_camera, new_attributes, new_vertex_frame, clipped, clipped_frame = _clip_near(
             np.stack([c[crossing] for c in corners], axis=1),
             triangle_frame[crossing],
             camera,
-            vertex_colors,
+            attributes,
             in_front,
         )
         new_x, new_y, new_inverse_z = _to_pixels(new_camera, intrinsics[new_vertex_frame])
         x, y, inverse_z = np.r_[x, new_x], np.r_[y, new_y], np.r_[inverse_z, new_inverse_z]
         precise = np.concatenate([precise, _precise_pixels(new_camera, intrinsics[new_vertex_frame])])
-        vertex_colors = np.concatenate([vertex_colors, new_colors])
+        attributes = np.concatenate([attributes, new_attributes])
         corners = [np.r_[c[whole], clipped[:, k]] for k, c in enumerate(corners)]
         triangle_frame = np.r_[triangle_frame[whole], clipped_frame]
 
     if not len(triangle_frame):  # everything is behind the camera
         out[...] = 0
         return
-    triangles = Triangles(corners, triangle_frame, x, y, inverse_z, precise, vertex_colors, width, height)
+    triangles = Triangles(corners, triangle_frame, x, y, inverse_z, precise, attributes, width, height)
     # Depth test: per pixel keep the fragment with the largest (1/z, colour) key, i.e. the
     # nearest surface; 1/z is positive, so its float bits order like the numbers.
-    raster.draw(triangles, nearest)
+    raster.draw(triangles, nearest, shader)
     raster.colour(nearest, out)
 
 
@@ -149,14 +143,14 @@ def _precise_pixels(camera: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
 
 
 def _clip_near(
-    crossing: np.ndarray, frames: np.ndarray, camera: np.ndarray, colors: np.ndarray, in_front: np.ndarray
+    crossing: np.ndarray, frames: np.ndarray, camera: np.ndarray, attributes: np.ndarray, in_front: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Clip triangles [C, 3] that have one or two vertices behind z = NEAR_PLANE.
 
-    Returns the new vertices (camera positions, linear colours, frames), numbered from
+    Returns the new vertices (camera positions, shading attributes, frames), numbered from
     `len(camera)` on, and the triangles that replace the crossing ones with their frames.
     Attributes are interpolated linearly in camera space along each cut edge, which is exact
-    for attributes that vary linearly over the 3D triangle (as colours do).
+    for attributes that vary linearly over the 3D triangle (as colours and positions do).
     """
     front = in_front[crossing]
     quad = front.sum(axis=1) == 2  # one vertex behind: a quad in front, cut into two triangles
@@ -170,10 +164,10 @@ def _clip_near(
         t = ((NEAR_PLANE - camera[p, 2]) / (camera[q, 2] - camera[p, 2]))[:, None]
         position = camera[p] + t * (camera[q] - camera[p])
         position[:, 2] = NEAR_PLANE
-        return position, (colors[p] + t * (colors[q] - colors[p])).astype(colors.dtype)
+        return position, (attributes[p] + t * (attributes[q] - attributes[p])).astype(attributes.dtype)
 
-    ab_position, ab_color = cut(a, b)
-    ac_position, ac_color = cut(a, c)
+    ab_position, ab_attributes = cut(a, b)
+    ac_position, ac_attributes = cut(a, c)
     ab = len(camera) + np.arange(len(crossing))
     ac = ab + len(crossing)
     single = ~quad
@@ -186,7 +180,7 @@ def _clip_near(
     )
     return (
         np.concatenate([ab_position, ac_position]),
-        np.concatenate([ab_color, ac_color]),
+        np.concatenate([ab_attributes, ac_attributes]),
         np.concatenate([frames, frames]),
         clipped,
         np.concatenate([frames[quad], frames[quad], frames[single]]),

@@ -2,7 +2,7 @@
 
 Every candidate pixel of a batch of same-sized windows is tested and shaded at once, and depth is
 resolved by a scatter-max of keys: 1/z's float bits above (positive, so they order like the
-numbers), the fragment's 8-bit sRGB colour in the lowest bytes, so the nearest fragment's colour
+numbers), the fragment's 8-bit colour (`shading`) in the lowest bytes, so the nearest fragment's colour
 is left in each pixel.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from das_core.tracking.colors import SRGB8_TABLE, SRGB8_TABLE_SIZE
+from das_core.tracking.render.shading import Shader
 from das_core.tracking.render.triangles import B0, B1, CHANNELS, EDGE_TOLERANCE, EDGES, INVERSE_Z, SLACK, Triangles
 from das_core.tracking.render.windows import window_batches
 
@@ -21,10 +21,10 @@ from das_core.tracking.render.windows import window_batches
 _COLOUR_BYTES = (0, 1, 2) if sys.byteorder == "little" else (7, 6, 5)
 
 
-def draw(triangles: Triangles, nearest: np.ndarray) -> None:
+def draw(triangles: Triangles, nearest: np.ndarray, shader: Shader) -> None:
     """Scatter every fragment's key into `nearest` by max: its 1/z's float bits in the high
-    32 bits, its 8-bit sRGB colour in the `_COLOUR_BYTES` (so the nearest fragment's colour
-    is the pixel's; equally near ones, on a shared edge, the brightest).
+    32 bits, its 8-bit colour by `shader` in the `_COLOUR_BYTES` (so the nearest fragment's
+    colour is the pixel's; equally near ones, on a shared edge, the brightest).
 
     `nearest` has one int64 per pixel of the chunk: frame * H * W + row * W + column; 0 is
     an empty pixel.
@@ -38,11 +38,11 @@ def draw(triangles: Triangles, nearest: np.ndarray) -> None:
     count = facing.sum()
     if 0 < count < len(facing) and triangles.z2[facing].mean() < triangles.z2[~facing].mean():
         facing = ~facing
-    _scatter(triangles, nearest, np.flatnonzero(facing))
+    _scatter(triangles, nearest, np.flatnonzero(facing), shader)
     rest = np.flatnonzero(~facing)
     if len(rest):
         rest = rest[~_hidden(triangles, nearest, rest)]
-        _scatter(triangles, nearest, rest[_showing(triangles, nearest, rest)])
+        _scatter(triangles, nearest, rest[_showing(triangles, nearest, rest)], shader)
 
 
 def colour(nearest: np.ndarray, out: np.ndarray) -> None:
@@ -94,15 +94,15 @@ def _showing(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray) -> n
     return showing
 
 
-def _scatter(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray) -> None:
+def _scatter(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, shader: Shader) -> None:
     """Rasterise the triangles `subset` into `nearest` (see `draw`), those reaching past the
     guard band by their float64-set-up edge distances."""
     if triangles.far is not None:
         far = triangles.far[subset]
         if far.any():
-            _scatter_windows(triangles, nearest, subset[far], True)
+            _scatter_windows(triangles, nearest, subset[far], True, shader)
             subset = subset[~far]
-    _scatter_windows(triangles, nearest, subset, False)
+    _scatter_windows(triangles, nearest, subset, False, shader)
 
 
 @dataclass(frozen=True)
@@ -131,9 +131,9 @@ class _Window:
         ]
 
 
-def _scatter_windows(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, far: bool) -> None:
+def _scatter_windows(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, far: bool, shader: Shader) -> None:
     """Rasterise `subset`, all near (barycentric test) or all `far` (edge-distance test), and
-    shade every hit: its key's low bytes are its 8-bit sRGB colour (see `draw`)."""
+    shade every hit: its key's low bytes are its 8-bit colour by `shader` (see `draw`)."""
     width, height = triangles.width, triangles.height
     order, batches = window_batches(triangles.columns.take(subset), triangles.rows.take(subset), width, height)
     # Gathered once in batch order, so that each batch reads contiguous slices.
@@ -156,7 +156,7 @@ def _scatter_windows(triangles: Triangles, nearest: np.ndarray, subset: np.ndarr
         )
         rows_of_batch = set_up[:, part]
         hits = np.flatnonzero(_inside(window, rows_of_batch, far))
-        key = _shade(window, rows_of_batch, hits)
+        key = _shade(window, rows_of_batch, hits, shader)
         # Hit h is candidate (cell, triangle) of the window: h = cell * k + local when
         # triangles are innermost, local * cells + cell otherwise.
         if window.triangles_inner:  # floor_divide by a scalar is fast (libdivide); divmod is not
@@ -188,21 +188,15 @@ def _inside(window: _Window, set_up: np.ndarray, far: bool) -> np.ndarray:
     return inside
 
 
-def _shade(window: _Window, set_up: np.ndarray, hits: np.ndarray) -> np.ndarray:
+def _shade(window: _Window, set_up: np.ndarray, hits: np.ndarray, shader: Shader) -> np.ndarray:
     """The depth-test keys (see `draw`) of the candidate pixels `hits` of `window`."""
     depth = window.grid(*set_up[INVERSE_Z]).ravel().take(hits)
     key = depth.view(np.int32).astype(np.int64)
     key <<= 32
-    # Perspective-correct: colour times 1/z is affine; its ratio to 1/z is the colour.
-    scale = SRGB8_TABLE_SIZE / depth
+    values = [window.grid(*set_up[quantity]).ravel().take(hits) for quantity in CHANNELS]
     key_bytes = key.view(np.uint8).reshape(-1, 8)
-    for channel, quantity in enumerate(CHANNELS):
-        level = window.grid(*set_up[quantity]).ravel().take(hits)
-        level *= scale
-        np.minimum(level, SRGB8_TABLE_SIZE - 1, out=level)
-        # Clipped: a hit just outside its triangle (within the edge slack) can extrapolate
-        # below 0.
-        key_bytes[:, _COLOUR_BYTES[channel]] = SRGB8_TABLE.take(level.astype(np.int32), mode="clip")
+    for channel, level in enumerate(shader.encode(values, depth)):
+        key_bytes[:, _COLOUR_BYTES[channel]] = level
     return key
 
 

@@ -1,10 +1,11 @@
 """Triangle set-up for the mesh rasteriser: screen-space boxes, and the rows of numbers the inside
 test and the shading read per triangle.
 
-Barycentrics b0, b1, 1/z and each linear colour channel times 1/z are affine in screen space, so
-each is kept as its value at the centre of the box's first pixel and its steps per pixel in x and
-in y. A pixel centre belongs to a triangle when b0, b1 >= 0 and b0 + b1 <= 1, whichever way the
-triangle winds (no culling); its colour is (colour times 1/z) / (1/z), perspective-correct. A
+Barycentrics b0, b1, 1/z and each shading attribute times 1/z (a vertex's linear colour channel
+or first-frame coordinate, `shading`) are affine in screen space, so each is kept as its value at
+the centre of the box's first pixel and its steps per pixel in x and in y. A pixel centre belongs
+to a triangle when b0, b1 >= 0 and b0 + b1 <= 1, whichever way the triangle winds (no culling);
+an attribute there is (attribute times 1/z) / (1/z), perspective-correct. A
 triangle reaching past `_GUARD_BAND` is instead tested by its three signed edge distances in
 pixels, set up in float64 (`_far_rows`).
 
@@ -15,7 +16,7 @@ except `SLACK`. The inside test reads the first nine rows, in one of two forms:
   each edge, in barycentric units), then the barycentrics `B0` and `B1`;
 - far triangles: `EDGES`, each edge's signed distance in pixels, positive inside (its steps are
   the edge's inward unit normal).
-The shading reads `SHADING`: 1/z, then each linear colour channel times 1/z (`CHANNELS`).
+The shading reads `SHADING`: 1/z, then each attribute times 1/z (`CHANNELS`).
 """
 
 from __future__ import annotations
@@ -75,12 +76,12 @@ class Triangles:
         y: np.ndarray,
         inverse_z: np.ndarray,
         precise: np.ndarray | None,
-        colors: np.ndarray,
+        attributes: np.ndarray,
         width: int,
         height: int,
     ) -> None:
         """Triangles with vertex indices `corners` (3 x [F]) at `frame` [F], of vertices at pixels
-        (`x`, `y`) [V] with 1/z `inverse_z` [V] and linear colours `colors` [V, 3]. `precise` holds
+        (`x`, `y`) [V] with 1/z `inverse_z` [V] and shading attributes `attributes` [V, 3]. `precise` holds
         float64 pixel positions [V, 2] when a vertex may lie past the guard band (None when none
         does)."""
         self.width, self.height = width, height
@@ -127,15 +128,15 @@ class Triangles:
         self.facing = area > 0
         self.nearest_depth = np.maximum(z0, z1)  # 1/z is largest at a corner
         np.maximum(self.nearest_depth, z2, out=self.nearest_depth)
-        # The per-vertex values `set_up` reads: 1/z and each linear colour channel times 1/z are
+        # The per-vertex values `set_up` reads: 1/z and each attribute times 1/z are
         # affine on screen.
         self.corners, self.x, self.y = corners, x, y
         self.affine = np.empty((4, len(inverse_z)), dtype=np.float32)
         self.affine[0] = inverse_z
-        np.multiply(colors.T, inverse_z, out=self.affine[1:])  # (a product would be F-ordered)
+        np.multiply(attributes.T, inverse_z, out=self.affine[1:])  # (a product would be F-ordered)
         self.far = None
         if precise is not None:
-            self._set_up_far((x0, x1, x2), (y0, y1, y2), precise, inverse_z, colors)
+            self._set_up_far((x0, x1, x2), (y0, y1, y2), precise, inverse_z, attributes)
 
     def _set_up_far(
         self,
@@ -143,7 +144,7 @@ class Triangles:
         ys: tuple[np.ndarray, np.ndarray, np.ndarray],
         precise: np.ndarray,
         inverse_z: np.ndarray,
-        colors: np.ndarray,
+        attributes: np.ndarray,
     ) -> None:
         """Find the triangles reaching past the guard band, their corners at pixels (`xs`, `ys`),
         and set up their rows from the float64 vertex positions `precise` [V, 2]."""
@@ -161,7 +162,7 @@ class Triangles:
         self.far_rows = _far_rows(
             [precise[c] for c in far_corners],
             [inverse_z[c] for c in far_corners],
-            [colors[c] for c in far_corners],
+            [attributes[c] for c in far_corners],
             self.i0[ids],
             self.j0[ids],
         )
@@ -247,13 +248,13 @@ def _length(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _far_rows(
-    corners: list[np.ndarray], inverse_z: list[np.ndarray], colors: list[np.ndarray], i0: np.ndarray, j0: np.ndarray
+    corners: list[np.ndarray], inverse_z: list[np.ndarray], attributes: list[np.ndarray], i0: np.ndarray, j0: np.ndarray
 ) -> np.ndarray:
     """The set-up rows, float32 [SET_UP_ROWS, F], of triangles reaching past the guard band:
     `EDGES` and `SHADING`.
 
     `corners` are their float64 pixel positions (3 x [F, 2]), `inverse_z` 1/z at each corner
-    (3 x [F]), `colors` the linear colours there (3 x [F, 3]), (`i0`, `j0`) [F] the first pixels
+    (3 x [F]), `attributes` the shading attributes there (3 x [F, 3]), (`i0`, `j0`) [F] the first pixels
     of their boxes. Edge k lies opposite corner k. All are evaluated in float64 near the pixels
     they are used at, so float32 steps of a few hundred pixels from there stay accurate to ~1e-5
     pixels: a pixel centre on an edge shared by two triangles is within `EDGE_TOLERANCE` of both,
@@ -277,7 +278,7 @@ def _far_rows(
     z0, z1, z2 = (z.astype(np.float64) for z in inverse_z)
     fx, fy = centre[:, 0] - x2, centre[:, 1] - y2
     for channel in (None, 0, 1, 2):
-        v0, v1, v2 = (z0, z1, z2) if channel is None else (c[:, channel] * z for c, z in zip(colors, (z0, z1, z2)))
+        v0, v1, v2 = (z0, z1, z2) if channel is None else (c[:, channel] * z for c, z in zip(attributes, (z0, z1, z2)))
         step_x = (v0 - v2) * step_x0 + (v1 - v2) * step_x1
         step_y = (v0 - v2) * step_y0 + (v1 - v2) * step_y1
         rows += [v2 + step_x * fx + step_y * fy, step_x, step_y]
