@@ -27,6 +27,7 @@ import numpy as np
 import zmq
 
 from das_core.errors import DasError
+from das_core.wire.address import check_address
 from das_core.wire.protocol import (
     Accepted,
     Cancel,
@@ -110,6 +111,7 @@ class DasClient:
         keys = (server_public_key, client_secret_key, client_public_key)
         if any(keys) and not all(keys):
             raise DasError("CURVE needs all three keys: server_public_key, client_secret_key, client_public_key")
+        check_address(address, "the server address")
         self.address = address
         self.timeout = float(timeout)
         self.name = name or f"{getpass.getuser()}@{_socket.gethostname()}"
