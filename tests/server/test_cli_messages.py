@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from das_core.cli import main as das_main
-from tests.server.conftest import run_server_cli
+from das_core.wire.client import DasClient, ServerError
+from tests.server.conftest import GatedPreview, ThreadServer, make_request, run_server_cli
 
 
 @pytest.mark.parametrize(
@@ -35,3 +36,22 @@ def test_client_refuses_a_server_address_it_would_misread(capsys, server, messag
     assert das_main(["status", "--server", server, "--timeout", "0.5"]) == 1
     error = capsys.readouterr().err
     assert message in error and "no das server answered" not in error
+
+
+def test_refusals_count_in_words(tmp_path):
+    server = ThreadServer(
+        tmp_path / "state", instance=GatedPreview(), max_queue=2, max_queue_per_client=1, retention_days=1
+    )
+    try:
+        with DasClient(server.address, name="one") as one, DasClient(server.address, name="two") as two:
+            one.submit(make_request(1))
+            with pytest.raises(ServerError, match=r"you already have 1 job queued or running"):
+                one.submit(make_request(2))
+            with pytest.raises(ServerError, match=r"finished jobs are kept 1 day\)"):
+                list(one.fetch("nope"))
+            two.submit(make_request(3))
+            with DasClient(server.address, name="three") as three:
+                with pytest.raises(ServerError, match=r"the server's queue is full \(2 jobs\)"):
+                    three.submit(make_request(4))
+    finally:
+        server.stop()
