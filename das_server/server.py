@@ -313,6 +313,8 @@ class Server:
             progress = self._last_progress.get(job.job_id)
             if progress is not None:
                 self._send(identity, progress)
+            elif announce:  # no progress yet: a fetch still gets an answer, or the client thinks the server is gone
+                self._send(identity, Accepted(job.job_id, 0))
         elif job.state == DONE:
             like = self.store.result_format(job)
             for index in range(from_index, job.frames_done):
