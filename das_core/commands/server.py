@@ -127,7 +127,13 @@ def generate_command(args: argparse.Namespace) -> int:
         raise DasError("--prompt is empty; describe the video you want")
     if not args.image.is_file():
         raise DasError(f"--image {args.image}: no such image file")
-    image = read_video(args.image)[0]
+    images = read_video(args.image)
+    if len(images) > 1:
+        raise DasError(
+            f"--image {args.image} is a video ({len(images)} frames); give one image (PNG/JPG), "
+            "for example its first frame saved as a PNG"
+        )
+    image = images[0]
     tracking = read_video(args.tracking, progress=True)
     if len(tracking) < 2:
         raise DasError(

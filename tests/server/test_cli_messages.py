@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from das_core.cli import main as das_main
+from das_core.tracking.video import write_mp4
 from das_core.wire.client import DasClient, ServerError
-from tests.server.conftest import GatedPreview, ThreadServer, make_request, run_server_cli
+from tests.server.conftest import GatedPreview, ThreadServer, free_port, make_request, run_server_cli
 
 
 @pytest.mark.parametrize(
@@ -36,6 +38,17 @@ def test_client_refuses_a_server_address_it_would_misread(capsys, server, messag
     assert das_main(["status", "--server", server, "--timeout", "0.5"]) == 1
     error = capsys.readouterr().err
     assert message in error and "no das server answered" not in error
+
+
+def test_generate_refuses_a_video_as_the_image(tmp_path, capsys):
+    video, tracking = tmp_path / "clip.mp4", tmp_path / "track.mp4"
+    write_mp4(video, np.full((5, 48, 72, 3), 90, np.uint8), fps=24)
+    write_mp4(tracking, make_request(1).tracking, fps=24)
+    nowhere = ["--server", f"tcp://127.0.0.1:{free_port()}", "--timeout", "0.5"]
+    arguments = ["generate", "--image", str(video), "--tracking", str(tracking), "--prompt", "a box", *nowhere]
+    assert das_main(arguments) == 1
+    error = capsys.readouterr().err
+    assert f"--image {video} is a video (5 frames)" in error and "no das server answered" not in error
 
 
 def test_refusals_count_in_words(tmp_path):
