@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from das_core import __version__
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 
 ADDON_DIR = Path(__file__).resolve().parent
 CORE_DIR = ADDON_DIR.parent / "das_core"
@@ -234,7 +234,9 @@ def _known(platforms: list[str]) -> list[Platform]:
     """The named platforms; a name not in PLATFORMS is a BuildError listing the choices."""
     unknown = [name for name in platforms if name not in PLATFORMS]
     if unknown:
-        raise BuildError(f"unknown platform(s) {', '.join(unknown)}; choose from {', '.join(PLATFORMS)}")
+        raise BuildError(
+            f"{plural(len(unknown), 'unknown platform')}: {', '.join(unknown)}; choose from {', '.join(PLATFORMS)}"
+        )
     return [PLATFORMS[name] for name in platforms]
 
 

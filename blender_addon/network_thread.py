@@ -31,9 +31,6 @@ from das_core.wire.protocol import Event, Frame, JobFailed, JobRequest, Progress
 from .tracking_video import render_tracking_frames, write_tracking_video
 
 FRAME_NAME = "frame_{:05d}.png"
-# The client asks again after 5 s of quiet and a live server answers at once, so silence longer
-# than the connection timeout plus this margin means the server went away.
-SILENCE_MARGIN_S = 5.0
 # How the images travel: lossless zlib encodes the mostly black tracking video about twice as fast
 # as PNG (~0.1 s for 49 frames of 720x480) and stays small (~3 MB); see tests/benchmarks/RESULTS.md.
 WIRE_CODEC = "zlib"
@@ -245,7 +242,7 @@ class JobThread(RelayThread):
             try:
                 if self._cancelled.is_set():  # pressed while submitting: the operator could not know the server had it
                     client.cancel(self.job_id)
-                self._relay(client.events(self.job_id, timeout=self.connection.timeout + SILENCE_MARGIN_S))
+                self._relay(client.events(self.job_id))  # raises ServerStopped once the server goes quiet
             finally:
                 self._before_end()  # however the job ends, its inputs end up on disk
 
@@ -279,7 +276,7 @@ class ReattachThread(RelayThread):
         with self.connection.client() as client:
             try:
                 client.status(self.job_id)  # a server that is down or lost the job says so within the timeout
-                self._relay(client.fetch(self.job_id, timeout=self.connection.timeout + SILENCE_MARGIN_S))
+                self._relay(client.fetch(self.job_id))
             except ServerError as error:
                 if error.code != "unknown_job":
                     raise

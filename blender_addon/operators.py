@@ -16,7 +16,7 @@ import bpy
 from bpy.app.handlers import persistent
 from bpy.props import BoolProperty, StringProperty
 
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 from das_core.tracking.window import DAS_WINDOW
 from das_core.wire.protocol import JobRequest
 
@@ -261,7 +261,7 @@ class DAS_OT_reattach(bpy.types.Operator):
         if self.wait and failed:
             self.report({"ERROR"}, failed[0].error or f"DaS job {failed[0].job_id} ended {failed[0].state}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"following {len(followed)} DaS job(s) again")
+        self.report({"INFO"}, f"following {plural(len(followed), 'DaS job')} again")
         return {"FINISHED"}
 
 

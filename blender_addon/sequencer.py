@@ -15,7 +15,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 from das_core.tracking.video import sample_indices
 
 MAX_CHANNEL = 128
@@ -54,7 +54,8 @@ def free_channel(scene: bpy.types.Scene, frame_start: int, frame_end: int, heigh
         if not busy.intersection(range(channel, channel + height)):
             return channel
     raise DasError(
-        f"no {height} free sequencer channel(s) over frames {frame_start}..{frame_end}; delete or move some strips"
+        f"found no {plural(height, 'free sequencer channel')} over frames {frame_start}..{frame_end}; "
+        "delete or move some strips"
     )
 
 

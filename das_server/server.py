@@ -17,7 +17,7 @@ from dataclasses import replace
 import zmq
 
 from das_core import __version__
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 from das_core.wire.keys import check_bind, secure
 from das_core.wire.protocol import (
     VERSION,
@@ -127,7 +127,7 @@ class Server:
                 self.backend.name,
                 self.bound_address,
                 config.state_dir,
-                f", resuming {len(recovered)} jobs" if recovered else "",
+                f", resuming {plural(len(recovered), 'job')}" if recovered else "",
             )
             self.ready.set()
             self._loop(socket, wake, worker)
@@ -255,7 +255,7 @@ class Server:
                 identity,
                 ErrorReply(
                     "queue_full",
-                    f"the server's queue is full ({self.config.max_queue} jobs); try again when some finish",
+                    f"the server's queue is full ({plural(self.config.max_queue, 'job')}); try again when some finish",
                 ),
                 req,
             )
@@ -265,7 +265,8 @@ class Server:
                 identity,
                 ErrorReply(
                     "client_queue_full",
-                    f"you already have {self.config.max_queue_per_client} jobs queued or running; wait for one to finish",
+                    f"you already have {plural(self.config.max_queue_per_client, 'job')} queued or running; "
+                    "wait for one to finish",
                 ),
                 req,
             )
@@ -296,7 +297,7 @@ class Server:
                 identity,
                 ErrorReply(
                     "unknown_job",
-                    f"no job {fetch.job_id} on this server (finished jobs are kept {self.config.retention_days:g} days)",
+                    f"no job {fetch.job_id} on this server (finished jobs are kept {plural(self.config.retention_days, 'day')})",
                 ),
                 req,
             )
@@ -323,6 +324,8 @@ class Server:
             progress = self._last_progress.get(job.job_id)
             if progress is not None:
                 self._send(identity, progress)
+            elif announce:  # no progress yet: a fetch still gets an answer, or the client thinks the server is gone
+                self._send(identity, Accepted(job.job_id, 0))
         elif job.state == DONE:
             like = self.store.result_format(job)
             for index in range(from_index, job.frames_done):
@@ -444,4 +447,4 @@ class Server:
     def _prune(self) -> None:
         removed = self.store.prune(self.config.retention_seconds, self.config.retention_bytes)
         if removed:
-            logger.info("retention removed %d finished jobs", len(removed))
+            logger.info("retention removed %s", plural(len(removed), "finished job"))

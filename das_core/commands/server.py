@@ -7,6 +7,7 @@ frames are written as PNGs the moment they arrive and the MP4 once the job is do
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -106,6 +107,18 @@ def _client(args: argparse.Namespace):
     return DasClient(args.server, timeout=args.timeout, **keys)
 
 
+def _fetch_command(job_id: str, args: argparse.Namespace) -> str:
+    """The `das fetch` that gets `job_id` later from the same server with the same keys."""
+    words = ["das", "fetch", job_id]
+    if args.server != _DEFAULT_SERVER:
+        words += ["--server", args.server]
+    if args.keys is not None:
+        words += ["--keys", str(args.keys)]
+    if args.key_name != "client":
+        words += ["--key-name", args.key_name]
+    return shlex.join(words)
+
+
 def generate_command(args: argparse.Namespace) -> int:
     from das_core.tracking.video import fit_frames, read_video, sample_indices
     from das_core.wire.client import JobRequest
@@ -114,7 +127,13 @@ def generate_command(args: argparse.Namespace) -> int:
         raise DasError("--prompt is empty; describe the video you want")
     if not args.image.is_file():
         raise DasError(f"--image {args.image}: no such image file")
-    image = read_video(args.image)[0]
+    images = read_video(args.image)
+    if len(images) > 1:
+        raise DasError(
+            f"--image {args.image} is a video ({len(images)} frames); give one image (PNG/JPG), "
+            "for example its first frame saved as a PNG"
+        )
+    image = images[0]
     tracking = read_video(args.tracking, progress=True)
     if len(tracking) < 2:
         raise DasError(
@@ -138,7 +157,7 @@ def generate_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job_id = client.submit(request)
         if args.detach:
-            print(f"submitted to {args.server}; get the result with `das fetch {job_id}`", file=sys.stderr)
+            print(f"submitted to {args.server}; get the result with `{_fetch_command(job_id, args)}`", file=sys.stderr)
             print(job_id)
             return 0
         print(f"job {job_id} accepted by {args.server}", file=sys.stderr)
@@ -161,7 +180,7 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
     from tqdm import tqdm
 
     from das_core.tracking.video import write_mp4
-    from das_core.wire.client import Accepted, Frame, Progress, collect_frames
+    from das_core.wire.client import Accepted, Frame, Progress, ServerStopped, collect_frames
     from das_core.wire.protocol import Event
 
     output = args.output or Path(f"{job_id}.mp4")
@@ -188,8 +207,11 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
         result = collect_frames(events, on_event=show)
     except KeyboardInterrupt:
         bar.close()
-        print(f"\nstopped waiting; the job goes on on the server: `das fetch {job_id}`", file=sys.stderr)
+        print(f"\nstopped waiting; the job goes on on the server: `{_fetch_command(job_id, args)}`", file=sys.stderr)
         raise
+    except ServerStopped as error:
+        bar.close()
+        raise DasError(f"{error}: then run `{_fetch_command(job_id, args)}`") from None
     finally:
         bar.close()
     metadata = result.done.metadata

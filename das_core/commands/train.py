@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from das_core.errors import plural
 from das_core.tracking.window import DAS_WINDOW
 
 
@@ -111,10 +112,11 @@ def run_check(args: argparse.Namespace) -> int:
     )
     for problem in report.problems:
         print(problem)
+    samples = plural(report.num_samples, "sample")
     if report.ok:
-        print(f"{report.root}: {report.num_samples} samples, no problems")
+        print(f"{report.root}: {samples}, no problems")
         return 0
-    print(f"{report.root}: {report.num_samples} samples, {len(report.problems)} problem(s)", file=sys.stderr)
+    print(f"{report.root}: {samples}, {plural(len(report.problems), 'problem')}", file=sys.stderr)
     return 1
 
 
@@ -139,5 +141,5 @@ def run_synth(args: argparse.Namespace) -> int:
     )
     scenes = example_scenes(args.out / "scenes") if args.examples else args.scenes
     written = synthesise(scenes, args.out, options, progress=True)
-    print(f"{args.out}: wrote {len(written)} new sample(s)")
+    print(f"{args.out}: wrote {plural(len(written), 'new sample')}")
     return 0

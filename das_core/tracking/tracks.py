@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 
 FORMAT = "das-tracks/1"
 _REQUIRED_KEYS = ("format", "points", "world_to_camera", "intrinsics", "width", "height")
@@ -134,7 +134,8 @@ class Tracks:
         missing = [key for key in _REQUIRED_KEYS if key not in arrays]
         if missing:
             raise TracksError(
-                f"{path}: missing key(s) {', '.join(missing)} (das-tracks/1 needs {', '.join(_REQUIRED_KEYS)})"
+                f"{path}: missing {plural(len(missing), 'key')}: {', '.join(missing)} "
+                f"(das-tracks/1 needs {', '.join(_REQUIRED_KEYS)})"
             )
         found_format = str(arrays["format"])
         if found_format != FORMAT:

@@ -84,7 +84,7 @@ def check_dataset(
             image_column=image_column,
         )
     except DatasetError as error:
-        return CheckReport(root, 0, [Problem("layout", str(error))])
+        return CheckReport(root, 0, [Problem("layout", problem) for problem in error.problems])
 
     problems = [Problem("count", message) for message in count_problems(table)]
     num_samples = min(len(table.prompts), len(table.videos), len(table.trackings), *_image_count(table))

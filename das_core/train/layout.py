@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 
 PROMPT_FILE = "prompt.txt"
 VIDEOS_FILE = "videos.txt"
@@ -27,7 +27,14 @@ _CSV_TRACKING_COLUMN = "tracking"
 
 
 class DatasetError(DasError):
-    """A dataset that cannot be read as the DaS training layout; the message names file and line."""
+    """A dataset that cannot be read as the DaS training layout; the message names file and line.
+
+    `problems` holds each problem on its own when the message joins several.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ def read_table(
         except DatasetError as error:
             missing.append(str(error))
     if missing:  # name every missing file at once
-        raise DatasetError("; ".join(missing))
+        raise DatasetError(*missing)
     columns = {key: _read_lines(root / name) for key, name in sources.items()}
     return DatasetTable(
         root=root,
@@ -130,7 +137,8 @@ def load_samples(
         missing = [(i, entry) for i, entry in enumerate(entries) if not (table.root / entry).is_file()]
         if missing:
             first = ", ".join(f"line {i + 1}: {entry}" for i, entry in missing[:3])
-            problems.append(f"{len(missing)} file(s) listed in {table.sources[key]} do not exist ({first})")
+            listed = plural(len(missing), "file") + f" listed in {table.sources[key]}"
+            problems.append(f"{listed} {'does' if len(missing) == 1 else 'do'} not exist ({first})")
     if problems:
         raise DatasetError(f"{table.root}: " + "; ".join(problems) + ". Run `das dataset check` for the full list.")
     if not table.prompts:
@@ -217,7 +225,8 @@ def _read_csv(
     missing = [column for column in wanted.values() if column not in header]
     if missing:
         raise DatasetError(
-            f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(header) or 'none'}); "
+            f"{path}: missing {'column' if len(missing) == 1 else 'columns'} {', '.join(missing)} "
+            f"(found {', '.join(header) or 'none'}); "
             "name them with --caption_column, --video_column, --tracking_column, --image_column"
         )
     columns = {key: [(row[column] or "").strip() for row in rows] for key, column in wanted.items()}

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 from das_core.train import checkpoint as checkpoints
 from das_core.train.args import DEFAULT_TRACKER_NAME
 from das_core.train.components import (
@@ -276,9 +276,10 @@ def _start_logging(
     if accelerator.is_main_process and args.report_to != "none":
         accelerator.init_trackers(args.tracker_name or DEFAULT_TRACKER_NAME, config=_loggable(vars(args)))
     accelerator.print(
-        f"training {sum(p.numel() for p in trainable):,} parameters ({num_tensors} tensors) on "
-        f"{num_samples} samples: {num_epochs} epoch(s), {args.max_train_steps} steps, batch "
-        f"{args.train_batch_size} x {accelerator.num_processes} process(es) x {args.gradient_accumulation_steps} accumulation"
+        f"training {sum(p.numel() for p in trainable):,} parameters ({plural(num_tensors, 'tensor')}) on "
+        f"{plural(num_samples, 'sample')}: {plural(num_epochs, 'epoch')}, {plural(args.max_train_steps, 'step')}, "
+        f"batch {args.train_batch_size} x {plural(accelerator.num_processes, 'process', 'processes')} x "
+        f"{args.gradient_accumulation_steps} accumulation"
     )
 
 

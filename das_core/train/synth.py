@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 from das_core.train.layout import IMAGES_FILE, PROMPT_FILE, TRACKINGS_FILE, VIDEOS_FILE
 
 ENGINES = ("workbench", "eevee", "cycles")
@@ -79,7 +79,7 @@ def synthesise(
     scenes = [Path(scene).resolve() for scene in scenes]
     missing = [str(scene) for scene in scenes if not scene.is_file()]
     if missing:
-        raise DasError(f"scene file(s) not found: {', '.join(missing)}")
+        raise DasError(f"{plural(len(missing), 'scene file')} not found: {', '.join(missing)}")
     hdris = _hdris(options)
     out.mkdir(parents=True, exist_ok=True)
     done = _done_keys(out)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 from das_core.train.layout import nearest_resolution
 
 
@@ -44,7 +44,8 @@ def load_validation_inputs(args: argparse.Namespace, num_frames: int) -> list[Va
     trackings = args.tracking_map_path.split(separator)
     if len(images) != len(prompts) or len(trackings) not in (1, len(prompts)):
         raise DasError(
-            f"{len(prompts)} validation prompt(s), {len(images)} image(s) and {len(trackings)} tracking video(s); "
+            f"{plural(len(prompts), 'validation prompt')}, {plural(len(images), 'image')} and "
+            f"{plural(len(trackings), 'tracking video')}; "
             "give one image per prompt and one tracking video per prompt (or one for all)"
         )
     inputs = []

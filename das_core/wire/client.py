@@ -7,7 +7,9 @@ none comes. `submit` returns once the server has stored the job; if no acceptanc
 reconnects and re-sends the same message under the same job id (the server never runs a job id
 twice). `events(job_id)` yields `Accepted`, `Progress`, `Frame`, then `Done` or `JobFailed`;
 after a silence it asks the server again for what it missed (so a restart or a dropped
-connection costs nothing), and it checks the result checksum before yielding `Done`. If a
+connection costs nothing), and it checks the result checksum before yielding `Done`. A live
+server answers every such question, so a server that sends nothing for `timeout` seconds while
+asked is gone: the stream raises `ServerStopped` (`ServerUnavailable` if it never answered). If a
 restarted server ran the job again, frames are yielded again by index: keep the latest.
 `collect_frames(events)` does that and returns the job's video, or raises when the job failed.
 """
@@ -27,6 +29,7 @@ import numpy as np
 import zmq
 
 from das_core.errors import DasError
+from das_core.wire.address import check_address
 from das_core.wire.protocol import (
     Accepted,
     Cancel,
@@ -74,6 +77,7 @@ __all__ = [
     "JobResult",
     "Progress",
     "ServerError",
+    "ServerStopped",
     "ServerUnavailable",
     "collect_frames",
 ]
@@ -81,12 +85,16 @@ __all__ = [
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 AnswerT = TypeVar("AnswerT", Info, Reply, DepthResult)
 BodyT = TypeVar("BodyT", bound=ReplyBody)
-_RESUBSCRIBE_S = 5.0  # ask again for a job's events after this long without news
+_RESUBSCRIBE_S = 5.0  # ask again for a job's events after this long without news (at most half the timeout)
 _MAX_REFETCH = 5
 
 
 class ServerUnavailable(DasError):
     """No das server answered in time."""
+
+
+class ServerStopped(ServerUnavailable):
+    """The server stopped answering while the client waited for a job; the job may go on if it comes back."""
 
 
 class ServerError(DasError):
@@ -113,6 +121,7 @@ class DasClient:
         keys = (server_public_key, client_secret_key, client_public_key)
         if any(keys) and not all(keys):
             raise DasError("CURVE needs all three keys: server_public_key, client_secret_key, client_public_key")
+        check_address(address, "the server address")
         self.address = address
         self.timeout = float(timeout)
         self.name = name or f"{getpass.getuser()}@{_socket.gethostname()}"
@@ -122,6 +131,7 @@ class DasClient:
         self._next_req = 1
         self._replies: dict[int | None, Message] = {}
         self._events: dict[str, deque] = defaultdict(deque)
+        self._heard_at: float | None = None  # when the server last sent anything (time.monotonic)
 
     def __enter__(self) -> DasClient:
         return self
@@ -200,7 +210,10 @@ class DasClient:
         return job_id
 
     def events(self, job_id: str, timeout: float | None = None) -> Iterator[Event]:
-        """Yield a job's events until `Done` or `JobFailed`; `timeout` bounds silence, None waits."""
+        """Yield a job's events until `Done` or `JobFailed`, or until the server stops answering.
+
+        `timeout`, when given, also bounds how long the job may go without news.
+        """
         return self._stream(check_job_id(job_id), timeout, None)
 
     def fetch(self, job_id: str, timeout: float | None = None) -> Iterator[Event]:
@@ -217,8 +230,9 @@ class DasClient:
         digests: dict[int, bytes] = {}
         refetches = 0
         refetched_all = False
-        last_news = time.monotonic()
-        last_ask = last_news
+        patience = min(_RESUBSCRIBE_S, self.timeout / 2)  # a live server then has half the timeout to answer
+        started = last_news = last_ask = time.monotonic()
+        asked = started if fetch_req is not None else None  # when this stream last asked the server
         pending = self._events[job_id]
         while True:
             while pending:
@@ -235,12 +249,14 @@ class DasClient:
                         if refetches > _MAX_REFETCH:
                             raise ProtocolError(f"job {job_id}: frames {missing[:5]} never arrived", "incomplete")
                         self._send_parts(encode(Fetch(job_id, missing[0])))
+                        asked = last_news
                         continue
                     checksum = result_checksum([digests[i] for i in range(event.num_frames)])
                     if checksum != event.checksum and not refetched_all:
                         refetched_all = True  # the job ran again after a server restart: take all its frames
                         digests.clear()
                         self._send_parts(encode(Fetch(job_id, 0)))
+                        asked = last_news
                         continue
                     if checksum != event.checksum:
                         raise ProtocolError(
@@ -263,13 +279,26 @@ class DasClient:
             now = time.monotonic()
             if timeout is not None and now - last_news > timeout:
                 self._unavailable(f"job {job_id} had no news from the server for {timeout:g} s")
-            if now - last_ask > _RESUBSCRIBE_S:
+            if now - last_ask > patience:
                 fetch_req = self._new_req()
                 next_missing = next(i for i in range(len(digests) + 1) if i not in digests)
                 self._send_parts(encode(Fetch(job_id, next_missing), fetch_req))
-                last_ask = now
-            self._receive(now + 0.5)
+                last_ask = asked = now
+            if not self._receive(now + 0.5):  # only then: messages may wait unread while the caller is busy
+                self._check_answering(job_id, started, asked)
             pending = self._events[job_id]
+
+    def _check_answering(self, job_id: str, since: float, asked: float | None) -> None:
+        """Raise when the server has sent nothing for `timeout` seconds since `since`, though asked meanwhile."""
+        quiet_since = max(since, self._heard_at or since)
+        if asked is None or asked < quiet_since or time.monotonic() - quiet_since <= self.timeout:
+            return
+        if self._heard_at is None:
+            self._unavailable()
+        raise ServerStopped(
+            f"the das server at {self.address} stopped answering (nothing for {self.timeout:g} s); "
+            f"job {job_id} may go on if the server comes back"
+        )
 
     # -- the socket ---------------------------------------------------------------------------
 
@@ -346,6 +375,7 @@ class DasClient:
         if not sock.poll(wait_ms, zmq.POLLIN):
             return False
         parts = sock.recv_multipart(copy=False)
+        self._heard_at = time.monotonic()
         try:
             message, req = decode([part.buffer for part in parts])
         except ProtocolError as error:

@@ -18,6 +18,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from das_core.errors import DasError
+from das_core.wire.address import check_address
 
 SERVER_SECRET = "server.key_secret"
 ALLOWED_DIR = "allowed_clients"
@@ -40,7 +41,8 @@ def is_loopback(address: str) -> bool:
 
 
 def check_bind(bind: str, keys_dir: Path | None, insecure: bool) -> None:
-    """Refuse a non-loopback bind that has neither keys nor an explicit --insecure."""
+    """Refuse a malformed bind address, and a non-loopback one that has neither keys nor an explicit --insecure."""
+    check_address(bind, "--bind", bind=True)
     if is_loopback(bind) or keys_dir is not None or insecure:
         return
     raise DasError(

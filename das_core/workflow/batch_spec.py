@@ -40,7 +40,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from das_core.errors import DasError
+from das_core.errors import DasError, plural
 from das_core.tracking.window import DAS_WINDOW
 from das_core.workflow.blend_export import parse_frame_range
 
@@ -117,7 +117,8 @@ def load_spec(path: str | Path) -> BatchSpec:
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise BatchSpecError(
-            f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TOP_KEYS))}"
+            f"{path}: {plural(len(unknown), 'unknown top-level key')}: {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(_TOP_KEYS))}"
         )
     for key in ("server", "blender"):
         if key in data and not isinstance(data[key], str):
@@ -140,7 +141,10 @@ def load_spec(path: str | Path) -> BatchSpec:
     names = [shot.name for shot in shots]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise BatchSpecError(f"{path}: shot name(s) used more than once: {', '.join(duplicates)}; names must be unique")
+        raise BatchSpecError(
+            f"{path}: {plural(len(duplicates), 'shot name')} used more than once: {', '.join(duplicates)}; "
+            "names must be unique"
+        )
     return BatchSpec(path=path.resolve(), shots=tuple(shots), server=data.get("server"), blender=data.get("blender"))
 
 

@@ -55,6 +55,11 @@ def run_demo(
     from das_core.wire.protocol import JobRequest
 
     started = time.monotonic()
+    if backend == "tiny":  # said first, so nobody takes the result for a broken model
+        report(
+            "note: the tiny backend runs the real diffusion code with a tiny random model, so result.mp4 is "
+            "noise, not a picture; --backend preview warps the reference image instead"
+        )
     example, out_dir = Path(example), Path(out_dir)
     tracks_path, reference_path, prompt_path = (example / name for name in EXAMPLE_FILES)
     for path in (tracks_path, reference_path, prompt_path):

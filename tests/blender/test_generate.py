@@ -336,5 +336,5 @@ def test_server_going_away_mid_job_fails_within_seconds(factory_scene, addon, tm
     finally:
         process.kill()
         process.wait()
-    assert job.state == "offline" and "no news from the server" in job.error, job.error  # re-attach may still get it
-    assert waited < 1.0 + 5.0 + 2.0, f"noticed after {waited:.1f} s"
+    assert job.state == "offline" and "stopped answering" in job.error, job.error  # re-attach may still get it
+    assert waited < 1.0 + 2.0, f"noticed after {waited:.1f} s"

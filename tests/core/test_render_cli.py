@@ -149,7 +149,7 @@ def test_broken_tracks_file_is_named(tmp_path, capsys):
     tracks = moving_grid()
     np.savez(tmp_path / "broken.npz", format="das-tracks/1", points=tracks.points, width=W, height=H)
     assert main(["render-tracking", str(tmp_path / "broken.npz"), "-o", str(tmp_path / "t.mp4")]) == 1
-    assert "missing key(s) world_to_camera, intrinsics" in capsys.readouterr().err
+    assert "missing 2 keys: world_to_camera, intrinsics" in capsys.readouterr().err
 
 
 def test_command_runs_as_a_program(tmp_path):

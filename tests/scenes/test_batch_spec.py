@@ -80,7 +80,7 @@ steps = 30
         (BLEND_SHOT + BLEND_SHOT, "used more than once: a"),
         (TRACKS_SHOT + 'camera = "Cam"\n', "camera only applies"),
         ("[defaults]\nsteps = 5\n", "no shots"),
-        ("shots = 1\n", "unknown top-level key(s) shots"),
+        ("shots = 1\n", "1 unknown top-level key: shots"),
         ("[[shot]\n", "not valid TOML"),
     ],
 )

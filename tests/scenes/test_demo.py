@@ -46,7 +46,16 @@ def test_demo_with_tiny_backend_runs_the_diffusion_code(tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--backend", "tiny", "--no-progress"]) == 0
-    check_demo_outputs(out, capsys.readouterr().out)
+    output = capsys.readouterr().out
+    check_demo_outputs(out, output)
+    assert "noise, not a picture" in output
+
+
+def test_demo_with_tiny_backend_says_up_front_that_its_result_is_noise(tmp_path, capsys):
+    # The note comes before any work, so a missing example still shows it without needing torch.
+    assert main(["demo", "--out", str(tmp_path), "--backend", "tiny", "--example", str(tmp_path / "nothing")]) == 1
+    output = capsys.readouterr().out
+    assert "random" in output and "noise, not a picture" in output and "--backend preview" in output
 
 
 def test_demo_with_a_missing_example_says_what_to_do(tmp_path, capsys):

@@ -89,12 +89,12 @@ class GatedPreview(PreviewBackend):
 
 
 class ProcessServer:
-    """`python -m das_server` as a child process, for kill and restart tests."""
+    """`python -m das_server` (or `module` taking its options) as a child process, for kill and restart tests."""
 
-    def __init__(self, state_dir: Path, port: int, *args: str) -> None:
+    def __init__(self, state_dir: Path, port: int, *args: str, module: str = "das_server") -> None:
         self.address = f"tcp://127.0.0.1:{port}"
         self.log = state_dir.parent / f"server-{port}-{time.monotonic_ns()}.log"
-        command = [sys.executable, "-m", "das_server", "--bind", self.address, "--state-dir", str(state_dir), *args]
+        command = [sys.executable, "-m", module, "--bind", self.address, "--state-dir", str(state_dir), *args]
         self.process = subprocess.Popen(command, cwd=REPO, stderr=open(self.log, "w"), stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while "listening on" not in self.log.read_text():

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from das_core.cli import main as das_main
 from das_core.tracking.video import read_video, write_mp4
 from das_core.train.check import check_dataset, tracking_look_problems
 
@@ -71,11 +72,16 @@ def test_every_kind_of_problem_is_reported_at_once(good):
     assert report.num_samples == 6
 
 
-def test_missing_layout_files_are_named_together(tmp_path):
+def test_missing_layout_files_are_named_together_and_counted(tmp_path, capsys):
     report = check_dataset(tmp_path)
-    assert len(report.problems) == 1
-    message = report.problems[0].message
-    assert "prompt.txt" in message and "videos.txt" in message and "trackings.txt" in message
+    messages = [problem.message for problem in report.problems]
+    assert len(messages) == 3
+    for message, name in zip(messages, ("prompt.txt", "videos.txt", "trackings.txt")):
+        assert name in message
+    assert das_main(["dataset", "check", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 3  # one line per problem
+    assert captured.err.strip().endswith(f"{tmp_path}: 0 samples, 3 problems")
 
 
 def test_tracking_look_accepts_a_rendered_tracking_video(good):
@@ -105,4 +111,4 @@ def test_cli_exits_1_and_prints_each_problem(good):
     )
     assert result.returncode == 1
     assert "[missing] sample 1: video videos/00000.mp4 does not exist" in result.stdout
-    assert "1 problem(s)" in result.stderr
+    assert result.stderr.strip().endswith(": 1 sample, 1 problem")

@@ -36,7 +36,7 @@ def test_examples_end_to_end_and_resumable(tmp_path):
     assert report.ok, [str(p) for p in report.problems]
 
     again = _synth_cli(*flags)  # resumable: everything is already there
-    assert again.returncode == 0 and "wrote 0 new sample(s)" in again.stdout
+    assert again.returncode == 0 and "wrote 0 new samples" in again.stdout
     assert len((out / "videos.txt").read_text().splitlines()) == 3
 
 
