@@ -1,12 +1,13 @@
 """Operators for scenes made from one picture: New scene from image, Split by depth edges, Camera move.
 
-New scene from image asks the scene's server for depth (or reads a depth file saved with
-numpy.save) and builds the proxy scene (`image_scene`). The depth request blocks Blender until the
-server answers (a second or two on a CPU once its depth model is loaded).
+New scene from image reads a depth file saved with numpy.save and builds the proxy scene
+(`image_scene`) at once, or asks the scene's server for depth in the background (`depth_request`;
+the panel shows the wait, and the scene appears when the answer does).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import bpy
@@ -24,7 +25,10 @@ from das_core.tracking.proxy import (
     read_depth,
 )
 from das_core.tracking.window import DAS_WINDOW
+from das_core.wire.protocol import DepthResult
 
+from . import jobs
+from .depth_request import forget, request_depth
 from .image_scene import PART_ATTRIBUTE, build_image_scene, keyframe_camera, split_by_parts
 from .operators import connection_for
 from .reference_render import load_image_rgb
@@ -65,28 +69,50 @@ class DAS_OT_image_scene(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        # Plain values only: the operator and the scenes may be gone when the server's depth arrives.
+        path, source = bpy.path.abspath(self.filepath), context.scene.session_uid
+        build = functools.partial(
+            _new_scene, path, step=self.step, split=self.split, server=context.scene.das.server, source=source
+        )
         try:
-            path = bpy.path.abspath(self.filepath)
             image = load_image_rgb(path)
-            height, width = image.shape[:2]
-            fov = self.fov
             if self.depth_file:
-                depth, metric = read_depth(bpy.path.abspath(self.depth_file), width, height), self.metric
-            else:
-                with connection_for(context).client() as client:
-                    result = client.depth(image)
-                depth, metric, fov = result.depth, result.metric, result.fov_deg or fov
-            proxy = build_proxy(depth, intrinsics_from_fov(width, height, fov), metric=metric, step=self.step)
-            scene = bpy.data.scenes.new(os.path.splitext(os.path.basename(path))[0] or "image")
-            scene.das.server = context.scene.das.server
-            objects = build_image_scene(scene, path, proxy, split=self.split)
+                depth = read_depth(bpy.path.abspath(self.depth_file), image.shape[1], image.shape[0])
+                scene = build(depth, self.metric, self.fov)
+                self.report({"INFO"}, f"scene {scene.name!r} from {os.path.basename(path)}")
+                return {"FINISHED"}
+            connection = connection_for(context)
         except DasError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        if context.window is not None:
-            context.window.scene = scene
-        self.report({"INFO"}, f"scene {scene.name!r}: {len(objects)} object(s) from {os.path.basename(path)}")
+        fov = self.fov
+
+        def on_depth(result: DepthResult) -> None:
+            build(result.depth, result.metric, result.fov_deg or fov)
+
+        def on_error(message: str) -> None:
+            jobs.ERRORS[source] = f"New scene from image: {message}"
+            print(f"das: New scene from image: {message}")
+
+        jobs.ERRORS.pop(source, None)
+        request_depth(connection, image, os.path.basename(path), on_depth, on_error)
+        self.report({"INFO"}, f"asking the server for the depth of {os.path.basename(path)}")
         return {"FINISHED"}
+
+
+def _new_scene(
+    path: str, depth: np.ndarray, metric: bool, fov: float, *, step: int, split: bool, server: str, source: int
+) -> bpy.types.Scene:
+    """The proxy scene of `path`, shown in the windows that showed scene `source` (a session_uid). Main thread."""
+    height, width = depth.shape[:2]
+    proxy = build_proxy(depth, intrinsics_from_fov(width, height, fov), metric=metric, step=step)
+    scene = bpy.data.scenes.new(os.path.splitext(os.path.basename(path))[0] or "image")
+    scene.das.server = server
+    build_image_scene(scene, path, proxy, split=split)
+    for window in bpy.context.window_manager.windows:
+        if window.scene.session_uid == source:
+            window.scene = scene
+    return scene
 
 
 class DAS_OT_split_by_depth(bpy.types.Operator):
@@ -158,5 +184,6 @@ def register() -> None:
 
 
 def unregister() -> None:
+    forget()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -197,7 +197,7 @@ def tick() -> bool:
             _save_state(job)
         changed = True
     if changed:
-        _redraw()
+        redraw_panels()
     return changed
 
 
@@ -283,7 +283,7 @@ def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bo
     return True
 
 
-def _redraw() -> None:
+def redraw_panels() -> None:
     """Redraw the areas showing DaS panels (none in background mode)."""
     window_manager = bpy.context.window_manager
     for window in window_manager.windows if window_manager else ():

@@ -1,14 +1,17 @@
 """The DaS panels in the 3D viewport's and the Sequencer's sidebar (N-panel). They only draw.
 
-Besides the settings and buttons: the latest job's progress and the last error, and "Re-attach
-jobs" while this scene remembers unfinished jobs that nothing follows.
+Besides the settings and buttons: the latest job's progress and the last error, how long each
+depth request has waited, and "Re-attach jobs" while this scene remembers unfinished jobs that
+nothing follows.
 """
 
 from __future__ import annotations
 
+import time
+
 import bpy
 
-from . import jobs, sequencer
+from . import depth_request, jobs, sequencer
 
 
 def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -48,6 +51,9 @@ def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
     row.operator("das.image_scene", icon="IMAGE_DATA")
     row.operator("das.split_by_depth", text="Split by depth", icon="MOD_EXPLODE")
     layout.operator("das.camera_move", icon="CAMERA_DATA")
+    for pending in depth_request.PENDING:
+        waited = time.monotonic() - pending.started
+        layout.label(text=f"Depth of {pending.label}: asking the server ({waited:.0f} s)", icon="TIME")
     if jobs.unfollowed(context.scene):  # saved jobs nothing follows (e.g. their server was down at load)
         layout.operator("das.reattach", icon="FILE_REFRESH")
 

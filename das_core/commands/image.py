@@ -1,10 +1,12 @@
-"""`das camera-move`: one picture, its depth and a DaS camera-motion string to a tracks file."""
+"""`das camera-move` (one picture, its depth and a camera-motion string to tracks) and `das image-scene` (to a .blend)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from das_core.errors import DasError
 from das_core.tracking.window import DAS_WINDOW
 
 
@@ -29,6 +31,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _server_arguments(parser)
     parser.set_defaults(func=camera_move_command)
 
+    scene = subparsers.add_parser(
+        "image-scene",
+        help="a .blend scene from one picture: its depth as textured objects and a camera (headless)",
+        description="Build what Blender's New scene from image builds, in a Blender process of its own: "
+        "the picture's 3D proxy from its depth (a --depth file, or the server's depth model, asked "
+        "before Blender starts), split into objects at depth edges, a camera that sees the picture "
+        "at frame 0, and the picture as the reference image. Then `das export` or Blender.",
+    )
+    scene.add_argument("image", type=Path, metavar="IMAGE", help="the picture (PNG/JPG)")
+    scene.add_argument("-o", "--output", required=True, type=Path, metavar="SCENE.blend", help=".blend file to write")
+    add_proxy_arguments(scene)
+    scene.add_argument("--frames", type=int, default=DAS_WINDOW.frames, help="scene frames (default: %(default)s)")
+    scene.add_argument("--motion", default=None, help="also key the camera along a DaS camera-motion string")
+    scene.add_argument("--no-split", action="store_true", help="one object, not one per depth part")
+    scene.add_argument("--blender", default=None, metavar="PATH", help="Blender executable to run instead of bpy")
+    _server_arguments(scene)
+    scene.set_defaults(func=image_scene_command)
+
 
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -47,9 +67,19 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
 
 def image_proxy(args: argparse.Namespace):
     """The picture (uint8 [H, W, 3]) and its proxy, with depth from --depth or the server."""
-    from das_core.tracking.proxy import DEFAULT_FOV_DEG, build_proxy, intrinsics_from_fov, read_depth
-    from das_core.tracking.video import read_video
+    from das_core.tracking.proxy import build_proxy
 
+    image, depth, metric, intrinsics = image_depth(args)
+    return image, build_proxy(depth, intrinsics, metric=metric, step=args.step, edge=args.edge)
+
+
+def image_depth(args: argparse.Namespace):
+    """(picture uint8 [H, W, 3], depth [H, W], metric, intrinsics [3, 3]) with depth from --depth or the server."""
+    from das_core.tracking.proxy import DEFAULT_FOV_DEG, intrinsics_from_fov, read_depth
+    from das_core.tracking.video import IMAGE_SUFFIXES, read_video
+
+    if args.image.suffix.lower() not in IMAGE_SUFFIXES or not args.image.is_file():
+        raise DasError(f"{args.image}: no such picture; give a {', '.join(IMAGE_SUFFIXES)} file")
     image = read_video(args.image)[0]
     height, width = image.shape[:2]
     fov = args.fov
@@ -58,13 +88,18 @@ def image_proxy(args: argparse.Namespace):
     else:
         from das_core.commands.server import _client
 
-        with _client(args) as client:
-            result = client.depth(image, timeout=max(args.timeout, 120.0))
+        try:
+            with _client(args) as client:
+                client.info()  # an unreachable server fails within --timeout, not the depth request's
+                result = client.depth(image, timeout=max(args.timeout, 120.0))
+        except DasError as error:
+            raise DasError(
+                f"no depth for {args.image.name}: {error}; or give a depth map with --depth DEPTH.npy"
+            ) from None
         depth, metric = result.depth, result.metric
         fov = fov if fov is not None else result.fov_deg
         print(f"depth from {result.model} ({'metric' if metric else 'relative'})")
-    camera = intrinsics_from_fov(width, height, DEFAULT_FOV_DEG if fov is None else fov)
-    return image, build_proxy(depth, camera, metric=metric, step=args.step, edge=args.edge)
+    return image, depth, metric, intrinsics_from_fov(width, height, DEFAULT_FOV_DEG if fov is None else fov)
 
 
 def camera_move_command(args: argparse.Namespace) -> int:
@@ -80,4 +115,22 @@ def camera_move_command(args: argparse.Namespace) -> int:
         f"wrote {args.output}: {tracks.num_frames} frames {proxy.width}x{proxy.height}, "
         f"{tracks.num_points:,} vertices in {proxy.num_parts} parts, camera '{args.motion}'"
     )
+    return 0
+
+
+def image_scene_command(args: argparse.Namespace) -> int:
+    from das_core.workflow.image_blend import build_image_blend
+
+    if args.motion:
+        from das_core.tracking.camera_motion import camera_path
+
+        camera_path(args.motion, args.frames)  # a bad string fails before any depth work
+    _, depth, metric, intrinsics = image_depth(args)
+    print(f"building {args.output} with {args.blender or 'the bpy module'} (headless) ...", file=sys.stderr)
+    output = build_image_blend(
+        args.image, depth, args.output, intrinsics=intrinsics, metric=metric, step=args.step, edge=args.edge,
+        split=not args.no_split, frames=args.frames, motion=args.motion, blender=args.blender,
+    )  # fmt: skip
+    height, width = depth.shape
+    print(f"wrote {output}: {width}x{height} picture as a 3D proxy, camera, frames 0..{args.frames - 1}")
     return 0

@@ -5,6 +5,7 @@ and hands it one script (`export_in_blender.py`), either through the `bpy` modul
 (`python SCRIPT -- ARGS`) or through a Blender executable (`blender -b FILE --python
 SCRIPT -- ARGS`), so both ways run the same code. A separate process keeps the caller free of bpy
 (Blender's Python or a CLI without it) and gives every export a freshly opened file.
+`run_in_blender` starts any such script (`image_blend` builds scenes from pictures with it).
 """
 
 from __future__ import annotations
@@ -86,48 +87,62 @@ def export_blend(
     reference = Path(reference_render).resolve() if reference_render else None
     if reference is not None:
         reference.parent.mkdir(parents=True, exist_ok=True)
-    args = json.dumps(
-        {
-            "package_root": str(Path(__file__).resolve().parents[2]),
-            "blend": str(blend),
-            "output": str(output),
-            "camera": camera,
-            "frame_start": frame_start,
-            "frame_end": frame_end,
-            "samples": int(samples),
-            "reference_render": str(reference) if reference else None,
-            "engine": engine,
-        }
-    )
-    command = _blender_command(blend, blender) + ["--", args]
+    args = {
+        "blend": str(blend),
+        "output": str(output),
+        "camera": camera,
+        "frame_start": frame_start,
+        "frame_end": frame_end,
+        "samples": int(samples),
+        "reference_render": str(reference) if reference else None,
+        "engine": engine,
+    }
     output.unlink(missing_ok=True)
-    finished = subprocess.run(command, capture_output=True, text=True, errors="replace")
-    log = finished.stderr.splitlines()
-    errors = [line[len(ERROR_MARK) :] for line in log if line.startswith(ERROR_MARK)]
-    if errors:
-        raise DasError(f"{blend.name}: {errors[-1]}")
-    if finished.returncode != 0 or not output.is_file():
-        tail = " | ".join((finished.stderr + finished.stdout).strip().splitlines()[-5:])
-        raise DasError(f"Blender failed to export {blend.name} (exit code {finished.returncode}): {tail}")
+    log = run_in_blender(_SCRIPT, args, blender=blender, blend=blend, what=f"export {blend.name}", output=output)
     if reference is not None and not reference.is_file():
         raise DasError(f"Blender exported {blend.name} but wrote no reference render at {reference}")
     warnings = tuple(line[len(WARNING_MARK) :] for line in log if line.startswith(WARNING_MARK))
     return ExportResult(Tracks.load(output), output, reference, warnings)
 
 
-def _blender_command(blend: Path, blender: str | os.PathLike | None) -> list[str]:
-    """The command line that runs `export_in_blender.py`: a Blender executable, or this Python with bpy."""
+def run_in_blender(
+    script: Path,
+    args: dict,
+    *,
+    blender: str | os.PathLike | None,
+    blend: Path | None = None,
+    what: str,
+    output: Path,
+) -> list[str]:
+    """Run `script` in Blender with `args` (JSON, plus the package root); its stderr lines once `output` exists.
+
+    A line starting with `ERROR_MARK` becomes a `DasError` prefixed with the file's name; a crash or
+    a missing `output` becomes one naming `what` failed, with the tail of Blender's log.
+    """
+    payload = json.dumps({"package_root": str(Path(__file__).resolve().parents[2]), **args})
+    command = _blender_command(script, blend, blender) + ["--", payload]
+    finished = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    log = finished.stderr.splitlines()
+    errors = [line[len(ERROR_MARK) :] for line in log if line.startswith(ERROR_MARK)]
+    if errors:
+        raise DasError(f"{(blend or output).name}: {errors[-1]}")
+    if finished.returncode != 0 or not output.is_file():
+        tail = " | ".join((finished.stderr + finished.stdout).strip().splitlines()[-5:])
+        raise DasError(f"Blender failed to {what} (exit code {finished.returncode}): {tail}")
+    return log
+
+
+def _blender_command(script: Path, blend: Path | None, blender: str | os.PathLike | None) -> list[str]:
+    """The command line that runs `script`: a Blender executable (opening `blend`), or this Python with bpy."""
     if blender is not None:
         executable = shutil.which(str(blender))
         if executable is None:
             raise DasError(f"Blender executable {str(blender)!r} not found; pass the full path to blender")
-        return [
-            executable, "-b", "--factory-startup", str(blend), "--python-exit-code", "3",
-            "--python", str(_SCRIPT),
-        ]  # fmt: skip
+        opened = [str(blend)] if blend is not None else []
+        return [executable, "-b", "--factory-startup", *opened, "--python-exit-code", "3", "--python", str(script)]
     if importlib.util.find_spec("bpy") is None:
         raise DasError(
             f"this Python ({sys.version.split()[0]}) has no bpy module; install it (pip install bpy, "
             "Python 3.11) or pass --blender PATH to use a Blender executable"
         )
-    return [sys.executable, str(_SCRIPT)]
+    return [sys.executable, str(script)]

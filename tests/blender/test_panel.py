@@ -4,6 +4,8 @@ Headless Blender draws no UI, so a recording layout stands in for `UILayout`: it
 property drawn exists on the real `scene.das` and every button names a registered operator.
 """
 
+import time
+
 import bpy
 import pytest
 
@@ -81,3 +83,14 @@ def test_the_recording_layout_refuses_what_blender_would(factory_scene, addon):
         layout.operator("das.no_such_operator")
     with pytest.raises(AssertionError, match="no property 'no_such_setting'"):
         layout.prop(factory_scene.das, "no_such_setting")
+
+
+def test_panel_shows_how_long_a_depth_request_has_waited(factory_scene, addon):
+    from blender_addon import depth_request
+
+    depth_request.PENDING.append(depth_request.PendingDepth("street.jpg", print, print, started=time.monotonic() - 3))
+    try:
+        labels = [text for kind, text in _draw(bpy.context) if kind == "label"]
+    finally:
+        depth_request.PENDING.clear()
+    assert "Depth of street.jpg: asking the server (3 s)" in labels
