@@ -11,7 +11,7 @@ streamed previews and cancellation ride on `callback_on_step_end` and `interrupt
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "DasImageToVideoPipeline",
     "DasPipelineOutput",
     "dynamic_guidance_scale",
+    "fixed_size",
 ]
 
 # The reference inference's negative prompt (das_core/model/README.md, Sampling).
@@ -52,6 +53,17 @@ def dynamic_guidance_scale(guidance_scale: float, timestep: float, num_inference
     """CogVideoX's dynamic CFG: `1 + g * (1 - cos(pi * ((N - t) / N) ** 5)) / 2` (README.md, Sampling)."""
     progress = (num_inference_steps - timestep) / num_inference_steps
     return 1 + guidance_scale * (1 - math.cos(math.pi * progress**5.0)) / 2
+
+
+def fixed_size(transformer_config: Mapping[str, Any], spatial_factor: int) -> tuple[int, int] | None:
+    """The one (height, width) a transformer with learned positional embeddings generates; None if any size works.
+
+    `spatial_factor` is the VAE's spatial compression (8). Only the size is fixed, not the frame count:
+    diffusers falls back to sin-cos embeddings for other lengths.
+    """
+    if not transformer_config.get("use_learned_positional_embeddings", False):
+        return None
+    return (transformer_config["sample_height"] * spatial_factor, transformer_config["sample_width"] * spatial_factor)
 
 
 @dataclass
@@ -179,20 +191,13 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size
         if height % multiple or width % multiple:
             raise DasError(f"height x width is {height} x {width}; both must be multiples of {multiple}")
-        config = self.transformer.config
-        if config.use_learned_positional_embeddings:
-            # Learned positional embeddings fix the size (not the frame count: diffusers falls back to
-            # sin-cos embeddings for other lengths).
-            sample = (
-                config.sample_height * self.vae_scale_factor_spatial,
-                config.sample_width * self.vae_scale_factor_spatial,
+        sample = fixed_size(self.transformer.config, self.vae_scale_factor_spatial)
+        if sample is not None and (height, width) != sample:
+            raise DasError(
+                f"this model generates {sample[1]} x {sample[0]} video only (learned positional embeddings); "
+                f"got {width} x {height}. Generate at that size (das infer --height {sample[0]} --width "
+                f"{sample[1]}) and fit inputs to it with das_core.tracking.video.fit_frames"
             )
-            if (height, width) != sample:
-                raise DasError(
-                    f"this model generates {sample[1]} x {sample[0]} video only (learned positional embeddings); "
-                    f"got {width} x {height}. Generate at that size (das infer --height {sample[0]} --width "
-                    f"{sample[1]}) and fit inputs to it with das_core.tracking.video.fit_frames"
-                )
 
     def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
         return (
