@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tiny-model",
         help="write a tiny random DaS model in the published layout (tests, demos, offline tries)",
         description="Write a tiny DaS model (random weights, no download) laid out like "
-        "EXCAI/Diffusion-As-Shader, for `das infer --model_path DIR --height 64 --width 96`.",
+        "EXCAI/Diffusion-As-Shader, for `das infer --model_path DIR` (which generates at its 96 x 64).",
     )
     tiny.add_argument("directory", help="folder to write (created)")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
