@@ -63,7 +63,7 @@ def _as_frames(value: Any, name: str) -> torch.Tensor:
             raise DasError(f"{name} is a list of pictures of different sizes: {[tuple(p.shape[2:]) for p in parts]}")
         return torch.cat(parts)
     if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.ascontiguousarray(value))
+        value = torch.from_numpy(np.array(value))  # a copy: from_numpy warns on read-only arrays
     if not isinstance(value, torch.Tensor):
         raise DasError(f"{name} must be {_FORMS}; got {type(value).__name__}")
     return _to_unit_range(_channels_first(value.detach().cpu(), name), name)
