@@ -76,7 +76,7 @@ def _channels_first(tensor: torch.Tensor, name: str) -> torch.Tensor:
         if shape[0] != 1:
             raise DasError(f"{name} is a batch of {shape[0]} videos (shape {shape}); give one")
         tensor = tensor[0]
-        if tensor.shape[1] != 3 and tensor.shape[0] == 3:  # [C, T, H, W], the layout the reference's VAE gets
+        if tensor.shape[0] == 3 and 3 not in (tensor.shape[1], tensor.shape[-1]):  # [C, T, H, W], the VAE's layout
             tensor = tensor.permute(1, 0, 2, 3)
     elif tensor.ndim == 3:
         tensor = tensor.unsqueeze(0)
