@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from das_core.errors import DasError
@@ -51,8 +52,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["reference", "training"],
         help="tracking frames into the VAE in [0, 1] (reference inference, default) or [-1, 1] (training)",
     )
-    infer.add_argument("--height", type=int, default=DAS_WINDOW.height, help="output height (default: %(default)s)")
-    infer.add_argument("--width", type=int, default=DAS_WINDOW.width, help="output width (default: %(default)s)")
+    infer.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        help=f"output height (default: the model's, if it makes one size only, else {DAS_WINDOW.height})",
+    )
+    infer.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help=f"output width (default: the model's, if it makes one size only, else {DAS_WINDOW.width})",
+    )
     infer.add_argument("--num_frames", type=int, default=DAS_WINDOW.frames, help="output frames (default: %(default)s)")
     infer.set_defaults(func=run_infer)
 
@@ -60,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tiny-model",
         help="write a tiny random DaS model in the published layout (tests, demos, offline tries)",
         description="Write a tiny DaS model (random weights, no download) laid out like "
-        "EXCAI/Diffusion-As-Shader, for `das infer --model_path DIR --height 64 --width 96`.",
+        "EXCAI/Diffusion-As-Shader, for `das infer --model_path DIR` (which generates at its 96 x 64).",
     )
     tiny.add_argument("directory", help="folder to write (created)")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
@@ -68,23 +79,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    """Load inputs first (cheap, fails fast), then the model, then generate and write the MP4."""
+    """Read inputs first (cheap, fails fast), then the model's configs, fit the inputs, load, generate, write."""
     import numpy as np
     import torch
 
-    from das_core.model.loading import load_pipeline
+    from das_core.model.loading import load_pipeline, resolve_model_folder
     from das_core.model.pipeline import DEFAULT_NEGATIVE_PROMPT
     from das_core.tracking import video
 
     tracking = video.read_video(args.tracking_path)
     if len(tracking) == 0:
         raise DasError(f"tracking video {args.tracking_path} has no frames")
+    first = video.read_video(args.image_or_video_path)[0]
+    folder = resolve_model_folder(args.model_path)
+    args.height, args.width = _output_size(args.height, args.width, folder)
     tracking = tracking[video.sample_indices(len(tracking), args.num_frames)]
     tracking = video.fit_frames(tracking, width=args.width, height=args.height)
-    first = video.read_video(args.image_or_video_path)[0]
     image = video.fit_frames(first, width=args.width, height=args.height, resample="bilinear")
 
-    pipe = load_pipeline(args.model_path, device=args.device, dtype=getattr(torch, args.dtype), offload=args.offload)
+    pipe = load_pipeline(folder, device=args.device, dtype=getattr(torch, args.dtype), offload=args.offload)
     pipe.set_progress_bar_config(desc="das infer", unit="step")
     result = pipe(
         image,
@@ -104,6 +117,22 @@ def run_infer(args: argparse.Namespace) -> int:
     path = video.write_mp4(args.output_path, frames, fps=args.fps)
     print(f"wrote {path} ({len(frames)} frames, {args.width} x {args.height}, {args.fps:g} fps)")
     return 0
+
+
+def _output_size(height: int | None, width: int | None, folder: Path) -> tuple[int, int]:
+    """--height / --width; a size not given is the model's when it makes one size only, else DAS_WINDOW's."""
+    from das_core.model.loading import model_fixed_size
+
+    fixed = model_fixed_size(folder)
+    if fixed is not None and height is None and width is None:
+        print(
+            f"das infer: this model makes {fixed[1]} x {fixed[0]} video only (learned positional embeddings); "
+            "generating at that size",
+            file=sys.stderr,
+        )
+        return fixed
+    default = fixed or (DAS_WINDOW.height, DAS_WINDOW.width)
+    return (default[0] if height is None else height, default[1] if width is None else width)
 
 
 def run_tiny_model(args: argparse.Namespace) -> int:

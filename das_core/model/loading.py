@@ -146,6 +146,16 @@ def _check_layout(folder: Path) -> None:
         )
 
 
+def model_fixed_size(folder: Path) -> tuple[int, int] | None:
+    """The one (height, width) the model in `folder` generates, read from its configs; None if any size works."""
+    from das_core.model.pipeline import fixed_size
+
+    transformer = json.loads((folder / "transformer" / "config.json").read_text(encoding="utf-8"))
+    vae = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+    # diffusers' CogVideoX pipelines: spatial compression = 2 ** (number of VAE blocks - 1)
+    return fixed_size(transformer, 2 ** (len(vae["block_out_channels"]) - 1))
+
+
 def component_weight_bytes(folder: Path, dtype: torch.dtype) -> dict[str, int]:
     """Bytes each weighted component takes in `dtype`, read from the safetensors headers (no weights loaded)."""
     element = torch.empty((), dtype=dtype).element_size()

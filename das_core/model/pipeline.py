@@ -11,14 +11,13 @@ streamed previews and cancellation ride on `callback_on_step_end` and `interrupt
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-import PIL.Image
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.image_processor import PipelineImageInput
 from diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video import (
     CogVideoXImageToVideoPipeline,
     retrieve_timesteps,
@@ -27,6 +26,7 @@ from diffusers.schedulers import CogVideoXDPMScheduler
 from diffusers.utils import BaseOutput
 
 from das_core.errors import DasError
+from das_core.model.inputs import to_unit_frame, to_unit_frames
 from das_core.model.transformer import DasTransformer3DModel
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "DasImageToVideoPipeline",
     "DasPipelineOutput",
     "dynamic_guidance_scale",
+    "fixed_size",
 ]
 
 # The reference inference's negative prompt (das_core/model/README.md, Sampling).
@@ -52,6 +53,17 @@ def dynamic_guidance_scale(guidance_scale: float, timestep: float, num_inference
     """CogVideoX's dynamic CFG: `1 + g * (1 - cos(pi * ((N - t) / N) ** 5)) / 2` (README.md, Sampling)."""
     progress = (num_inference_steps - timestep) / num_inference_steps
     return 1 + guidance_scale * (1 - math.cos(math.pi * progress**5.0)) / 2
+
+
+def fixed_size(transformer_config: Mapping[str, Any], spatial_factor: int) -> tuple[int, int] | None:
+    """The one (height, width) a transformer with learned positional embeddings generates; None if any size works.
+
+    `spatial_factor` is the VAE's spatial compression (8). Only the size is fixed, not the frame count:
+    diffusers falls back to sin-cos embeddings for other lengths.
+    """
+    if not transformer_config.get("use_learned_positional_embeddings", False):
+        return None
+    return (transformer_config["sample_height"] * spatial_factor, transformer_config["sample_width"] * spatial_factor)
 
 
 @dataclass
@@ -143,15 +155,17 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         num_frames: int,
         height: int,
         width: int,
-    ) -> tuple[PIL.Image.Image, torch.Tensor | None, torch.Tensor | None]:
-        """Validate the size, the image and the tracking inputs; return the image and the tracking frames in [0, 1].
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Validate the size, the image and the tracking inputs; return them as float frames in [0, 1].
 
-        Returns `(image, tracking_video [T, 3, H, W] float, tracking_image [1, 3, H, W] float)`; the tracking
-        tensors are `None` when not given.
+        Returns `(image [1, 3, H, W], tracking_video [T, 3, H, W], tracking_image [1, 3, H, W])`; the tracking
+        tensors are `None` when not given. Accepted forms: `das_core.model.inputs`.
         """
         self._check_size(num_frames, height, width)
-        pil_image = _image_to_pil(image, "image", height, width)
-        video = None if tracking_video is None else _video_to_unit_float(tracking_video, num_frames, height, width)
+        image = to_unit_frame(image, "image", height, width)
+        video = None
+        if tracking_video is not None:
+            video = to_unit_frames(tracking_video, "tracking_video", height, width, num_frames)
         if tracking_latents is not None:
             if video is not None:
                 raise DasError("give either tracking_video or tracking_latents, not both")
@@ -165,10 +179,10 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         if tracking_image is not None and video is None and tracking_latents is None:
             raise DasError("tracking_image was given without tracking_video or tracking_latents; give one of them")
         if tracking_image is not None:
-            track_image = _frame_to_unit_float(tracking_image, height, width)
+            track_image = to_unit_frame(tracking_image, "tracking_image", height, width)
         elif video is not None:
             track_image = video[:1]
-        return pil_image, video, track_image
+        return image, video, track_image
 
     def _check_size(self, num_frames: int, height: int, width: int) -> None:
         temporal = self.vae_scale_factor_temporal
@@ -177,20 +191,13 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size
         if height % multiple or width % multiple:
             raise DasError(f"height x width is {height} x {width}; both must be multiples of {multiple}")
-        config = self.transformer.config
-        if config.use_learned_positional_embeddings:
-            # Learned positional embeddings fix the size (not the frame count: diffusers falls back to
-            # sin-cos embeddings for other lengths).
-            sample = (
-                config.sample_height * self.vae_scale_factor_spatial,
-                config.sample_width * self.vae_scale_factor_spatial,
+        sample = fixed_size(self.transformer.config, self.vae_scale_factor_spatial)
+        if sample is not None and (height, width) != sample:
+            raise DasError(
+                f"this model generates {sample[1]} x {sample[0]} video only (learned positional embeddings); "
+                f"got {width} x {height}. Generate at that size (das infer --height {sample[0]} --width "
+                f"{sample[1]}) and fit inputs to it with das_core.tracking.video.fit_frames"
             )
-            if (height, width) != sample:
-                raise DasError(
-                    f"this model generates {sample[1]} x {sample[0]} video only (learned positional embeddings); "
-                    f"got {width} x {height}. Generate at that size (das infer --height {sample[0]} --width "
-                    f"{sample[1]}) and fit inputs to it with das_core.tracking.video.fit_frames"
-                )
 
     def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
         return (
@@ -216,12 +223,12 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        image: PIL.Image.Image | np.ndarray | torch.Tensor,
+        image: PipelineImageInput,
         prompt: str,
         negative_prompt: str | None = DEFAULT_NEGATIVE_PROMPT,
-        tracking_video: np.ndarray | torch.Tensor | None = None,
+        tracking_video: PipelineImageInput | None = None,
         tracking_latents: torch.Tensor | None = None,
-        tracking_image: np.ndarray | torch.Tensor | None = None,
+        tracking_image: PipelineImageInput | None = None,
         tracking_normalization: str = "reference",
         num_frames: int = 49,
         height: int = 480,
@@ -240,9 +247,11 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
     ) -> DasPipelineOutput | tuple:
         """Generate `num_frames` frames that start at `image` and move like `tracking_video`.
 
-        `image`: PIL image or uint8 [H, W, 3]. `tracking_video`: uint8 [T, H, W, 3] or float [T, 3, H, W] in
-        [0, 1], at exactly `num_frames` x `height` x `width` (fit it with `das_core.tracking.video.fit_frames`).
-        `tracking_latents`: already encoded and scaled [1, F, C, h, w] (then `tracking_image` is required).
+        `image`, `tracking_video` and `tracking_image` take every form the reference and diffusers take (PIL
+        images, uint8 or float arrays and tensors, with or without a batch dimension: `das_core.model.inputs`),
+        at exactly `height` x `width` (fit them with `das_core.tracking.video.fit_frames`); the tracking video
+        has `num_frames` frames. `tracking_latents`: already encoded and scaled [1, F, C, h, w] (then
+        `tracking_image` is required; the reference passes its first tracking frame, [1, 3, H, W] in [0, 1]).
         `tracking_image` defaults to the first tracking frame. With neither tracking input the plain
         CogVideoX I2V model runs. The random-number order follows the reference (README.md, Sampling).
         """
@@ -253,7 +262,7 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         self._check_settings(
             prompt, tracking_normalization, num_inference_steps, output_type, list(callback_on_step_end_tensor_inputs)
         )
-        pil_image, video, track_image = self.check_tracking_inputs(
+        image, video, track_image = self.check_tracking_inputs(
             image, tracking_video, tracking_latents, tracking_image, num_frames, height, width
         )
         self._guidance_scale = guidance_scale
@@ -277,7 +286,7 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
 
         # 5. Latents and what the transformer sees beside them, in the reference's random-number order.
         latents, image_latents, tracking_input = self.prepare_tracking_latents(
-            pil_image, track_image, tracking_latents, num_frames, height, width, prompt_embeds.dtype, generator, latents
+            image, track_image, tracking_latents, num_frames, height, width, prompt_embeds.dtype, generator, latents
         )
         rotary = self._rotary_embeddings(height, width, latents.size(1))
         conditioning = _Conditioning(
@@ -310,7 +319,7 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
 
     def prepare_tracking_latents(
         self,
-        image: PIL.Image.Image,
+        image: torch.Tensor,
         tracking_image: torch.Tensor | None,
         tracking_latents: torch.Tensor | None,
         num_frames: int,
@@ -321,6 +330,8 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         latents: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Initial noise, image latents and the tracking input [1, F, 2C, h, w] (None without tracking).
+
+        `image` and `tracking_image` are float frames [1, 3, H, W] in [0, 1].
 
         Random-number order of the reference: the image posterior, the initial noise, then the tracking-image
         posterior through a second call of the same routine whose own noise draw is discarded.
@@ -462,70 +473,3 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         if isinstance(self.transformer, DasTransformer3DModel) or conditioning.tracking is not None:
             kwargs["tracking_maps"] = conditioning.tracking
         return self.transformer(**kwargs)[0]
-
-
-def _image_to_pil(image: Any, name: str, height: int, width: int) -> PIL.Image.Image:
-    """A PIL image or uint8 [H, W, 3] array as an RGB PIL image of exactly `width` x `height`."""
-    if image is None:
-        raise DasError(f"{name} is missing: give the first frame as a PIL image or uint8 [H, W, 3] array")
-    if isinstance(image, PIL.Image.Image):
-        pil = image.convert("RGB")
-    else:
-        array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else image
-        if not isinstance(array, np.ndarray):
-            raise DasError(f"{name} must be a PIL image or uint8 [H, W, 3] array, got {type(image).__name__}")
-        if array.dtype != np.uint8:
-            raise DasError(f"{name} must be uint8 [H, W, 3], got dtype {array.dtype}")
-        if array.ndim != 3 or array.shape[2] != 3:
-            raise DasError(f"{name} must be uint8 [H, W, 3], got shape {array.shape}")
-        pil = PIL.Image.fromarray(array)
-    if pil.size != (width, height):
-        raise DasError(
-            f"{name} is {pil.size[0]} x {pil.size[1]} but the video is {width} x {height}; "
-            "fit it with das_core.tracking.video.fit_frames (letterbox, never stretched)"
-        )
-    return pil
-
-
-def _video_to_unit_float(
-    video: Any, num_frames: int, height: int, width: int, name: str = "tracking_video"
-) -> torch.Tensor:
-    """uint8 [T, H, W, 3] or float [T, 3, H, W] in [0, 1] as float32 [T, 3, H, W] in [0, 1], checked."""
-    tensor = torch.from_numpy(np.ascontiguousarray(video)) if isinstance(video, np.ndarray) else video
-    if not isinstance(tensor, torch.Tensor):
-        raise DasError(f"{name} must be a numpy array or torch tensor, got {type(video).__name__}")
-    if tensor.ndim != 4 or tensor.shape[0] == 0:
-        raise DasError(f"{name} is empty or not a video: shape {tuple(tensor.shape)}")
-    if tensor.dtype == torch.uint8:
-        if tensor.shape[3] != 3:
-            raise DasError(f"uint8 {name} must be [T, H, W, 3], got shape {tuple(tensor.shape)}")
-        tensor = tensor.permute(0, 3, 1, 2).float() / 255.0
-    elif tensor.dtype.is_floating_point:
-        if tensor.shape[1] != 3:
-            raise DasError(f"float {name} must be [T, 3, H, W] in [0, 1], got shape {tuple(tensor.shape)}")
-        low, high = float(tensor.min()), float(tensor.max())
-        if low < 0.0 or high > 1.0:
-            raise DasError(f"float {name} must be in [0, 1], got values in [{low:.3f}, {high:.3f}]")
-        tensor = tensor.float()
-    else:
-        raise DasError(f"{name} must be uint8 [T, H, W, 3] or float [T, 3, H, W], got dtype {tensor.dtype}")
-    frames, _, got_height, got_width = tensor.shape
-    if frames != num_frames:
-        raise DasError(
-            f"{name} has {frames} frames but {num_frames} are needed; resample it with "
-            "das_core.tracking.video.sample_indices"
-        )
-    if (got_height, got_width) != (height, width):
-        raise DasError(
-            f"{name} is {got_width} x {got_height} but the video is {width} x {height}; "
-            "fit it with das_core.tracking.video.fit_frames"
-        )
-    return tensor
-
-
-def _frame_to_unit_float(frame: Any, height: int, width: int) -> torch.Tensor:
-    """A tracking image (uint8 [H, W, 3] or float [3, H, W] in [0, 1]) as float [1, 3, H, W]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frame)) if isinstance(frame, np.ndarray) else frame
-    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 3:
-        raise DasError("tracking_image must be uint8 [H, W, 3] or float [3, H, W] in [0, 1]")
-    return _video_to_unit_float(tensor.unsqueeze(0), 1, height, width, name="tracking_image")

@@ -81,7 +81,13 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         "each video's first frame, e.g. for repainted first frames. Default: the video's first frame, as the reference.",
     )
     group.add_argument("--tracking_map_path", default=None, help="Tracking video(s) for the validation videos.")
-    group.add_argument("--num_tracking_blocks", type=int, default=18, help="Number of tracking (copy) blocks.")
+    group.add_argument(
+        "--num_tracking_blocks",
+        type=int,
+        default=None,
+        help="Number of tracking (copy) blocks. Default: a DaS checkpoint's own; 18 (the reference's default) "
+        "when converting plain CogVideoX.",
+    )
     group.add_argument("--id_token", default=None, help="Identifier token put before each prompt.")
     group.add_argument("--height_buckets", nargs="+", type=int, default=list(REFERENCE_BUCKETS))
     group.add_argument("--width_buckets", nargs="+", type=int, default=list(REFERENCE_BUCKETS))

@@ -24,6 +24,7 @@ _MODEL_FILES = [
     *(f"{name}/*" for name in ("scheduler", "text_encoder", "tokenizer", "transformer", "vae")),
 ]
 TRAINABLE_PREFIXES = ("transformer_blocks_copy.", "combine_linears.", "initial_combine_linear.")
+PUBLISHED_TRACKING_BLOCKS = 18  # the published DaS model's, and the reference trainer's default
 
 
 @dataclass
@@ -41,32 +42,32 @@ class Components:
 def load_components(
     model: str,
     *,
-    num_tracking_blocks: int,
+    num_tracking_blocks: int | None = None,
     dtype: torch.dtype = torch.float32,
     revision: str | None = None,
     variant: str | None = None,
     cache_dir: str | None = None,
 ) -> Components:
-    """Load tokenizer, T5, VAE, scheduler and a DaS transformer (converted if the folder is plain CogVideoX)."""
+    """Load tokenizer, T5, VAE, scheduler and a DaS transformer (converted if the folder is plain CogVideoX).
+
+    `num_tracking_blocks`: None takes a DaS checkpoint's own count (18 when converting plain CogVideoX);
+    a number that contradicts the checkpoint is refused before any weights load.
+    """
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
     from transformers import AutoTokenizer, T5EncoderModel
 
     from das_core.model import DasTransformer3DModel
 
     folder = _model_folder(model, revision, cache_dir)
+    config = _transformer_config(Path(folder))
+    num_tracking_blocks = _tracking_blocks(folder, config, num_tracking_blocks)
     hub = {"revision": revision, "cache_dir": cache_dir}
     tokenizer = AutoTokenizer.from_pretrained(folder, subfolder="tokenizer", **hub)
     text_encoder = T5EncoderModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype, variant=variant, **hub)
     vae = AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, variant=variant, **hub)
     scheduler = CogVideoXDPMScheduler.from_pretrained(folder, subfolder="scheduler", **hub)
 
-    config = _transformer_config(Path(folder))
     if "num_tracking_blocks" in config:
-        if config["num_tracking_blocks"] != num_tracking_blocks:
-            raise DasError(
-                f"{folder}: the DaS transformer has {config['num_tracking_blocks']} tracking blocks, "
-                f"--num_tracking_blocks is {num_tracking_blocks}; pass --num_tracking_blocks {config['num_tracking_blocks']}"
-            )
         transformer = DasTransformer3DModel.from_pretrained(
             folder, subfolder="transformer", torch_dtype=dtype, variant=variant, **hub
         )
@@ -74,13 +75,29 @@ def load_components(
         base = CogVideoXTransformer3DModel.from_pretrained(
             folder, subfolder="transformer", torch_dtype=dtype, variant=variant, **hub
         )
-        if num_tracking_blocks > len(base.transformer_blocks):
-            raise DasError(
-                f"--num_tracking_blocks {num_tracking_blocks} is more than the base model's {len(base.transformer_blocks)} blocks"
-            )
         transformer = DasTransformer3DModel.from_base(base, num_tracking_blocks=num_tracking_blocks)
         del base
     return Components(Path(folder), tokenizer, text_encoder, vae, transformer, scheduler)
+
+
+def _tracking_blocks(folder: Path, config: dict, requested: int | None) -> int:
+    """How many tracking blocks to train: a DaS checkpoint's own, else `requested` or the published 18."""
+    saved = config.get("num_tracking_blocks")
+    if saved is not None:
+        if requested is not None and requested != saved:
+            raise DasError(
+                f"{folder}: the DaS transformer has {saved} tracking blocks but --num_tracking_blocks is "
+                f"{requested}; drop the flag to use the checkpoint's {saved}, or start from plain CogVideoX "
+                "to train another count"
+            )
+        return saved
+    count = PUBLISHED_TRACKING_BLOCKS if requested is None else requested
+    if count > config["num_layers"]:
+        raise DasError(
+            f"--num_tracking_blocks {count} is more than the base model's {config['num_layers']} blocks; "
+            f"pass --num_tracking_blocks {config['num_layers']} or fewer"
+        )
+    return count
 
 
 def freeze_to_tracking_branch(transformer: nn.Module) -> list[str]:

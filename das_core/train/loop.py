@@ -192,6 +192,7 @@ def _load_model(args: argparse.Namespace, accelerator, weight_dtype: torch.dtype
         variant=args.variant,
         cache_dir=args.cache_dir,
     )
+    args.num_tracking_blocks = parts.transformer.config.num_tracking_blocks  # what the logs record
     parts.text_encoder.requires_grad_(False)
     parts.vae.requires_grad_(False)
     trainable_names = freeze_to_tracking_branch(parts.transformer)

@@ -58,11 +58,28 @@ def test_infer_at_a_size_the_model_cannot_make_fails_in_one_line(tmp_path, tiny_
     tracking_path = video.write_mp4(tmp_path / "t.mp4", rng.integers(0, 256, (10, 64, 96, 3), np.uint8))
     code = main(
         ["infer", "--prompt", "x", "--model_path", str(tiny_dir), "--tracking_path", str(tracking_path),
-         "--image_or_video_path", str(tracking_path), "--device", "cpu", "--dtype", "float32"]
+         "--image_or_video_path", str(tracking_path), "--device", "cpu", "--dtype", "float32",
+         "--height", "480", "--width", "720"]
     )  # fmt: skip
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("das infer: error:") and "--height 64 --width 96" in err
+
+
+def test_infer_without_a_size_uses_the_one_the_model_makes_and_says_so(tmp_path, tiny_dir, capsys):
+    rng = np.random.default_rng(3)
+    tracking_path = video.write_mp4(tmp_path / "t.mp4", rng.integers(0, 256, (10, 120, 200, 3), np.uint8))
+    output = tmp_path / "out.mp4"
+    code = main(
+        ["infer", "--prompt", "x", "--model_path", str(tiny_dir), "--tracking_path", str(tracking_path),
+         "--image_or_video_path", str(tracking_path), "--device", "cpu", "--dtype", "float32",
+         "--num_inference_steps", "1", "--output_path", str(output)]
+    )  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err.splitlines()
+    notes = [line for line in err if line.startswith("das infer:") and "%|" not in line]  # not the progress bar
+    assert len(notes) == 1 and f"makes {TINY_WIDTH} x {TINY_HEIGHT} video only" in notes[0]
+    assert video.read_video(output).shape == (49, TINY_HEIGHT, TINY_WIDTH, 3)
 
 
 def test_infer_missing_tracking_file_fails_before_loading(tmp_path, capsys):

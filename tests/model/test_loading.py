@@ -18,6 +18,7 @@ from das_core.model import (
 )
 from das_core.model.loading import load_pipeline
 from das_core.model.pipeline import DasImageToVideoPipeline
+from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH
 from tests.model.conftest import assert_same_numbers
 
 
@@ -88,6 +89,18 @@ def test_plain_cogvideox_transformer_is_named(tmp_path, tiny_dir):
     config_path.write_text(json.dumps(config))
     with pytest.raises(DasError, match="from_base"):
         load_pipeline(plain, device="cpu")
+
+
+def test_fixed_size_is_read_from_the_configs(tmp_path, tiny_dir):
+    """Learned positional embeddings fix the size (the tiny model's 96 x 64); without them any size works."""
+    assert loading.model_fixed_size(tiny_dir) == (TINY_HEIGHT, TINY_WIDTH)
+    free = tmp_path / "free"
+    shutil.copytree(tiny_dir, free)
+    config_path = free / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["use_learned_positional_embeddings"] = False
+    config_path.write_text(json.dumps(config))
+    assert loading.model_fixed_size(free) is None
 
 
 def test_hub_id_without_network_names_the_next_step(monkeypatch, tmp_path):

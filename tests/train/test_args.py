@@ -22,7 +22,7 @@ REFERENCE_DEFAULTS = {
     "caption_column": "text",
     "video_column": "video",
     "tracking_column": None,
-    "num_tracking_blocks": 18,
+    "num_tracking_blocks": None,  # the reference's 18 when converting plain CogVideoX, else the checkpoint's
     "height_buckets": REFERENCE_BUCKETS,
     "width_buckets": REFERENCE_BUCKETS,
     "frame_buckets": [49],

@@ -6,8 +6,10 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
+from das_core.errors import DasError
 from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH, build_tiny_transformer
 from das_core.train.components import TRAINABLE_PREFIXES, freeze_to_tracking_branch, load_components
 
@@ -36,6 +38,36 @@ def test_plain_cogvideox_folder_is_converted(tiny_model_dir, tmp_path):
             assert torch.equal(state[f"transformer_blocks_copy.{i}.{name}"], value)
     linears = [name for name in state if name.startswith(("combine_linears.", "initial_combine_linear."))]
     assert linears and all(not state[name].any() for name in linears)
+
+
+def test_tracking_blocks_default_to_the_checkpoints(tiny_model_dir, tmp_path):
+    from das_core.train.args import parse_args
+
+    args = parse_args(["--pretrained_model_name_or_path", str(tiny_model_dir), "--data_root", str(tmp_path)])
+    transformer = load_components(args.pretrained_model_name_or_path, num_tracking_blocks=args.num_tracking_blocks)
+    assert transformer.transformer.config.num_tracking_blocks == 2
+    assert len(transformer.transformer.transformer_blocks_copy) == 2
+
+
+def test_tracking_blocks_that_contradict_the_checkpoint_fail_before_any_weights_load(tiny_model_dir, tmp_path):
+    folder = tmp_path / "das"
+    shutil.copytree(tiny_model_dir, folder)
+    shutil.rmtree(folder / "text_encoder")  # loading anything would fail on this first
+    with pytest.raises(DasError, match="has 2 tracking blocks but --num_tracking_blocks is 3"):
+        load_components(str(folder), num_tracking_blocks=3)
+
+
+def test_plain_cogvideox_defaults_to_the_published_tracking_blocks(tiny_model_dir, tmp_path):
+    """18 copy blocks, as published, do not fit the tiny 3-block base: the error says what does."""
+    folder = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir, folder)
+    config_path = folder / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["num_tracking_blocks"]
+    config_path.write_text(json.dumps(config))
+    shutil.rmtree(folder / "text_encoder")
+    with pytest.raises(DasError, match="--num_tracking_blocks 18 is more than the base model's 3 blocks"):
+        load_components(str(folder))
 
 
 def _inputs(model, generator):
@@ -73,13 +105,13 @@ def test_bf16_run_with_gradient_checkpointing(tiny_model_dir, tiny_dataset, tmp_
     from das_core.train.args import parse_args
     from das_core.train.loop import train
 
-    args = parse_args(
+    args = parse_args(  # no --num_tracking_blocks: the checkpoint's 2
         f"--pretrained_model_name_or_path {tiny_model_dir} --data_root {tiny_dataset} --output_dir {tmp_path} "
-        f"--num_tracking_blocks 2 --height_buckets {TINY_HEIGHT} --width_buckets {TINY_WIDTH} --frame_buckets 5 "
+        f"--height_buckets {TINY_HEIGHT} --width_buckets {TINY_WIDTH} --frame_buckets 5 "
         "--max_num_frames 5 --train_batch_size 1 --max_train_steps 2 --lr_warmup_steps 0 --seed 0 "
         "--mixed_precision bf16 --gradient_checkpointing --report_to none".split()
     )
     result = train(args)
-    assert result.global_step == 2 and np.isfinite(result.losses).all()
+    assert result.global_step == 2 and np.isfinite(result.losses).all() and args.num_tracking_blocks == 2
     weights = load_file(result.transformer_dir / "diffusion_pytorch_model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.bfloat16}
