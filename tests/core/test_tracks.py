@@ -110,8 +110,8 @@ BAD_FILES = [
     ({"height": np.array([480, 480])}, "height must be a single number"),
     ({"fps": np.array(-1.0)}, "fps must be a positive number"),
     ({"format": np.array("das-tracks/2")}, "format is 'das-tracks/2', expected 'das-tracks/1'"),
-    ({"points": None}, "missing key.*points"),
-    ({"intrinsics": None, "width": None}, "missing key.*intrinsics, width"),
+    ({"points": None}, "missing 1 key: points"),
+    ({"intrinsics": None, "width": None}, "missing 2 keys: intrinsics, width"),
 ]
 
 
