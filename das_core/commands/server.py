@@ -159,7 +159,9 @@ def _read_motion(args: argparse.Namespace):
     if args.tracks is not None:
         return Tracks.load(args.tracks)
     if args.point_tracks is not None:
-        return _load_point_tracks(args.point_tracks)
+        from das_core.commands.wan_move import load_point_tracks
+
+        return load_point_tracks(args.point_tracks)
     tracking = read_video(args.tracking, progress=True)
     if len(tracking) < 2:
         raise DasError(
@@ -198,22 +200,6 @@ def _control_fields(args: argparse.Namespace, motion, image, window) -> dict:
         tracking = tracking[sample_indices(len(tracking), window.frames)]
     height, width = tracking.shape[1:3]
     return {"image": fit_frames(image, width, height, resample="bilinear"), "tracking": tracking}
-
-
-def _load_point_tracks(folder: Path):
-    """DIR/tracks.npy [1, T, N, 2] (or [T, N, 2]) and DIR/visibility.npy [1, T, N] (or [T, N]), as Wan-Move reads them."""
-    import numpy as np
-
-    paths = [folder / "tracks.npy", folder / "visibility.npy"]
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise DasError(f"--point-tracks {folder}: {', '.join(missing)} missing; write them with das render-tracks")
-    tracks, visibility = (np.load(path, allow_pickle=False) for path in paths)
-    if tracks.ndim == 4 and len(tracks) == 1:
-        tracks = tracks[0]
-    if visibility.ndim == 3 and len(visibility) == 1:
-        visibility = visibility[0]
-    return tracks.astype(np.float32), visibility.astype(bool)
 
 
 def fetch_command(args: argparse.Namespace) -> int:

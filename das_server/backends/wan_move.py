@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from das_core.errors import DasError
-from das_core.tracking.video import fit_frames, letterbox_rect, sample_indices
+from das_core.tracking.video import fit_frames, fit_points, sample_indices
 from das_core.tracking.window import WAN_MOVE_WINDOW
 from das_core.wire.protocol import JobRequest
 from das_server.backends import BackendUnavailable
@@ -37,7 +37,7 @@ class WanMovePipelineBackend(PipelineBackend):
         output = self.pipe(
             image=fit_frames(image, *window.size, resample="bilinear"),
             prompt=request.prompt,
-            tracks=fit_tracks(tracks, (out_width, out_height), window.size),
+            tracks=fit_points(tracks, (out_width, out_height), window.size),
             visibility=visibility,
             negative_prompt=request.negative_prompt,  # None or "": the reference's
             height=window.height,
@@ -50,14 +50,6 @@ class WanMovePipelineBackend(PipelineBackend):
             callback_on_step_end=on_step_end,
         )
         return output, (out_width, out_height)
-
-
-def fit_tracks(tracks: np.ndarray, image_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """Pixel positions in an image of `image_size` (width, height) moved to where `fit_frames` puts that
-    image in a `size` frame (scaled to fit, centred)."""
-    left, top, width, height = letterbox_rect(*image_size, *size)
-    scale = np.array([width / image_size[0], height / image_size[1]], dtype=np.float32)
-    return (tracks * scale + np.array([left, top], dtype=np.float32)).astype(np.float32)
 
 
 class WanMoveBackend(WanMovePipelineBackend):

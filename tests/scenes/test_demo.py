@@ -49,6 +49,17 @@ def test_demo_with_tiny_backend_runs_the_diffusion_code(tmp_path, capsys):
     check_demo_outputs(out, capsys.readouterr().out)
 
 
+@pytest.mark.slow
+def test_demo_with_tiny_wan_move_sends_point_tracks(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--backend", "tiny", "--model", "wan-move", "--no-progress"]) == 0
+    output = capsys.readouterr().out
+    assert "making the point tracks of walk_cycle" in output
+    overlay, result = read_video(out / "tracking.mp4"), read_video(out / "result.mp4")
+    assert overlay.shape == (81, 480, 832, 3) and result.shape == (81, 480, 832, 3)
+
+
 def test_demo_with_a_missing_example_says_what_to_do(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--example", str(tmp_path / "nothing")]) == 1
     error = capsys.readouterr().err
