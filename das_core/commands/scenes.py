@@ -78,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--no-progress", action="store_true", help="no progress bar (one line per shot instead)")
     batch.set_defaults(func=run_batch_command)
 
+    _register_demo(subparsers)
+
+
+def _register_demo(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo",
         help="the whole pipeline on an example in under a minute, no GPU needed",
