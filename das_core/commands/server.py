@@ -280,6 +280,8 @@ def status_command(args: argparse.Namespace) -> int:
             f"backend {info.backend} ({info.model}) on {info.device}"
             + (" - PREVIEW ONLY, no diffusion model" if info.preview else "")
         )
+        window = info.window
+        print(f"takes {window.control}: {window.width}x{window.height}, {window.frames} frames at {window.fps:g} fps")
         counts = ", ".join(f"{count} {state}" for state, count in sorted(status.jobs.items())) or "no jobs yet"
         print(f"queue: {info.queue_length} of {info.max_queue}; {counts}")
         if args.jobs:
