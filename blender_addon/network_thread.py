@@ -241,7 +241,15 @@ class JobThread(RelayThread):
             self._save_inputs(prepare_control(self.tracks, self.window, self.mode).preview())
             return
         with self.connection.client() as client:
-            info = client.info()
+            try:
+                info = None if self._cancelled.is_set() else client.info()
+            except DasError:
+                if not self._cancelled.is_set():
+                    raise
+                info = None  # cancelled while asking: the job never left, whatever the server did
+            if info is None:
+                self._post(JobFailed(self.job_id, "cancelled", "cancelled before it was sent"))
+                return
             server_info.remember(self.connection.address, info)
             window = info.window
             control = prepare_control(self.tracks, window, self.mode)
