@@ -3,9 +3,9 @@
 The operator renders the reference while the job's thread renders the tracking video (Blender
 releases Python's lock while it renders), so the two overlap.
 
-The reference image is letterboxed to the model's size (`DAS_WINDOW`) with the project's one aspect policy
-(`das_core.tracking.video.fit_frames`), like the tracking video (`tracking_video.py`, rendered off the main
-thread).
+The reference image is letterboxed to the model's size (the window the server last named, `server_info`)
+with the project's one aspect policy (`das_core.tracking.video.fit_frames`), like the control (made off the
+main thread, which letterboxes again if the server's answer names another size).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from das_core.errors import DasError
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import fit_frames
-from das_core.tracking.window import DAS_WINDOW
+from das_core.tracking.window import ModelWindow
 
 from .export import export_tracks
 from .reference_render import load_image_rgb, percentage_for, render_reference
@@ -48,15 +48,17 @@ def job_directory(scene: bpy.types.Scene, name: str) -> Path:
     return directory
 
 
-def export_scene(scene: bpy.types.Scene) -> Tracks:
-    """`export_tracks` with the frame range and sampling chosen in `scene.das`."""
+def export_scene(scene: bpy.types.Scene, window: ModelWindow) -> Tracks:
+    """`export_tracks` with the frame range and sampling chosen in `scene.das`, sampled to `window`'s frames."""
     settings = scene.das
-    window = {} if settings.use_scene_range else {"frame_start": settings.frame_start, "frame_end": settings.frame_end}
+    frame_range = (
+        {} if settings.use_scene_range else {"frame_start": settings.frame_start, "frame_end": settings.frame_end}
+    )
     step = settings.frame_step if settings.sampling == "STEP" else None
-    return export_tracks(scene, samples=DAS_WINDOW.frames, step=step, **window)
+    return export_tracks(scene, samples=window.frames, step=step, **frame_range)
 
 
-def chosen_reference(scene: bpy.types.Scene) -> np.ndarray | None:
+def chosen_reference(scene: bpy.types.Scene, window: ModelWindow) -> np.ndarray | None:
     """The image the artist picked (`scene.das.reference` is IMAGE), letterboxed to the model's size; None to render one.
 
     Read before any other work, so a missing file is reported at once.
@@ -66,15 +68,15 @@ def chosen_reference(scene: bpy.types.Scene) -> np.ndarray | None:
         return None
     if not settings.reference_image:
         raise DasError("reference image is set to 'Image file' but no file is chosen; pick one in the DaS panel")
-    return fit_frames(load_image_rgb(bpy.path.abspath(settings.reference_image)), *DAS_WINDOW.size, resample="bilinear")
+    return fit_frames(load_image_rgb(bpy.path.abspath(settings.reference_image)), *window.size, resample="bilinear")
 
 
-def rendered_reference(scene: bpy.types.Scene, frame: int, directory: Path) -> np.ndarray:
+def rendered_reference(scene: bpy.types.Scene, frame: int, directory: Path, window: ModelWindow) -> np.ndarray:
     """The first frame rendered per `scene.das.reference` (scene engine, Workbench, Eevee or Cycles), letterboxed to the model's size."""
     engine = None if scene.das.reference == "SCENE" else scene.das.reference  # WORKBENCH, EEVEE or CYCLES
     # Rendered only as large as the letterbox needs: the same framing, fewer pixels to wait for.
     path = render_reference(
         scene, os.path.join(directory, "reference.png"), frame=frame, engine=engine,
-        resolution_percentage=percentage_for(scene, *DAS_WINDOW.size),
+        resolution_percentage=percentage_for(scene, *window.size),
     )  # fmt: skip
-    return fit_frames(load_image_rgb(path), *DAS_WINDOW.size, resample="bilinear")
+    return fit_frames(load_image_rgb(path), *window.size, resample="bilinear")

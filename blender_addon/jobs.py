@@ -21,7 +21,7 @@ from pathlib import Path
 
 import bpy
 
-from das_core.tracking.window import DAS_WINDOW
+from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW
 from das_core.wire.protocol import Accepted, Done, JobFailed, Progress
 
 from . import sequencer
@@ -257,9 +257,9 @@ def _finish(job: Job, done: Done) -> None:
 
 
 def _tracking_on_disk(directory: Path | None) -> list[Path]:
-    """The complete tracking video in `directory` (an earlier session wrote it), else none."""
+    """The complete tracking strip in `directory` (an earlier session wrote it, for any model), else none."""
     paths = sorted(directory.glob("frame_*.png")) if directory is not None else []
-    return paths if len(paths) == DAS_WINDOW.frames else []
+    return paths if len(paths) in (DAS_WINDOW.frames, WAN_MOVE_WINDOW.frames) else []
 
 
 def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bool:

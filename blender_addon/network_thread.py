@@ -4,9 +4,11 @@ Each job gets a thread that owns its own `DasClient` (one thread per socket), fo
 events, writes each arriving frame as a PNG into the job's folder, and posts every event to an
 outbox `queue.Queue`; a `bpy.app.timers` function (`jobs.tick`) drains it on the main thread.
 
-- `JobThread` (Generate, Preview): renders the tracking video from the exported tracks (pure numpy),
-  submits it, and only then writes the tracking PNGs and the tracks file (in a helper thread, while
-  the server starts the job), so nothing on disk stands between Generate and the first progress.
+- `JobThread` (Generate, Preview): asks the server what its model follows (`info`), makes that control
+  from the exported tracks (the tracking video, or point tracks; pure numpy), submits it, and only
+  then writes the control's PNGs (the tracking video, or the point tracks drawn on the reference) and
+  the tracks file (in a helper thread, while the server starts the job), so nothing on disk stands
+  between Generate and the first progress. A preview makes the control of `window` without a server.
 - `ReattachThread`: follows a job submitted in an earlier Blender session (`DasClient.fetch`
   replays its events from the first frame and waits if it is unfinished).
 
@@ -24,11 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from das_core.errors import DasError
+from das_core.tracking.control import prepare_control
 from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import fit_frames
+from das_core.tracking.window import DAS_WINDOW, ModelWindow
 from das_core.wire.client import JobFailedError, collect_frames
 from das_core.wire.protocol import Event, Frame, JobFailed, JobRequest, Progress
 
-from .tracking_video import render_tracking_frames, write_tracking_video
+from . import server_info
+from .tracking_video import write_tracking_video
 
 FRAME_NAME = "frame_{:05d}.png"
 # How the images travel: lossless zlib encodes the mostly black tracking video about twice as fast
@@ -194,9 +200,11 @@ class RelayThread(threading.Thread):
 
 
 class JobThread(RelayThread):
-    """Render the tracking video, then (with a `request`) submit it and relay the job's events to `outbox`.
+    """Make the control, then (with a `request`) submit it and relay the job's events to `outbox`.
 
-    `tracks_path`, if given, is where the tracks are saved after sending.
+    With a `request` the control is the one the server's `info` names (and the request's image is
+    letterboxed to its size); without, the one of `window`. The request was made for `window` (its fps). `tracks_path`, if given, is where the
+    tracks are saved after sending.
     The tracking PNGs and the tracks file are written by a helper thread that starts once the server
     reports progress (so it does not compete with the server for the CPU before that), and is done
     before the job's last event is posted (the tracking strip needs the PNGs).
@@ -214,8 +222,10 @@ class JobThread(RelayThread):
         request: JobRequest | None = None,
         frame_dir: Path | None = None,
         tracks_path: Path | None = None,
+        window: ModelWindow = DAS_WINDOW,
     ) -> None:
         super().__init__(job_id, outbox, connection, frame_dir)
+        self.window = window
         self.tracks = tracks
         self.mode = mode
         self.tracking_dir = Path(tracking_dir)
@@ -224,16 +234,30 @@ class JobThread(RelayThread):
         self._writer: threading.Thread | None = None
 
     def _work(self) -> None:
-        frames = render_tracking_frames(self.tracks, self.mode)
         if self.request is None:
-            self._save_inputs(frames)
+            self._save_inputs(prepare_control(self.tracks, self.window, self.mode).preview())
             return
-        if self._cancelled.is_set():
-            self._post(JobFailed(self.job_id, "cancelled", "cancelled before it was sent"))
-            return
-        self._post(Sending(self.job_id))
-        request = replace(self.request, tracking=frames, job_id=self.job_id)
         with self.connection.client() as client:
+            try:
+                info = None if self._cancelled.is_set() else client.info()
+            except DasError:
+                if not self._cancelled.is_set():
+                    raise
+                info = None  # cancelled while asking: the job never left, whatever the server did
+            if info is None:
+                self._post(JobFailed(self.job_id, "cancelled", "cancelled before it was sent"))
+                return
+            server_info.remember(self.connection.address, info)
+            window = info.window
+            control = prepare_control(self.tracks, window, self.mode)
+            image = fit_frames(self.request.image, *window.size, resample="bilinear")
+            frames = control.preview(image)
+            if self._cancelled.is_set():
+                self._post(JobFailed(self.job_id, "cancelled", "cancelled before it was sent"))
+                return
+            self._post(Sending(self.job_id))
+            fps = self.request.fps * window.frames / self.window.frames  # the same scene time in the server's frames
+            request = replace(self.request, image=image, job_id=self.job_id, fps=fps, **control.job_fields())
             client.submit(request, codec=WIRE_CODEC)
             self._post(Submitted(self.job_id))
             self._writer = threading.Thread(
@@ -256,7 +280,7 @@ class JobThread(RelayThread):
         self._writer.join()
 
     def _save_inputs(self, frames: np.ndarray) -> None:
-        """Write the tracking PNGs and the tracks file (for `das render-tracking`), then post `TrackingReady`."""
+        """Write the control's PNGs and the tracks file (for `das render-tracking`), then post `TrackingReady`."""
         try:
             paths = write_tracking_video(frames, self.tracking_dir)
             if self.tracks_path is not None:

@@ -17,10 +17,9 @@ from bpy.app.handlers import persistent
 from bpy.props import BoolProperty, StringProperty
 
 from das_core.errors import DasError, plural
-from das_core.tracking.window import DAS_WINDOW
 from das_core.wire.protocol import JobRequest
 
-from . import jobs, sequencer
+from . import jobs, sequencer, server_info
 from .job_inputs import cache_dir, chosen_reference, export_scene, job_directory, rendered_reference
 from .network_thread import Connection, JobThread, ReattachThread, cancel_in_background
 from .properties import DEFAULT_SERVER, preferences
@@ -34,10 +33,13 @@ def connection_for(context: bpy.types.Context) -> Connection:
 
     A server on another machine needs Blender's online access (Preferences > System > Network).
     """
+    return connection_to(server_address(context), context)
+
+
+def server_address(context: bpy.types.Context) -> str:
+    """The scene's server, or the preferences' default."""
     prefs = preferences(context)
-    return connection_to(
-        context.scene.das.server.strip() or (prefs.default_server if prefs else DEFAULT_SERVER), context
-    )
+    return context.scene.das.server.strip() or (prefs.default_server if prefs else DEFAULT_SERVER)
 
 
 def connection_to(address: str, context: bpy.types.Context) -> Connection:
@@ -121,8 +123,9 @@ class DAS_OT_generate(_JobOperator, bpy.types.Operator):
         if not settings.prompt.strip():
             raise DasError("the prompt is empty; describe the video in the DaS panel's Prompt field")
         connection = connection_for(context)
-        image = chosen_reference(scene)  # a picked image is read first: a missing file fails before any work
-        tracks = export_scene(scene)
+        window = server_info.window_for(connection.address)  # the job's thread asks again before it sends
+        image = chosen_reference(scene, window)  # a picked image is read first: a missing file fails before any work
+        tracks = export_scene(scene, window)
         job_id = uuid.uuid4().hex
         directory = job_directory(scene, job_id)
         frames = [int(frame) for frame in tracks.frame_numbers]
@@ -130,23 +133,24 @@ class DAS_OT_generate(_JobOperator, bpy.types.Operator):
             # Before the job's thread starts: on few cores, its tracking render would slow this
             # render and hold Blender longer (measured: 0.35 -> 0.53 s warm, 1.07 -> 1.44 s on the
             # first press of a session, with no earlier first progress).
-            image = rendered_reference(scene, frames[0], directory)
+            image = rendered_reference(scene, frames[0], directory, window)
         request = JobRequest(
             prompt=settings.prompt,
             image=image,
-            tracking=None,  # rendered in the job's thread
+            tracking=None,  # the control is made in the job's thread
             negative_prompt=settings.negative_prompt or None,
             seed=settings.seed,
             steps=settings.steps,
             guidance=settings.guidance,
             job_id=job_id,
-            fps=DAS_WINDOW.frames * scene.render.fps / scene.render.fps_base / max(1, frames[-1] - frames[0] + 1),
+            fps=window.frames * scene.render.fps / scene.render.fps_base / max(1, frames[-1] - frames[0] + 1),
         )
         job = _job(context, job_id, settings.prompt, directory, tracks)
         job.add_tracking_strip = settings.add_tracking_strip
         job.thread = JobThread(
             job_id, tracks, settings.tracking_mode, directory / "tracking", jobs.OUTBOX,
             connection=connection, request=request, frame_dir=job.frame_dir, tracks_path=directory / "tracks.npz",
+            window=window,
         )  # fmt: skip
         jobs.start(job)
         jobs.remember(job, scene, connection.address)
@@ -187,7 +191,7 @@ class DAS_OT_cancel(bpy.types.Operator):
 
 
 class DAS_OT_preview_tracking(_JobOperator, bpy.types.Operator):
-    """Render the tracking video of the animation and add it to the sequencer (no server needed)"""
+    """Render the control of the animation (tracking video, or point tracks for Wan-Move) into the sequencer"""
 
     bl_idname = "das.preview_tracking"
     bl_label = "Preview tracking video"
@@ -195,7 +199,8 @@ class DAS_OT_preview_tracking(_JobOperator, bpy.types.Operator):
 
     def _start(self, context: bpy.types.Context) -> jobs.Job:
         scene = context.scene
-        tracks = export_scene(scene)
+        window = server_info.window_for(server_address(context))  # as the server last said; no server needed
+        tracks = export_scene(scene, window)
         job_id = uuid.uuid4().hex
         directory = job_directory(scene, f"preview-{job_id}")
         job = _job(context, job_id, "", directory, tracks)
@@ -206,6 +211,7 @@ class DAS_OT_preview_tracking(_JobOperator, bpy.types.Operator):
             directory / "tracking",
             jobs.OUTBOX,
             tracks_path=directory / "tracks.npz",
+            window=window,
         )
         jobs.start(job)
         return job
@@ -322,7 +328,27 @@ def _reattach_on_load(_filepath: str) -> None:
     reattach(bpy.context)
 
 
-CLASSES = (DAS_OT_generate, DAS_OT_cancel, DAS_OT_preview_tracking, DAS_OT_reattach)
+class DAS_OT_server_info(bpy.types.Operator):
+    """Ask the server which model it runs (size, frames, fps and the control it follows); the panel shows it"""
+
+    bl_idname = "das.server_info"
+    bl_label = "Ask server"
+    bl_options = {"REGISTER"}
+
+    wait: BoolProperty(name="Wait", description="Block until the server answered (for scripts)", options={"SKIP_SAVE"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            thread = server_info.ask_in_background(connection_for(context))
+        except DasError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if self.wait:
+            thread.join()
+        return {"FINISHED"}
+
+
+CLASSES = (DAS_OT_generate, DAS_OT_cancel, DAS_OT_preview_tracking, DAS_OT_reattach, DAS_OT_server_info)
 HANDLERS = ((bpy.app.handlers.load_pre, _forget_on_load), (bpy.app.handlers.load_post, _reattach_on_load))
 
 

@@ -11,13 +11,15 @@ import time
 
 import bpy
 
-from . import depth_request, jobs, sequencer
+from . import depth_request, jobs, sequencer, server_info
+from .operators import server_address
 
 
 def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """Settings, the three buttons, the running job's progress and the last error."""
     settings = context.scene.das
     layout.prop(settings, "server")
+    _draw_server(layout, server_address(context))
     layout.prop(settings, "prompt")
     layout.prop(settings, "negative_prompt")
     row = layout.row(align=True)
@@ -66,6 +68,18 @@ def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
         box.alert = True
         for index, line in enumerate(_wrap(error, 48)):
             box.label(text=line, icon="ERROR" if index == 0 else "BLANK1")
+
+
+def _draw_server(layout: bpy.types.UILayout, address: str) -> None:
+    """What the server runs, as it last said (model, size, frames, fps), and the button to ask it."""
+    row = layout.row()
+    info = server_info.KNOWN.get(address)
+    error = server_info.ASK_ERRORS.get(address)
+    if info is not None:
+        row.label(text=server_info.describe(info), icon="INFO")
+    else:
+        row.label(text=f"Server not asked yet: {error[:60]}" if error else "Server not asked yet", icon="QUESTION")
+    row.operator("das.server_info", text="", icon="FILE_REFRESH")
 
 
 def _draw_job(layout: bpy.types.UILayout, job: jobs.Job) -> None:

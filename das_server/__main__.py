@@ -20,7 +20,7 @@ logger = logging.getLogger("das_server")  # not __name__: run with -m, this modu
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DESCRIPTION = (
-    "Serve DaS video generation over ZeroMQ: one warm model, a persistent job queue, "
+    "Serve DaS or Wan-Move video generation over ZeroMQ: one warm model, a persistent job queue, "
     "progress and frames streamed to clients (`das generate`, the Blender add-on)."
 )
 
@@ -37,11 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default="das",
-        help="das: the DaS model on a GPU; preview: CPU warp of the reference image, no model; "
-        "tiny: a tiny random model for tests (default: das)",
+        help="das: the DaS model on a GPU; wan-move: Wan-Move (point tracks) on a GPU; preview: CPU warp of "
+        "the reference image, no model; tiny: a tiny random model for tests (default: das)",
     )
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"hub id or folder of the DaS weights (default: {DEFAULT_MODEL})"
+        "--model",
+        default=None,
+        help=f"hub id or folder of the weights (default: {DEFAULT_MODEL} for das, Ruihang/Wan-Move-14B-480P for "
+        "wan-move); with --backend tiny: das (default) or wan-move",
     )
     parser.add_argument(
         "--depth-model",
@@ -49,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="transformers depth-estimation model id or folder for depth requests, loaded on the first one "
         f"(default: {DEFAULT_DEPTH_MODEL}, Apache-2.0)",
     )
+    parser.add_argument(
+        "--base-model",
+        default=None,
+        help="wan-move: hub id or folder of the diffusers Wan 2.1 I2V base "
+        "(default: Wan-AI/Wan2.1-I2V-14B-480P-Diffusers)",
+    )
+    parser.add_argument("--fp8", action="store_true", help="wan-move: store the DiT's weights as float8 (24 GB cards)")
     parser.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ address to listen on (default: {DEFAULT_BIND})")
     parser.add_argument(
         "--state-dir",
@@ -59,9 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device for the das backend (default: cuda)")
     parser.add_argument(
         "--offload",
-        choices=("none", "model", "sequential"),
+        choices=("none", "model", "sequential", "group"),
         default="none",
-        help="CPU offload for GPUs with less memory (model: about 24 GB is enough)",
+        help="CPU offload for GPUs with less memory: das takes model (about 24 GB is enough) or sequential, "
+        "wan-move model (with --fp8, 24 GB) or group (blocks streamed, slowest)",
     )
     parser.add_argument("--max-queue", type=int, default=64, help="jobs queued or running at most (default: 64)")
     parser.add_argument(
@@ -70,8 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-frames",
         type=int,
-        default=Limits.max_frames,
-        help="tracking frames per job at most (default: %(default)s)",
+        default=None,
+        help="control frames per job at most (default: the backend's frames, 49 for das, 81 for wan-move)",
     )
     parser.add_argument("--max-steps", type=int, default=200, help="denoising steps per job at most (default: 200)")
     parser.add_argument(
@@ -109,19 +120,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    from das_server.backends import backend_window
+
     for name in ("max_queue", "max_queue_per_client", "max_frames", "max_steps"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise DasError(f"--{name.replace('_', '-')} must be at least 1")
+    max_frames = args.max_frames or backend_window(args.backend, args.model).frames
     return ServerConfig(
         state_dir=args.state_dir,
         backend=args.backend,
         model=args.model,
+        base_model=args.base_model,
+        fp8=args.fp8,
         bind=args.bind,
         device=args.device,
         offload=args.offload,
         max_queue=args.max_queue,
         max_queue_per_client=args.max_queue_per_client,
-        limits=Limits(max_frames=args.max_frames, max_steps=args.max_steps),
+        limits=Limits(max_frames=max_frames, max_steps=args.max_steps),
         result_codec=args.result_codec,
         retention_days=args.retention_days,
         retention_gb=args.retention_gb,
@@ -146,7 +162,14 @@ def serve(args: argparse.Namespace) -> int:
             config = config_from_args(args)
             check_bind(config.bind, config.keys_dir, config.insecure)  # before minutes of loading
             logger.info("loading the %s backend ...", config.backend)
-            backend = load_backend(config.backend, model=config.model, device=config.device, offload=config.offload)
+            backend = load_backend(
+                config.backend,
+                model=config.model,
+                device=config.device,
+                offload=config.offload,
+                base_model=config.base_model,
+                fp8=config.fp8,
+            )
             server = Server(config, backend)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: server.stop())

@@ -10,7 +10,7 @@ from das_server.depth import DEFAULT_DEPTH_MODEL
 
 DEFAULT_MODEL = "EXCAI/Diffusion-As-Shader"
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
-BACKENDS = ("das", "preview", "tiny")
+BACKENDS = ("das", "wan-move", "preview", "tiny")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,9 @@ class ServerConfig:
 
     state_dir: Path
     backend: str = "das"
-    model: str = DEFAULT_MODEL
+    model: str | None = None  # None: the backend's default (DEFAULT_MODEL for das)
+    base_model: str | None = None  # wan-move: the diffusers Wan 2.1 I2V base (None: its default)
+    fp8: bool = False  # wan-move: the DiT's weights stored as float8
     bind: str = DEFAULT_BIND
     device: str | None = None
     offload: str = "none"

@@ -156,7 +156,7 @@ class JobStore:
                     submit.steps,
                     submit.guidance,
                     submit.fps,
-                    len(submit.tracking),
+                    submit.control_frames,
                     time.time(),
                     len(blob),
                 ),

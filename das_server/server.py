@@ -18,6 +18,7 @@ import zmq
 
 from das_core import __version__
 from das_core.errors import DasError, plural
+from das_core.tracking.window import POINT_TRACKS
 from das_core.wire.keys import check_bind, secure
 from das_core.wire.protocol import (
     VERSION,
@@ -210,6 +211,7 @@ class Server:
     def info(self) -> ServerInfo:
         """What `hello` and `status` report."""
         described = self.backend.describe()
+        window = self.backend.window
         return ServerInfo(
             version=VERSION,
             das=__version__,
@@ -222,6 +224,11 @@ class Server:
             max_queue_per_client=self.config.max_queue_per_client,
             result_codec=self.result_codec,
             limits=self.config.limits,
+            control=window.control,
+            width=window.width,
+            height=window.height,
+            frames=window.frames,
+            fps=window.fps,
         )
 
     def _list(self) -> JobList:
@@ -248,6 +255,10 @@ class Server:
                 return
             self._send(identity, Accepted(submit.job_id, self.store.position(existing)), req)  # a retried submit
             self._attach(identity, existing, 0, announce=False)
+            return
+        wrong_control = self._wrong_control(submit)
+        if wrong_control:
+            self._send(identity, ErrorReply("wrong_control", wrong_control), req)
             return
         client = self._client_key(frames, submit)
         if self.store.count_active() >= self.config.max_queue:
@@ -280,6 +291,23 @@ class Server:
         logger.info("job %s accepted from %s", job.job_id, client)
         self._subscribe(job.job_id, identity)
         self._send(identity, Accepted(job.job_id, self.store.position(job)), req)
+
+    def _wrong_control(self, submit: Submit) -> str | None:
+        """Why the backend cannot follow the job's control, or None when it can."""
+        needed = self.backend.window.control
+        if submit.control == needed:
+            return None
+        if needed == POINT_TRACKS:
+            return (
+                f"this server runs the {self.backend.name} backend, which follows point tracks, but the job carries "
+                "a tracking video; send point tracks made from the same tracks (das generate --tracks TRACKS.npz "
+                "asks the server what it needs, das render-tracks --for wan-move writes them)"
+            )
+        return (
+            f"this server runs the {self.backend.name} backend, which follows a DaS tracking video, but the job "
+            "carries point tracks; send the tracking video (das generate --tracks TRACKS.npz asks the server "
+            "what it needs, das render-tracking draws it)"
+        )
 
     @staticmethod
     def _client_key(frames: list, submit: Submit) -> str:

@@ -1,4 +1,5 @@
-"""`das infer` (the reference's inference flags, plus loading options) and `das tiny-model DIR`."""
+"""`das infer` (the reference's inference flags, plus loading options; DaS or Wan-Move), `das tiny-model DIR`
+and `das convert` (a Wan-Move DiT from the original layout to diffusers')."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 from das_core.errors import DasError
-from das_core.tracking.window import DAS_WINDOW
+from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW
 
 _DTYPES = ("bfloat16", "float16", "float32")
 
@@ -16,33 +17,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `infer` and `tiny-model` to the `das` command."""
     infer = subparsers.add_parser(
         "infer",
-        help="generate a video from an image and a tracking video with the DaS model",
-        description="Generate a video that starts at an image and moves like a tracking video "
-        "(DaS image-to-video). The tracking video is resampled to --num_frames frames and letterboxed to "
-        "the output size; so is the image.",
+        help="generate a video from an image and its motion with the DaS or Wan-Move model",
+        description="Generate a video that starts at an image and moves like a tracking video (DaS "
+        "image-to-video) or along point tracks (--model wan-move). The tracking video is resampled to "
+        "--num_frames frames and letterboxed to the output size; so is the image. Wan-Move takes a tracks "
+        "file (--tracks) or das render-tracks' .npy files (--point_tracks DIR); its defaults are 832x480, "
+        "81 frames, 40 steps, guidance 5 at 16 fps.",
     )
+    infer.add_argument("--model", choices=("das", "wan-move"), default="das", help="which model (default: das)")
     infer.add_argument("--prompt", required=True, help="what the video shows")
     infer.add_argument("--negative_prompt", default=None, help="what to avoid (default: the reference's)")
     infer.add_argument(
         "--model_path",
-        default="EXCAI/Diffusion-As-Shader",
-        help="hub id or folder with the published layout (default: %(default)s)",
+        default=None,
+        help="hub id or folder with the published layout (default: EXCAI/Diffusion-As-Shader, or "
+        "Ruihang/Wan-Move-14B-480P with --model wan-move)",
     )
-    infer.add_argument("--tracking_path", required=True, help="tracking video file or folder of frames")
+    infer.add_argument("--base_model", default=None, help="wan-move: the diffusers Wan 2.1 I2V base (hub id or folder)")
+    infer.add_argument("--tracking_path", default=None, help="das: tracking video file or folder of frames")
+    infer.add_argument(
+        "--tracks", type=Path, default=None, help="wan-move: tracks file (das export) to track points on"
+    )
+    infer.add_argument(
+        "--point_tracks",
+        type=Path,
+        default=None,
+        help="wan-move: DIR with tracks.npy, visibility.npy (das render-tracks)",
+    )
     infer.add_argument(
         "--image_or_video_path", required=True, help="first-frame image, or a video whose first frame is used"
     )
     infer.add_argument("--generate_type", default="i2v", choices=["i2v"], help="only image-to-video (i2v)")
-    infer.add_argument("--num_inference_steps", type=int, default=50, help="denoising steps (default: 50)")
-    infer.add_argument("--guidance_scale", type=float, default=6.0, help="CFG scale (default: 6.0)")
+    infer.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (default: 50, 40)")
+    infer.add_argument("--guidance_scale", type=float, default=None, help="CFG scale (default: 6.0, 5.0)")
     infer.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    infer.add_argument("--fps", type=float, default=DAS_WINDOW.fps, help="frame rate of the MP4 (default: %(default)g)")
+    infer.add_argument("--fps", type=float, default=None, help="frame rate of the MP4 (default: 8, 16)")
     infer.add_argument("--output_path", default="./output.mp4", help="MP4 to write (default: %(default)s)")
     infer.add_argument(
         "--offload",
         default="none",
-        choices=["none", "model", "sequential"],
-        help="none: all on the GPU (~32 GB); model: one component at a time (24 GB cards); sequential: least memory",
+        choices=["none", "model", "sequential", "group"],
+        help="none: all on the GPU (~32 GB); model: one component at a time (24 GB cards); sequential (das), "
+        "group (wan-move): least memory",
     )
     infer.add_argument("--dtype", default="bfloat16", choices=_DTYPES, help="weights dtype (default: bfloat16)")
     infer.add_argument("--device", default=None, help="cuda, cuda:1, cpu... (default: cuda if present)")
@@ -62,9 +78,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--width",
         type=int,
         default=None,
-        help=f"output width (default: the model's, if it makes one size only, else {DAS_WINDOW.width})",
+        help="output width (default: the model's, if it makes one size only, else "
+        f"{DAS_WINDOW.width}; {WAN_MOVE_WINDOW.width} for wan-move)",
     )
-    infer.add_argument("--num_frames", type=int, default=DAS_WINDOW.frames, help="output frames (default: %(default)s)")
+    infer.add_argument(
+        "--num_frames",
+        type=int,
+        default=None,
+        help=f"output frames (default: {DAS_WINDOW.frames}; {WAN_MOVE_WINDOW.frames} for wan-move)",
+    )
     infer.set_defaults(func=run_infer)
 
     tiny = subparsers.add_parser(
@@ -77,13 +99,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     tiny.set_defaults(func=run_tiny_model)
 
+    convert = subparsers.add_parser(
+        "convert",
+        help="convert a Wan-Move DiT from the original layout to a diffusers folder",
+        description="Read the published Wan-Move DiT (original Wan layout: config.json and safetensors shards) "
+        "and write it in diffusers' WanTransformer3DModel layout, which loads without conversion.",
+    )
+    convert.add_argument("original", type=Path, metavar="ORIGINAL_DIR", help="folder in the original layout")
+    convert.add_argument("-o", "--output", required=True, type=Path, metavar="DIFFUSERS_DIR", help="folder to write")
+    convert.add_argument("--dtype", default="bfloat16", choices=_DTYPES, help="weights dtype (default: bfloat16)")
+    convert.set_defaults(func=run_convert)
+
 
 def run_infer(args: argparse.Namespace) -> int:
     """Read inputs first (cheap, fails fast), then the model's configs, fit the inputs, load, generate, write."""
     import numpy as np
     import torch
 
-    from das_core.model.loading import load_pipeline, resolve_model_folder
+    window = WAN_MOVE_WINDOW if args.model == "wan-move" else DAS_WINDOW
+    steps, guidance = (40, 5.0) if args.model == "wan-move" else (50, 6.0)
+    args.num_inference_steps = args.num_inference_steps or steps
+    args.guidance_scale = guidance if args.guidance_scale is None else args.guidance_scale
+    args.fps, args.num_frames = args.fps or window.fps, args.num_frames or window.frames
+    if args.model == "wan-move":
+        from das_core.commands.wan_move import run_wan_move_infer
+
+        args.width, args.height = args.width or window.width, args.height or window.height
+        return run_wan_move_infer(args)
+    if args.tracking_path is None:
+        raise DasError("das infer needs --tracking_path (the tracking video); --tracks is for --model wan-move")
+
+    from das_core.model.loading import DEFAULT_MODEL, load_pipeline, resolve_model_folder
     from das_core.model.pipeline import DEFAULT_NEGATIVE_PROMPT
     from das_core.tracking import video
 
@@ -91,7 +137,7 @@ def run_infer(args: argparse.Namespace) -> int:
     if len(tracking) == 0:
         raise DasError(f"tracking video {args.tracking_path} has no frames")
     first = video.read_video(args.image_or_video_path)[0]
-    folder = resolve_model_folder(args.model_path)
+    folder = resolve_model_folder(args.model_path or DEFAULT_MODEL)
     args.height, args.width = _output_size(args.height, args.width, folder)
     tracking = tracking[video.sample_indices(len(tracking), args.num_frames)]
     tracking = video.fit_frames(tracking, width=args.width, height=args.height)
@@ -144,4 +190,20 @@ def run_tiny_model(args: argparse.Namespace) -> int:
         raise DasError(f"{directory} exists and is not empty; choose a new folder")
     save_tiny_model(directory, seed=args.seed)
     print(f"wrote a tiny DaS model to {directory} (runs at {TINY_WIDTH} x {TINY_HEIGHT}, {TINY_NUM_FRAMES} frames)")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Convert the DiT and write the diffusers folder."""
+    import torch
+
+    from das_core.model.wan_move.convert import is_original_layout, write_diffusers_transformer
+
+    if not args.original.is_dir() or not is_original_layout(args.original):
+        raise DasError(
+            f"{args.original} is not a Wan-Move DiT in the original layout (config.json with `dim`, safetensors "
+            "shards); get one with `hf download Ruihang/Wan-Move-14B-480P --local-dir weights/wan-move`"
+        )
+    path = write_diffusers_transformer(args.original, args.output, getattr(torch, args.dtype))
+    print(f"wrote a diffusers Wan-Move DiT to {path}")
     return 0

@@ -64,7 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend", choices=_BACKENDS, default=None, help="start a local server with this backend for the batch"
     )
     batch.add_argument(
-        "--model", default=None, help="with --backend das: hub id or folder of the DaS weights (default: the server's)"
+        "--model",
+        default=None,
+        help="with --backend das: hub id or folder of the DaS weights (default: the server's); with --backend "
+        "tiny: das or wan-move",
     )
     batch.add_argument("--out", type=Path, default=None, help="output folder (default: SPEC's name + '-out' beside it)")
     batch.add_argument("--blender", default=None, metavar="PATH", help="Blender executable for .blend shots")
@@ -75,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--no-progress", action="store_true", help="no progress bar (one line per shot instead)")
     batch.set_defaults(func=run_batch_command)
 
+    _register_demo(subparsers)
+
+
+def _register_demo(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo",
         help="the whole pipeline on an example in under a minute, no GPU needed",
@@ -85,6 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--out", type=Path, default=Path("das-demo"), help="output folder (default: ./das-demo)")
     demo.add_argument("--backend", choices=("preview", "tiny"), default="preview", help="(default: preview)")
+    demo.add_argument(
+        "--model",
+        choices=("das", "wan-move"),
+        default=None,
+        help="with --backend tiny: the tiny DaS (default) or Wan-Move model",
+    )
     demo.add_argument(
         "--example",
         type=Path,
@@ -130,8 +143,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from das_core.workflow.batch import run_batch
     from das_core.workflow.batch_spec import load_spec
 
-    if args.model and args.backend != "das":
-        raise DasError("--model only applies with --backend das (a remote server chooses its own model)")
+    if args.model and args.backend not in ("das", "tiny"):
+        raise DasError("--model only applies with --backend das or tiny (a remote server chooses its own model)")
     spec = load_spec(args.spec)
     out_dir = args.out or spec.path.with_name(f"{spec.path.stem}-out")
     client_options = {"timeout": args.timeout, **(load_keys(args.keys) if args.keys else {})}
@@ -157,7 +170,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from das_core.workflow.demo import DEFAULT_EXAMPLE, run_demo
 
     result = run_demo(
-        args.out, backend=args.backend, example=args.example or DEFAULT_EXAMPLE, progress=not args.no_progress
+        args.out,
+        backend=args.backend,
+        model=args.model,
+        example=args.example or DEFAULT_EXAMPLE,
+        progress=not args.no_progress,
     )
     print(f"demo done in {result.seconds:.0f} s:")
     for label, path in (

@@ -21,20 +21,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the server's subcommands to `das`."""
     generate = subparsers.add_parser(
         "generate",
-        help="send an image and a tracking video to a das server and get the video back",
-        description="Submit a job to a das server, show its progress, write each frame as it arrives "
-        "(OUT_frames/frame_00000.png ...) and the MP4 at the end. The tracking video is sampled to "
-        f"{DAS_WINDOW.frames} frames; the image is letterboxed to the tracking video's size.",
+        help="send an image and the motion to a das server and get the video back",
+        description="Ask the server which model it runs, submit a job with the control that model follows, "
+        "show its progress, write each frame as it arrives (OUT_frames/frame_00000.png ...) and the MP4 at "
+        "the end. --tracks makes that control from a tracks file (DaS: the tracking video; Wan-Move: point "
+        "tracks) at the model's size and frames, the image letterboxed to match. --tracking (DaS) is "
+        f"sampled to the model's frames ({DAS_WINDOW.frames}), the image letterboxed to its size.",
     )
     generate.add_argument("--image", required=True, type=Path, help="first-frame image (PNG/JPG)")
-    generate.add_argument("--tracking", required=True, type=Path, help="tracking video (MP4) or folder of frames")
+    motion = generate.add_mutually_exclusive_group(required=True)
+    motion.add_argument(
+        "--tracks", type=Path, metavar="TRACKS.npz", help="tracks file (das export): any server's control is made"
+    )
+    motion.add_argument("--tracking", type=Path, help="DaS servers: tracking video (MP4) or folder of frames")
+    motion.add_argument(
+        "--point-tracks",
+        type=Path,
+        metavar="DIR",
+        help="Wan-Move servers: DIR/tracks.npy and DIR/visibility.npy (das render-tracks), pixels of --image",
+    )
     generate.add_argument("--prompt", required=True, help="what the video shows")
     generate.add_argument("--negative-prompt", default=None, help="what to avoid (default: the reference's)")
-    generate.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
+    generate.add_argument("--steps", type=int, default=None, help="denoising steps (default: DaS 50, Wan-Move 40)")
     generate.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    generate.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance (default: 6.0)")
     generate.add_argument(
-        "--fps", type=float, default=DAS_WINDOW.fps, help="frame rate of the MP4 (default: %(default)g)"
+        "--guidance", type=float, default=None, help="classifier-free guidance (default: DaS 6.0, Wan-Move 5.0)"
+    )
+    generate.add_argument(
+        "--fps", type=float, default=None, help="frame rate of the MP4 (default: the model's, DaS 8, Wan-Move 16)"
     )
     generate.add_argument("--job-id", default=None, help="choose the job id (default: a random one)")
     generate.add_argument(
@@ -120,7 +134,8 @@ def _fetch_command(job_id: str, args: argparse.Namespace) -> str:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    from das_core.tracking.video import fit_frames, read_video, sample_indices
+    from das_core.tracking.control import sampling_defaults
+    from das_core.tracking.video import read_video
     from das_core.wire.client import JobRequest
 
     if not args.prompt.strip():
@@ -134,35 +149,76 @@ def generate_command(args: argparse.Namespace) -> int:
             "for example its first frame saved as a PNG"
         )
     image = images[0]
-    tracking = read_video(args.tracking, progress=True)
-    if len(tracking) < 2:
-        raise DasError(
-            f"--tracking {args.tracking} is a single image; give the tracking video (das render-tracking makes one)"
-        )
-    if len(tracking) != DAS_WINDOW.frames:
-        tracking = tracking[sample_indices(len(tracking), DAS_WINDOW.frames)]
-    height, width = tracking.shape[1:3]
-    image = fit_frames(image, width, height, resample="bilinear")
-    request = JobRequest(
-        prompt=args.prompt,
-        image=image,
-        tracking=tracking,
-        negative_prompt=args.negative_prompt,
-        seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        job_id=args.job_id,
-        fps=args.fps,
-    )
+    motion = _read_motion(args)  # before the server is asked: bad files are reported first
     with _client(args) as client:
+        info = client.info()
+        window = info.window
+        steps, guidance = sampling_defaults(window)
+        fps = args.fps or window.fps
+        request = JobRequest(
+            prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, job_id=args.job_id,
+            steps=args.steps or steps, guidance=guidance if args.guidance is None else args.guidance, fps=fps,
+            **_control_fields(args, motion, image, window),
+        )  # fmt: skip
         job_id = client.submit(request)
         if args.detach:
             print(f"submitted to {args.server}; get the result with `{_fetch_command(job_id, args)}`", file=sys.stderr)
             print(job_id)
             return 0
-        print(f"job {job_id} accepted by {args.server}", file=sys.stderr)
-        _receive(client, job_id, client.events(job_id), args, fps=args.fps)
+        print(f"job {job_id} accepted by {args.server} ({info.backend}, {info.model})", file=sys.stderr)
+        _receive(client, job_id, client.events(job_id), args, fps=fps)
     return 0
+
+
+def _read_motion(args: argparse.Namespace):
+    """What --tracks (a `Tracks`), --tracking (uint8 frames) or --point-tracks ((tracks, visibility)) holds."""
+    from das_core.tracking.tracks import Tracks
+    from das_core.tracking.video import read_video
+
+    if args.tracks is not None:
+        return Tracks.load(args.tracks)
+    if args.point_tracks is not None:
+        from das_core.commands.wan_move import load_point_tracks
+
+        return load_point_tracks(args.point_tracks)
+    tracking = read_video(args.tracking, progress=True)
+    if len(tracking) < 2:
+        raise DasError(
+            f"--tracking {args.tracking} is a single image; give the tracking video (das render-tracking makes one)"
+        )
+    return tracking
+
+
+def _control_fields(args: argparse.Namespace, motion, image, window) -> dict:
+    """The image and the control the server's model follows (`window`), from what `_read_motion` read."""
+    from das_core.tracking.control import prepare_control
+    from das_core.tracking.video import fit_frames, sample_indices
+    from das_core.tracking.window import POINT_TRACKS, TRACKING_VIDEO
+
+    if args.tracks is not None:
+        control = prepare_control(motion, window, progress=True)
+        return {"image": fit_frames(image, *window.size, resample="bilinear"), **control.job_fields()}
+    wants_video = window.control == TRACKING_VIDEO
+    if (args.tracking is not None) != wants_video:
+        needs = "a DaS tracking video" if wants_video else "point tracks"
+        if window.control not in (TRACKING_VIDEO, POINT_TRACKS):
+            needs = f"a {window.control!r} control"
+        given = "--tracking" if args.tracking is not None else "--point-tracks"
+        raise DasError(
+            f"the server's model follows {needs}, which {given} does not give; pass --tracks TRACKS.npz and das "
+            "makes the control the server needs"
+        )
+    if args.point_tracks is not None:
+        tracks, visibility = motion
+        if len(tracks) != window.frames:
+            chosen = sample_indices(len(tracks), window.frames)
+            tracks, visibility = tracks[chosen], visibility[chosen]
+        return {"image": image, "point_tracks": tracks, "visibility": visibility}
+    tracking = motion
+    if len(tracking) != window.frames:
+        tracking = tracking[sample_indices(len(tracking), window.frames)]
+    height, width = tracking.shape[1:3]
+    return {"image": fit_frames(image, width, height, resample="bilinear"), "tracking": tracking}
 
 
 def fetch_command(args: argparse.Namespace) -> int:
@@ -246,6 +302,8 @@ def status_command(args: argparse.Namespace) -> int:
             f"backend {info.backend} ({info.model}) on {info.device}"
             + (" - PREVIEW ONLY, no diffusion model" if info.preview else "")
         )
+        window = info.window
+        print(f"takes {window.control}: {window.width}x{window.height}, {window.frames} frames at {window.fps:g} fps")
         counts = ", ".join(f"{count} {state}" for state, count in sorted(status.jobs.items())) or "no jobs yet"
         print(f"queue: {info.queue_length} of {info.max_queue}; {counts}")
         if args.jobs:

@@ -243,6 +243,14 @@ def fit_frames(
     return result[0] if single else result
 
 
+def fit_points(xy: np.ndarray, source_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Pixel positions (x, y) in a `source_size` (width, height) image moved to where `fit_frames` puts that
+    image in a `size` frame: float32, same shape."""
+    left, top, width, height = letterbox_rect(*source_size, *size)
+    scale = np.array([width / source_size[0], height / source_size[1]])
+    return (np.asarray(xy) * scale + np.array([left, top])).astype(np.float32)
+
+
 def letterbox_rect(source_width: int, source_height: int, width: int, height: int) -> tuple[int, int, int, int]:
     """Where a `source_width` x `source_height` frame lands when letterboxed into `width` x `height`:
     (left, top, scaled width, scaled height) in whole pixels.

@@ -1,4 +1,4 @@
-"""Run a batch spec: every shot becomes export, tracking video, a job on a das server, result files.
+"""Run a batch spec: every shot becomes export, the control the server's model follows, a job, result files.
 
 Output tree (OUT is `--out`):
 
@@ -7,7 +7,8 @@ Output tree (OUT is `--out`):
     OUT/server/                     the local server's jobs and log (with --backend)
     OUT/shots/NAME/tracks.npz       exported motion (blend shots)
     OUT/shots/NAME/reference.png    rendered first frame (blend shots without an image)
-    OUT/shots/NAME/tracking.mp4     the tracking video sent to the server (`DAS_WINDOW`)
+    OUT/shots/NAME/tracking.mp4     the control sent, at the window the server's `info` names: the tracking
+                                    video (DaS), or the point tracks drawn on the reference (Wan-Move)
     OUT/shots/NAME/result.mp4       the generated video
     OUT/shots/NAME/comparison.png   reference, tracking and result frames side by side
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from das_core.errors import DasError
-from das_core.tracking.window import DAS_WINDOW
+from das_core.tracking.window import TRACKING_VIDEO, ModelWindow
 from das_core.workflow.batch_spec import BatchSpec, Shot
 
 MANIFEST_NAME = "manifest.json"
@@ -149,16 +150,20 @@ def _run_on_server(
         info = client.info()  # fail before any work when the server is not there
         report(f"server {address}: {info.backend} backend, model {info.model or '?'}")
         with tqdm(total=len(spec.shots), unit="shot", desc="batch", disable=not progress) as bar:
-            _run_shots(spec, manifest, out_dir, client, blender, bar, summary, report if not progress else tqdm.write)
+            say = report if not progress else tqdm.write
+            _run_shots(spec, manifest, out_dir, client, info.window, blender, bar, summary, say)
     return summary
 
 
-def _run_shots(spec: BatchSpec, manifest: Manifest, out_dir: Path, client, blender, bar, summary, say) -> None:
-    """Each shot in order; a failure is recorded and reported, and the next shot starts."""
+def _run_shots(
+    spec: BatchSpec, manifest: Manifest, out_dir: Path, client, window: ModelWindow, blender, bar, summary, say
+) -> None:
+    """Each shot in order, prepared for the server's `window`; a failure is recorded and reported, and the next
+    shot starts."""
     from das_core.wire.client import ServerUnavailable
 
     for shot in spec.shots:
-        runner = _ShotRun(shot, manifest, out_dir, client, blender or spec.blender, bar)
+        runner = _ShotRun(shot, manifest, out_dir, client, window, blender or spec.blender, bar)
         try:
             outcome = runner.run()
         except ServerUnavailable as error:
@@ -181,8 +186,11 @@ def _run_shots(spec: BatchSpec, manifest: Manifest, out_dir: Path, client, blend
 class _ShotRun:
     """One shot through its states: pending -> submitted (job id recorded) -> done | failed."""
 
-    def __init__(self, shot: Shot, manifest: Manifest, out_dir: Path, client, blender: str | None, bar) -> None:
+    def __init__(
+        self, shot: Shot, manifest: Manifest, out_dir: Path, client, window: ModelWindow, blender: str | None, bar
+    ) -> None:
         self.shot = shot
+        self.window = window
         self.manifest = manifest
         self.out_dir = out_dir
         self.client = client
@@ -221,8 +229,9 @@ class _ShotRun:
         return "done"
 
     def _prepare(self, job_id: str):
-        """Export (blend shots), render the tracking video, read the reference: the job request and file paths."""
-        from das_core.tracking.render import render_tracking
+        """Export (blend shots), make the control (tracking video or point tracks), read the reference: the job
+        request and file paths."""
+        from das_core.tracking.control import prepare_control
         from das_core.tracking.tracks import Tracks
         from das_core.tracking.video import fit_frames, read_video, write_mp4
         from das_core.wire.protocol import JobRequest
@@ -242,20 +251,19 @@ class _ShotRun:
         else:
             tracks, tracks_path = Tracks.load(shot.tracks), shot.tracks
         image_path = shot.image or folder / "reference.png"
-        image = read_video(image_path)[0]
-        self._status("tracking video")
-        mode = shot.mode or ("mesh" if tracks.faces is not None else "points")
-        tracking = render_tracking(tracks, mode, DAS_WINDOW.frames, fit=DAS_WINDOW.size)
-        write_mp4(folder / "tracking.mp4", tracking, fps=shot.fps)
+        image = fit_frames(read_video(image_path)[0], *self.window.size, resample="bilinear")
+        self._status("tracking video" if self.window.control == TRACKING_VIDEO else "point tracks")
+        control = prepare_control(tracks, self.window, shot.mode)
+        shown = folder / "tracking.mp4"
+        write_mp4(shown, control.preview(image), fps=shot.fps)
         request = JobRequest(
-            prompt=shot.prompt, image=fit_frames(image, *DAS_WINDOW.size, resample="bilinear"), tracking=tracking,
-            negative_prompt=shot.negative_prompt, seed=shot.seed, steps=shot.steps, guidance=shot.guidance,
-            job_id=job_id, fps=shot.fps,
+            prompt=shot.prompt, image=image, negative_prompt=shot.negative_prompt, seed=shot.seed, steps=shot.steps,
+            guidance=shot.guidance, job_id=job_id, fps=shot.fps, **control.job_fields(),
         )  # fmt: skip
         outputs = {
             "tracks": self._relative(tracks_path),
             "reference": self._relative(image_path),
-            "tracking_video": self._relative(folder / "tracking.mp4"),
+            "tracking_video": self._relative(shown),
             "result_video": self._relative(folder / "result.mp4"),
             "comparison": self._relative(folder / "comparison.png"),
         }
@@ -291,7 +299,7 @@ class _ShotRun:
         self._status("writing result")
         outputs = {key: self.out_dir / path for key, path in self.manifest.entry(self.shot.name)["outputs"].items()}
         write_mp4(outputs["result_video"], result.frames, fps=self.shot.fps)
-        reference = fit_frames(read_video(outputs["reference"])[0], *DAS_WINDOW.size, resample="bilinear")
+        reference = fit_frames(read_video(outputs["reference"])[0], *self.window.size, resample="bilinear")
         sheet = comparison_sheet(reference, read_video(outputs["tracking_video"]), result.frames)
         Image.fromarray(sheet).save(outputs["comparison"], optimize=True)
         done = result.done

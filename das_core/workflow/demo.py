@@ -1,10 +1,12 @@
 """The one-command demo: a committed example all the way through a real local server and client.
 
-Steps: load the example's tracks and reference render, render its tracking video, start
-`python -m das_server` on a free loopback port, submit through `DasClient`, stream the frames
-back, and write `tracking.mp4`, `result.mp4` and `comparison.png`. No GPU and no weights: the
+Steps: start `python -m das_server` on a free loopback port, ask it (`info`) which control its model
+follows, make that control from the example's tracks (the tracking video, or Wan-Move's point tracks),
+submit through `DasClient`, stream the frames back, and write `tracking.mp4`, `result.mp4` and
+`comparison.png`. No GPU and no weights: the
 `preview` backend warps the reference image along the tracking video; `tiny` runs the real
-diffusion code with a tiny random model (its output is noise-like, the point is the code path).
+diffusion code with a tiny random DaS or Wan-Move model (its output is noise-like, the point is the
+code path).
 """
 
 from __future__ import annotations
@@ -12,19 +14,29 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
 from das_core.errors import DasError
-from das_core.tracking.window import DAS_WINDOW
+from das_core.tracking.contact_sheet import comparison_sheet
+from das_core.tracking.control import Control, prepare_control
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.video import fit_frames, read_video, write_mp4
+from das_core.tracking.window import TRACKING_VIDEO, ModelWindow
+from das_core.wire.client import DasClient, Frame, Progress, collect_frames
+from das_core.wire.protocol import Event, JobRequest
+from das_core.workflow.local_server import LocalServer
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 DEFAULT_EXAMPLE = EXAMPLES_DIR / "walk_cycle"
 EXAMPLE_FILES = ("tracks.npz", "reference.png", "prompt.txt")
-DEMO_STEPS = {"preview": 50, "tiny": 4, "das": 50}
+DEMO_STEPS = {"preview": 50, "tiny": 4, "das": 50, "wan-move": 40}
 
 
 @dataclass(frozen=True)
@@ -41,19 +53,16 @@ def run_demo(
     out_dir: str | os.PathLike,
     *,
     backend: str = "preview",
+    model: str | None = None,
     example: str | os.PathLike = DEFAULT_EXAMPLE,
     progress: bool = True,
     report: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Run the demo on `example` (a folder with tracks.npz, reference.png, prompt.txt) into `out_dir`."""
-    from PIL import Image
+    """Run the demo on `example` (a folder with tracks.npz, reference.png, prompt.txt) into `out_dir`.
 
-    from das_core.tracking.contact_sheet import comparison_sheet
-    from das_core.tracking.render import render_tracking
-    from das_core.tracking.tracks import Tracks
-    from das_core.tracking.video import fit_frames, read_video, write_mp4
-    from das_core.wire.protocol import JobRequest
-
+    `model` goes to the server (`tiny` takes das or wan-move). tracking.mp4 is the control the server's
+    model follows: the tracking video, or the point tracks drawn on the reference.
+    """
     started = time.monotonic()
     if backend == "tiny":  # said first, so nobody takes the result for a broken model
         report(
@@ -69,51 +78,58 @@ def run_demo(
                 "(a folder with tracks.npz, reference.png and prompt.txt, as made by examples/build_examples.py)"
             )
     out_dir.mkdir(parents=True, exist_ok=True)
-    tracks = Tracks.load(tracks_path)
-    reference = fit_frames(read_video(reference_path)[0], *DAS_WINDOW.size, resample="bilinear")
-
-    report(
-        f"[1/4] rendering the tracking video of {example.name} ({tracks.num_points} points, {DAS_WINDOW.frames} frames)"
-    )
-    mode = "mesh" if tracks.faces is not None else "points"
-    tracking = render_tracking(tracks, mode, DAS_WINDOW.frames, fit=DAS_WINDOW.size, progress=progress)
-    tracking_path = write_mp4(out_dir / "tracking.mp4", tracking, fps=DAS_WINDOW.fps)
-
-    request = JobRequest(
-        prompt=prompt_path.read_text(encoding="utf-8").strip(), image=reference, tracking=tracking,
-        steps=DEMO_STEPS[backend], seed=42,
-    )  # fmt: skip
-    result, fps = _generate_on_local_server(backend, request, progress, report)
+    prompt = prompt_path.read_text(encoding="utf-8").strip()
+    with _local_client(backend, model, report) as client:
+        window = client.info().window
+        control, reference, tracking_path = _prepare(example, window, out_dir, progress, report)
+        request = JobRequest(
+            prompt=prompt, image=reference, steps=DEMO_STEPS[backend], seed=42, fps=window.fps,
+            **control.job_fields(),
+        )  # fmt: skip
+        result, fps = _generate(client, request, progress, report)
     result_path = write_mp4(out_dir / "result.mp4", result, fps=fps)
 
     report("[4/4] writing the comparison image")
     comparison_path = out_dir / "comparison.png"
-    Image.fromarray(comparison_sheet(reference, tracking, result)).save(comparison_path, optimize=True)
+    sheet = comparison_sheet(reference, read_video(tracking_path), result)
+    Image.fromarray(sheet).save(comparison_path, optimize=True)
     return DemoResult(tracking_path, result_path, comparison_path, time.monotonic() - started)
 
 
-def _generate_on_local_server(
-    backend: str, request, progress: bool, report: Callable[[str], None]
-) -> tuple[np.ndarray, float]:
-    """Start a throwaway server, submit `request` through the real client, stream it: (frames, fps)."""
-    from tqdm import tqdm
-
-    from das_core.wire.client import DasClient, Frame, Progress, collect_frames
-    from das_core.wire.protocol import Event
-    from das_core.workflow.local_server import LocalServer
-
+@contextmanager
+def _local_client(backend: str, model: str | None, report: Callable[[str], None]) -> Iterator[DasClient]:
+    """A throwaway local server with `backend` (and `model`), and a real client connected to it."""
     with tempfile.TemporaryDirectory(prefix="das-demo-server-") as state_dir:
-        report(f"[2/4] starting a local {backend} server")
-        with LocalServer(backend, state_dir) as server, DasClient(server.address) as client:
-            report(f"[3/4] submitting to {server.address} and streaming the result")
-            job_id = client.submit(request)
-            with tqdm(total=len(request.tracking), unit="frame", desc="result", disable=not progress) as bar:
+        report(f"[1/4] starting a local {backend} server")
+        extra_args = ("--model", model) if model else ()
+        with LocalServer(backend, state_dir, extra_args=extra_args) as server, DasClient(server.address) as client:
+            yield client
 
-                def show(event: Event) -> None:
-                    if isinstance(event, Progress):
-                        bar.set_postfix_str(f"{event.phase} {event.step}/{event.total}")
-                    elif isinstance(event, Frame):
-                        bar.update(1)
 
-                result = collect_frames(client.events(job_id), on_event=show)
-    return result.frames, float(result.done.metadata.get("fps", DAS_WINDOW.fps))
+def _prepare(
+    example: Path, window: ModelWindow, out_dir: Path, progress: bool, report: Callable[[str], None]
+) -> tuple[Control, np.ndarray, Path]:
+    """The control for `window` from the example's tracks, the fitted reference, and tracking.mp4 showing it."""
+    tracks = Tracks.load(example / "tracks.npz")
+    reference = fit_frames(read_video(example / "reference.png")[0], *window.size, resample="bilinear")
+    what = "tracking video" if window.control == TRACKING_VIDEO else "point tracks"
+    report(f"[2/4] making the {what} of {example.name} ({tracks.num_points} points, {window.frames} frames)")
+    control = prepare_control(tracks, window, progress=progress)
+    tracking_path = write_mp4(out_dir / "tracking.mp4", control.preview(reference), fps=window.fps)
+    return control, reference, tracking_path
+
+
+def _generate(client: DasClient, request: JobRequest, progress: bool, report: Callable[[str], None]):
+    """Submit `request` through the real client and stream it: (frames, fps)."""
+    report(f"[3/4] submitting to {client.address} and streaming the result")
+    job_id = client.submit(request)
+    with tqdm(total=None, unit="frame", desc="result", disable=not progress) as bar:
+
+        def show(event: Event) -> None:
+            if isinstance(event, Progress):
+                bar.set_postfix_str(f"{event.phase} {event.step}/{event.total}")
+            elif isinstance(event, Frame):
+                bar.update(1)
+
+        result = collect_frames(client.events(job_id), on_event=show)
+    return result.frames, float(result.done.metadata.get("fps", request.fps))

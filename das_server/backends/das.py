@@ -1,14 +1,15 @@
 """The `das` backend: the DaS pipeline (CogVideoX-5B-I2V + tracking branch) kept warm on a GPU.
 
-`PipelineBackend` runs any `DasImageToVideoPipeline`: it fits the request to the model's size,
-drives progress and cancel through `callback_on_step_end` (setting `pipe._interrupt`), and scales
-the results back to the request's size. `DasBackend` loads the published weights; without a GPU or
-without the weights it refuses at server start and names `--backend preview`.
+`PipelineBackend` runs a diffusers pipeline: it drives progress and cancel through
+`callback_on_step_end` (setting `pipe._interrupt`) and scales the results back to the request's size;
+`DasPipelineBackend` fits the request to a `DasImageToVideoPipeline`'s size. `DasBackend` loads the
+published weights; without a GPU or without the weights it refuses at server start and names
+`--backend preview`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -28,15 +29,19 @@ _WEIGHTS_HINT = (
 
 
 class PipelineBackend:
-    """Runs a loaded pipeline in its model's window (size and length); subclasses say which pipeline and window."""
+    """Runs a loaded pipeline in `model_window` (the size and length it runs at) for jobs prepared for
+    `window` (what `info` tells clients); subclasses say how the pipeline is called."""
 
     name = "pipeline"
 
-    def __init__(self, pipe: Any, *, window: ModelWindow, model: str, device: str) -> None:
+    def __init__(
+        self, pipe: Any, *, window: ModelWindow, model: str, device: str, model_window: ModelWindow | None = None
+    ) -> None:
         self.pipe = pipe
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)  # the server reports progress to clients instead
         self.window = window
+        self.model_window = model_window or window
         self.model = model
         self.device = device
 
@@ -46,12 +51,10 @@ class PipelineBackend:
             "model": self.model,
             "device": self.device,
             "preview": False,
-            "model_size": list(self.window.size),
+            "model_size": list(self.model_window.size),
         }
 
     def generate(self, request: JobRequest, control) -> Iterator[np.ndarray]:
-        out_height, out_width = np.asarray(request.tracking).shape[1:3]
-        image, tracking = to_model_size(request.image, request.tracking, *self.window.size, self.window.frames)
         steps = int(request.steps)
         control.progress("denoise", 0, steps)
 
@@ -61,29 +64,44 @@ class PipelineBackend:
                 pipe._interrupt = True
             return {}
 
-        generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-        output = self.pipe(
-            image=image,
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
-            tracking_video=tracking,
-            num_frames=self.window.frames,
-            height=self.window.height,
-            width=self.window.width,
-            num_inference_steps=steps,
-            guidance_scale=float(request.guidance),
-            generator=generator,
-            output_type="np",
-            callback_on_step_end=on_step_end,
-        )
+        output, (out_width, out_height) = self.run_pipe(request, steps, on_step_end)
         if getattr(output, "interrupted", False) or output.frames is None or control.should_stop():
             return
         control.progress("decode", 1, 1)
         frames = from_model_size(to_uint8(output.frames[0]), out_width, out_height)
         yield from frames
 
+    def run_pipe(self, request: JobRequest, steps: int, on_step_end: Callable) -> tuple[Any, tuple[int, int]]:
+        """Call the pipeline for `request` (output_type "np"): its output and the (width, height) to return."""
+        raise NotImplementedError
 
-class DasBackend(PipelineBackend):
+
+class DasPipelineBackend(PipelineBackend):
+    """A `DasImageToVideoPipeline`: the image and tracking video fitted to its size and length."""
+
+    def run_pipe(self, request: JobRequest, steps: int, on_step_end: Callable) -> tuple[Any, tuple[int, int]]:
+        tracking = request.tracking_video()
+        out_height, out_width = tracking.shape[1:3]
+        window = self.model_window
+        image, tracking = to_model_size(request.image, tracking, *window.size, window.frames)
+        output = self.pipe(
+            image=image,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
+            tracking_video=tracking,
+            num_frames=window.frames,
+            height=window.height,
+            width=window.width,
+            num_inference_steps=steps,
+            guidance_scale=float(request.guidance),
+            generator=torch.Generator(device="cpu").manual_seed(int(request.seed)),
+            output_type="np",
+            callback_on_step_end=on_step_end,
+        )
+        return output, (out_width, out_height)
+
+
+class DasBackend(DasPipelineBackend):
     """The published DaS model on a CUDA GPU."""
 
     name = "das"

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from das_core.tracking.video import fit_frames
+from das_core.tracking.window import DAS_WINDOW
 from das_core.wire.protocol import JobRequest
 from das_server.backends.first_frame import FirstFrameColours, covered, nearness, square
 
@@ -29,6 +30,7 @@ class PreviewBackend:
     """The `preview` backend: fast, CPU only, no torch."""
 
     name = "preview"
+    window = DAS_WINDOW  # it reads tracking videos as DaS does
 
     def describe(self) -> dict:
         return {
@@ -39,7 +41,7 @@ class PreviewBackend:
         }
 
     def generate(self, request: JobRequest, control) -> Iterator[np.ndarray]:
-        tracking = np.asarray(request.tracking)
+        tracking = request.tracking_video()
         height, width = tracking.shape[1:3]
         reference = fit_frames(np.asarray(request.image), width, height, resample="bilinear")
         first = FirstFrameColours(tracking[0])

@@ -51,14 +51,38 @@ def _draw(context):
     return log
 
 
+def test_panel_shows_what_the_server_last_said_it_runs(factory_scene, addon):
+    from blender_addon import server_info
+    from das_core.tracking.window import WAN_MOVE_WINDOW
+    from das_core.wire.protocol import Limits, ServerInfo
+
+    window = WAN_MOVE_WINDOW
+    info = ServerInfo(
+        version=1, das="0", backend="wan-move", model="weights/wan-move", device="cuda", preview=False,
+        queue_length=0, max_queue=64, max_queue_per_client=16, result_codec="raw", limits=Limits(max_frames=81),
+        control=window.control, width=window.width, height=window.height, frames=window.frames, fps=window.fps,
+    )  # fmt: skip
+    factory_scene.das.server = "tcp://127.0.0.1:5999"
+    server_info.remember("tcp://127.0.0.1:5999", info)
+    try:
+        labels = [text for kind, text in _draw(bpy.context) if kind == "label"]
+    finally:
+        server_info.KNOWN.clear()
+    line = "wan-move: weights/wan-move; 832x480, 81 frames at 16 fps, follows point-tracks"
+    assert line in labels
+
+
 def test_panel_draws_settings_buttons_progress_and_error(factory_scene, addon, tmp_path):
     context = bpy.context
     log = _draw(context)
     drawn = {name for kind, name in log if kind == "prop"}
     assert {"server", "prompt", "negative_prompt", "seed", "steps", "guidance", "reference", "sampling"} <= drawn
-    assert [name for kind, name in log if kind == "operator"] == [
-        "das.generate", "das.cancel", "das.preview_tracking", "das.image_scene", "das.split_by_depth", "das.camera_move"
+    operators = [name for kind, name in log if kind == "operator"]
+    assert operators == [
+        "das.server_info", "das.generate", "das.cancel", "das.preview_tracking",
+        "das.image_scene", "das.split_by_depth", "das.camera_move",
     ]  # fmt: skip
+    assert ("label", "Server not asked yet") in log
 
     factory_scene.das.use_scene_range = False
     factory_scene.das.sampling = "STEP"

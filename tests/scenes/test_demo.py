@@ -58,6 +58,17 @@ def test_demo_with_tiny_backend_says_up_front_that_its_result_is_noise(tmp_path,
     assert "random" in output and "noise, not a picture" in output and "--backend preview" in output
 
 
+@pytest.mark.slow
+def test_demo_with_tiny_wan_move_sends_point_tracks(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--backend", "tiny", "--model", "wan-move", "--no-progress"]) == 0
+    output = capsys.readouterr().out
+    assert "making the point tracks of walk_cycle" in output
+    overlay, result = read_video(out / "tracking.mp4"), read_video(out / "result.mp4")
+    assert overlay.shape == (81, 480, 832, 3) and result.shape == (81, 480, 832, 3)
+
+
 def test_demo_with_a_missing_example_says_what_to_do(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--example", str(tmp_path / "nothing")]) == 1
     error = capsys.readouterr().err

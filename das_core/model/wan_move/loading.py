@@ -70,6 +70,23 @@ def load_wan_move_pipeline(
     pipe = WanMovePipeline(
         transformer=transformer, scheduler=build_scheduler(), **load_base_components(base_model, dtype)
     )
+    apply_memory_mode(pipe, device, offload, fp8, dtype)
+    logger.info(
+        "loaded Wan-Move %s on %s (%s, offload %s, fp8 %s) in %.1f s",
+        model,
+        device,
+        dtype,
+        offload,
+        fp8,
+        time.perf_counter() - started,
+    )
+    return pipe
+
+
+def apply_memory_mode(
+    pipe: WanMovePipeline, device: torch.device, offload: str, fp8: bool, dtype: torch.dtype = torch.bfloat16
+) -> None:
+    """Place `pipe` on `device` per `offload` ("none", "model", "group"), the DiT stored as float8 with `fp8`."""
     if fp8:
         pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
     try:
@@ -91,16 +108,6 @@ def load_wan_move_pipeline(
             f"{device} ran out of memory loading Wan-Move with offload {offload!r}; try offload 'model' with fp8 "
             "(24 GB) or offload 'group'"
         ) from error
-    logger.info(
-        "loaded Wan-Move %s on %s (%s, offload %s, fp8 %s) in %.1f s",
-        model,
-        device,
-        dtype,
-        offload,
-        fp8,
-        time.perf_counter() - started,
-    )
-    return pipe
 
 
 def resolve_dit_folder(model: str | os.PathLike) -> Path:

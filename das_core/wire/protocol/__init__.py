@@ -1,7 +1,7 @@
 """The das wire protocol: the one package that knows msgpack, frame layout, version and limits.
 
 A message is a ZeroMQ multipart message: one msgpack map (the header) followed by zero or more
-binary frames, one per image. The header always holds `v` (the protocol version) and `type`;
+binary frames, one per image (and two for point tracks: float32 positions, visibility bits). The header always holds `v` (the protocol version) and `type`;
 client requests carry `req` (an integer the server echoes in its reply). Images travel as their
 own frames, losslessly encoded (`png`, `zlib` or `raw` uint8 RGB), described in the header by
 `{"shape": [H, W, 3], "codec": ...}`; never pickle, never base64. Every field is checked against
@@ -9,7 +9,8 @@ own frames, losslessly encoded (`png`, `zlib` or `raw` uint8 RGB), described in 
 reason. The full description is `PROTOCOL.md` beside this package.
 
 Import from `das_core.wire.protocol`; its modules are its layout, not separate entry points:
-`limits` (Limits, ProtocolError, job ids), `images` (EncodedImage, checksums), `messages` (the
+`limits` (Limits, ProtocolError, job ids), `images` (EncodedImage, checksums), `point_tracks`
+(EncodedPointTracks), `messages` (the
 message dataclasses), `bodies` (what `info` and `reply` carry), `fields` (checked reads of a
 header), `codec` (encode, decode), `stored` (the on-disk form of a message).
 """
@@ -48,6 +49,7 @@ from das_core.wire.protocol.messages import (
     StatusRequest,
     Submit,
 )
+from das_core.wire.protocol.point_tracks import EncodedPointTracks
 from das_core.wire.protocol.stored import join_parts, split_parts
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "DepthResult",
     "Done",
     "EncodedImage",
+    "EncodedPointTracks",
     "ErrorReply",
     "Event",
     "Fetch",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from das_core.tracking.window import DAS_WINDOW, ModelWindow
 from das_core.wire.protocol.fields import Fields
 from das_core.wire.protocol.limits import Limits, ProtocolError
 
@@ -29,9 +30,23 @@ class ServerInfo:
     max_queue_per_client: int
     result_codec: str  # how result frames travel: raw, png or zlib
     limits: Limits
+    # What the backend takes: its control, and the size, frames and fps to prepare it at. Version-1
+    # servers before these fields ran DaS backends only; `window` then gives DaS's.
+    control: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    fps: float | None = None
+
+    @property
+    def window(self) -> ModelWindow:
+        """What to prepare a job at for this server: its backend's window, DaS's for older servers."""
+        if self.control is None or self.width is None or self.height is None or self.frames is None:
+            return DAS_WINDOW
+        return ModelWindow(self.width, self.height, self.frames, self.fps or DAS_WINDOW.fps, self.control)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        body = {
             "version": self.version,
             "das": self.das,
             "backend": self.backend,
@@ -44,6 +59,9 @@ class ServerInfo:
             "result_codec": self.result_codec,
             "limits": self.limits.published(),
         }
+        if self.control is not None:
+            body.update(control=self.control, width=self.width, height=self.height, frames=self.frames, fps=self.fps)
+        return body
 
     @classmethod
     def from_wire(cls, fields: Fields) -> ServerInfo:
@@ -60,6 +78,11 @@ class ServerInfo:
             max_queue_per_client=fields.integer("max_queue_per_client"),
             result_codec=fields.text("result_codec"),
             limits=Limits(**{name: limits.integer(name) for name in Limits.PUBLISHED}),
+            control=fields.optional_text("control"),
+            width=fields.optional_integer("width"),
+            height=fields.optional_integer("height"),
+            frames=fields.optional_integer("frames"),
+            fps=fields.optional_number("fps"),
         )
 
 

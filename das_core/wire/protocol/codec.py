@@ -81,8 +81,13 @@ def encode(message: Message, req: int | None = None) -> list[bytes]:
             fps=message.fps,
             client=message.client,
             image=image(message.image),
-            tracking=[image(frame) for frame in message.tracking],
         )
+        if message.point_tracks is None:
+            header["tracking"] = [image(frame) for frame in message.tracking]
+        else:
+            tracks = message.point_tracks
+            header["point_tracks"] = {"frames": tracks.frames, "points": tracks.points}
+            buffers.extend((tracks.positions, tracks.visibility))
     elif isinstance(message, Info):
         header["info"] = message.body.to_wire()
     elif isinstance(message, Reply):
@@ -181,14 +186,23 @@ def _unpack_header(raw: bytes | memoryview, limits: Limits) -> dict:
 
 
 def _build_submit(fields: Fields) -> Submit:
-    tracking = fields.field("tracking", list)
-    if not 1 <= len(tracking) <= fields.limits.max_frames:
-        raise ProtocolError(
-            f"the tracking video has {len(tracking)} frames; this server takes 1 to {fields.limits.max_frames}", "limit"
-        )
     fields.decode_images = False  # a submit keeps its images encoded until `to_request()`
-    image = fields.image("image")
-    frames = tuple(fields.image(f"tracking[{i}]", descriptor) for i, descriptor in enumerate(tracking))
+    point_tracks = None
+    if fields.has("point_tracks"):
+        if fields.has("tracking"):
+            raise ProtocolError("a submit carries a tracking video or point tracks, not both", "bad_request")
+        image = fields.image("image")
+        frames: tuple = ()
+        point_tracks = fields.point_tracks("point_tracks")
+    else:
+        tracking = fields.field("tracking", list)
+        if not 1 <= len(tracking) <= fields.limits.max_frames:
+            raise ProtocolError(
+                f"the tracking video has {len(tracking)} frames; this server takes 1 to {fields.limits.max_frames}",
+                "limit",
+            )
+        image = fields.image("image")
+        frames = tuple(fields.image(f"tracking[{i}]", descriptor) for i, descriptor in enumerate(tracking))
     submit = Submit(
         job_id=fields.job_id(),
         prompt=fields.text("prompt"),
@@ -200,6 +214,7 @@ def _build_submit(fields: Fields) -> Submit:
         guidance=fields.number("guidance"),
         fps=fields.number("fps"),
         client=fields.optional_text("client") or "",
+        point_tracks=point_tracks,
     )
     submit.validate(fields.limits)
     return submit

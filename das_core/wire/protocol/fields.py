@@ -10,6 +10,7 @@ import numpy as np
 
 from das_core.wire.protocol.images import CODECS, EncodedImage
 from das_core.wire.protocol.limits import Limits, ProtocolError, check_job_id
+from das_core.wire.protocol.point_tracks import EncodedPointTracks
 
 Kinds = type | tuple[type, ...]
 
@@ -158,6 +159,26 @@ class Fields:
                 f"map {name!r} holds {len(data)} bytes, its header declares {shape[0]}x{shape[1]} floats"
             )
         return np.frombuffer(data, dtype="<f4").reshape(shape[0], shape[1]).astype(np.float32)
+
+    def point_tracks(self, name: str) -> EncodedPointTracks:
+        """The next two binary frames as the point tracks field `name` describes them ({frames, points}).
+
+        T and N are checked against the limits, and each frame's length against them, before a value is read.
+        """
+        shape = self.nested(name)
+        frames, points = shape.integer("frames"), shape.integer("points")
+        EncodedPointTracks.check_shape(frames, points, self.limits)
+        if self.used + 2 > len(self.buffers):
+            raise ProtocolError(f"point tracks {name!r} need two binary frames; the message is truncated")
+        positions, visibility = self.buffers[self.used], self.buffers[self.used + 1]
+        self.used += 2
+        expected = EncodedPointTracks.sizes(frames, points)
+        if (len(positions), len(visibility)) != expected:
+            raise ProtocolError(
+                f"point tracks {name!r} of {frames} frames x {points} points need frames of {expected[0]} and "
+                f"{expected[1]} bytes, got {len(positions)} and {len(visibility)}"
+            )
+        return EncodedPointTracks(frames, points, bytes(positions), bytes(visibility))
 
     def finish(self) -> None:
         """Raise unless every binary frame was described by the header."""

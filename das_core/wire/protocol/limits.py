@@ -56,10 +56,14 @@ class Limits:
     min_fps: float = 0.1
     max_fps: float = 240.0
     max_frame_index: int = (1 << 20) - 1  # `fetch` from_index
+    # Point tracks (`submit` with `point_tracks`): 8192 x 81 frames of positions is 5.3 MB, one binary frame.
+    max_points: int = 8192
+    max_track_coordinate: float = 65536.0  # pixels either way: far outside any image
 
     @property
     def max_message_frames(self) -> int:
-        """Frames in one message: the header, the reference image and one per tracking frame."""
+        """Frames in one message: the header, the reference image and one per tracking frame (point tracks
+        take two)."""
         return self.max_frames + 2
 
     def published(self) -> dict[str, int]:

@@ -8,25 +8,51 @@ from typing import Any
 
 import numpy as np
 
-from das_core.tracking.window import DAS_WINDOW
+from das_core.tracking.window import DAS_WINDOW, POINT_TRACKS, TRACKING_VIDEO, WAN_MOVE_WINDOW
 from das_core.wire.protocol.bodies import ReplyBody, ServerInfo
 from das_core.wire.protocol.images import EncodedImage
-from das_core.wire.protocol.limits import DEFAULT_LIMITS, Limits, ProtocolError, check_job_id, check_text
+from das_core.wire.protocol.limits import Limits, ProtocolError, check_job_id, check_text
+from das_core.wire.protocol.point_tracks import EncodedPointTracks
+
+# What a client checks before sending: the most frames any model takes (the server checks its own limits).
+_SENDABLE = Limits(max_frames=max(DAS_WINDOW.frames, WAN_MOVE_WINDOW.frames))
 
 
 @dataclass
 class JobRequest:
-    """One generation job: a prompt, the reference (first) frame and the tracking video."""
+    """One generation job: a prompt, the reference (first) frame and the control the server's model follows.
+
+    The control is either `tracking` (a DaS tracking video) or `point_tracks` with `visibility` (Wan-Move);
+    `control` names which, as the server's `info` does.
+    """
 
     prompt: str
     image: np.ndarray  # uint8 [H, W, 3]
-    tracking: np.ndarray  # uint8 [T, H, W, 3]
+    tracking: np.ndarray | None = None  # uint8 [T, H, W, 3]
     negative_prompt: str | None = None
     seed: int = 42
     steps: int = 50
     guidance: float = 6.0
     job_id: str | None = None  # the client makes a uuid when None
     fps: float = DAS_WINDOW.fps
+    point_tracks: np.ndarray | None = None  # float32 [T, N, 2]: (x, y) in pixels of `image`
+    visibility: np.ndarray | None = None  # bool [T, N]
+
+    @property
+    def control(self) -> str:
+        return POINT_TRACKS if self.point_tracks is not None else TRACKING_VIDEO
+
+    def tracking_video(self) -> np.ndarray:
+        """The tracking video; a `DasError` for a point-track job (the server refuses those before this)."""
+        if self.tracking is None:
+            raise ProtocolError("this job carries point tracks, not the tracking video this backend needs")
+        return np.asarray(self.tracking)
+
+    def tracks_and_visibility(self) -> tuple[np.ndarray, np.ndarray]:
+        """The point tracks and their visibility; a `DasError` for a tracking-video job."""
+        if self.point_tracks is None or self.visibility is None:
+            raise ProtocolError("this job carries a tracking video, not the point tracks this backend needs")
+        return np.asarray(self.point_tracks), np.asarray(self.visibility)
 
 
 @dataclass(frozen=True)
@@ -36,7 +62,10 @@ class Hello:
 
 @dataclass(frozen=True)
 class Submit:
-    """A job on the wire: the images stay encoded until the worker needs them."""
+    """A job on the wire: the images stay encoded until the worker needs them.
+
+    Its control is `tracking` (the frames of a tracking video) or, with `tracking` empty, `point_tracks`.
+    """
 
     job_id: str
     prompt: str
@@ -48,29 +77,54 @@ class Submit:
     guidance: float = 6.0
     fps: float = DAS_WINDOW.fps
     client: str = ""
+    point_tracks: EncodedPointTracks | None = None
+
+    @property
+    def control(self) -> str:
+        return POINT_TRACKS if self.point_tracks is not None else TRACKING_VIDEO
+
+    @property
+    def control_frames(self) -> int:
+        """Frames of its control (tracking video or point tracks)."""
+        return self.point_tracks.frames if self.point_tracks is not None else len(self.tracking)
 
     @classmethod
     def from_request(cls, request: JobRequest, job_id: str, client: str = "", codec: str = "png") -> Submit:
         """Validate and encode a `JobRequest` (tracking frames and image as lossless `codec`)."""
-        tracking = np.asarray(request.tracking)
-        if tracking.dtype != np.uint8 or tracking.ndim != 4 or tracking.shape[-1] != 3:
+        tracking: tuple[EncodedImage, ...] = ()
+        point_tracks = None
+        if (request.tracking is None) == (request.point_tracks is None):
             raise ProtocolError(
-                f"tracking must be a uint8 [T, H, W, 3] video, got {tracking.dtype} {list(tracking.shape)}",
+                "a job carries exactly one control: a tracking video (DaS) or point tracks (Wan-Move); "
+                "ask the server's info which it needs",
                 "bad_request",
             )
+        if request.point_tracks is not None:
+            if request.visibility is None:
+                raise ProtocolError("point tracks need their visibility, bool [T, N]", "bad_request")
+            point_tracks = EncodedPointTracks.encode(request.point_tracks, request.visibility, _SENDABLE)
+        else:
+            video = np.asarray(request.tracking)
+            if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
+                raise ProtocolError(
+                    f"tracking must be a uint8 [T, H, W, 3] video, got {video.dtype} {list(video.shape)}",
+                    "bad_request",
+                )
+            tracking = tuple(EncodedImage.encode(frame, codec) for frame in video)
         submit = cls(
             job_id=job_id,
             prompt=request.prompt,
             image=EncodedImage.encode(np.asarray(request.image), codec),
-            tracking=tuple(EncodedImage.encode(frame, codec) for frame in tracking),
+            tracking=tracking,
             negative_prompt=request.negative_prompt,
             seed=int(request.seed),
             steps=int(request.steps),
             guidance=float(request.guidance),
             fps=float(request.fps),
             client=client,
+            point_tracks=point_tracks,
         )
-        submit.validate(DEFAULT_LIMITS)
+        submit.validate(_SENDABLE)
         return submit
 
     def validate(self, limits: Limits) -> None:
@@ -92,13 +146,18 @@ class Submit:
             raise ProtocolError(
                 f"fps is {self.fps}; use a number from {limits.min_fps:g} to {limits.max_fps:g}", "limit"
             )
+        limits.check_size("the reference image", self.image.height, self.image.width)
+        if self.point_tracks is not None:
+            if self.tracking:
+                raise ProtocolError("a submit carries a tracking video or point tracks, not both", "bad_request")
+            self.point_tracks.check(limits)
+            return
         if not 1 <= len(self.tracking) <= limits.max_frames:
             raise ProtocolError(
                 f"the tracking video has {len(self.tracking)} frames; this server takes 1 to "
                 f"{limits.max_frames} (sample longer videos down, e.g. with das_core.tracking.video.sample_indices)",
                 "limit",
             )
-        limits.check_size("the reference image", self.image.height, self.image.width)
         first = self.tracking[0]
         limits.check_size("the tracking video", first.height, first.width)
         for index, frame in enumerate(self.tracking):
@@ -110,17 +169,20 @@ class Submit:
                 )
 
     def to_request(self) -> JobRequest:
-        """Decode the images into a `JobRequest` (raises `ProtocolError` on corrupt image data)."""
+        """Decode the images (and point tracks) into a `JobRequest` (raises `ProtocolError` on corrupt data)."""
+        tracks, visibility = self.point_tracks.decode() if self.point_tracks is not None else (None, None)
         return JobRequest(
             prompt=self.prompt,
             image=self.image.decode(),
-            tracking=np.stack([frame.decode() for frame in self.tracking]),
+            tracking=np.stack([frame.decode() for frame in self.tracking]) if self.tracking else None,
             negative_prompt=self.negative_prompt,
             seed=self.seed,
             steps=self.steps,
             guidance=self.guidance,
             job_id=self.job_id,
             fps=self.fps,
+            point_tracks=tracks,
+            visibility=visibility,
         )
 
 

@@ -1,0 +1,46 @@
+"""Generate against a tiny Wan-Move server: the add-on asks what the server runs and sends point tracks."""
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+from blender_scenes import build_test_scene
+
+from blender_addon.sequencer import strip_collection, strip_span
+from das_core.tracking.window import WAN_MOVE_WINDOW
+from das_core.workflow.local_server import LocalServer
+
+
+def test_generate_on_a_wan_move_server_sends_point_tracks(factory_scene, addon, tmp_path):
+    pytest.importorskip("torch")
+    scene = factory_scene
+    build_test_scene(scene, frame_start=11, frame_end=40)
+    scene.das.prompt = "a bending column in a stone hall"
+    scene.das.reference = "WORKBENCH"
+    scene.das.output_dir = str(tmp_path / "cache")
+    scene.das.steps = 2
+    from blender_addon import jobs, server_info
+
+    with LocalServer("tiny", tmp_path / "server", extra_args=("--model", "wan-move")) as server:
+        scene.das.server = server.address
+        assert bpy.ops.das.server_info(wait=True) == {"FINISHED"}
+        info = server_info.KNOWN[server.address]
+        assert info.window == WAN_MOVE_WINDOW
+        assert server_info.describe(info).endswith("832x480, 81 frames at 16 fps, follows point-tracks")
+
+        assert bpy.ops.das.generate(wait=True) == {"FINISHED"}
+    job = jobs.latest()
+    assert job.state == "done", job.error
+    frames = sorted(job.frame_dir.glob("frame_*.png"))
+    overlay = sorted((job.frame_dir.parent / "tracking").glob("frame_*.png"))
+    assert len(frames) == len(overlay) == 81  # the export was sampled to the server's 81 frames
+    from PIL import Image
+
+    with Image.open(frames[0]) as first, Image.open(overlay[0]) as drawn:
+        assert first.size == drawn.size == (832, 480)
+        assert np.asarray(drawn).std() > 5  # the points drawn on the reference, not black
+    strips = {strip.name: strip for strip in strip_collection(scene)}
+    for strip in (strips[job.strip_name], strips[f"tracking [{job.job_id[:8]}]"]):
+        assert strip_span(strip) == (11, 41)
+    assert Path(bpy.path.abspath(strips[job.strip_name].directory)) == job.frame_dir
