@@ -16,6 +16,7 @@ from das_core.errors import DasError
 # Order is the order `das --help` lists them in.
 _COMMAND_MODULES = (
     "das_core.commands.render",  # render-tracking, render-tracks
+    "das_core.commands.shots",  # interpolate
     "das_core.commands.image",  # camera-move
     "das_core.commands.model",  # infer, tiny-model
     "das_core.commands.server",  # generate, fetch, status, keygen
