@@ -75,10 +75,10 @@ def nearest_surfaces(
     # Each quantity relative to the pixel (0, 0), evaluated in float32 with 1-D gathers (fast).
     planes = _screen_planes(triangles, winners, attributes).astype(np.float32)  # [winners, 3, k + 1]
     owner = slot.take(triangle)
-    row = covered // width
-    column = (covered - row * width).astype(np.float32)
+    pixel_row = covered // width
+    column = (covered - pixel_row * width).astype(np.float32)
     column += 0.5
-    row = row.astype(np.float32)
+    row = pixel_row.astype(np.float32)
     row += 0.5
     values = np.empty((planes.shape[2], len(covered)), dtype=np.float32)
     for k, (origin, step_x, step_y) in enumerate(planes.transpose(2, 1, 0)):
