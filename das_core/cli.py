@@ -17,6 +17,7 @@ from das_core.errors import DasError
 _COMMAND_MODULES = (
     "das_core.commands.render",  # render-tracking, render-tracks
     "das_core.commands.image",  # camera-move, image-scene
+    "das_core.commands.shots",  # interpolate
     "das_core.commands.model",  # infer, tiny-model
     "das_core.commands.server",  # generate, fetch, status, keygen
     "das_core.commands.scenes",  # export, batch, demo

@@ -70,6 +70,33 @@ def _rasterise(
     """Draw `faces` at each of Tc frames (points [Tc, N, 3]) coloured by `shader` into `out`,
     uint8 [Tc, H, W, 3], every pixel (black where nothing is drawn). `nearest`, int64
     [Tc * H * W] and zero on entry, is the depth buffer."""
+    attributes = np.tile(shader.attributes, (len(points), 1))
+    triangles, _ = set_up_triangles(points, world_to_camera, intrinsics, faces, attributes, width, height)
+    if triangles is None:  # everything is behind the camera
+        out[...] = 0
+        return
+    # Depth test: per pixel keep the fragment with the largest (1/z, colour) key, i.e. the
+    # nearest surface; 1/z is positive, so its float bits order like the numbers.
+    raster.draw(triangles, nearest, shader)
+    raster.colour(nearest, out)
+
+
+def set_up_triangles(
+    points: np.ndarray,
+    world_to_camera: np.ndarray,
+    intrinsics: np.ndarray,
+    faces: np.ndarray,
+    attributes: np.ndarray,
+    width: int,
+    height: int,
+) -> tuple[Triangles | None, np.ndarray]:
+    """`faces` at each of Tc frames (points [Tc, N, 3]) in camera space, clipped at the near
+    plane and set up for `raster.draw`: (triangles, or None when everything is behind the
+    camera; the attributes of every vertex they index, [Tc * N + clipped, k]).
+
+    `attributes` [Tc * N, k] are per vertex of each frame; the clipped vertices get theirs
+    interpolated along the cut edges. The triangles shade with them when k = 3 (a `Shader`'s),
+    with zeros otherwise (a caller that reads the attributes itself, `fragments`)."""
     num_frames, num_vertices = points.shape[:2]
     # A frame at a time: einsum over several frames at once is slower per point.
     camera = np.concatenate(
@@ -81,7 +108,6 @@ def _rasterise(
     if past_guard_band(x, y, width, height) or not (camera[..., 2] > NEAR_PLANE).all():
         precise = _precise_pixels(camera, intrinsics[:, None]).reshape(-1, 2)
     camera, x, y, inverse_z = camera.reshape(-1, 3), x.ravel(), y.ravel(), inverse_z.ravel()
-    attributes = np.tile(shader.attributes, (num_frames, 1))
     offsets = (np.arange(num_frames, dtype=np.int64) * num_vertices)[:, None]
     corners = [(offsets + faces[:, k]).ravel() for k in range(3)]
     triangle_frame = np.repeat(np.arange(num_frames, dtype=np.int32), len(faces))
@@ -106,14 +132,10 @@ def _rasterise(
         corners = [np.r_[c[whole], clipped[:, k]] for k, c in enumerate(corners)]
         triangle_frame = np.r_[triangle_frame[whole], clipped_frame]
 
-    if not len(triangle_frame):  # everything is behind the camera
-        out[...] = 0
-        return
-    triangles = Triangles(corners, triangle_frame, x, y, inverse_z, precise, attributes, width, height)
-    # Depth test: per pixel keep the fragment with the largest (1/z, colour) key, i.e. the
-    # nearest surface; 1/z is positive, so its float bits order like the numbers.
-    raster.draw(triangles, nearest, shader)
-    raster.colour(nearest, out)
+    if not len(triangle_frame):
+        return None, attributes
+    shading = attributes if attributes.shape[1] == 3 else np.broadcast_to(np.float32(0), (len(x), 3))
+    return Triangles(corners, triangle_frame, x, y, inverse_z, precise, shading, width, height), attributes
 
 
 def _to_pixels(camera: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -21,10 +21,11 @@ from das_core.tracking.render.windows import window_batches
 _COLOUR_BYTES = (0, 1, 2) if sys.byteorder == "little" else (7, 6, 5)
 
 
-def draw(triangles: Triangles, nearest: np.ndarray, shader: Shader) -> None:
+def draw(triangles: Triangles, nearest: np.ndarray, shader: Shader | None) -> None:
     """Scatter every fragment's key into `nearest` by max: its 1/z's float bits in the high
     32 bits, its 8-bit colour by `shader` in the `_COLOUR_BYTES` (so the nearest fragment's
-    colour is the pixel's; equally near ones, on a shared edge, the brightest).
+    colour is the pixel's; equally near ones, on a shared edge, the brightest). Without a
+    shader the low 32 bits hold the fragment's triangle (its index in `triangles`).
 
     `nearest` has one int64 per pixel of the chunk: frame * H * W + row * W + column; 0 is
     an empty pixel.
@@ -94,7 +95,7 @@ def _showing(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray) -> n
     return showing
 
 
-def _scatter(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, shader: Shader) -> None:
+def _scatter(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, shader: Shader | None) -> None:
     """Rasterise the triangles `subset` into `nearest` (see `draw`), those reaching past the
     guard band by their float64-set-up edge distances."""
     if triangles.far is not None:
@@ -131,9 +132,12 @@ class _Window:
         ]
 
 
-def _scatter_windows(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, far: bool, shader: Shader) -> None:
+def _scatter_windows(
+    triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, far: bool, shader: Shader | None
+) -> None:
     """Rasterise `subset`, all near (barycentric test) or all `far` (edge-distance test), and
-    shade every hit: its key's low bytes are its 8-bit colour by `shader` (see `draw`)."""
+    shade every hit: its key's low bytes are its 8-bit colour by `shader`, or its triangle
+    without one (see `draw`)."""
     width, height = triangles.width, triangles.height
     order, batches = window_batches(triangles.columns.take(subset), triangles.rows.take(subset), width, height)
     # Gathered once in batch order, so that each batch reads contiguous slices.
@@ -156,7 +160,6 @@ def _scatter_windows(triangles: Triangles, nearest: np.ndarray, subset: np.ndarr
         )
         rows_of_batch = set_up[:, part]
         hits = np.flatnonzero(_inside(window, rows_of_batch, far))
-        key = _shade(window, rows_of_batch, hits, shader)
         # Hit h is candidate (cell, triangle) of the window: h = cell * k + local when
         # triangles are innermost, local * cells + cell otherwise.
         if window.triangles_inner:  # floor_divide by a scalar is fast (libdivide); divmod is not
@@ -165,6 +168,11 @@ def _scatter_windows(triangles: Triangles, nearest: np.ndarray, subset: np.ndarr
         else:
             local = hits // (rows * columns)
             cell = hits - local * (rows * columns)
+        if shader is None:
+            key = _depth_key(window, rows_of_batch, hits)
+            key |= subset[part].take(local)
+        else:
+            key = _shade(window, rows_of_batch, hits, shader)
         _scatter_max(nearest, start.take(local) + offset.take(cell), key)
 
 
@@ -191,12 +199,23 @@ def _inside(window: _Window, set_up: np.ndarray, far: bool) -> np.ndarray:
 def _shade(window: _Window, set_up: np.ndarray, hits: np.ndarray, shader: Shader) -> np.ndarray:
     """The depth-test keys (see `draw`) of the candidate pixels `hits` of `window`."""
     depth = window.grid(*set_up[INVERSE_Z]).ravel().take(hits)
-    key = depth.view(np.int32).astype(np.int64)
-    key <<= 32
+    key = _key_of(depth)
     values = [window.grid(*set_up[quantity]).ravel().take(hits) for quantity in CHANNELS]
     key_bytes = key.view(np.uint8).reshape(-1, 8)
     for channel, level in enumerate(shader.encode(values, depth)):
         key_bytes[:, _COLOUR_BYTES[channel]] = level
+    return key
+
+
+def _depth_key(window: _Window, set_up: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """The depth-test keys of the candidate pixels `hits` of `window`, low 32 bits zero."""
+    return _key_of(window.grid(*set_up[INVERSE_Z]).ravel().take(hits))
+
+
+def _key_of(depth: np.ndarray) -> np.ndarray:
+    """1/z (float32, positive) as the high 32 bits of an int64 key."""
+    key = depth.view(np.int32).astype(np.int64)
+    key <<= 32
     return key
 
 
