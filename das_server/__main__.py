@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The server's options; `das serve` shares them."""
+    _model_arguments(parser)
+    _service_arguments(parser)
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which model the server runs, on what, and how it fits in memory."""
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -59,13 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: Wan-AI/Wan2.1-I2V-14B-480P-Diffusers)",
     )
     parser.add_argument("--fp8", action="store_true", help="wan-move: store the DiT's weights as float8 (24 GB cards)")
-    parser.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ address to listen on (default: {DEFAULT_BIND})")
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path("das-server-state"),
-        help="folder for the job database and media (default: ./das-server-state)",
-    )
     parser.add_argument("--device", default=None, help="torch device for the das backend (default: cuda)")
     parser.add_argument(
         "--offload",
@@ -73,6 +72,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="none",
         help="CPU offload for GPUs with less memory: das takes model (about 24 GB is enough) or sequential, "
         "wan-move model (with --fp8, 24 GB) or group (blocks streamed, slowest)",
+    )
+
+
+def _service_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the server listens, what it keeps, what it accepts and what it logs."""
+    parser.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ address to listen on (default: {DEFAULT_BIND})")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("das-server-state"),
+        help="folder for the job database and media (default: ./das-server-state)",
     )
     parser.add_argument("--max-queue", type=int, default=64, help="jobs queued or running at most (default: 64)")
     parser.add_argument(

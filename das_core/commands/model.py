@@ -14,7 +14,13 @@ _DTYPES = ("bfloat16", "float16", "float32")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `infer` and `tiny-model` to the `das` command."""
+    """Add `infer`, `tiny-model` and `convert` to the `das` command."""
+    _register_infer(subparsers)
+    _register_tiny_model(subparsers)
+    _register_convert(subparsers)
+
+
+def _register_infer(subparsers: argparse._SubParsersAction) -> None:
     infer = subparsers.add_parser(
         "infer",
         help="generate a video from an image and its motion with the DaS or Wan-Move model",
@@ -68,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["reference", "training"],
         help="tracking frames into the VAE in [0, 1] (reference inference, default) or [-1, 1] (training)",
     )
+    _output_arguments(infer)
+    infer.set_defaults(func=run_infer)
+
+
+def _output_arguments(infer: argparse.ArgumentParser) -> None:
+    """--height, --width and --num_frames, whose defaults depend on the model."""
     infer.add_argument(
         "--height",
         type=int,
@@ -87,8 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=f"output frames (default: {DAS_WINDOW.frames}; {WAN_MOVE_WINDOW.frames} for wan-move)",
     )
-    infer.set_defaults(func=run_infer)
 
+
+def _register_tiny_model(subparsers: argparse._SubParsersAction) -> None:
     tiny = subparsers.add_parser(
         "tiny-model",
         help="write a tiny random DaS model in the published layout (tests, demos, offline tries)",
@@ -99,6 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     tiny.set_defaults(func=run_tiny_model)
 
+
+def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     convert = subparsers.add_parser(
         "convert",
         help="convert a Wan-Move DiT from the original layout to a diffusers folder",
