@@ -4,6 +4,11 @@ A `Tracks` holds world positions of N points over T frames (mesh vertices when `
 the camera per frame in the OpenCV convention (x right, y down, z forward) and pixel intrinsics
 for a `width` x `height` image. It is the hand-off between Blender export, the tracking-video
 renderer, the CLI and the server. Stored as `.npz`; numpy only, so Blender's Python can use it.
+
+`extra` is JSON metadata. The Blender exporter writes `scene`, `camera`, `warnings`, `objects` (the
+exported objects' names, in vertex order) and `object_vertex_counts` (how many vertices each of
+those objects has: the first count's vertices are the first object's, and so on), which
+`Tracks.vertices_of` reads to pick objects. Files without the counts still load.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +28,8 @@ _REQUIRED_KEYS = ("format", "points", "world_to_camera", "intrinsics", "width", 
 
 
 class TracksError(DasError):
-    """A tracks file or array that does not follow das-tracks/1; the message names the field."""
+    """A tracks file or array that does not follow das-tracks/1 (the message names the field), or a
+    question it cannot answer (an object it does not have)."""
 
 
 @dataclass
@@ -94,6 +101,29 @@ class Tracks:
     @property
     def num_points(self) -> int:
         return self.points.shape[1]
+
+    def vertices_of(self, names: Sequence[str]) -> np.ndarray:
+        """bool [N]: which points are vertices of the named objects (`extra["objects"]`)."""
+        objects, counts = self.extra.get("objects"), self.extra.get("object_vertex_counts")
+        if objects is None or counts is None:
+            raise TracksError(
+                "these tracks do not say which vertices belong to which object; export the scene again "
+                "with this version of das (the add-on or das export) to choose objects"
+            )
+        whole = all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in counts)
+        if not whole or len(counts) != len(objects) or sum(counts) != self.num_points:
+            raise TracksError(
+                f"extra object_vertex_counts must give one vertex count for each of the {len(objects)} "
+                f"objects, summing to the {self.num_points} points; got {counts!r}"
+            )
+        unknown = [name for name in names if name not in objects]
+        if unknown:
+            raise TracksError(
+                f"no object named {', '.join(map(repr, unknown))} in these tracks; they have "
+                f"{', '.join(map(repr, objects))}"
+            )
+        owner = np.repeat(np.arange(len(objects)), counts)
+        return np.isin(owner, [index for index, name in enumerate(objects) if name in names])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an uncompressed `.npz` (das-tracks/1)."""

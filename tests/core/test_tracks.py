@@ -170,3 +170,50 @@ def test_extra_metadata_that_is_not_a_json_object_is_refused(tmp_path):
         Tracks.load(_write(tmp_path, extra=np.array("[1, 2]")))
     with pytest.raises(TracksError, match="extra is not valid JSON"):
         Tracks.load(_write(tmp_path, extra=np.array("{oops")))
+
+
+def _with_objects(**extra) -> Tracks:
+    arrays = _arrays()
+    return Tracks(
+        points=arrays["points"],
+        faces=arrays["faces"],
+        world_to_camera=arrays["world_to_camera"],
+        intrinsics=arrays["intrinsics"],
+        width=720,
+        height=480,
+        extra=extra,
+    )
+
+
+def test_vertices_of_picks_objects_by_the_exported_counts(tmp_path):
+    tracks = _with_objects(objects=["Floor", "Empty", "Cube", "Ball"], object_vertex_counts=[2, 0, 1, 2])
+    tracks.save(tmp_path / "objects.npz")
+    back = Tracks.load(tmp_path / "objects.npz")
+    assert back.extra["object_vertex_counts"] == [2, 0, 1, 2]
+    np.testing.assert_array_equal(back.vertices_of(["Floor"]), [True, True, False, False, False])
+    np.testing.assert_array_equal(back.vertices_of(["Ball", "Cube"]), [False, False, True, True, True])
+    assert not back.vertices_of(["Empty"]).any()
+
+
+@pytest.mark.parametrize(
+    ("extra", "names", "words"),
+    [
+        ({"objects": ["Floor", "Ball"]}, ["Ball"], "export the scene again with this version of das"),
+        ({}, ["Ball"], "do not say which vertices belong to which object"),
+        (
+            {"objects": ["Floor", "Ball"], "object_vertex_counts": [2, 3]},
+            ["Lamp", "Ball", "Sky"],
+            "no object named 'Lamp', 'Sky' in these tracks; they have 'Floor', 'Ball'",
+        ),
+        ({"objects": ["Floor", "Ball"], "object_vertex_counts": [2, 2]}, ["Ball"], "summing to the 5 points"),
+        (
+            {"objects": ["Floor", "Ball"], "object_vertex_counts": [5]},
+            ["Ball"],
+            "one vertex count for each of the 2 objects",
+        ),
+        ({"objects": ["Floor", "Ball"], "object_vertex_counts": [2.5, 2.5]}, ["Ball"], "one vertex count"),
+    ],
+)
+def test_vertices_of_refuses_what_it_cannot_answer(extra, names, words):
+    with pytest.raises(TracksError, match=words):
+        _with_objects(**extra).vertices_of(names)
