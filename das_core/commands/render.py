@@ -145,6 +145,13 @@ def _register_render_tracks(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--spacing", type=int, default=16, help="grid spacing in output pixels (default: 16)")
     parser.add_argument(
+        "--objects",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="only points on these objects (names as exported; the others still hide them) (default: all)",
+    )
+    parser.add_argument(
         "--image", type=Path, default=None, metavar="IMAGE", help="reference image to draw the overlay on"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -171,7 +178,9 @@ def render_tracks_command(args: argparse.Namespace) -> int:
     if args.image is not None:
         image = fit_frames(read_video(args.image)[0], width, height, resample="bilinear")
     start = time.perf_counter()
-    points = point_tracks(tracks, args.frames, (width, height), args.spacing, progress=not args.quiet)
+    points = point_tracks(
+        tracks, args.frames, (width, height), args.spacing, objects=args.objects, progress=not args.quiet
+    )
     seconds = time.perf_counter() - start
 
     args.output.mkdir(parents=True, exist_ok=True)

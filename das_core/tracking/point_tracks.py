@@ -2,7 +2,8 @@
 
 `point_tracks` samples points on the surfaces seen in the first frame, on a pixel grid of the
 output image: under each grid pixel's centre, the nearest triangle (a depth test at frame 0) and
-where on it (barycentric coordinates). Each point then moves with its triangle's vertices, so it
+where on it (barycentric coordinates); with `objects`, only the points on those objects are kept
+(the whole scene still hides them). Each point then moves with its triangle's vertices, so it
 stays on the same spot of the surface in every frame, and is projected into the output image.
 A point is invisible in a frame when it is behind the camera, outside the camera's frame, on an
 object not rendered then (`Tracks.visibility`), or hidden by a nearer surface (a depth test
@@ -20,6 +21,7 @@ them; `draw_point_tracks` draws them for eyes. Numpy and Pillow only (it runs in
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +73,7 @@ def point_tracks(
     size: tuple[int, int] = WAN_MOVE_WINDOW.size,
     spacing: int = 16,
     *,
+    objects: Sequence[str] | None = None,
     depth_tolerance: float = DEPTH_TOLERANCE,
     progress: bool = False,
 ) -> PointTracks:
@@ -78,40 +81,20 @@ def point_tracks(
 
     The grid has one pixel every `spacing` output pixels in x and y, centred in the camera's part
     of the `size` = (width, height) output; a grid pixel whose centre shows no surface gives no
-    point. `num_frames` output frames are sampled evenly from the tracks' frames (first and last
-    included). `depth_tolerance` is relative: another surface under the point's pixel hides it
-    when the point's depth exceeds that surface's depth times (1 + tolerance).
+    point. `objects` (names in `tracks.extra["objects"]`) keeps only the points on those objects;
+    the others still hide them. `num_frames` output frames are sampled evenly from the tracks'
+    frames (first and last included). `depth_tolerance` is relative: another surface under the
+    point's pixel hides it when the point's depth exceeds that surface's depth times (1 + tolerance).
     `progress` shows a tqdm bar over the frames rasterised.
     """
     width, height = _check_request(tracks, num_frames, size, spacing, depth_tolerance)
-    faces = tracks.faces
-    assert faces is not None  # checked above
+    chosen = _chosen_vertices(tracks, objects)
     left, top, content_width, content_height = letterbox_rect(tracks.width, tracks.height, width, height)
     region = (left, top, left + content_width, top + content_height)
     intrinsics = _canvas_intrinsics(tracks, (left, top, content_width, content_height))
     sources, where = np.unique(sample_indices(tracks.num_frames, num_frames), return_inverse=True)
 
-    columns = _grid(left, content_width, spacing)
-    rows = _grid(top, content_height, spacing)
-    grid_row, grid_column = (axis.ravel() for axis in np.meshgrid(rows, columns, indexing="ij"))
-    first = rasterise_depth(
-        _to_camera(tracks, 0),
-        faces,
-        intrinsics[0],
-        width,
-        height,
-        pixels=_pixel_mask(grid_row, grid_column, (width, height)),
-        drawn=_drawn(tracks, 0),
-    )
-    triangle = first.triangle[grid_row, grid_column]
-    seen = triangle >= 0
-    if not seen.any():
-        raise PointTracksError(
-            "no surface is visible in the first frame, so there are no points to track; check that the "
-            "camera looks at the objects at the scene's first frame"
-        )
-    triangle = triangle[seen]
-    weights = first.barycentric[grid_row[seen], grid_column[seen]]
+    triangle, weights = _first_frame_points(tracks, intrinsics[0], (width, height), region, spacing, chosen)
 
     xy = np.empty((len(sources), len(triangle), 2))
     visible = np.empty((len(sources), len(triangle)), dtype=bool)
@@ -131,6 +114,46 @@ def point_tracks(
         height=height,
         source_frames=sources[order],
     )
+
+
+def _first_frame_points(
+    tracks: Tracks,
+    intrinsics: np.ndarray,
+    size: tuple[int, int],
+    region: tuple[int, int, int, int],
+    spacing: int,
+    chosen: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The grid points' triangles [N] and barycentric weights [N, 3], from the whole scene's depth
+    buffer at frame 0, then kept only on the `chosen` vertices' triangles (bool [V]; all when None)."""
+    faces = tracks.faces
+    assert faces is not None
+    left, top, right, bottom = region
+    rows, columns = _grid(top, bottom - top, spacing), _grid(left, right - left, spacing)
+    grid_row, grid_column = (axis.ravel() for axis in np.meshgrid(rows, columns, indexing="ij"))
+    first = rasterise_depth(
+        _to_camera(tracks, 0),
+        faces,
+        intrinsics,
+        *size,
+        pixels=_pixel_mask(grid_row, grid_column, size),
+        drawn=_drawn(tracks, 0),
+    )
+    triangle = first.triangle[grid_row, grid_column]
+    seen = triangle >= 0
+    if not seen.any():
+        raise PointTracksError(
+            "no surface is visible in the first frame, so there are no points to track; check that the "
+            "camera looks at the objects at the scene's first frame"
+        )
+    if chosen is not None:
+        seen[seen] = chosen[faces[triangle[seen], 0]]  # an object's triangles use only its own vertices
+        if not seen.any():
+            raise PointTracksError(
+                "none of the chosen objects is visible in the first frame, so there are no points to track "
+                "on them; check that the camera sees them at the scene's first frame"
+            )
+    return triangle[seen], first.barycentric[grid_row[seen], grid_column[seen]]
 
 
 def _track_frame(
@@ -229,6 +252,15 @@ def _check_request(
     if not np.isfinite(depth_tolerance) or depth_tolerance < 0:
         raise PointTracksError(f"depth_tolerance must be a number >= 0, got {depth_tolerance!r}")
     return int(size[0]), int(size[1])
+
+
+def _chosen_vertices(tracks: Tracks, objects: Sequence[str] | None) -> np.ndarray | None:
+    """bool [V]: the vertices of the chosen objects; None when all are chosen."""
+    if objects is None:
+        return None
+    if isinstance(objects, str) or not objects or not all(isinstance(name, str) for name in objects):
+        raise PointTracksError(f"objects must be a list of one or more object names, got {objects!r}")
+    return tracks.vertices_of(objects)
 
 
 def _whole(value) -> bool:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from das_core.cli import main
+from das_core.errors import DasError
 from das_core.tracking.camera import project
 from das_core.tracking.depth_buffer import rasterise_depth
 from das_core.tracking.point_tracks import PointTracksError, draw_point_tracks, point_tracks, wan_move_arrays
@@ -105,6 +106,54 @@ def test_quad_hides_the_sphere_points_it_passes_over():
         assert not points.visible[frame, ~on_quad][covered].any()
         assert points.visible[frame, ~on_quad][clear].all()
     assert (~points.visible[:, ~on_quad]).sum() > 40  # the test hid something
+
+
+def named_quad_before_sphere() -> Tracks:
+    """`quad_before_sphere` with the exporter's object names and vertex counts."""
+    tracks, sphere_vertices = quad_before_sphere()
+    tracks.extra = {"objects": ["Sphere", "Quad"], "object_vertex_counts": [sphere_vertices, 4]}
+    return tracks
+
+
+@pytest.mark.parametrize("name", ["Sphere", "Quad"])
+def test_chosen_objects_keep_only_their_points_and_others_still_hide_them(name):
+    tracks = named_quad_before_sphere()
+    every = point_tracks(tracks, num_frames=len(QUAD_CENTRES), size=(W, H), spacing=6)
+    on_quad = within(every.xy[0], quad_rect(QUAD_CENTRES[0]), -1)
+    chosen = point_tracks(tracks, num_frames=len(QUAD_CENTRES), size=(W, H), spacing=6, objects=[name])
+
+    # The same points as with every object, those on the chosen one, hidden in the same frames.
+    on_chosen = on_quad if name == "Quad" else ~on_quad
+    np.testing.assert_array_equal(chosen.xy, every.xy[:, on_chosen])
+    np.testing.assert_array_equal(chosen.visible, every.visible[:, on_chosen])
+    if name == "Sphere":
+        assert (~chosen.visible).sum() > 40  # the quad, not chosen, still passes in front of them
+    both = point_tracks(tracks, num_frames=2, size=(W, H), spacing=6, objects=["Quad", "Sphere"])
+    assert both.num_points == every.num_points
+
+
+@pytest.mark.parametrize(
+    ("extra", "objects", "message"),
+    [
+        (None, ["Lamp"], "no object named 'Lamp' in these tracks; they have 'Sphere', 'Quad'"),
+        ({}, ["Quad"], "export the scene again with this version of das"),
+        (None, "Quad", "objects must be a list of one or more object names"),
+        (None, [], "objects must be a list of one or more object names"),
+    ],
+)
+def test_choosing_objects_the_tracks_cannot_name_is_an_error(extra, objects, message):
+    tracks = named_quad_before_sphere()
+    if extra is not None:
+        tracks.extra = extra
+    with pytest.raises(DasError, match=message):
+        point_tracks(tracks, num_frames=2, size=(W, H), objects=objects)
+
+
+def test_a_chosen_object_out_of_view_at_the_first_frame_is_an_error():
+    tracks = named_quad_before_sphere()
+    tracks.points[:, -4:, 0] += 50.0  # the quad far off to the right
+    with pytest.raises(PointTracksError, match="none of the chosen objects is visible in the first frame"):
+        point_tracks(tracks, num_frames=2, size=(W, H), objects=["Quad"])
 
 
 def test_points_of_an_object_not_rendered_are_hidden_and_hide_nothing():
@@ -289,6 +338,25 @@ def test_render_tracks_writes_what_wan_move_loads(tmp_path, capsys):
     assert not (out / "image.png").exists()
     summary = capsys.readouterr().out.strip().splitlines()
     assert len(summary) == 1 and "over 81 frames 832x480, letterboxed from 160x120 from 15 source frames" in summary[0]
+
+
+def test_render_tracks_objects_option(tmp_path, capsys):
+    tracks = named_quad_before_sphere()
+    tracks.save(tmp_path / "scene.npz")
+    out = tmp_path / "wan"
+    arguments = ["render-tracks", str(tmp_path / "scene.npz"), "-o", str(out), "--for", "wan-move", "--quiet"]
+    assert main([*arguments, "--frames", "5", "--objects", "Quad"]) == 0
+    expected = point_tracks(tracks, 5, (832, 480), 16, objects=["Quad"])
+    np.testing.assert_array_equal(np.load(out / "tracks.npy")[0], expected.xy)
+
+    capsys.readouterr()
+    assert main([*arguments, "--objects", "Quad", "Lamp"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no object named 'Lamp' in these tracks; they have 'Sphere', 'Quad'" in error[0]
+    tracks.extra = {}
+    tracks.save(tmp_path / "scene.npz")
+    assert main([*arguments, "--objects", "Quad"]) == 1
+    assert "export the scene again with this version of das" in capsys.readouterr().err
 
 
 def test_render_tracks_fits_the_reference_image(tmp_path):
