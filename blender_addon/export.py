@@ -13,11 +13,12 @@ points, grease pencil, volumes) contributes nothing and is named in a warning.
 Topology that changes across frames (remeshing, geometry nodes that add points, an object whose
 vertex count changes, a metaball surface rebuilt with other triangles as its balls move) cannot be
 tracked vertex by vertex: such an object is left out of the export with a warning naming it.
-Warnings are logged and listed in `tracks.extra["warnings"]` (the add-on reports them when a job
-starts). Only when nothing trackable is left does export fail. Objects that turn off rendering
-mid-shot keep their vertices but are marked invisible on those frames (`tracks.visibility`);
-objects hidden at the first frame are not exported, since DaS colours every point by where it is
-in the first frame.
+The exported objects' names and vertex counts, in vertex order, are `tracks.extra["objects"]` and
+`tracks.extra["object_vertex_counts"]`. Warnings are logged and listed in `tracks.extra["warnings"]`
+(the add-on reports them when a job starts). Only when nothing trackable is left does export fail.
+Objects that turn off rendering mid-shot keep their vertices but are marked invisible on those
+frames (`tracks.visibility`); objects hidden at the first frame are not exported, since DaS colours
+every point by where it is in the first frame.
 
 Mesh instances (collection instances, particles, geometry-nodes instances, of meshes and of curves,
 text and the rest alike) of visible, renderable objects are exported too, matched across frames by
@@ -140,7 +141,13 @@ def export_tracks(
         frame_numbers=np.array(frames, dtype=np.int32),
         fps=scene.render.fps / scene.render.fps_base,
         visibility=None if visibility.all() else visibility,
-        extra={"scene": scene.name, "camera": camera.name, "objects": list(layout.names), "warnings": warnings},
+        extra={
+            "scene": scene.name,
+            "camera": camera.name,
+            "objects": list(layout.names),
+            "object_vertex_counts": list(layout.counts),
+            "warnings": warnings,
+        },
     )
 
 

@@ -37,6 +37,33 @@ def test_positions_equal_blenders_evaluated_vertices(factory_scene, tmp_path):
     np.testing.assert_array_equal(loaded.faces, tracks.faces)
 
 
+def test_object_vertex_counts_match_each_objects_mesh(factory_scene, tmp_path):
+    from blender_scenes import add_instances
+
+    scene = factory_scene
+    build_test_scene(scene)
+    add_instances(scene)
+
+    tracks = export_tracks(scene, samples=2)
+
+    names, counts = tracks.extra["objects"], tracks.extra["object_vertex_counts"]
+    assert len(counts) == len(names) and sum(counts) == tracks.num_points
+    scene.frame_set(int(tracks.frame_numbers[0]))
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    # Objects by name (the Scatter plane's own mesh is empty), then instances in the depsgraph's order.
+    expected = [len(blender_world_vertices(bpy.data.objects[name])) for name in ("Column", "Scatter", "Stack")]
+    expected += [
+        len(instance.object.data.vertices)
+        for instance in depsgraph.object_instances
+        if instance.is_instance and instance.object.type == "MESH"
+    ]
+    assert counts == expected and expected[1] == 0 and len(expected) > 3
+
+    tracks.save(tmp_path / "scene.npz")
+    column = Tracks.load(tmp_path / "scene.npz").vertices_of(["Column"])
+    np.testing.assert_allclose(tracks.points[0, column], blender_world_vertices(bpy.data.objects["Column"]), atol=1e-4)
+
+
 def test_faces_are_the_evaluated_triangles(factory_scene):
     scene = factory_scene
     build_test_scene(scene)
@@ -88,7 +115,7 @@ def test_changing_topology_is_left_out_with_a_warning(factory_scene):
 
     tracks = export_tracks(scene, samples=4)
 
-    assert tracks.extra["objects"] == ["Column"]
+    assert tracks.extra["objects"] == ["Column"] and tracks.extra["object_vertex_counts"] == [tracks.num_points]
     assert "Stack" in tracks.extra["warnings"][0] and "vertex count changes" in tracks.extra["warnings"][0]
     column = len(bpy.data.objects["Column"].evaluated_get(bpy.context.evaluated_depsgraph_get()).data.vertices)
     assert tracks.num_points == column
