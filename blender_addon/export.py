@@ -117,12 +117,7 @@ def export_tracks(
 
     visibility = np.repeat(rendered, layout.counts, axis=1)
     if changed:
-        warnings.append(
-            f"left out {', '.join(sorted(changed))}: the vertex count changes between frames "
-            "(remeshing or generated geometry), a metaball surface is rebuilt differently, or the "
-            "instance disappears, so its vertices cannot be tracked; apply the modifier, make the "
-            "topology constant or convert it to a mesh to include it"
-        )
+        warnings.append(_changed_warning(changed))
         layout, keep = layout.without(changed)
         points, visibility = points[:, keep], visibility[:, keep]
     if layout.num_points == 0:
@@ -148,6 +143,15 @@ def export_tracks(
             "object_vertex_counts": list(layout.counts),
             "warnings": warnings,
         },
+    )
+
+
+def _changed_warning(names: set[str]) -> str:
+    return (
+        f"left out {', '.join(sorted(names))}: the vertex count changes between frames "
+        "(remeshing or generated geometry), a metaball surface is rebuilt differently, or the "
+        "instance disappears, so its vertices cannot be tracked; apply the modifier, make the "
+        "topology constant or convert it to a mesh to include it"
     )
 
 
