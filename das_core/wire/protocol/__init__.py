@@ -23,6 +23,7 @@ from das_core.wire.protocol.bodies import (
     ReplyBody,
     ServerInfo,
     ServerStatus,
+    WorkerStatus,
 )
 from das_core.wire.protocol.codec import VERSION, decode, encode
 from das_core.wire.protocol.images import CODECS, EncodedImage, frame_digest, result_checksum
@@ -81,6 +82,7 @@ __all__ = [
     "ServerStatus",
     "StatusRequest",
     "Submit",
+    "WorkerStatus",
     "check_job_id",
     "decode",
     "encode",
