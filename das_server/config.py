@@ -9,7 +9,7 @@ from das_core.wire.protocol import Limits
 
 DEFAULT_MODEL = "EXCAI/Diffusion-As-Shader"
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
-BACKENDS = ("das", "preview", "tiny")
+BACKENDS = ("das", "preview", "tiny", "sleep")  # sleep: a simulated GPU for tests and benchmarks
 
 
 @dataclass(frozen=True)

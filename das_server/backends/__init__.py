@@ -1,5 +1,6 @@
 """Generators the worker can run: `das` (the DaS pipeline), `tiny` (a tiny pipeline on CPU, for
-tests) and `preview` (warps the reference image along the tracking video, no model at all).
+tests), `preview` (warps the reference image along the tracking video, no model at all) and
+`sleep` (a simulated GPU for tests and benchmarks: it sleeps each step).
 
 A backend is built once at server start (`load_backend`) and then runs one job at a time:
 `generate(request, control)` yields result frames (uint8 [H, W, 3]) as soon as each exists,
@@ -46,6 +47,10 @@ def load_backend(name: str, *, model: str, device: str | None, offload: str) -> 
         from das_server.backends.preview import PreviewBackend
 
         return PreviewBackend()
+    if name == "sleep":
+        from das_server.backends.sleep import SleepBackend
+
+        return SleepBackend()
     try:
         if name == "tiny":
             from das_server.backends.tiny import TinyBackend
