@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayError, RayTaskError
 
 from das_core.wire.protocol import Done, EncodedImage, Frame, JobFailed, Progress, WorkerStatus, result_checksum
 from das_server.cluster.actor import Failed, Finished, Loaded, Produced
@@ -130,7 +130,7 @@ class Slot(threading.Thread):
                 if self.state == "idle":
                     job_id = self.pool.next_job(self)
                     if job_id is not None:
-                        self._run(job_id)
+                        self._guarded_run(job_id)
                 elif self.loading is not None:
                     ready, _ = ray.wait([self.loading], timeout=0.5)
                     if ready:
@@ -157,6 +157,16 @@ class Slot(threading.Thread):
 
     # -- one job ------------------------------------------------------------------------------
 
+    def _guarded_run(self, job_id: str) -> None:
+        try:
+            self._run(job_id)
+        except Exception as error:  # a bug or a storage error costs this job, not the worker
+            logger.exception("%s: relaying job %s failed", self.label, job_id)
+            self._fail(job_id, "backend_error", f"the server failed while running this job: {error}"[:500])
+            self.pool.forget(job_id)
+            with self.pool.lock:
+                self.job_id, self.state = None, "idle"
+
     def _run(self, job_id: str) -> None:
         pool, store = self.pool, self.pool.store
         partial = pool.partial(job_id)
@@ -176,11 +186,11 @@ class Slot(threading.Thread):
                     self._deliver(job_id, partial, event)
                 else:
                     outcome = event
-        except RayActorError as error:
-            self._lost(job_id, partial, error)
-            return
         except RayTaskError as error:  # the actor's method itself broke, not the backend
             outcome = Failed("backend_error", error_text(error))
+        except RayError as error:  # the worker's process or machine is gone, or unreachable
+            self._lost(job_id, partial, error)
+            return
         self._conclude(job_id, partial, outcome, time.monotonic() - started)
 
     def _deliver(self, job_id: str, partial: Partial, produced: Produced) -> None:
@@ -222,6 +232,9 @@ class Slot(threading.Thread):
         message = error_text(error)
         if self.pool.stopping:
             self.pool.store.requeue(job_id)  # runs from the start when the server starts again
+            self.pool.forget(job_id)
+        elif self.cancelling:
+            self._fail(job_id, "cancelled", "the job was cancelled while it ran")
             self.pool.forget(job_id)
         else:
             partial.deaths += 1
