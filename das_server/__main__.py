@@ -199,7 +199,8 @@ def serve_pool(config: ServerConfig, cluster: ClusterConfig) -> None:
 
     pool = Pool(config, cluster)
     try:
-        logger.info("starting %d workers of the %s backend on the Ray cluster ...", len(pool.slots), config.backend)
+        count = len(pool.slots)
+        logger.info("starting %d worker%s of the %s backend on Ray ...", count, "s"[: count - 1], config.backend)
         pool.load()
         run_until_signal(Server(config, runner=pool.attach))
     finally:

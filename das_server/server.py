@@ -72,7 +72,7 @@ class Server:
         self, config: ServerConfig, backend: Backend | None = None, *, runner: RunnerFactory | None = None
     ) -> None:
         if (backend is None) == (runner is None):
-            raise ValueError("Server needs a backend or a runner, not both")
+            raise ValueError("Server takes exactly one of backend and runner")
         self.config = config
         self.backend = backend
         self._runner = runner
