@@ -38,7 +38,7 @@ class Partial:
     deaths: int = 0
 
 
-class Pool(Protocol):
+class PoolView(Protocol):
     """What a slot needs from its pool (`das_server.cluster.pool.Pool`); `lock` guards the slots' state."""
 
     lock: threading.Condition
@@ -69,7 +69,7 @@ class Pool(Protocol):
 class Slot(threading.Thread):
     """Keeps one `JobActor` warm and runs the pool's jobs on it, one at a time."""
 
-    def __init__(self, pool: Pool, index: int) -> None:
+    def __init__(self, pool: PoolView, index: int) -> None:
         super().__init__(name=f"das-worker-{index}", daemon=True)
         self.pool = pool
         self.label = f"worker-{index}"
