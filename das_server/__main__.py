@@ -9,11 +9,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from das_core.errors import DasError
 from das_core.wire.protocol import Limits
+from das_server.cluster.connect import LOCAL, ClusterConfig
 from das_server.config import BACKENDS, DEFAULT_BIND, DEFAULT_MODEL, ServerConfig
 from das_server.depth import DEFAULT_DEPTH_MODEL
+
+if TYPE_CHECKING:
+    from das_server.server import Server
 
 logger = logging.getLogger("das_server")  # not __name__: run with -m, this module is "__main__"
 
@@ -21,7 +26,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DESCRIPTION = (
     "Serve DaS or Wan-Move video generation over ZeroMQ: one warm model, a persistent job queue, "
-    "progress and frames streamed to clients (`das generate`, the Blender add-on)."
+    "progress and frames streamed to clients (`das generate`, the Blender add-on). "
+    "With --ray, a pool of warm workers on a Ray cluster: one per GPU, on any number of machines."
 )
 
 
@@ -42,6 +48,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
+        metavar="{das,preview,tiny}",  # and sleep, a simulated GPU for tests and benchmarks
         default="das",
         help="das: the DaS model on a GPU; wan-move: Wan-Move (point tracks) on a GPU; preview: CPU warp of "
         "the reference image, no model; tiny: a tiny random model for tests (default: das)",
@@ -83,6 +90,24 @@ def _service_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path("das-server-state"),
         help="folder for the job database and media (default: ./das-server-state)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL,
+        default=None,
+        metavar="ADDRESS",
+        help="run jobs on a pool of warm workers on a Ray cluster: `auto` (this machine's cluster), the "
+        'head\'s HOST:6379, or nothing to start Ray here; needs `pip install "das[cluster]"`',
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="with --ray: workers to keep (default: one per GPU in the cluster for --backend das, else 1)",
+    )
+    parser.add_argument(
+        "--gpus-per-worker", type=float, default=1.0, help="with --ray: GPUs each das worker holds (default: 1)"
     )
     parser.add_argument("--max-queue", type=int, default=64, help="jobs queued or running at most (default: 64)")
     parser.add_argument(
@@ -157,6 +182,19 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def cluster_from_args(args: argparse.Namespace) -> ClusterConfig | None:
+    """The pool's settings with --ray, else None (after refusing --workers or --gpus-per-worker alone)."""
+    if args.ray is None:
+        if args.workers is not None or args.gpus_per_worker != 1.0:
+            raise DasError("--workers and --gpus-per-worker set up a pool of workers; add --ray [ADDRESS]")
+        return None
+    if args.workers is not None and args.workers < 1:
+        raise DasError("--workers must be at least 1")
+    if not args.gpus_per_worker > 0:
+        raise DasError("--gpus-per-worker must be more than 0 (a fraction shares a GPU between workers)")
+    return ClusterConfig(args.ray, args.workers, args.gpus_per_worker)
+
+
 def main(argv: list[str] | None = None) -> int:
     return serve(build_parser().parse_args(argv))
 
@@ -170,25 +208,50 @@ def serve(args: argparse.Namespace) -> int:
             from das_server.server import Server
 
             config = config_from_args(args)
+            cluster = cluster_from_args(args)
             check_bind(config.bind, config.keys_dir, config.insecure)  # before minutes of loading
-            logger.info("loading the %s backend ...", config.backend)
-            backend = load_backend(
-                config.backend,
-                model=config.model,
-                device=config.device,
-                offload=config.offload,
-                base_model=config.base_model,
-                fp8=config.fp8,
-            )
-            server = Server(config, backend)
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, lambda *_: server.stop())
-            server.run()
+            if cluster is not None:
+                serve_pool(config, cluster)
+            else:
+                logger.info("loading the %s backend ...", config.backend)
+                backend = load_backend(
+                    config.backend,
+                    model=config.model,
+                    device=config.device,
+                    offload=config.offload,
+                    base_model=config.base_model,
+                    fp8=config.fp8,
+                )
+                run_until_signal(Server(config, backend))
         except DasError as error:
             logger.error("%s", error)
             return 2
         logger.info("stopped")
         return 0
+
+
+def serve_pool(config: ServerConfig, cluster: ClusterConfig) -> None:
+    """Serve with a pool of workers on the Ray cluster at `cluster.address`."""
+    from das_server.cluster.connect import require_ray
+
+    require_ray()
+    from das_server.cluster.pool import Pool
+    from das_server.server import Server
+
+    pool = Pool(config, cluster)
+    try:
+        count = len(pool.slots)
+        logger.info("starting %d worker%s of the %s backend on Ray ...", count, "s"[: count - 1], config.backend)
+        pool.load()
+        run_until_signal(Server(config, runner=pool.attach))
+    finally:
+        pool.close()
+
+
+def run_until_signal(server: Server) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: server.stop())
+    server.run()
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from das_server.depth import DEFAULT_DEPTH_MODEL
 
 DEFAULT_MODEL = "EXCAI/Diffusion-As-Shader"
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
-BACKENDS = ("das", "wan-move", "preview", "tiny")
+BACKENDS = ("das", "wan-move", "preview", "tiny", "sleep")  # sleep: a simulated GPU for tests and benchmarks
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 A submit is written (request file fsync'd, row committed) before the server acknowledges it, so
 an accepted job survives a crash: at start `recover()` puts running jobs back in the queue and
-returns every queued job in submission order. Finished results stay fetchable until retention
-(age, then total size) removes them. Thread-safe: the server thread and the worker share it.
+returns every queued job. Queued jobs start in fair order (each job's `turn`, see `add`): clients
+take turns, each client's own jobs keep their submission order. Finished results stay fetchable until retention
+(age, then total size) removes them. Thread-safe: the server thread and the workers share it.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     metadata TEXT,
     error_code TEXT,
     error_message TEXT,
-    disk_bytes INTEGER NOT NULL DEFAULT 0
+    disk_bytes INTEGER NOT NULL DEFAULT 0,
+    turn INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
 """
+_ADDED_COLUMNS = {"turn": "INTEGER NOT NULL DEFAULT 0"}  # for a state dir made by an older server
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class JobRecord:
     error_code: str | None
     error_message: str | None
     disk_bytes: int
+    turn: int  # jobs start in (turn, seq) order
 
     def done(self) -> Done:
         """The `done` event of a finished job, as stored."""
@@ -126,6 +130,10 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -134,7 +142,13 @@ class JobStore:
     # -- writing -----------------------------------------------------------------------------
 
     def add(self, submit: Submit, parts: list[bytes], client: str) -> JobRecord:
-        """Store an accepted submit durably (request file fsync'd, then the row committed)."""
+        """Store an accepted submit durably (request file fsync'd, then the row committed).
+
+        Its turn (start-time fair queueing, one unit per job): one after the client's last job, but
+        never before the turn of the latest job to start. So clients take turns, a long batch does
+        not hold back a later single shot, and a client that keeps submitting alternates with the
+        batch instead of overtaking it for good.
+        """
         folder = self._folder(submit.job_id)
         folder.mkdir(exist_ok=True)
         blob = join_parts(parts)
@@ -144,9 +158,11 @@ class JobStore:
             handle.flush()
             os.fsync(handle.fileno())
         with self._lock:
+            now_turn = self._db.execute("SELECT MAX(turn) FROM jobs WHERE started IS NOT NULL").fetchone()[0]
+            client_turn = self._db.execute("SELECT MAX(turn) + 1 FROM jobs WHERE client=?", (client,)).fetchone()[0]
             self._db.execute(
                 "INSERT INTO jobs (job_id, client, state, prompt, seed, steps, guidance, fps, input_frames,"
-                " created, disk_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created, disk_bytes, turn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     submit.job_id,
                     client,
@@ -159,11 +175,20 @@ class JobStore:
                     submit.control_frames,
                     time.time(),
                     len(blob),
+                    max(now_turn or 0, client_turn or 0),
                 ),
             )
             job = self.get(submit.job_id)
         assert job is not None  # inserted above, under the same lock
         return job
+
+    def claim_next(self) -> str | None:
+        """Mark the first queued job in fair order running and return its id; None if none is queued."""
+        with self._lock:
+            for job in self.queue():
+                if self.claim(job.job_id):
+                    return job.job_id
+        return None
 
     def claim(self, job_id: str) -> bool:
         """Mark a queued job running; False if it is no longer queued (cancelled, gone)."""
@@ -221,22 +246,22 @@ class JobStore:
                 (state, time.time(), code, message, job_id),
             )
 
-    def requeue(self, job_id: str) -> None:
-        """Put an interrupted job back in the queue, dropping its partial frames."""
-        for path in self._folder(job_id).glob("frame_*"):
-            path.unlink()
+    def requeue(self, job_id: str, *, keep_frames: bool = False) -> None:
+        """Put an interrupted job back in the queue, dropping its partial frames unless `keep_frames`
+        (a cluster front end that resends none of them when the job runs again)."""
+        if not keep_frames:
+            for path in self._folder(job_id).glob("frame_*"):
+                path.unlink()
         with self._lock:
             self._db.execute("UPDATE jobs SET state=?, started=NULL, frames_done=0 WHERE job_id=?", (QUEUED, job_id))
 
     def recover(self) -> list[str]:
-        """After a restart: running jobs go back to the queue; return all queued ids in order."""
+        """After a restart: running jobs go back to the queue; return all queued ids in fair order."""
         with self._lock:
             running = [row[0] for row in self._db.execute("SELECT job_id FROM jobs WHERE state=?", (RUNNING,))]
         for job_id in running:
             self.requeue(job_id)
-        with self._lock:
-            rows = self._db.execute("SELECT job_id FROM jobs WHERE state=? ORDER BY seq", (QUEUED,))
-            return [row[0] for row in rows]
+        return [job.job_id for job in self.queue()]
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -247,10 +272,11 @@ class JobStore:
 
     def load_submit(self, job_id: str, limits: Limits) -> Submit:
         """The stored submit, parsed again (images stay encoded)."""
-        parts = split_parts((self._folder(job_id) / "request.das").read_bytes())
-        message, _ = decode(parts, limits, decode_images=False)
-        assert isinstance(message, Submit)
-        return message
+        return parse_submit(self.request_bytes(job_id), limits)
+
+    def request_bytes(self, job_id: str) -> bytes:
+        """The stored submit as written (what a remote worker parses with `parse_submit`)."""
+        return (self._folder(job_id) / "request.das").read_bytes()
 
     def read_frame(self, job_id: str, index: int, like: EncodedImage) -> EncodedImage:
         """Result frame `index`, stored with the codec and size of `like`."""
@@ -268,15 +294,19 @@ class JobStore:
         """How many jobs run or wait ahead of a queued job (0 for a running one)."""
         if job.state != QUEUED:
             return 0
-        with self._lock:
-            ahead = self._db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE (state=? AND seq<?) OR state=?", (QUEUED, job.seq, RUNNING)
-            ).fetchone()[0]
-        return int(ahead)
+        return dict(self.positions()).get(job.job_id, 0)
 
-    def queued_jobs(self) -> list[JobRecord]:
+    def positions(self) -> list[tuple[str, int]]:
+        """Each queued job's id and the number of jobs running or queued ahead of it, in fair order."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM jobs WHERE state=? ORDER BY seq", (QUEUED,)).fetchall()
+            queue = self.queue()
+            running = self.counts().get(RUNNING, 0)
+        return [(job.job_id, running + index) for index, job in enumerate(queue)]
+
+    def queue(self) -> list[JobRecord]:
+        """The queued jobs in the order they will start (their turns, see `add`)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE state=? ORDER BY turn, seq", (QUEUED,)).fetchall()
         return [JobRecord(*row) for row in rows]
 
     def count_active(self, client: str | None = None) -> int:
@@ -327,3 +357,11 @@ class JobStore:
 
     def _folder(self, job_id: str) -> Path:
         return self.media / check_job_id(job_id)  # a valid id has no path characters
+
+
+def parse_submit(blob: bytes, limits: Limits) -> Submit:
+    """A stored submit (`JobStore.request_bytes`), parsed again with its images still encoded."""
+    message, _ = decode(split_parts(blob), limits, decode_images=False)
+    if not isinstance(message, Submit):
+        raise DasError(f"the stored request is a {type(message).__name__}, not a submit; submit the job again")
+    return message

@@ -4,6 +4,8 @@ Nothing a client sends can stop it: each message is decoded by `das_core.wire.pr
 malformed gets an `error` reply (or is dropped when the peer cannot take it). A submit is stored
 before `accepted` goes out. Clients subscribe to a job by submitting or fetching it; progress and
 frames reach every subscriber, and a fetch first replays what already exists from the job store.
+Jobs run in a worker thread of this process around one backend, or in a pool of workers that a
+`Runner` from `das_server.cluster` keeps on a Ray cluster; the server treats both alike.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from das_server.backends import Backend
 from das_server.config import ServerConfig
 from das_server.depth import DepthEstimator, DepthService
 from das_server.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobRecord, JobStore
-from das_server.worker import Started, Stored, Worker
+from das_server.worker import Runner, RunnerFactory, Started, Stored, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +66,19 @@ _MAX_SUBSCRIBERS = 32
 
 
 class Server:
-    """`run()` serves until `stop()` (or SIGINT/SIGTERM via `__main__`)."""
+    """`run()` serves until `stop()` (or SIGINT/SIGTERM via `__main__`).
 
-    def __init__(self, config: ServerConfig, backend: Backend) -> None:
+    Jobs run on `backend` in a worker thread, or on what `runner` makes (a cluster's pool); give one.
+    """
+
+    def __init__(
+        self, config: ServerConfig, backend: Backend | None = None, *, runner: RunnerFactory | None = None
+    ) -> None:
+        if (backend is None) == (runner is None):
+            raise ValueError("Server takes exactly one of backend and runner")
         self.config = config
         self.backend = backend
+        self._runner = runner
         self.result_codec = config.result_codec
         self._stop = threading.Event()
         self._subscribers: dict[str, dict[bytes, None]] = {}
@@ -114,7 +124,7 @@ class Server:
             wake.bind(_WAKE_ADDRESS)
             self.store = store
             self.socket = socket
-            worker = Worker(context, _WAKE_ADDRESS, store, self.backend, config.limits, self.result_codec)
+            worker = self._start_runner(context, store)
             self.worker = worker
             recovered = store.recover()
             for job_id in recovered:
@@ -125,7 +135,7 @@ class Server:
             logger.info(
                 "das server %s: backend %s, listening on %s, state in %s%s",
                 __version__,
-                self.backend.name,
+                worker.backend_name,
                 self.bound_address,
                 config.state_dir,
                 f", resuming {plural(len(recovered), 'job')}" if recovered else "",
@@ -146,7 +156,13 @@ class Server:
             store.close()
             context.term()
 
-    def _loop(self, socket: zmq.Socket, wake: zmq.Socket, worker: Worker) -> None:
+    def _start_runner(self, context: zmq.Context, store: JobStore) -> Runner:
+        if self._runner is not None:
+            return self._runner(context, _WAKE_ADDRESS, store)
+        assert self.backend is not None  # __init__ checked that one of them is given
+        return Worker(context, _WAKE_ADDRESS, store, self.backend, self.config.limits, self.result_codec)
+
+    def _loop(self, socket: zmq.Socket, wake: zmq.Socket, worker: Runner) -> None:
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
@@ -210,12 +226,13 @@ class Server:
 
     def info(self) -> ServerInfo:
         """What `hello` and `status` report."""
-        described = self.backend.describe()
-        window = self.backend.window
+        described = self.worker.describe()
+        window = self.worker.window
+        workers = self.worker.workers()
         return ServerInfo(
             version=VERSION,
             das=__version__,
-            backend=self.backend.name,
+            backend=self.worker.backend_name,
             model=described.get("model"),
             device=described.get("device"),
             preview=bool(described.get("preview")),
@@ -229,6 +246,7 @@ class Server:
             height=window.height,
             frames=window.frames,
             fps=window.fps,
+            workers=None if workers is None else sum(1 for worker in workers if worker.state in ("idle", "busy")),
         )
 
     def _list(self) -> JobList:
@@ -294,17 +312,17 @@ class Server:
 
     def _wrong_control(self, submit: Submit) -> str | None:
         """Why the backend cannot follow the job's control, or None when it can."""
-        needed = self.backend.window.control
+        needed = self.worker.window.control
         if submit.control == needed:
             return None
         if needed == POINT_TRACKS:
             return (
-                f"this server runs the {self.backend.name} backend, which follows point tracks, but the job carries "
+                f"this server runs the {self.worker.backend_name} backend, which follows point tracks, but the job carries "
                 "a tracking video; send point tracks made from the same tracks (das generate --tracks TRACKS.npz "
                 "asks the server what it needs, das render-tracks --for wan-move writes them)"
             )
         return (
-            f"this server runs the {self.backend.name} backend, which follows a DaS tracking video, but the job "
+            f"this server runs the {self.worker.backend_name} backend, which follows a DaS tracking video, but the job "
             "carries point tracks; send the tracking video (das generate --tracks TRACKS.npz asks the server "
             "what it needs, das render-tracking draws it)"
         )
@@ -338,17 +356,13 @@ class Server:
             self._subscribe(job.job_id, identity)
             if announce:
                 self._send(identity, Accepted(job.job_id, self.store.position(job)))
+            self._send_forwarded(identity, job.job_id, from_index)  # from a worker that died; not sent again
         elif job.job_id in self._finished:  # done, still being flushed to disk by the worker
-            count, like = self._forwarded[job.job_id]
-            for index in range(from_index, count):
-                self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
+            self._send_forwarded(identity, job.job_id, from_index)
             self._send(identity, self._finished[job.job_id])
         elif job.state == RUNNING:
             self._subscribe(job.job_id, identity)
-            if job.job_id in self._forwarded:
-                count, like = self._forwarded[job.job_id]
-                for index in range(from_index, count):
-                    self._send(identity, Frame(job.job_id, index, self.store.read_frame(job.job_id, index, like)))
+            self._send_forwarded(identity, job.job_id, from_index)
             progress = self._last_progress.get(job.job_id)
             if progress is not None:
                 self._send(identity, progress)
@@ -361,6 +375,13 @@ class Server:
             self._send(identity, job.done())
         elif job.state in (FAILED, CANCELLED):
             self._send(identity, JobFailed(job.job_id, job.error_code or job.state, job.error_message or job.state))
+
+    def _send_forwarded(self, identity: bytes, job_id: str, from_index: int) -> None:
+        """Resend the frames of an unfinished job that already went out, from `from_index` on."""
+        if job_id in self._forwarded:
+            count, like = self._forwarded[job_id]
+            for index in range(from_index, count):
+                self._send(identity, Frame(job_id, index, self.store.read_frame(job_id, index, like)))
 
     def _cancel(self, identity: bytes, job_id: str, req: int | None) -> None:
         job = self.store.get(job_id)
@@ -403,11 +424,12 @@ class Server:
         if flushing:  # done and announced, the worker is still writing it
             counts[RUNNING] -= flushing
             counts[DONE] = counts.get(DONE, 0) + flushing
-        return ServerStatus(self.info(), {state: count for state, count in counts.items() if count})
+        jobs = {state: count for state, count in counts.items() if count}
+        return ServerStatus(self.info(), jobs, self.worker.workers() or ())
 
     # -- worker events ------------------------------------------------------------------------
 
-    def _drain_events(self, worker: Worker) -> None:
+    def _drain_events(self, worker: Runner) -> None:
         while True:
             try:
                 event = worker.events.get_nowait()
@@ -418,9 +440,9 @@ class Server:
                 self._forwarded.pop(event.job_id, None)
                 continue
             if isinstance(event, Started):
-                for position, job in enumerate(self.store.queued_jobs(), start=1):
-                    if job.job_id in self._subscribers:
-                        self._publish(Accepted(job.job_id, position))
+                for job_id, position in self.store.positions():
+                    if job_id in self._subscribers:
+                        self._publish(Accepted(job_id, position))
                 continue
             if isinstance(event, Progress):
                 self._last_progress[event.job_id] = event

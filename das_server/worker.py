@@ -1,9 +1,11 @@
-"""The worker thread: owns the backend (the model), runs one job at a time from a FIFO queue.
+"""The worker thread: owns the backend (the model), runs one job at a time, in fair order.
 
 It never touches the server's socket. Each event (started, progress, frame, done, failed) goes
 into `events` (a `queue.Queue`) and a one-byte nudge on an inproc PUSH socket wakes the server
 thread, which forwards it to the job's clients. Frames are encoded once (in a small thread pool,
 in order), written to the job store, then forwarded, so a later fetch sends the same bytes.
+`Runner` is what the server needs from whatever runs its jobs: this thread, or a pool of remote
+workers (`das_server.cluster`), which shares `Control`, `Emitter`, `encoded_frames` and `failure`.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import zmq
 
 from das_core.errors import DasError
+from das_core.tracking.window import ModelWindow
 from das_core.wire.protocol import (
     Done,
     EncodedImage,
@@ -29,6 +34,7 @@ from das_core.wire.protocol import (
     JobRequest,
     Limits,
     Progress,
+    WorkerStatus,
     frame_digest,
     result_checksum,
 )
@@ -55,22 +61,106 @@ class Stored:
 WorkerEvent = Started | Stored | Event
 
 
-class _Control:
+class Runner(Protocol):
+    """What runs the server's jobs: `Worker` in this process, or a pool of workers elsewhere."""
+
+    events: queue.Queue[WorkerEvent]
+    backend_name: str
+    window: ModelWindow  # the control, size, frames and fps its backend takes
+
+    def describe(self) -> dict: ...
+
+    def workers(self) -> tuple[WorkerStatus, ...] | None:
+        """Each worker's state; None when this process runs the jobs itself (one at a time)."""
+        ...
+
+    def start(self) -> None: ...
+
+    def enqueue(self, job_id: str) -> None: ...
+
+    def cancel_running(self, job_id: str) -> bool: ...
+
+    def shutdown(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+    def is_alive(self) -> bool: ...
+
+
+RunnerFactory = Callable[[zmq.Context, str, JobStore], Runner]  # (context, wake address, store)
+
+
+class Control:
     """Progress with ETA, and the stop flag, for one running job."""
 
-    def __init__(self, worker: Worker, job_id: str) -> None:
-        self.worker = worker
+    def __init__(self, job_id: str, emit: Callable[[Progress], None]) -> None:
         self.job_id = job_id
+        self.emit = emit
         self.started = time.monotonic()
         self.stop = threading.Event()
 
     def progress(self, phase: str, step: int, total: int) -> None:
         elapsed = time.monotonic() - self.started
         eta = elapsed / step * (total - step) if step > 0 and total >= step else None
-        self.worker.emit(Progress(self.job_id, phase, int(step), int(total), eta))
+        self.emit(Progress(self.job_id, phase, int(step), int(total), eta))
 
     def should_stop(self) -> bool:
         return self.stop.is_set()
+
+
+class Emitter:
+    """Hands events to the server thread and wakes it. Open it in the thread that emits: its
+    PUSH socket belongs to that thread."""
+
+    def __init__(self, context: zmq.Context, wake_address: str, events: queue.Queue[WorkerEvent]) -> None:
+        self.context = context
+        self.wake_address = wake_address
+        self.events = events
+        self._wake: zmq.Socket | None = None
+
+    def open(self) -> None:
+        self._wake = self.context.socket(zmq.PUSH)
+        self._wake.setsockopt(zmq.LINGER, 0)
+        self._wake.setsockopt(zmq.SNDHWM, 16)
+        self._wake.connect(self.wake_address)
+
+    def close(self) -> None:
+        if self._wake is not None:
+            self._wake.close()
+            self._wake = None
+
+    def emit(self, event: WorkerEvent) -> None:
+        if self._wake is None:
+            raise RuntimeError("Emitter.emit is called on the thread that opened it, between open() and close()")
+        self.events.put(event)
+        try:
+            self._wake.send(b"", zmq.NOBLOCK)
+        except zmq.Again:  # the server is already awake with nudges queued
+            pass
+
+
+def encoded_frames(
+    backend: Backend, request: JobRequest, control: Control, codec: str, encoder: ThreadPoolExecutor
+) -> Iterator[tuple[int, EncodedImage, bytes]]:
+    """Run the backend; yield each frame's index, its encoding (made in `encoder`, kept in order) and digest."""
+    pending: deque[tuple[int, np.ndarray, Future[EncodedImage]]] = deque()
+    for index, frame in enumerate(backend.generate(request, control)):
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        pending.append((index, frame, encoder.submit(EncodedImage.encode, frame, codec)))
+        while pending and pending[0][2].done():
+            index, frame, future = pending.popleft()
+            yield index, future.result(), frame_digest(frame)
+    while pending:
+        index, frame, future = pending.popleft()
+        yield index, future.result(), frame_digest(frame)
+
+
+def failure(error: Exception) -> tuple[str, str]:
+    """A job's failure code and message for an exception its backend raised."""
+    if isinstance(error, DasError):
+        return "bad_input", str(error)
+    hint = " (out of GPU memory: restart the server with --offload model)" if "out of memory" in str(error) else ""
+    return "backend_error", f"{type(error).__name__}: {error}"[:500] + hint
 
 
 class Worker(threading.Thread):
@@ -86,22 +176,29 @@ class Worker(threading.Thread):
         result_codec: str,
     ) -> None:
         super().__init__(name="das-worker", daemon=True)
-        self.context = context
-        self.wake_address = wake_address
         self.store = store
         self.backend = backend
+        self.backend_name = backend.name
+        self.window = backend.window
         self.limits = limits
         self.result_codec = result_codec
-        self.jobs: queue.Queue[str | None] = queue.Queue()  # job ids; None stops the thread
+        self.jobs: queue.Queue[str | None] = queue.Queue()  # one entry per queued job; None stops the thread
         self.events: queue.Queue[WorkerEvent] = queue.Queue()
+        self._emitter = Emitter(context, wake_address, self.events)
         self._lock = threading.Lock()
-        self._running: _Control | None = None
+        self._running: Control | None = None
         self._shutting_down = False
-        self._wake: zmq.Socket | None = None  # made in `run`: the socket belongs to the worker thread
 
     # -- called from the server thread --------------------------------------------------------
 
+    def describe(self) -> dict:
+        return self.backend.describe()
+
+    def workers(self) -> None:
+        return None
+
     def enqueue(self, job_id: str) -> None:
+        """A job was queued: the thread takes the next job in fair order, which need not be this one."""
         self.jobs.put(job_id)
 
     def cancel_running(self, job_id: str) -> bool:
@@ -124,28 +221,17 @@ class Worker(threading.Thread):
 
     def emit(self, event: WorkerEvent) -> None:
         """Hand `event` to the server thread and wake it; only from the worker thread, inside `run`."""
-        if self._wake is None:
-            raise RuntimeError("Worker.emit is called on the worker thread once run() has started")
-        self.events.put(event)
-        try:
-            self._wake.send(b"", zmq.NOBLOCK)
-        except zmq.Again:  # the server is already awake with nudges queued
-            pass
+        self._emitter.emit(event)
 
     def run(self) -> None:
-        self._wake = self.context.socket(zmq.PUSH)
-        self._wake.setsockopt(zmq.LINGER, 0)
-        self._wake.setsockopt(zmq.SNDHWM, 16)
-        self._wake.connect(self.wake_address)
+        self._emitter.open()
         encoder = ThreadPoolExecutor(max_workers=4, thread_name_prefix="das-encode")
         try:
-            while True:
-                job_id = self.jobs.get()
+            while self.jobs.get() is not None:
+                job_id = self.store.claim_next()
                 if job_id is None:
-                    break
-                if not self.store.claim(job_id):
-                    continue  # cancelled while queued, or a duplicate entry
-                control = _Control(self, job_id)
+                    continue  # its job was cancelled while queued, or ran already
+                control = Control(job_id, self.emit)
                 with self._lock:
                     self._running = control
                     if self._shutting_down:
@@ -157,24 +243,27 @@ class Worker(threading.Thread):
                         self._running = None
         finally:
             encoder.shutdown(wait=True)
-            self._wake.close()
+            self._emitter.close()
 
-    def _run(self, job_id: str, control: _Control, encoder: ThreadPoolExecutor) -> None:
+    def _run(self, job_id: str, control: Control, encoder: ThreadPoolExecutor) -> None:
         self.emit(Started(job_id))
         logger.info("job %s started", job_id)
+        digests: list[bytes] = []
+        last: EncodedImage | None = None
         try:
             request = self.store.load_submit(job_id, self.limits).to_request()
-            digests, last = self._generate(job_id, request, control, encoder)
-        except DasError as error:
-            logger.warning("job %s: bad input: %s", job_id, error)
-            self._fail(job_id, "bad_input", str(error))
-            return
+            for index, encoded, digest in encoded_frames(self.backend, request, control, self.result_codec, encoder):
+                digests.append(digest)
+                self.store.add_frame(job_id, index, encoded)
+                self.emit(Frame(job_id, index, encoded))
+                last = encoded
         except Exception as error:  # a backend bug or CUDA error must not kill the worker
-            logger.exception("job %s: the %s backend failed", job_id, self.backend.name)
-            hint = (
-                " (out of GPU memory: restart the server with --offload model)" if "out of memory" in str(error) else ""
-            )
-            self._fail(job_id, "backend_error", f"{type(error).__name__}: {error}"[:500] + hint)
+            code, message = failure(error)
+            if code == "bad_input":
+                logger.warning("job %s: bad input: %s", job_id, error)
+            else:
+                logger.exception("job %s: the %s backend failed", job_id, self.backend.name)
+            self._fail(job_id, code, message)
             return
         if control.should_stop():
             with self._lock:
@@ -198,32 +287,6 @@ class Worker(threading.Thread):
         self.store.finish(job_id, len(digests), last, checksum, metadata)
         self.emit(Stored(job_id))
         logger.info("job %s done: %d frames in %.1f s", job_id, len(digests), metadata["seconds"])
-
-    def _generate(
-        self, job_id: str, request: JobRequest, control: _Control, encoder: ThreadPoolExecutor
-    ) -> tuple[list[bytes], EncodedImage | None]:
-        """Run the backend, storing and forwarding each frame in order; its frames' digests and the last one."""
-        digests: list[bytes] = []
-        last: EncodedImage | None = None
-        pending: deque[tuple[int, np.ndarray, Future[EncodedImage]]] = deque()
-        for index, frame in enumerate(self.backend.generate(request, control)):
-            frame = np.ascontiguousarray(frame, dtype=np.uint8)
-            pending.append((index, frame, encoder.submit(EncodedImage.encode, frame, self.result_codec)))
-            while pending and pending[0][2].done():
-                last = self._deliver(job_id, pending.popleft(), digests)
-        while pending:
-            last = self._deliver(job_id, pending.popleft(), digests)
-        return digests, last
-
-    def _deliver(
-        self, job_id: str, item: tuple[int, np.ndarray, Future[EncodedImage]], digests: list[bytes]
-    ) -> EncodedImage:
-        index, frame, future = item
-        encoded = future.result()
-        digests.append(frame_digest(frame))
-        self.store.add_frame(job_id, index, encoded)
-        self.emit(Frame(job_id, index, encoded))
-        return encoded
 
     def _fail(self, job_id: str, code: str, message: str) -> None:
         logger.info("job %s %s: %s", job_id, "cancelled" if code == "cancelled" else f"failed ({code})", message)

@@ -306,10 +306,24 @@ def status_command(args: argparse.Namespace) -> int:
         print(f"takes {window.control}: {window.width}x{window.height}, {window.frames} frames at {window.fps:g} fps")
         counts = ", ".join(f"{count} {state}" for state, count in sorted(status.jobs.items())) or "no jobs yet"
         print(f"queue: {info.queue_length} of {info.max_queue}; {counts}")
+        if status.pool:
+            print(f"workers: {info.workers} ready of {len(status.pool)}")
+            for worker in status.pool:
+                print("  " + _worker_line(worker))
         if args.jobs:
             for listed in client.list_jobs():
                 print(f"  {listed.job_id}  {listed.state:<9}  {listed.prompt[:60]}")
     return 0
+
+
+def _worker_line(worker) -> str:
+    """One worker of a cluster server: name, node, GPUs, backend, state, job, jobs done, seconds per job."""
+    speed = "-" if worker.seconds_per_job is None else f"{worker.seconds_per_job:.1f}"
+    line = (
+        f"{worker.name}  {worker.node or '-'}  {'GPU ' + worker.gpus if worker.gpus else 'no GPU'}  "
+        f"{worker.backend}  {worker.state:<10}  job {worker.job_id or '-'}  {worker.jobs_done} done  {speed} s/job"
+    )
+    return f"{line}  ({worker.error})" if worker.error else line
 
 
 def keygen_command(args: argparse.Namespace) -> int:

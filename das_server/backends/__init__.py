@@ -1,6 +1,6 @@
 """Generators the worker can run: `das` (the DaS pipeline), `wan-move` (Wan-Move), `tiny` (a tiny DaS
-or Wan-Move pipeline on CPU, for tests) and `preview` (warps the reference image along the tracking
-video, no model at all).
+or Wan-Move pipeline on CPU, for tests), `preview` (warps the reference image along the tracking
+video, no model at all) and `sleep` (a simulated GPU for tests and benchmarks: it sleeps each step).
 
 A backend is built once at server start (`load_backend`) and says in `window` what its jobs carry:
 the control (a tracking video or point tracks) and the size, frames and fps to prepare it at
@@ -68,6 +68,10 @@ def load_backend(
         return PreviewBackend()
     if name in OFFLOAD_MODES and offload not in OFFLOAD_MODES[name]:
         raise BackendUnavailable(f"--offload {offload} is not a mode of {name}; use {', '.join(OFFLOAD_MODES[name])}")
+    if name == "sleep":
+        from das_server.backends.sleep import SleepBackend
+
+        return SleepBackend()
     try:
         if name == "tiny":
             return _tiny(model)

@@ -24,6 +24,7 @@ from das_core.wire.protocol.bodies import (
     ReplyBody,
     ServerInfo,
     ServerStatus,
+    WorkerStatus,
 )
 from das_core.wire.protocol.codec import VERSION, decode, encode
 from das_core.wire.protocol.images import CODECS, EncodedImage, frame_digest, result_checksum
@@ -88,6 +89,7 @@ __all__ = [
     "ServerStatus",
     "StatusRequest",
     "Submit",
+    "WorkerStatus",
     "check_job_id",
     "decode",
     "encode",

@@ -2,7 +2,9 @@
 
 Each body has `to_wire()`, the msgpack map with its keys in the order version-1 servers have
 always sent them (so the bytes do not change), and `from_wire(fields)`, which checks every field.
-A `reply` does not name its body's type; `reply_body()` tells the four apart by their keys.
+Fields added since (a cluster server's `workers` and `pool`) are optional: sent only when set, so
+version-1 peers that do not know them keep working. A `reply` does not name its body's type;
+`reply_body()` tells the four apart by their keys.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class ServerInfo:
     frames: int | None = None
     fps: float | None = None
 
+    workers: int | None = None  # a cluster server's workers ready to run jobs; None: one job at a time
+
     @property
     def window(self) -> ModelWindow:
         """What to prepare a job at for this server: its backend's window, DaS's for older servers."""
@@ -61,6 +65,8 @@ class ServerInfo:
         }
         if self.control is not None:
             body.update(control=self.control, width=self.width, height=self.height, frames=self.frames, fps=self.fps)
+        if self.workers is not None:
+            body["workers"] = self.workers
         return body
 
     @classmethod
@@ -83,18 +89,66 @@ class ServerInfo:
             height=fields.optional_integer("height"),
             frames=fields.optional_integer("frames"),
             fps=fields.optional_number("fps"),
+            workers=fields.optional_integer("workers"),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One worker of a cluster server's pool (`das_server --ray`)."""
+
+    name: str  # worker-0, worker-1, ...
+    node: str | None  # the machine it runs on, once it started
+    gpus: str | None  # the GPUs it holds ("0", "2,3"); None without
+    backend: str
+    state: str  # loading, idle, busy or restarting
+    job_id: str | None = None  # the job it runs
+    jobs_done: int = 0
+    seconds_per_job: float | None = None  # mean over the jobs it finished
+    error: str | None = None  # why it last failed (while restarting)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "node": self.node,
+            "gpus": self.gpus,
+            "backend": self.backend,
+            "state": self.state,
+            "job_id": self.job_id,
+            "jobs_done": self.jobs_done,
+            "seconds_per_job": self.seconds_per_job,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_wire(cls, fields: Fields) -> WorkerStatus:
+        return cls(
+            name=fields.text("name"),
+            node=fields.optional_text("node"),
+            gpus=fields.optional_text("gpus"),
+            backend=fields.text("backend"),
+            state=fields.text("state"),
+            job_id=fields.job_id() if fields.has("job_id") else None,
+            jobs_done=fields.integer("jobs_done"),
+            seconds_per_job=fields.optional_number("seconds_per_job"),
+            error=fields.optional_text("error"),
         )
 
 
 @dataclass(frozen=True)
 class ServerStatus:
-    """`status` without a job id: the server's `info` plus how many jobs are in each state."""
+    """`status` without a job id: the server's `info`, how many jobs are in each state and, from a
+    cluster server, its workers."""
 
     info: ServerInfo
     jobs: dict[str, int]  # states with no jobs are left out
+    pool: tuple[WorkerStatus, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
-        return {**self.info.to_wire(), "jobs": dict(self.jobs)}
+        body = {**self.info.to_wire(), "jobs": dict(self.jobs)}
+        if self.pool:
+            body["pool"] = [worker.to_wire() for worker in self.pool]
+        return body
 
     @classmethod
     def from_wire(cls, fields: Fields) -> ServerStatus:
@@ -102,7 +156,10 @@ class ServerStatus:
         states = [state for state in counts.header if isinstance(state, str)]
         if len(states) != len(counts.header):
             raise ProtocolError("field 'jobs' must map state names to job counts")
-        return cls(ServerInfo.from_wire(fields), {state: counts.integer(state) for state in states})
+        pool = (
+            tuple(WorkerStatus.from_wire(worker) for worker in fields.nested_list("pool")) if fields.has("pool") else ()
+        )
+        return cls(ServerInfo.from_wire(fields), {state: counts.integer(state) for state in states}, pool)
 
 
 @dataclass(frozen=True)
