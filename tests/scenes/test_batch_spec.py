@@ -26,7 +26,7 @@ def test_example_spec_loads_with_defaults_and_paths_relative_to_the_spec():
     assert [shot.name for shot in spec.shots] == ["walk", "orbit", "ball"]
     assert walk.blend == EXAMPLES / "walk_cycle" / "walk_cycle.blend" and walk.image is None
     assert (walk.camera, walk.frame_start, walk.frame_end, walk.samples) == ("Camera", 1, 49, None)
-    assert orbit.seed == 7 and walk.seed == 42 and ball.steps == 50 and ball.guidance is None  # None: the model's
+    assert orbit.seed == 7 and walk.seed == 42 and ball.steps == 50 and ball.fps is None  # None: the model's
     assert ball.tracks == EXAMPLES / "thrown_ball" / "tracks.npz" and ball.blend is None
     assert ball.negative_prompt == "blurry, distorted, low quality" and walk.negative_prompt is None
     for shot in spec.shots:
