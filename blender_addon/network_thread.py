@@ -202,9 +202,10 @@ class RelayThread(threading.Thread):
 class JobThread(RelayThread):
     """Make the control, then (with a `request`) submit it and relay the job's events to `outbox`.
 
-    With a `request` the control is the one the server's `info` names (and the request's image is
-    letterboxed to its size); without, the one of `window`. The request was made for `window` (its fps). `tracks_path`, if given, is where the
-    tracks are saved after sending.
+    The tracks were exported for `window`. With a `request` the control is the one the server's `info`
+    names (and the request's image is letterboxed to its size); a server whose window takes another
+    number of frames fails the job (the export cannot be redone off the main thread). Without a
+    request, the control is `window`'s. `tracks_path`, if given, is where the tracks are saved after sending.
     The tracking PNGs and the tracks file are written by a helper thread that starts once the server
     reports progress (so it does not compete with the server for the CPU before that), and is done
     before the job's last event is posted (the tracking strip needs the PNGs).
@@ -249,6 +250,12 @@ class JobThread(RelayThread):
                 return
             server_info.remember(self.connection.address, info)
             window = info.window
+            if window.frames != self.window.frames:  # resampling the export would repeat or drop frames
+                raise DasError(
+                    f"the server at {self.connection.address} now runs {info.model or info.backend}, which takes "
+                    f"{window.frames} frames, but this job's animation was exported as {self.window.frames}; "
+                    "press Generate again to export it for this server"
+                )
             control = prepare_control(self.tracks, window, self.mode)
             image = fit_frames(self.request.image, *window.size, resample="bilinear")
             frames = control.preview(image)
@@ -256,8 +263,7 @@ class JobThread(RelayThread):
                 self._post(JobFailed(self.job_id, "cancelled", "cancelled before it was sent"))
                 return
             self._post(Sending(self.job_id))
-            fps = self.request.fps * window.frames / self.window.frames  # the same scene time in the server's frames
-            request = replace(self.request, image=image, job_id=self.job_id, fps=fps, **control.job_fields())
+            request = replace(self.request, image=image, job_id=self.job_id, **control.job_fields())
             client.submit(request, codec=WIRE_CODEC)
             self._post(Submitted(self.job_id))
             self._writer = threading.Thread(

@@ -123,7 +123,7 @@ class DAS_OT_generate(_JobOperator, bpy.types.Operator):
         if not settings.prompt.strip():
             raise DasError("the prompt is empty; describe the video in the DaS panel's Prompt field")
         connection = connection_for(context)
-        window = server_info.window_for(connection.address)  # the job's thread asks again before it sends
+        window = server_info.window_asking(connection)  # the job's thread asks again before it sends
         image = chosen_reference(scene, window)  # a picked image is read first: a missing file fails before any work
         tracks = export_scene(scene, window)
         job_id = uuid.uuid4().hex

@@ -2,12 +2,14 @@
 
 A job's thread asks the server before it prepares the control (`JobThread`) and records the answer
 here; the panel shows it (model, size, frames, fps) and the operators prepare the export and the
-reference for it. `ask_in_background` asks without a job (the panel's "Ask server" button).
+reference for it. `ask_in_background` asks without a job (the panel's "Ask server" button);
+`window_asking` asks on the main thread, briefly, when Generate meets a server it has not heard from.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from das_core.errors import DasError
 from das_core.tracking.window import DAS_WINDOW, ModelWindow
@@ -15,6 +17,8 @@ from das_core.wire.protocol import ServerInfo
 
 KNOWN: dict[str, ServerInfo] = {}  # server address -> its latest info
 ASK_ERRORS: dict[str, str] = {}  # server address -> why the last ask failed
+# How long Generate holds Blender to learn the window of a server it has not heard from.
+FIRST_ASK_TIMEOUT_S = 2.0
 
 
 def remember(address: str, info: ServerInfo) -> None:
@@ -26,6 +30,22 @@ def window_for(address: str) -> ModelWindow:
     """The window the server at `address` last named; DaS's until it has been asked."""
     info = KNOWN.get(address)
     return info.window if info is not None else DAS_WINDOW
+
+
+def window_asking(connection) -> ModelWindow:
+    """The window of the server at `connection.address`, asked for now (at most `FIRST_ASK_TIMEOUT_S`) if unknown.
+
+    The export is sampled to this window on the main thread (it needs bpy), so it must be known
+    before the job's thread can ask. A server that does not answer in time gets DaS's window: the
+    job's thread then asks with the full timeout and reports the same error a job always has.
+    """
+    if connection.address not in KNOWN:
+        try:
+            with replace(connection, timeout=min(connection.timeout, FIRST_ASK_TIMEOUT_S)).client() as client:
+                remember(connection.address, client.info())
+        except DasError as error:
+            ASK_ERRORS[connection.address] = str(error)
+    return window_for(connection.address)
 
 
 def describe(info: ServerInfo) -> str:

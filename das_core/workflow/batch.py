@@ -162,7 +162,7 @@ def _run_shots(
     shot starts."""
     from das_core.wire.client import ServerUnavailable
 
-    for shot in spec.shots:
+    for shot in (shot.for_window(window) for shot in spec.shots):
         runner = _ShotRun(shot, manifest, out_dir, client, window, blender or spec.blender, bar)
         try:
             outcome = runner.run()

@@ -12,7 +12,7 @@ name = "walk"                         # letters, digits, '-', '_': the shot's fo
 blend = "scenes/walk_cycle.blend"     # a .blend to export ...
 camera = "Camera"                     # ... with this camera (default: the scene camera)
 frames = "1:49"                       # ... over these frames (default: the scene's range)
-samples = 49                          # ... sampled to this many frames
+samples = 49                          # ... sampled to this many frames (default: the server model's, 49 for DaS)
 prompt = "A wooden mannequin walks across a grey studio floor."
 
 [[shot]]
@@ -23,9 +23,9 @@ image = "camera_orbit/reference.png"  # ... which needs a reference image (optio
 prompt = "..."
 negative_prompt = "..."               # default: the server's (the DaS reference negative prompt)
 seed = 7                              # default 42
-steps = 50                            # default 50
-guidance = 6.0                        # default 6.0
-fps = 8.0                             # frame rate of result.mp4; default 8
+steps = 50                            # default: the server model's (DaS 50, Wan-Move 40)
+guidance = 6.0                        # default: the server model's (DaS 6.0, Wan-Move 5.0)
+fps = 8.0                             # frame rate of result.mp4; default: the server model's (DaS 8, Wan-Move 16)
 mode = "mesh"                         # tracking video: "mesh" or "points"; default mesh when the
                                       #   tracks have faces, else points
 ```
@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from das_core.errors import DasError, plural
-from das_core.tracking.window import DAS_WINDOW
+from das_core.tracking.control import sampling_defaults
+from das_core.tracking.window import ModelWindow
 from das_core.workflow.blend_export import parse_frame_range
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -81,14 +82,25 @@ class Shot:
     camera: str | None = None
     frame_start: int | None = None
     frame_end: int | None = None
-    samples: int = DAS_WINDOW.frames
+    samples: int | None = None  # None here and below: the default of the server's model (`for_window`)
     image: Path | None = None
     negative_prompt: str | None = None
     seed: int = 42
-    steps: int = 50
-    guidance: float = 6.0
-    fps: float = DAS_WINDOW.fps
+    steps: int | None = None
+    guidance: float | None = None
+    fps: float | None = None
     mode: str | None = None
+
+    def for_window(self, window: ModelWindow) -> Shot:
+        """This shot with what the spec left unset taken from the model of `window` (as `das generate` does)."""
+        steps, guidance = sampling_defaults(window)
+        return replace(
+            self,
+            samples=window.frames if self.samples is None else self.samples,
+            steps=steps if self.steps is None else self.steps,
+            guidance=guidance if self.guidance is None else self.guidance,
+            fps=window.fps if self.fps is None else self.fps,
+        )
 
     def parameters(self) -> dict:
         """Everything that decides the result, as JSON-ready values (the manifest compares these)."""
@@ -204,12 +216,12 @@ def _parse_shot(path: Path, base: Path, number: int, entry: dict) -> Shot:
         camera=entry.get("camera"),
         frame_start=frame_start,
         frame_end=frame_end,
-        samples=entry.get("samples", DAS_WINDOW.frames),
+        samples=entry.get("samples"),
         image=resolve("image"),
         negative_prompt=entry.get("negative_prompt"),
         seed=entry.get("seed", 42),
-        steps=entry.get("steps", 50),
-        guidance=float(entry.get("guidance", 6.0)),
-        fps=float(entry.get("fps", DAS_WINDOW.fps)),
+        steps=entry.get("steps"),
+        guidance=float(entry["guidance"]) if "guidance" in entry else None,
+        fps=float(entry["fps"]) if "fps" in entry else None,
         mode=entry.get("mode"),
     )

@@ -1,5 +1,6 @@
 """Generate against a tiny Wan-Move server: the add-on asks what the server runs and sends point tracks."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import bpy
@@ -8,14 +9,15 @@ import pytest
 from blender_scenes import build_test_scene
 
 from blender_addon.sequencer import strip_collection, strip_span
-from das_core.tracking.window import WAN_MOVE_WINDOW
+from das_core.tracking.tracks import Tracks
+from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW
 from das_core.workflow.local_server import LocalServer
 
 
 def test_generate_on_a_wan_move_server_sends_point_tracks(factory_scene, addon, tmp_path):
     pytest.importorskip("torch")
     scene = factory_scene
-    build_test_scene(scene, frame_start=11, frame_end=40)
+    build_test_scene(scene, frame_start=11, frame_end=110)  # 100 frames: 81 distinct samples fit
     scene.das.prompt = "a bending column in a stone hall"
     scene.das.reference = "WORKBENCH"
     scene.das.output_dir = str(tmp_path / "cache")
@@ -24,17 +26,26 @@ def test_generate_on_a_wan_move_server_sends_point_tracks(factory_scene, addon, 
 
     with LocalServer("tiny", tmp_path / "server", extra_args=("--model", "wan-move")) as server:
         scene.das.server = server.address
+        assert server.address not in server_info.KNOWN  # no "Ask server": Generate asks before it exports
+        assert bpy.ops.das.generate(wait=True) == {"FINISHED"}
+        job = jobs.latest()
+        assert job.state == "done", job.error
+        exported = Tracks.load(job.frame_dir.parent / "tracks.npz").frame_numbers
+        assert len(np.unique(exported)) == len(exported) == 81  # sampled to the server's window, none repeated
+
         assert bpy.ops.das.server_info(wait=True) == {"FINISHED"}
         info = server_info.KNOWN[server.address]
         assert info.window == WAN_MOVE_WINDOW
         assert server_info.describe(info).endswith("832x480, 81 frames at 16 fps, follows point-tracks")
 
-        assert bpy.ops.das.generate(wait=True) == {"FINISHED"}
-    job = jobs.latest()
-    assert job.state == "done", job.error
+        # A stale window (the server was restarted with another model) fails the job instead of resampling it.
+        server_info.KNOWN[server.address] = replace(info, frames=DAS_WINDOW.frames)
+        with pytest.raises(RuntimeError, match="exported as 49; press Generate again"):
+            bpy.ops.das.generate(wait=True)
+        assert server_info.KNOWN[server.address].window == WAN_MOVE_WINDOW  # so the next press exports 81
     frames = sorted(job.frame_dir.glob("frame_*.png"))
     overlay = sorted((job.frame_dir.parent / "tracking").glob("frame_*.png"))
-    assert len(frames) == len(overlay) == 81  # the export was sampled to the server's 81 frames
+    assert len(frames) == len(overlay) == 81
     from PIL import Image
 
     with Image.open(frames[0]) as first, Image.open(overlay[0]) as drawn:
@@ -42,5 +53,5 @@ def test_generate_on_a_wan_move_server_sends_point_tracks(factory_scene, addon, 
         assert np.asarray(drawn).std() > 5  # the points drawn on the reference, not black
     strips = {strip.name: strip for strip in strip_collection(scene)}
     for strip in (strips[job.strip_name], strips[f"tracking [{job.job_id[:8]}]"]):
-        assert strip_span(strip) == (11, 41)
+        assert strip_span(strip) == (11, 111)
     assert Path(bpy.path.abspath(strips[job.strip_name].directory)) == job.frame_dir

@@ -18,6 +18,7 @@ from das_core.cli import main
 from das_core.tracking.render import render_tracking
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import read_video
+from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW
 from das_core.wire.client import DasClient
 from das_core.workflow.batch_spec import load_spec
 from das_core.workflow.local_server import LocalServer
@@ -143,7 +144,8 @@ prompt = "Shot {name}."
         spec = load_spec(spec_path)
         manifest = json.loads((out / "manifest.json").read_text())
         manifest["shots"]["third"] = {"state": "submitted", "job_id": "third-never-sent",
-                                      "parameters": spec.shots[2].parameters(), "outputs": {}}  # fmt: skip
+                                      "parameters": spec.shots[2].for_window(DAS_WINDOW).parameters(),
+                                      "outputs": {}}  # fmt: skip
         (out / "manifest.json").write_text(json.dumps(manifest))
 
         assert main(["batch", str(spec_path), "--server", server.address, "--out", str(out), "--no-progress"]) == 0
@@ -270,3 +272,38 @@ def test_two_batches_never_share_an_output_folder(tmp_path, capsys, small_shot):
         assert main(["batch", str(spec_path), "--backend", "preview", "--out", str(out)]) == 1
     assert "another das batch is writing to" in capsys.readouterr().err
     assert not (out / "server").exists()  # refused before starting a second server on the same state
+
+
+def test_unset_sampling_follows_the_servers_model_and_set_values_stay(tmp_path, capsys, small_shot):
+    pytest.importorskip("torch")
+    tracks, image = small_shot
+    spec_path = tmp_path / "shots.toml"
+    spec_path.write_text(
+        f"""
+[[shot]]
+name = "unset"
+tracks = "{tracks}"
+image = "{image}"
+prompt = "A square slides."
+
+[[shot]]
+name = "set"
+tracks = "{tracks}"
+image = "{image}"
+prompt = "A square slides."
+steps = 2
+guidance = 3.5
+fps = 10
+"""
+    )
+    out = tmp_path / "out"
+    with LocalServer("tiny", tmp_path / "server", extra_args=("--model", "wan-move")) as server:
+        assert main(["batch", str(spec_path), "--server", server.address, "--out", str(out), "--no-progress"]) == 0
+        shots = manifest_of(out)
+        with DasClient(server.address) as client:
+            sent = {name: client.status(shots[name]["job_id"]) for name in shots}
+    unset, chosen = shots["unset"]["parameters"], shots["set"]["parameters"]
+    assert (unset["steps"], unset["guidance"], unset["fps"]) == (40, 5.0, WAN_MOVE_WINDOW.fps)  # Wan-Move's
+    assert (chosen["steps"], chosen["guidance"], chosen["fps"]) == (2, 3.5, 10.0)
+    assert (sent["unset"].steps, sent["unset"].metadata["fps"]) == (40, WAN_MOVE_WINDOW.fps)  # what the server got
+    assert (sent["set"].steps, sent["set"].metadata["fps"]) == (2, 10.0)

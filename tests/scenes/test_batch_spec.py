@@ -25,8 +25,8 @@ def test_example_spec_loads_with_defaults_and_paths_relative_to_the_spec():
     walk, orbit, ball = spec.shots
     assert [shot.name for shot in spec.shots] == ["walk", "orbit", "ball"]
     assert walk.blend == EXAMPLES / "walk_cycle" / "walk_cycle.blend" and walk.image is None
-    assert (walk.camera, walk.frame_start, walk.frame_end, walk.samples) == ("Camera", 1, 49, 49)
-    assert orbit.seed == 7 and walk.seed == 42 and ball.steps == 50
+    assert (walk.camera, walk.frame_start, walk.frame_end, walk.samples) == ("Camera", 1, 49, None)
+    assert orbit.seed == 7 and walk.seed == 42 and ball.steps == 50 and ball.fps is None  # None: the model's
     assert ball.tracks == EXAMPLES / "thrown_ball" / "tracks.npz" and ball.blend is None
     assert ball.negative_prompt == "blurry, distorted, low quality" and walk.negative_prompt is None
     for shot in spec.shots:
@@ -94,3 +94,15 @@ def test_mistakes_are_named(tmp_path, body, message):
 def test_missing_spec_file(tmp_path):
     with pytest.raises(BatchSpecError, match="no such batch spec file"):
         load_spec(tmp_path / "nope.toml")
+
+
+def test_unset_sampling_comes_from_the_servers_model(tmp_path):
+    from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW
+
+    unset, chosen = load_spec(
+        write(tmp_path, TRACKS_SHOT + BLEND_SHOT.replace('"a"', '"b"', 1) + "samples = 60\nsteps = 3\n")
+    ).shots
+    values = lambda shot: (shot.samples, shot.steps, shot.guidance, shot.fps)  # noqa: E731
+    assert values(unset.for_window(DAS_WINDOW)) == (49, 50, 6.0, 8.0)
+    assert values(unset.for_window(WAN_MOVE_WINDOW)) == (81, 40, 5.0, 16.0)
+    assert values(chosen.for_window(WAN_MOVE_WINDOW)) == (60, 3, 5.0, 16.0)
