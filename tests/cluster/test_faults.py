@@ -95,7 +95,8 @@ def test_front_end_sigkilled_mid_queue_then_restarted_from_the_command_line(ray_
     requests = [make_request(n, height=24, width=36, steps=20, job_id=f"job{n}") for n in range(4)]
     server = ProcessServer(state, port, *args)
     with DasClient(server.address, timeout=20) as client:
-        assert client.info().workers == 2
+        # The server answers once one worker is warm; the second may still be loading.
+        wait_for(lambda: client.info().workers == 2, what="both workers ready")
         for request in requests:
             client.submit(request)
         wait_for(lambda: client.status().jobs.get("running") == 2, what="two jobs running")
