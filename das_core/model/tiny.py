@@ -98,6 +98,23 @@ def build_tiny_transformer(seed: int = 0) -> DasTransformer3DModel:
     return model.eval()
 
 
+def tiny_text_encoder_settings(tokenizer, width: int) -> dict:
+    """A one-layer T5-family encoder `width` wide over `tokenizer` (T5 for DaS, UMT5 for Wan-Move)."""
+    return {
+        "vocab_size": len(tokenizer),
+        "d_model": width,
+        "d_kv": 8,
+        "d_ff": 64,
+        "num_layers": 1,
+        "num_heads": 4,
+        "relative_attention_num_buckets": 8,
+        "feed_forward_proj": "gated-gelu",
+        "dropout_rate": 0.0,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+
+
 def build_tiny_pipeline(seed: int = 0) -> DasImageToVideoPipeline:
     """All five components at tiny size, deterministic from `seed`, on the CPU in float32."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
@@ -106,21 +123,7 @@ def build_tiny_pipeline(seed: int = 0) -> DasImageToVideoPipeline:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         tokenizer = build_tiny_tokenizer()
-        text_encoder = T5EncoderModel(
-            T5Config(
-                vocab_size=len(tokenizer),
-                d_model=TINY_TEXT_DIM,
-                d_kv=8,
-                d_ff=64,
-                num_layers=1,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-                feed_forward_proj="gated-gelu",
-                dropout_rate=0.0,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        ).eval()
+        text_encoder = T5EncoderModel(T5Config(**tiny_text_encoder_settings(tokenizer, TINY_TEXT_DIM))).eval()
         torch.manual_seed(seed + 2)
         vae = AutoencoderKLCogVideoX(
             block_out_channels=(8, 8, 8, 8),

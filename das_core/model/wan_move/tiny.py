@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-from das_core.model.tiny import build_tiny_tokenizer
+from das_core.model.tiny import build_tiny_tokenizer, tiny_text_encoder_settings
 from das_core.model.wan_move.convert import INDEX_NAME, original_key
 from das_core.model.wan_move.pipeline import WanMovePipeline, build_scheduler
 
@@ -63,21 +63,7 @@ def build_tiny_pipeline(seed: int = 0) -> WanMovePipeline:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         tokenizer = build_tiny_tokenizer()
-        text_encoder = UMT5EncoderModel(
-            UMT5Config(
-                vocab_size=len(tokenizer),
-                d_model=TINY_TEXT_DIM,
-                d_kv=8,
-                d_ff=64,
-                num_layers=1,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-                feed_forward_proj="gated-gelu",
-                dropout_rate=0.0,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        ).eval()
+        text_encoder = UMT5EncoderModel(UMT5Config(**tiny_text_encoder_settings(tokenizer, TINY_TEXT_DIM))).eval()
         torch.manual_seed(seed + 2)
         image_encoder = CLIPVisionModel(
             CLIPVisionConfig(
