@@ -42,7 +42,7 @@ def test_two_process_ddp_run_checkpoints_and_resumes(tiny_model_dir, four_sample
     ).split()
     first = _torchrun([*flags, "--max_train_steps", "3"])
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "batch 1 x 2 process(es)" in first.stdout
+    assert "batch 1 x 2 processes" in first.stdout
     assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     assert sorted(path.name for path in (output / "checkpoint-3").glob("random_states_*")) == [
         "random_states_0.pkl",
