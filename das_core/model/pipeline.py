@@ -28,6 +28,7 @@ from diffusers.utils import BaseOutput
 from das_core.errors import DasError
 from das_core.model.inputs import to_unit_frame, to_unit_frames
 from das_core.model.transformer import DasTransformer3DModel
+from das_core.tracking.window import DAS_WINDOW
 
 __all__ = [
     "DEFAULT_NEGATIVE_PROMPT",
@@ -187,7 +188,7 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
     def _check_size(self, num_frames: int, height: int, width: int) -> None:
         temporal = self.vae_scale_factor_temporal
         if num_frames < 1 or (num_frames - 1) % temporal:
-            raise DasError(f"num_frames is {num_frames}; it must be {temporal}k + 1 (49 for DaS)")
+            raise DasError(f"num_frames is {num_frames}; it must be {temporal}k + 1 ({DAS_WINDOW.frames} for DaS)")
         multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size
         if height % multiple or width % multiple:
             raise DasError(f"height x width is {height} x {width}; both must be multiples of {multiple}")
@@ -230,9 +231,9 @@ class DasImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         tracking_latents: torch.Tensor | None = None,
         tracking_image: PipelineImageInput | None = None,
         tracking_normalization: str = "reference",
-        num_frames: int = 49,
-        height: int = 480,
-        width: int = 720,
+        num_frames: int = DAS_WINDOW.frames,
+        height: int = DAS_WINDOW.height,
+        width: int = DAS_WINDOW.width,
         num_inference_steps: int = 50,
         guidance_scale: float = 6.0,
         use_dynamic_cfg: bool = True,
