@@ -112,21 +112,27 @@ def _looks_like_path(model: str) -> bool:
 
 def _download(repo_id: str) -> Path:
     """The cached snapshot of `repo_id`, downloading it if the network allows (about 25 GB for DaS)."""
-    from huggingface_hub import snapshot_download
-
     advice = (
         f"download it first with `hf download {repo_id} --local-dir ./weights/das` and pass the folder "
         "(`das infer --model_path ./weights/das`, `python -m das_server --model ./weights/das`), "
         "or try the pipeline offline on a tiny model made by `das tiny-model DIR`"
     )
+    return hub_snapshot(repo_id, _ALLOW_PATTERNS, advice)
+
+
+def hub_snapshot(repo_id: str, patterns: list[str], advice: str) -> Path:
+    """The files of `repo_id` matching `patterns`: from the Hugging Face cache, else downloaded unless
+    HF_HUB_OFFLINE is set; any failure is a `DasError` ending in `advice` (what to run instead)."""
+    from huggingface_hub import snapshot_download
+
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=_ALLOW_PATTERNS, local_files_only=True))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except Exception:
         pass
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         raise DasError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {advice}")
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=_ALLOW_PATTERNS))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as error:
         raise DasError(f"could not fetch {repo_id} ({type(error).__name__}); {advice}") from error
 

@@ -28,6 +28,7 @@ import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
 from das_core.errors import DasError
+from das_core.model.loading import hub_snapshot
 from das_core.model.wan_move.convert import is_original_layout, load_original_transformer, shard_paths
 from das_core.model.wan_move.pipeline import WanMovePipeline, build_scheduler
 
@@ -129,19 +130,7 @@ def resolve_dit_folder(model: str | os.PathLike) -> Path:
 
 def _snapshot(repo_id: str) -> Path:
     """The cached snapshot of the DiT files of `repo_id`, downloading them if the network allows."""
-    from huggingface_hub import snapshot_download
-
-    advice = f"download it first with `{DOWNLOAD_COMMAND}` and pass that folder"
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=_DIT_PATTERNS, local_files_only=True))
-    except Exception:
-        pass
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        raise DasError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {advice}")
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=_DIT_PATTERNS))
-    except Exception as error:
-        raise DasError(f"could not fetch {repo_id} ({type(error).__name__}); {advice}") from error
+    return hub_snapshot(repo_id, _DIT_PATTERNS, f"download it first with `{DOWNLOAD_COMMAND}` and pass that folder")
 
 
 def load_transformer(folder: str | os.PathLike, dtype: torch.dtype = torch.bfloat16) -> WanTransformer3DModel:
