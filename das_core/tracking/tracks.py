@@ -102,6 +102,25 @@ class Tracks:
     def num_points(self) -> int:
         return self.points.shape[1]
 
+    def take(self, frames: Sequence[int]) -> Tracks:
+        """These tracks at the frames with indices `frames` (0 .. T - 1, in the order given): a new `Tracks`
+        with the same points, faces, fps and extra."""
+        index = np.asarray(frames, dtype=np.int64)
+        if index.ndim != 1 or not len(index) or index.min() < 0 or index.max() >= self.num_frames:
+            raise TracksError(f"frame indices must be a non-empty list within 0..{self.num_frames - 1}, got {frames!r}")
+        return Tracks(
+            points=self.points[index],
+            world_to_camera=self.world_to_camera[index],
+            intrinsics=self.intrinsics[index],
+            width=self.width,
+            height=self.height,
+            faces=self.faces,
+            frame_numbers=None if self.frame_numbers is None else self.frame_numbers[index],
+            fps=self.fps,
+            visibility=None if self.visibility is None else self.visibility[index],
+            extra=self.extra,
+        )
+
     def vertices_of(self, names: Sequence[str]) -> np.ndarray:
         """bool [N]: which points are vertices of the named objects (`extra["objects"]`)."""
         objects, counts = self.extra.get("objects"), self.extra.get("object_vertex_counts")

@@ -37,6 +37,9 @@ class JobRequest:
     fps: float = DAS_WINDOW.fps
     point_tracks: np.ndarray | None = None  # float32 [T, N, 2]: (x, y) in pixels of `image`
     visibility: np.ndarray | None = None  # bool [T, N]
+    # A shot longer than one model window: the control's frames per window, in order (they sum to T).
+    # Window k + 1's first frame is window k's last scene frame; None: one window of all T frames.
+    windows: tuple[int, ...] | None = None
 
     @property
     def control(self) -> str:
