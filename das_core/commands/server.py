@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from das_core.errors import DasError
+from das_core.tracking.shot import FRAMES_EVERY, FRAMES_SETTINGS
 from das_core.tracking.window import DAS_WINDOW
 
 _DEFAULT_SERVER = "tcp://127.0.0.1:5555"
@@ -23,15 +24,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="send an image and the motion to a das server and get the video back",
         description="Ask the server which model it runs, submit a job with the control that model follows, "
-        "show its progress, write each frame as it arrives (OUT_frames/frame_00000.png ...) and the MP4 at "
-        "the end. --tracks makes that control from a tracks file (DaS: the tracking video; Wan-Move: point "
-        "tracks) at the model's size and frames, the image letterboxed to match. --tracking (DaS) is "
-        f"sampled to the model's frames ({DAS_WINDOW.frames}), the image letterboxed to its size.",
+        "show its progress, write each model frame as it arrives (OUT_frames/frame_00000.png ...) and the MP4 "
+        "at the end. --tracks (every frame of a shot) makes the whole shot: the model's frames are planned at "
+        "its frame rate (DaS 8, Wan-Move 16 fps) in windows of its length, their control (DaS: the tracking "
+        "video; Wan-Move: point tracks) made at its size, the image letterboxed to match; the MP4 holds every "
+        "frame of the tracks at their frame rate (--frames every, the frames between the model's made from the "
+        "exact motion) or the model's frames at its rate (--frames model). --tracking (DaS) and --point-tracks "
+        f"(Wan-Move) are sent as one window, sampled to the model's frames ({DAS_WINDOW.frames} for DaS).",
     )
     generate.add_argument("--image", required=True, type=Path, help="first-frame image (PNG/JPG)")
     motion = generate.add_mutually_exclusive_group(required=True)
     motion.add_argument(
-        "--tracks", type=Path, metavar="TRACKS.npz", help="tracks file (das export): any server's control is made"
+        "--tracks",
+        type=Path,
+        metavar="TRACKS.npz",
+        help="tracks of every frame of the shot (das export): any server's control is made",
     )
     motion.add_argument("--tracking", type=Path, help="DaS servers: tracking video (MP4) or folder of frames")
     motion.add_argument(
@@ -47,8 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument(
         "--guidance", type=float, default=None, help="classifier-free guidance (default: DaS 6.0, Wan-Move 5.0)"
     )
+    _frames_argument(generate)
     generate.add_argument(
-        "--fps", type=float, default=None, help="frame rate of the MP4 (default: the model's, DaS 8, Wan-Move 16)"
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate of the MP4 (default: the tracks' with --frames every, else the model's: DaS 8, Wan-Move 16)",
     )
     generate.add_argument("--job-id", default=None, help="choose the job id (default: a random one)")
     generate.add_argument(
@@ -63,9 +74,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch = subparsers.add_parser(
         "fetch",
         help="download a job's video (waits while it is queued or running)",
-        description="Get a job's frames and MP4 from the server, waiting with progress if it has not finished.",
+        description="Get a job's frames and MP4 from the server, waiting with progress if it has not finished. "
+        "The MP4 holds the model's frames at its frame rate; with --tracks (the tracks the job was made from "
+        "by `das generate --tracks`) it is the whole shot, as generate writes it.",
     )
     fetch.add_argument("job_id", help="the id `das generate` printed")
+    fetch.add_argument(
+        "--tracks", type=Path, default=None, metavar="TRACKS.npz", help="make the whole shot from these tracks"
+    )
+    _frames_argument(fetch)
     _output_arguments(fetch)
     _server_arguments(fetch)
     fetch.set_defaults(func=fetch_command)
@@ -103,6 +120,16 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server (default: 10)")
 
 
+def _frames_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--frames",
+        choices=FRAMES_SETTINGS,
+        default=None,
+        help="with --tracks, what the MP4 holds: every frame of the tracks at their frame rate, or the model's "
+        "frames at its rate (default: every)",
+    )
+
+
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=None, help="MP4 to write (default: JOB_ID.mp4)")
     parser.add_argument(
@@ -122,8 +149,10 @@ def _client(args: argparse.Namespace):
 
 
 def _fetch_command(job_id: str, args: argparse.Namespace) -> str:
-    """The `das fetch` that gets `job_id` later from the same server with the same keys."""
+    """The `das fetch` that gets `job_id` later from the same server with the same keys (and tracks)."""
     words = ["das", "fetch", job_id]
+    if args.tracks is not None:
+        words += ["--tracks", str(args.tracks)] + (["--frames", args.frames] if args.frames else [])
     if args.server != _DEFAULT_SERVER:
         words += ["--server", args.server]
     if args.keys is not None:
@@ -154,11 +183,12 @@ def generate_command(args: argparse.Namespace) -> int:
         info = client.info()
         window = info.window
         steps, guidance = sampling_defaults(window)
-        fps = args.fps or window.fps
+        shot = _whole_shot(args, motion, window)
+        fields = _shot_fields(shot, image) if shot else _control_fields(args, motion, image, window)
         request = JobRequest(
             prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, job_id=args.job_id,
-            steps=args.steps or steps, guidance=guidance if args.guidance is None else args.guidance, fps=fps,
-            **_control_fields(args, motion, image, window),
+            steps=args.steps or steps, guidance=guidance if args.guidance is None else args.guidance,
+            fps=window.fps if shot else args.fps or window.fps, **fields,
         )  # fmt: skip
         job_id = client.submit(request)
         if args.detach:
@@ -166,17 +196,28 @@ def generate_command(args: argparse.Namespace) -> int:
             print(job_id)
             return 0
         print(f"job {job_id} accepted by {args.server} ({info.backend}, {info.model})", file=sys.stderr)
-        _receive(client, job_id, client.events(job_id), args, fps=fps)
+        result = _receive(job_id, client.events(job_id), args)
+    mismatch = "the server does not make one frame per control frame: run this das version there"
+    _write_result(job_id, result, args, shot, args.fps or (None if shot else window.fps), mismatch)
     return 0
 
 
 def _read_motion(args: argparse.Namespace):
-    """What --tracks (a `Tracks`), --tracking (uint8 frames) or --point-tracks ((tracks, visibility)) holds."""
+    """What --tracks (a `Tracks`, checked for --frames), --tracking (uint8 frames) or --point-tracks
+    ((tracks, visibility)) holds."""
     from das_core.tracking.tracks import Tracks
     from das_core.tracking.video import read_video
+    from das_core.workflow.whole_shot import check_tracks
 
     if args.tracks is not None:
-        return Tracks.load(args.tracks)
+        tracks = Tracks.load(args.tracks)
+        check_tracks(tracks, args.frames or FRAMES_EVERY, str(args.tracks))
+        return tracks
+    if args.frames is not None:
+        raise DasError(
+            "--frames applies to --tracks, which hold every frame of a shot; --tracking and --point-tracks are "
+            "sent as one window of the model's frames and written as they are"
+        )
     if args.point_tracks is not None:
         from das_core.commands.wan_move import load_point_tracks
 
@@ -189,15 +230,31 @@ def _read_motion(args: argparse.Namespace):
     return tracking
 
 
+def _whole_shot(args: argparse.Namespace, tracks, window):
+    """The --tracks shot planned at the server's `window`, or None for the other inputs."""
+    from das_core.workflow.whole_shot import WholeShot
+
+    if args.tracks is None:
+        return None
+    return WholeShot.planned(tracks, str(args.tracks), window, args.frames or FRAMES_EVERY)
+
+
+def _shot_fields(shot, image) -> dict:
+    """The image letterboxed to the model's size and the shot's control, window by window."""
+    from das_core.tracking.video import fit_frames
+
+    print(f"{shot.name}: {shot.describe()}", file=sys.stderr)
+    return {
+        "image": fit_frames(image, *shot.window.size, resample="bilinear"),
+        **shot.control(progress=True).job_fields(),
+    }
+
+
 def _control_fields(args: argparse.Namespace, motion, image, window) -> dict:
-    """The image and the control the server's model follows (`window`), from what `_read_motion` read."""
-    from das_core.tracking.control import prepare_control
+    """The image and the control the server's model follows (`window`), from --tracking or --point-tracks."""
     from das_core.tracking.video import fit_frames, sample_indices
     from das_core.tracking.window import POINT_TRACKS, TRACKING_VIDEO
 
-    if args.tracks is not None:
-        control = prepare_control(motion, window, progress=True)
-        return {"image": fit_frames(image, *window.size, resample="bilinear"), **control.job_fields()}
     wants_video = window.control == TRACKING_VIDEO
     if (args.tracking is not None) != wants_video:
         needs = "a DaS tracking video" if wants_video else "point tracks"
@@ -222,25 +279,40 @@ def _control_fields(args: argparse.Namespace, motion, image, window) -> dict:
 
 
 def fetch_command(args: argparse.Namespace) -> int:
+    from das_core.tracking.tracks import Tracks
     from das_core.wire.protocol import check_job_id
+    from das_core.workflow.whole_shot import check_tracks
 
     job_id = check_job_id(args.job_id)
+    if args.tracks is None and args.frames is not None:
+        raise DasError("--frames applies with --tracks (the tracks the job was made from); without them fetch "
+                       "writes the model's frames")  # fmt: skip
+    tracks = None
+    if args.tracks is not None:
+        tracks = Tracks.load(args.tracks)
+        check_tracks(tracks, args.frames or FRAMES_EVERY, str(args.tracks))
     with _client(args) as client:
-        _receive(client, job_id, client.fetch(job_id), args, fps=None)
+        shot = _whole_shot(args, tracks, client.info().window)
+        result = _receive(job_id, client.fetch(job_id), args)
+    _write_result(job_id, result, args, shot, None, "fetch it with the tracks the job was made from")
     return 0
 
 
-def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float | None) -> Path:
-    """Show progress, write frames as they come and the MP4 at the end; return the MP4's path."""
+def _output_paths(job_id: str, args: argparse.Namespace) -> tuple[Path, Path]:
+    """The MP4 and the folder the model frames go to."""
+    output = args.output or Path(f"{job_id}.mp4")
+    return output, args.frames_dir or output.with_name(output.stem + "_frames")
+
+
+def _receive(job_id: str, events, args: argparse.Namespace):
+    """Show progress and write the model frames as they come; return the `JobResult`."""
     from PIL import Image
     from tqdm import tqdm
 
-    from das_core.tracking.video import write_mp4
     from das_core.wire.client import Accepted, Frame, Progress, ServerStopped, collect_frames
     from das_core.wire.protocol import Event
 
-    output = args.output or Path(f"{job_id}.mp4")
-    frames_dir = args.frames_dir or output.with_name(output.stem + "_frames")  # made at the first frame
+    frames_dir = _output_paths(job_id, args)[1]  # made at the first frame
     saved: set[int] = set()
     bar = tqdm(total=None, unit="step", desc=f"job {job_id[:8]}", file=sys.stderr, dynamic_ncols=True)
 
@@ -260,7 +332,7 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
             bar.set_postfix_str(f"{len(saved)} frames")
 
     try:
-        result = collect_frames(events, on_event=show)
+        return collect_frames(events, on_event=show)
     except KeyboardInterrupt:
         bar.close()
         print(f"\nstopped waiting; the job goes on on the server: `{_fetch_command(job_id, args)}`", file=sys.stderr)
@@ -270,15 +342,29 @@ def _receive(client, job_id: str, events, args: argparse.Namespace, fps: float |
         raise DasError(f"{error}: then run `{_fetch_command(job_id, args)}`") from None
     finally:
         bar.close()
+
+
+def _write_result(job_id: str, result, args: argparse.Namespace, shot, fps: float | None, mismatch: str = "") -> Path:
+    """Write the MP4: the model frames at `fps` (default: the job's), or the whole shot (`WholeShot.write`);
+    `mismatch` says what to do when the frames are not the shot's model frames."""
+    from das_core.tracking.video import write_mp4
+
+    output, frames_dir = _output_paths(job_id, args)
     metadata = result.done.metadata
-    path = write_mp4(output, result.frames, fps=fps or float(metadata.get("fps", DAS_WINDOW.fps)))
+    if shot is None:
+        path = write_mp4(output, result.frames, fps=fps or float(metadata.get("fps", DAS_WINDOW.fps)))
+        line = f"wrote {path} ({len(result.frames)} frames)"
+    else:
+        shot.check_model_frames(len(result.frames), f"{mismatch} (its frames are in {frames_dir}/)")
+        video = shot.write(output, result.frames, fps=fps, progress=True)
+        path, line = video.path, video.summary()
     if metadata.get("preview"):
         print(
             "note: the server runs the preview backend; this is the reference image warped along the "
             "tracking video, not a DaS generation",
             file=sys.stderr,
         )
-    print(f"wrote {path} ({len(result.frames)} frames) and {frames_dir}/", file=sys.stderr)
+    print(f"{line} and {frames_dir}/", file=sys.stderr)
     return path
 
 
