@@ -34,9 +34,9 @@ from das_core.tracking.window import ModelWindow
 __all__ = ["FRAMES_EVERY", "FRAMES_MODEL", "FRAMES_SETTINGS", "ShotVideo", "WholeShot", "check_tracks"]
 
 
-def check_tracks(tracks: Tracks, frames: str, name: str, model_option: str = "--frames model") -> None:
+def check_tracks(tracks: Tracks, frames: str, name: str, model_option: str | None = "--frames model") -> None:
     """Refuse tracks that cannot make a `frames` result, naming the fix; `name` is how messages call the file,
-    `model_option` how the caller asks for the model's frames.
+    `model_option` how the caller asks for the model's frames (None: it cannot).
 
     The plan reads the tracks' index as timeline time (frame i is i / fps seconds in), so the tracks must
     hold every frame of their range: a sampled export (the old 49-frame default) would be planned as a
@@ -53,9 +53,10 @@ def check_tracks(tracks: Tracks, frames: str, name: str, model_option: str = "--
             "(`das export` does by default) and use that file"
         )
     if frames == FRAMES_EVERY and (tracks.faces is None or not len(tracks.faces)):
+        model = f"use {model_option} for the model's frames only, or " if model_option else ""
         raise DasError(
             f"{name} has points only, no faces: making the frames between the model's needs surfaces; "
-            f"use {model_option} for the model's frames only, or export the scene's meshes from Blender"
+            f"{model}export the scene's meshes from Blender"
         )
 
 
@@ -92,7 +93,7 @@ class WholeShot:
 
     @classmethod
     def planned(
-        cls, tracks: Tracks, name: str, window: ModelWindow, frames: str, model_option: str = "--frames model"
+        cls, tracks: Tracks, name: str, window: ModelWindow, frames: str, model_option: str | None = "--frames model"
     ) -> WholeShot:
         """Check the tracks (`check_tracks`) and plan the shot at `window`."""
         check_tracks(tracks, frames, name, model_option)

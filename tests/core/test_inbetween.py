@@ -9,7 +9,7 @@ import pytest
 from das_core.cli import main
 from das_core.tracking.inbetween import Inbetweener, InbetweenError
 from das_core.tracking.tracks import Tracks
-from das_core.tracking.video import read_video, video_info, write_png_dir
+from das_core.tracking.video import read_video, video_info, write_mp4, write_png_dir
 
 W, H, FOCAL = 96, 64, 80.0
 K = np.array([[FOCAL, 0, W / 2], [0, FOCAL, H / 2], [0, 0, 1]])
@@ -156,22 +156,30 @@ def test_interpolate_command_makes_every_timeline_frame(tmp_path, capsys) -> Non
     tracks.fps = 12.0
     tracks.save(tmp_path / "tracks.npz")
     true = np.stack([to_uint8(texture(*plane_hit(c, 6.0)[:2])) for c in cameras])
-    write_png_dir(tmp_path / "model", true[[0, 3, 6]])  # lossless: the model frames, evenly spaced
+    write_png_dir(tmp_path / "model", true[[0, 3, 6]])  # lossless: the model frames, at 4 fps in the 12 fps shot
 
-    code = main(["interpolate", str(tmp_path / "model"), str(tmp_path / "tracks.npz"), "-o", str(tmp_path / "out.mp4"), "--quiet"])  # fmt: skip
+    code = main(["interpolate", str(tmp_path / "model"), str(tmp_path / "tracks.npz"), "-o", str(tmp_path / "out.mp4"), "--model-fps", "4", "--quiet"])  # fmt: skip
 
     assert code == 0
-    assert "7 frames 96x64 at 12 fps from 3 model frames (4 made)" in capsys.readouterr().out
+    assert "7 frames 96x64 at 12 fps from 3 model frames at 4 fps (4 made)" in capsys.readouterr().out
     made = read_video(tmp_path / "out.mp4")
     assert video_info(tmp_path / "out.mp4").fps == 12
     assert len(made) == 7 and psnr(made[2], true[2]) >= 30  # H.264 costs a few dB
 
+    write_mp4(tmp_path / "model.mp4", true[[0, 3, 6]], fps=4)  # an MP4 says its frame rate itself
+    assert main(["interpolate", str(tmp_path / "model.mp4"), str(tmp_path / "tracks.npz"), "-o", str(tmp_path / "again.mp4"), "--quiet"]) == 0  # fmt: skip
+    assert len(read_video(tmp_path / "again.mp4")) == 7
 
-def test_interpolate_command_needs_tracks_of_every_frame(tmp_path, capsys) -> None:
+
+def test_interpolate_command_needs_the_model_frames_of_the_tracks(tmp_path, capsys) -> None:
     points, faces = grid(-1, 1, -1, 1, 5.0, 1)
     tracks_of(np.tile(points, (3, 1, 1)), faces, [camera(0, (0, 0, 0))] * 3).save(tmp_path / "tracks.npz")
     write_png_dir(tmp_path / "model", np.zeros((4, H, W, 3), dtype=np.uint8))
     arguments = [str(tmp_path / "model"), str(tmp_path / "tracks.npz"), "-o", str(tmp_path / "o.mp4"), "--quiet"]
     assert main(["interpolate", *arguments]) == 1
-    assert "has 4 frames but" in capsys.readouterr().err
+    assert (
+        "is a folder of frames, which has no frame rate: give the model's with --model-fps" in capsys.readouterr().err
+    )
+    assert main(["interpolate", *arguments, "--model-fps", "8"]) == 1
+    assert "4 frames came back for a shot of 1 model frame" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
