@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from das_core.errors import DasError
-from das_core.tracking.window import DAS_WINDOW
 
 _BACKENDS = ("preview", "tiny", "das")
 _ENGINES = ("WORKBENCH", "EEVEE", "CYCLES")
@@ -18,9 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser(
         "export",
         help="export a .blend file's animation to a tracks file (.npz), headless",
-        description="Export the active scene of a .blend file to das-tracks/1 with the add-on's exporter, "
-        "in a Blender process of its own: this Python's bpy module, or the Blender executable given "
-        "with --blender (for when bpy does not match this Python).",
+        description="Export every frame of the active scene's range of a .blend file to das-tracks/1 with the "
+        "add-on's exporter, in a Blender process of its own: this Python's bpy module, or the Blender "
+        "executable given with --blender (for when bpy does not match this Python). Every frame, at the "
+        "scene's frame rate, is what `das generate --tracks` plans a whole shot from.",
     )
     export.add_argument("blend", type=Path, help="the .blend file")
     export.add_argument("-o", "--output", type=Path, required=True, help="tracks file to write (.npz)")
@@ -28,16 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--frames", default=None, metavar="START:END", help="frame range, inclusive (default: the scene's)"
     )
-    export.add_argument(
-        "--samples", type=int, default=DAS_WINDOW.frames, help="frames to sample from the range (default: %(default)s)"
-    )
     export.add_argument("--blender", default=None, metavar="PATH", help="Blender executable to run instead of bpy")
     export.add_argument(
         "--reference-render",
         type=Path,
         default=None,
         metavar="IMG",
-        help="also render the first sampled frame to IMG (PNG)",
+        help="also render the range's first frame to IMG (PNG)",
     )
     export.add_argument(
         "--engine",
@@ -119,7 +116,6 @@ def run_export(args: argparse.Namespace) -> int:
         camera=args.camera,
         frame_start=frame_start,
         frame_end=frame_end,
-        samples=args.samples,
         blender=args.blender,
         reference_render=args.reference_render,
         engine=args.engine,
@@ -130,7 +126,7 @@ def run_export(args: argparse.Namespace) -> int:
     frames = tracks.frame_numbers
     print(
         f"wrote {result.tracks_path}: {tracks.num_points} points x {tracks.num_frames} frames "
-        f"(scene frames {frames[0]}..{frames[-1]}), {tracks.width}x{tracks.height}"
+        f"(scene frames {frames[0]}..{frames[-1]} at {tracks.fps:g} fps), {tracks.width}x{tracks.height}"
     )
     if result.reference_path:
         print(f"wrote {result.reference_path}: frame {frames[0]}")

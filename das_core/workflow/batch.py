@@ -244,7 +244,7 @@ class _ShotRun:
             reference = None if shot.image else folder / "reference.png"
             exported = export_blend(
                 shot.blend, folder / "tracks.npz", camera=shot.camera, frame_start=shot.frame_start,
-                frame_end=shot.frame_end, samples=shot.samples, blender=self.blender, reference_render=reference,
+                frame_end=shot.frame_end, blender=self.blender, reference_render=reference,
             )  # fmt: skip
             tracks, tracks_path = exported.tracks, folder / "tracks.npz"
             self.manifest.update(shot.name, warnings=list(exported.warnings))

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from das_core.errors import DasError
 from das_core.tracking.tracks import Tracks
-from das_core.tracking.window import DAS_WINDOW
 
 ERROR_MARK = "DAS-EXPORT-ERROR: "
 WARNING_MARK = "DAS-EXPORT-WARNING: "
@@ -64,12 +63,12 @@ def export_blend(
     camera: str | None = None,
     frame_start: int | None = None,
     frame_end: int | None = None,
-    samples: int = DAS_WINDOW.frames,
     blender: str | os.PathLike | None = None,
     reference_render: str | os.PathLike | None = None,
     engine: str | None = None,
 ) -> ExportResult:
-    """Export `blend`'s active scene to `output` (.npz) and optionally render its first sampled frame.
+    """Export every frame of `blend`'s active scene's range (the scene's, or `frame_start`..`frame_end`) to
+    `output` (.npz) and optionally render its first frame.
 
     `engine` picks the reference render's engine ("WORKBENCH", "EEVEE", "CYCLES"; None: the scene's).
 
@@ -81,8 +80,6 @@ def export_blend(
     output = Path(output).resolve()
     if not blend.is_file():
         raise DasError(f"{blend}: no such .blend file")
-    if samples < 1:
-        raise DasError(f"samples must be 1 or more, got {samples}")
     output.parent.mkdir(parents=True, exist_ok=True)
     reference = Path(reference_render).resolve() if reference_render else None
     if reference is not None:
@@ -93,7 +90,6 @@ def export_blend(
         "camera": camera,
         "frame_start": frame_start,
         "frame_end": frame_end,
-        "samples": int(samples),
         "reference_render": str(reference) if reference else None,
         "engine": engine,
     }

@@ -34,9 +34,8 @@ def run() -> None:
         if camera is None:
             cameras = sorted(o.name for o in bpy.data.objects if o.type == "CAMERA") or ["none"]
             raise DasError(f"no object named {args['camera']!r}; cameras in this file: {', '.join(cameras)}")
-    tracks = export_tracks(
-        scene, camera=camera, frame_start=args["frame_start"], frame_end=args["frame_end"], samples=args["samples"]
-    )
+    # Every frame of the range: shots are planned from every timeline frame (das_core.tracking.shot).
+    tracks = export_tracks(scene, camera=camera, frame_start=args["frame_start"], frame_end=args["frame_end"], step=1)
     tracks.save(args["output"])
     for warning in tracks.extra.get("warnings", []):
         print(WARNING_MARK + warning, file=sys.stderr)

@@ -51,14 +51,14 @@ def assert_close_float32(actual: np.ndarray, expected: np.ndarray, name: str) ->
 def test_cli_export_equals_in_process_export(tmp_path, capsys):
     output, reference = tmp_path / "walk.npz", tmp_path / "ref.png"
     code = main(
-        ["export", str(WALK), "-o", str(output), "--frames", "5:40", "--samples", "12", "--camera", "Camera",
+        ["export", str(WALK), "-o", str(output), "--frames", "5:16", "--camera", "Camera",
          "--reference-render", str(reference), "--engine", "workbench"]
     )  # fmt: skip
     assert code == 0
     exported = Tracks.load(output)
-    expected = export_in_process(WALK, frame_start=5, frame_end=40, samples=12)
+    expected = export_in_process(WALK, frame_start=5, frame_end=16, step=1)
     assert_same_tracks(exported, expected)
-    assert exported.frame_numbers[0] == 5 and exported.frame_numbers[-1] == 40 and exported.num_frames == 12
+    np.testing.assert_array_equal(exported.frame_numbers, np.arange(5, 17))  # every frame of the range
     assert f"wrote {output}" in capsys.readouterr().out
 
     image = read_video(reference)[0]
@@ -90,8 +90,10 @@ def test_export_with_blender_executable(tmp_path, capsys):
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     output = tmp_path / "walk.npz"
-    assert main(["export", str(WALK), "-o", str(output), "--samples", "7", "--blender", str(fake)]) == 0
-    assert_same_tracks(Tracks.load(output), export_in_process(WALK, samples=7))
+    assert main(["export", str(WALK), "-o", str(output), "--blender", str(fake)]) == 0
+    exported = Tracks.load(output)
+    assert_same_tracks(exported, export_in_process(WALK, step=1))
+    np.testing.assert_array_equal(exported.frame_numbers, np.arange(1, 50))  # by default, every frame of the scene
 
     assert main(["export", str(WALK), "-o", str(output), "--blender", str(tmp_path / "missing")]) == 1
     assert "not found" in capsys.readouterr().err

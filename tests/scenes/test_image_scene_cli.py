@@ -77,7 +77,7 @@ def test_image_scene_saves_a_scene_that_opens_and_exports(picture, tmp_path, cap
     assert saved["texture"] == str(image)
 
     tracks_path = tmp_path / "scene.npz"
-    assert main(["export", str(blend), "-o", str(tracks_path), "--samples", "25"]) == 0
+    assert main(["export", str(blend), "-o", str(tracks_path)]) == 0  # every frame of the scene's 0..24
     tracks = Tracks.load(tracks_path)
     assert (tracks.width, tracks.height, tracks.num_frames) == (32, 24, 25)
     # The exported first view is the proxy's: every vertex lands where build_proxy put it.
