@@ -5,17 +5,21 @@ Output tree (OUT is `--out`):
     OUT/manifest.json               every shot: state, job id, parameters, output paths, error
     OUT/batch.lock                  held while a batch runs here
     OUT/server/                     the local server's jobs and log (with --backend)
-    OUT/shots/NAME/tracks.npz       exported motion (blend shots)
+    OUT/shots/NAME/tracks.npz       exported motion, every frame of the range (blend shots)
     OUT/shots/NAME/reference.png    rendered first frame (blend shots without an image)
-    OUT/shots/NAME/tracking.mp4     the control sent, at the window the server's `info` names: the tracking
-                                    video (DaS), or the point tracks drawn on the reference (Wan-Move)
-    OUT/shots/NAME/result.mp4       the generated video
-    OUT/shots/NAME/comparison.png   reference, tracking and result frames side by side
+    OUT/shots/NAME/tracking.mp4     the control sent, one frame per model frame at the model's frame rate
+                                    (`das_core.tracking.shot` plans them at the window the server's `info`
+                                    names): the tracking video (DaS), or the point tracks drawn on the
+                                    reference (Wan-Move)
+    OUT/shots/NAME/result.mp4       the shot: every frame at its frame rate (frames = "every") or the
+                                    model's frames at the model's (frames = "model")
+    OUT/shots/NAME/comparison.png   reference, tracking and model frames side by side
 
 The manifest is rewritten (atomically) at every state change, and a shot's job id is recorded
 before the job is submitted. A rerun therefore skips shots that are done, picks up submitted
 ones by their job id (the server keeps results; a retried submit with the same id is not run
-twice), and retries failed ones. A shot whose parameters changed in the spec starts over.
+twice), and retries failed ones. A shot whose parameters changed in the spec starts over, unless
+only what result.mp4 holds changed (frames, fps): then its job's frames are fetched and written again.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from das_core.workflow.batch_spec import BatchSpec, Shot
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "das-batch-manifest/1"
 PENDING, SUBMITTED, DONE, FAILED = "pending", "submitted", "done", "failed"
+# Shot parameters that change only how the job's frames are written, not the job.
+_RESULT_KEYS = ("frames", "fps")
+# What a shot's tracks messages tell the user to set for the model's frames only.
+_MODEL_FRAMES = 'frames = "model"'
 
 
 @dataclass
@@ -200,10 +208,14 @@ class _ShotRun:
         self._last_refresh = 0.0
 
     def run(self) -> str:
-        """Returns "already done" (skipped), "resumed" (picked up by job id) or "done"."""
+        """Returns "already done" (skipped), "resumed" (picked up by job id), "rewritten" (the job's frames
+        written again, as the spec now asks) or "done"."""
         entry = self.manifest.entry(self.shot.name)
         parameters = self.shot.parameters()
-        same = entry.get("parameters") == parameters and entry.get("job_id")
+        same = _job_parameters(entry.get("parameters")) == _job_parameters(parameters) and entry.get("job_id")
+        rewrite = same and entry.get("parameters") != parameters and entry.get("state") in (SUBMITTED, DONE)
+        if rewrite:  # submitted again, so an interrupted rewrite is picked up by the next run
+            entry = self.manifest.update(self.shot.name, parameters=parameters, state=SUBMITTED)
         if same and entry.get("state") == DONE and self._outputs_exist(entry):
             return "already done"
         if same and entry.get("state") in (SUBMITTED, DONE):
@@ -211,7 +223,7 @@ class _ShotRun:
             events = self._fetch(entry["job_id"])
             if events is not None:
                 self._finish(events)
-                return "resumed"
+                return "rewritten" if rewrite else "resumed"
             job_id = entry["job_id"]  # the server never got it (or forgot it): submit under the same id
         else:
             previous = entry.get("previous_job_ids", []) + ([entry["job_id"]] if entry.get("job_id") else [])
@@ -229,9 +241,8 @@ class _ShotRun:
         return "done"
 
     def _prepare(self, job_id: str):
-        """Export (blend shots), make the control (tracking video or point tracks), read the reference: the job
-        request and file paths."""
-        from das_core.tracking.control import prepare_control
+        """Export (blend shots), plan the shot at the server's window, make its control (tracking video or point
+        tracks), read the reference: the job request and file paths."""
         from das_core.tracking.tracks import Tracks
         from das_core.tracking.video import fit_frames, read_video, write_mp4
         from das_core.wire.protocol import JobRequest
@@ -250,15 +261,16 @@ class _ShotRun:
             self.manifest.update(shot.name, warnings=list(exported.warnings))
         else:
             tracks, tracks_path = Tracks.load(shot.tracks), shot.tracks
+        whole = self._whole_shot(tracks, tracks_path)
         image_path = shot.image or folder / "reference.png"
         image = fit_frames(read_video(image_path)[0], *self.window.size, resample="bilinear")
         self._status("tracking video" if self.window.control == TRACKING_VIDEO else "point tracks")
-        control = prepare_control(tracks, self.window, shot.mode)
+        control = whole.control(shot.mode)
         shown = folder / "tracking.mp4"
-        write_mp4(shown, control.preview(image), fps=shot.fps)
+        write_mp4(shown, control.preview(image), fps=self.window.fps)
         request = JobRequest(
             prompt=shot.prompt, image=image, negative_prompt=shot.negative_prompt, seed=shot.seed, steps=shot.steps,
-            guidance=shot.guidance, job_id=job_id, fps=shot.fps, **control.job_fields(),
+            guidance=shot.guidance, job_id=job_id, fps=self.window.fps, **control.job_fields(),
         )  # fmt: skip
         outputs = {
             "tracks": self._relative(tracks_path),
@@ -268,6 +280,12 @@ class _ShotRun:
             "comparison": self._relative(folder / "comparison.png"),
         }
         return request, outputs
+
+    def _whole_shot(self, tracks, tracks_path: Path):
+        """The shot planned at the server's window (its tracks checked for what result.mp4 holds)."""
+        from das_core.workflow.whole_shot import WholeShot
+
+        return WholeShot.planned(tracks, str(tracks_path), self.window, self.shot.frames, _MODEL_FRAMES)
 
     def _fetch(self, job_id: str):
         """The job's events again from the server, or None when the server does not know the job."""
@@ -287,7 +305,9 @@ class _ShotRun:
         from PIL import Image
 
         from das_core.tracking.contact_sheet import comparison_sheet
-        from das_core.tracking.video import fit_frames, read_video, write_mp4
+        from das_core.tracking.shot import FRAMES_EVERY
+        from das_core.tracking.tracks import Tracks
+        from das_core.tracking.video import fit_frames, read_video
         from das_core.wire.client import Progress, collect_frames
         from das_core.wire.protocol import Event
 
@@ -296,16 +316,20 @@ class _ShotRun:
                 self._status(f"{event.phase} {event.step}/{event.total}")
 
         result = collect_frames(events, on_event=show)
-        self._status("writing result")
         outputs = {key: self.out_dir / path for key, path in self.manifest.entry(self.shot.name)["outputs"].items()}
-        write_mp4(outputs["result_video"], result.frames, fps=self.shot.fps)
+        whole = self._whole_shot(Tracks.load(outputs["tracks"]), outputs["tracks"])
+        whole.check_model_frames(
+            len(result.frames), "the server does not make one frame per control frame: run this das version there"
+        )
+        self._status("in-betweening" if self.shot.frames == FRAMES_EVERY else "writing result")
+        video = whole.write(outputs["result_video"], result.frames, fps=self.shot.fps)
         reference = fit_frames(read_video(outputs["reference"])[0], *self.window.size, resample="bilinear")
         sheet = comparison_sheet(reference, read_video(outputs["tracking_video"]), result.frames)
         Image.fromarray(sheet).save(outputs["comparison"], optimize=True)
         done = result.done
         self.manifest.update(
-            self.shot.name, state=DONE, checksum=done.checksum, num_frames=done.num_frames,
-            metadata=done.metadata, error=None,
+            self.shot.name, state=DONE, checksum=done.checksum, num_frames=done.num_frames, result_frames=video.frames,
+            result_fps=video.fps, metadata=done.metadata, error=None,
         )  # fmt: skip
 
     def _outputs_exist(self, entry: dict) -> bool:
@@ -323,6 +347,11 @@ class _ShotRun:
         refresh = now - self._last_refresh > 0.2
         self._last_refresh = now if refresh else self._last_refresh
         self.bar.set_postfix_str(f"{self.shot.name}: {text}", refresh=refresh)
+
+
+def _job_parameters(parameters: dict | None) -> dict:
+    """The parameters that decide a shot's job (all but `_RESULT_KEYS`)."""
+    return {key: value for key, value in (parameters or {}).items() if key not in _RESULT_KEYS}
 
 
 def _chain(head: list, tail: Iterable) -> Iterable:

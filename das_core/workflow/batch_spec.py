@@ -5,27 +5,29 @@ server = "tcp://render-box:5555"      # optional: where `das batch` submits (els
 blender = "/opt/blender/blender"      # optional: export .blend shots with this Blender, not bpy
 
 [defaults]                            # optional: any shot key below, applied to every shot
-steps = 50
+frames = "model"
 
 [[shot]]
 name = "walk"                         # letters, digits, '-', '_': the shot's folder and job id prefix
-blend = "scenes/walk_cycle.blend"     # a .blend to export ...
+blend = "scenes/walk_cycle.blend"     # a .blend to export (every frame) ...
 camera = "Camera"                     # ... with this camera (default: the scene camera)
-frames = "1:49"                       # ... over these frames (default: the scene's range)
-samples = 49                          # ... sampled to this many frames (default: the server model's, 49 for DaS)
+range = "1:49"                        # ... over these frames, as `das export --frames` (default: the scene's)
 prompt = "A wooden mannequin walks across a grey studio floor."
 
 [[shot]]
 name = "orbit"
-tracks = "camera_orbit/tracks.npz"    # or an exported tracks file ...
+tracks = "camera_orbit/tracks.npz"    # or an exported tracks file (every frame of the shot) ...
 image = "camera_orbit/reference.png"  # ... which needs a reference image (optional for .blend shots:
-                                      #     without one, the first sampled frame is rendered)
+                                      #     without one, the range's first frame is rendered)
 prompt = "..."
+frames = "every"                      # result.mp4: every frame of the shot at its frame rate, the frames
+                                      #   between the model's in-betweened ("every", default), or the
+                                      #   model's frames at its rate ("model": DaS 8, Wan-Move 16 fps)
 negative_prompt = "..."               # default: the server's (the DaS reference negative prompt)
 seed = 7                              # default 42
 steps = 50                            # default: the server model's (DaS 50, Wan-Move 40)
 guidance = 6.0                        # default: the server model's (DaS 6.0, Wan-Move 5.0)
-fps = 8.0                             # frame rate of result.mp4; default: the server model's (DaS 8, Wan-Move 16)
+fps = 24.0                            # frame rate of result.mp4; default: the shot's (every) or the model's (model)
 mode = "mesh"                         # tracking video: "mesh" or "points"; default mesh when the
                                       #   tracks have faces, else points
 ```
@@ -42,6 +44,7 @@ from pathlib import Path
 
 from das_core.errors import DasError, plural
 from das_core.tracking.control import sampling_defaults
+from das_core.tracking.shot import FRAMES_EVERY, FRAMES_SETTINGS
 from das_core.tracking.window import ModelWindow
 from das_core.workflow.blend_export import parse_frame_range
 
@@ -54,8 +57,8 @@ _SHOT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "blend": _TEXT,
     "tracks": _TEXT,
     "camera": _TEXT,
+    "range": _TEXT,
     "frames": _TEXT,
-    "samples": _WHOLE,
     "image": _TEXT,
     "negative_prompt": _TEXT,
     "seed": _WHOLE,
@@ -65,6 +68,11 @@ _SHOT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "mode": _TEXT,
 }
 _MODES = ("mesh", "points")
+# Keys of earlier versions, with what replaced them.
+_GONE = {
+    "samples": "blend shots export every frame of their range, and the model's frames are planned at its "
+    'frame rate; remove samples (frames = "model" writes the model\'s frames only)',
+}
 
 
 class BatchSpecError(DasError):
@@ -82,24 +90,23 @@ class Shot:
     camera: str | None = None
     frame_start: int | None = None
     frame_end: int | None = None
-    samples: int | None = None  # None here and below: the default of the server's model (`for_window`)
+    frames: str = FRAMES_EVERY  # what result.mp4 holds: every timeline frame or the model's frames
     image: Path | None = None
     negative_prompt: str | None = None
     seed: int = 42
-    steps: int | None = None
+    steps: int | None = None  # None here: the default of the server's model (`for_window`)
     guidance: float | None = None
-    fps: float | None = None
+    fps: float | None = None  # None: the shot's frame rate (frames every) or the model's (frames model)
     mode: str | None = None
 
     def for_window(self, window: ModelWindow) -> Shot:
-        """This shot with what the spec left unset taken from the model of `window` (as `das generate` does)."""
+        """This shot with the sampling the spec left unset taken from the model of `window` (as `das generate`
+        does)."""
         steps, guidance = sampling_defaults(window)
         return replace(
             self,
-            samples=window.frames if self.samples is None else self.samples,
             steps=steps if self.steps is None else self.steps,
             guidance=guidance if self.guidance is None else self.guidance,
-            fps=window.fps if self.fps is None else self.fps,
         )
 
     def parameters(self) -> dict:
@@ -162,6 +169,8 @@ def load_spec(path: str | Path) -> BatchSpec:
 
 def _check_keys(path: Path, where: str, table: dict) -> None:
     for key, value in table.items():
+        if key in _GONE:
+            raise BatchSpecError(f"{path}: {where} has {key}, which is gone: {_GONE[key]}")
         if key not in _SHOT_KEYS:
             raise BatchSpecError(f"{path}: {where} has unknown key {key!r}; allowed: {', '.join(_SHOT_KEYS)}")
         kinds, wanted = _SHOT_KEYS[key]
@@ -184,20 +193,26 @@ def _parse_shot(path: Path, base: Path, number: int, entry: dict) -> Shot:
     if ("blend" in entry) == ("tracks" in entry):
         raise fail("give exactly one of blend (a .blend file to export) or tracks (an exported .npz)")
     if "tracks" in entry:
-        for key in ("camera", "frames", "samples"):
+        for key in ("camera", "range"):
             if key in entry:
                 raise fail(f"{key} only applies to blend shots; a tracks file is already exported")
         if "image" not in entry:
             raise fail("a tracks shot needs image (the reference first frame); only blend shots can render one")
+    frames = entry.get("frames", FRAMES_EVERY)
+    if frames not in FRAMES_SETTINGS:
+        moved = f'; a blend shot\'s frame range is range = "{frames}" now' if ":" in frames else ""
+        raise fail(
+            f"frames must be {' or '.join(map(repr, FRAMES_SETTINGS))} (what result.mp4 holds), got {frames!r}{moved}"
+        )
     frame_start, frame_end = None, None
-    if "frames" in entry:
+    if "range" in entry:
         try:
-            frame_start, frame_end = parse_frame_range(entry["frames"])
+            frame_start, frame_end = parse_frame_range(entry["range"])
         except DasError as error:
             raise fail(str(error)) from None
     if entry.get("mode", "mesh") not in _MODES:
         raise fail(f"mode must be one of {', '.join(_MODES)}, got {entry['mode']!r}")
-    for key, low in (("samples", 1), ("steps", 1), ("seed", 0)):
+    for key, low in (("steps", 1), ("seed", 0)):
         if key in entry and entry[key] < low:
             raise fail(f"{key} must be {low} or more, got {entry[key]}")
     if entry.get("guidance", 0) < 0:
@@ -216,7 +231,7 @@ def _parse_shot(path: Path, base: Path, number: int, entry: dict) -> Shot:
         camera=entry.get("camera"),
         frame_start=frame_start,
         frame_end=frame_end,
-        samples=entry.get("samples"),
+        frames=frames,
         image=resolve("image"),
         negative_prompt=entry.get("negative_prompt"),
         seed=entry.get("seed", 42),

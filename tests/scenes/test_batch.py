@@ -22,6 +22,7 @@ from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW
 from das_core.wire.client import DasClient
 from das_core.workflow.batch_spec import load_spec
 from das_core.workflow.local_server import LocalServer
+from tests.scenes.conftest import square_tracks
 
 pytest.importorskip("bpy")  # the .blend shot exports through bpy
 
@@ -48,7 +49,7 @@ steps = 10
 [[shot]]
 name = "walk"
 blend = "{EXAMPLES / "walk_cycle" / "walk_cycle.blend"}"
-frames = "1:49"
+range = "1:49"
 prompt = "A mannequin walks."
 
 [[shot]]
@@ -74,20 +75,24 @@ seed = 3
     assert shots["broken"]["state"] == "failed" and "broken.npz" in shots["broken"]["error"]
     for name in ("walk", "ball"):
         entry = shots[name]
-        assert entry["state"] == "done" and entry["job_id"].startswith(f"{name}-") and entry["num_frames"] == 49
+        # 49 frames at 24 fps: DaS (8 fps) makes every third, the others are in-betweened.
+        assert entry["state"] == "done" and entry["job_id"].startswith(f"{name}-") and entry["num_frames"] == 17
+        assert (entry["result_frames"], entry["result_fps"]) == (49, 24.0)
         assert entry["parameters"]["prompt"] in ("A mannequin walks.", "A ball bounces.")
         assert entry["parameters"]["steps"] == 10
         result = read_video(out / entry["outputs"]["result_video"])
         tracking = read_video(out / entry["outputs"]["tracking_video"])
-        assert result.shape == tracking.shape == (49, 480, 720, 3)
+        assert result.shape == (49, 480, 720, 3) and tracking.shape == (17, 480, 720, 3)
         comparison = read_video(out / entry["outputs"]["comparison"])[0]
         assert comparison.shape[1] > comparison.shape[0] > 160  # reference + 4 frames wide, 2 rows high
     assert shots["ball"]["parameters"]["seed"] == 3
     assert (out / "shots" / "walk" / "tracks.npz").is_file()
     assert read_video(out / shots["walk"]["outputs"]["reference"]).shape == (1, 480, 720, 3)
 
-    # The tracking video is the renderer's output for the exported tracks (up to H.264 loss).
-    expected = render_tracking(Tracks.load(out / "shots" / "walk" / "tracks.npz"), "mesh", 49, fit=(720, 480))
+    # The tracking video is the renderer's output for every third exported frame (up to H.264 loss).
+    exported = Tracks.load(out / "shots" / "walk" / "tracks.npz")
+    assert exported.num_frames == 49  # every frame of the range
+    expected = render_tracking(exported.take(range(0, 49, 3)), "mesh", 17, fit=(720, 480))
     tracking = read_video(out / "shots" / "walk" / "tracking.mp4")
     assert np.abs(tracking.astype(int) - expected).mean() < 2.0
 
@@ -276,10 +281,15 @@ def test_two_batches_never_share_an_output_folder(tmp_path, capsys, small_shot):
 
 def test_unset_sampling_follows_the_servers_model_and_set_values_stay(tmp_path, capsys, small_shot):
     pytest.importorskip("torch")
-    tracks, image = small_shot
+    _, image = small_shot
+    tracks = tmp_path / "long.npz"
+    square_tracks(121, fps=24.0).save(tracks)  # Wan-Move (16 fps) makes 81 frames of it: one whole window
     spec_path = tmp_path / "shots.toml"
     spec_path.write_text(
         f"""
+[defaults]
+frames = "model"
+
 [[shot]]
 name = "unset"
 tracks = "{tracks}"
@@ -303,7 +313,50 @@ fps = 10
         with DasClient(server.address) as client:
             sent = {name: client.status(shots[name]["job_id"]) for name in shots}
     unset, chosen = shots["unset"]["parameters"], shots["set"]["parameters"]
-    assert (unset["steps"], unset["guidance"], unset["fps"]) == (40, 5.0, WAN_MOVE_WINDOW.fps)  # Wan-Move's
+    assert (unset["steps"], unset["guidance"], unset["fps"]) == (40, 5.0, None)  # Wan-Move's; fps: the result's
     assert (chosen["steps"], chosen["guidance"], chosen["fps"]) == (2, 3.5, 10.0)
     assert (sent["unset"].steps, sent["unset"].metadata["fps"]) == (40, WAN_MOVE_WINDOW.fps)  # what the server got
-    assert (sent["set"].steps, sent["set"].metadata["fps"]) == (2, 10.0)
+    assert (sent["set"].steps, sent["set"].metadata["fps"]) == (2, WAN_MOVE_WINDOW.fps)  # the model's rate, always
+    assert (shots["unset"]["result_fps"], shots["set"]["result_fps"]) == (WAN_MOVE_WINDOW.fps, 10.0)
+    assert shots["unset"]["result_frames"] == shots["set"]["result_frames"] == 81
+
+
+def test_changing_what_the_result_holds_rewrites_it_without_a_new_job(tmp_path, capsys, small_shot):
+    tracks, image = small_shot
+    square_tracks(13, faces=False).save(tmp_path / "points.npz")
+    spec_path = tmp_path / "shots.toml"
+    shot = f"""
+[[shot]]
+name = "square"
+tracks = "{tracks}"
+image = "{image}"
+prompt = "A square slides."
+"""
+    points = f"""
+[[shot]]
+name = "points"
+tracks = "{tmp_path / "points.npz"}"
+image = "{image}"
+prompt = "Points."
+"""
+    spec_path.write_text(shot + 'frames = "model"\n' + points)
+    out = tmp_path / "out"
+    with LocalServer("preview", tmp_path / "server") as server:
+        arguments = ["batch", str(spec_path), "--server", server.address, "--out", str(out), "--no-progress"]
+        assert main(arguments) == 1
+        output = capsys.readouterr().out
+        assert "points: FAILED: " in output and "has points only, no faces" in output
+        assert 'use frames = "model" for the model\'s frames only' in output
+        first = manifest_of(out)["square"]
+        assert (first["result_frames"], first["result_fps"]) == (17, 8.0)
+        assert read_video(out / first["outputs"]["result_video"]).shape == (17, 480, 720, 3)
+
+        spec_path.write_text(shot + 'frames = "every"\n')
+        assert main(arguments) == 0
+        assert f"square: rewritten (job {first['job_id']})" in capsys.readouterr().out
+        with DasClient(server.address) as client:
+            assert [job.job_id for job in client.list_jobs()] == [first["job_id"]]  # no new job
+    entry = manifest_of(out)["square"]
+    assert (entry["state"], entry["job_id"], entry["parameters"]["frames"]) == ("done", first["job_id"], "every")
+    assert (entry["result_frames"], entry["result_fps"]) == (49, 24.0)
+    assert read_video(out / entry["outputs"]["result_video"]).shape == (49, 480, 720, 3)

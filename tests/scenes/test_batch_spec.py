@@ -25,8 +25,10 @@ def test_example_spec_loads_with_defaults_and_paths_relative_to_the_spec():
     walk, orbit, ball = spec.shots
     assert [shot.name for shot in spec.shots] == ["walk", "orbit", "ball"]
     assert walk.blend == EXAMPLES / "walk_cycle" / "walk_cycle.blend" and walk.image is None
-    assert (walk.camera, walk.frame_start, walk.frame_end, walk.samples) == ("Camera", 1, 49, None)
-    assert orbit.seed == 7 and walk.seed == 42 and ball.steps == 50 and ball.fps is None  # None: the model's
+    assert (walk.camera, walk.frame_start, walk.frame_end) == ("Camera", 1, 49)
+    assert orbit.seed == 7 and walk.seed == 42 and ball.fps is None  # None: the shot's own frame rate
+    assert {shot.frames for shot in spec.shots} == {"every"}
+    assert (ball.steps, ball.guidance) == (None, None)  # None: the server's model's
     assert ball.tracks == EXAMPLES / "thrown_ball" / "tracks.npz" and ball.blend is None
     assert ball.negative_prompt == "blurry, distorted, low quality" and walk.negative_prompt is None
     for shot in spec.shots:
@@ -43,6 +45,7 @@ server = "tcp://10.0.0.5:5555"
 [defaults]
 steps = 20
 fps = 12
+frames = "model"
 [[shot]]
 name = "a"
 tracks = "a.npz"
@@ -51,15 +54,17 @@ prompt = "p"
 [[shot]]
 name = "b"
 blend = "b.blend"
-frames = "10:"
+range = "10:"
 prompt = "q"
 steps = 30
+frames = "every"
 """,
         )
     )
     first, second = spec.shots
     assert spec.server == "tcp://10.0.0.5:5555"
     assert (first.steps, second.steps, first.fps) == (20, 30, 12.0)
+    assert (first.frames, second.frames) == ("model", "every")
     assert (second.frame_start, second.frame_end) == (10, None)
     assert first.tracks == tmp_path / "a.npz"
     assert first.parameters()["tracks"] == str(tmp_path / "a.npz")
@@ -75,7 +80,12 @@ steps = 30
         ('[[shot]]\nname = "a"\nblend = "a.blend"\ntracks = "a.npz"\nprompt = "p"\n', "exactly one of blend"),
         ('[[shot]]\nname = "a"\nblend = "a.blend"\n', "needs a prompt"),
         ('[[shot]]\nname = "a b"\nblend = "a.blend"\nprompt = "p"\n', "needs a name"),
-        (BLEND_SHOT + 'frames = "9:2"\n', "ends before it starts"),
+        (BLEND_SHOT + 'range = "9:2"\n', "ends before it starts"),
+        (BLEND_SHOT + 'frames = "all"\n', "frames must be 'every' or 'model' (what result.mp4 holds), got 'all'"),
+        (BLEND_SHOT + 'frames = "1:49"\n', 'a blend shot\'s frame range is range = "1:49" now'),
+        ("[defaults]\nframes = 24\n" + BLEND_SHOT, "[defaults] frames must be a string, got 24"),
+        (BLEND_SHOT + "samples = 49\n", "has samples, which is gone: blend shots export every frame"),
+        (TRACKS_SHOT + 'range = "1:9"\n', "range only applies to blend shots"),
         (BLEND_SHOT + 'mode = "wire"\n', "mode must be one of"),
         (BLEND_SHOT + BLEND_SHOT, "used more than once: a"),
         (TRACKS_SHOT + 'camera = "Cam"\n', "camera only applies"),
@@ -99,10 +109,8 @@ def test_missing_spec_file(tmp_path):
 def test_unset_sampling_comes_from_the_servers_model(tmp_path):
     from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW
 
-    unset, chosen = load_spec(
-        write(tmp_path, TRACKS_SHOT + BLEND_SHOT.replace('"a"', '"b"', 1) + "samples = 60\nsteps = 3\n")
-    ).shots
-    values = lambda shot: (shot.samples, shot.steps, shot.guidance, shot.fps)  # noqa: E731
-    assert values(unset.for_window(DAS_WINDOW)) == (49, 50, 6.0, 8.0)
-    assert values(unset.for_window(WAN_MOVE_WINDOW)) == (81, 40, 5.0, 16.0)
-    assert values(chosen.for_window(WAN_MOVE_WINDOW)) == (60, 3, 5.0, 16.0)
+    unset, chosen = load_spec(write(tmp_path, TRACKS_SHOT + BLEND_SHOT.replace('"a"', '"b"', 1) + "steps = 3\n")).shots
+    values = lambda shot: (shot.steps, shot.guidance, shot.fps)  # noqa: E731
+    assert values(unset.for_window(DAS_WINDOW)) == (50, 6.0, None)  # fps None: the result's own rate
+    assert values(unset.for_window(WAN_MOVE_WINDOW)) == (40, 5.0, None)
+    assert values(chosen.for_window(WAN_MOVE_WINDOW)) == (3, 5.0, None)
