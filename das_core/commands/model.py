@@ -6,9 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from das_core.errors import DasError
-from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW
+from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW, ModelWindow
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from das_core.wire.protocol import JobRequest
 
 _DTYPES = ("bfloat16", "float16", "float32")
 
@@ -25,10 +31,14 @@ def _register_infer(subparsers: argparse._SubParsersAction) -> None:
         "infer",
         help="generate a video from an image and its motion with the DaS or Wan-Move model",
         description="Generate a video that starts at an image and moves like a tracking video (DaS "
-        "image-to-video) or along point tracks (--model wan-move). The tracking video is resampled to "
-        "--num_frames frames and letterboxed to the output size; so is the image. Wan-Move takes a tracks "
-        "file (--tracks) or das render-tracks' .npy files (--point_tracks DIR); its defaults are 832x480, "
-        "81 frames, 40 steps, guidance 5 at 16 fps.",
+        "image-to-video) or along point tracks (--model wan-move). --tracks (every frame of a shot, das export) "
+        "makes the whole shot, as `das generate --tracks` does: the model's frames are planned at its frame "
+        "rate (DaS 8, Wan-Move 16 fps), their control made at the output size, and the model runs on windows "
+        "of --num_frames in order, each starting at the last frame of the one before; the MP4 holds every frame "
+        "of the tracks at their frame rate (--frames every) or the model's frames (--frames model). A tracking "
+        "video (--tracking_path, DaS) or .npy point tracks (--point_tracks DIR, das render-tracks) are "
+        "resampled to --num_frames frames and run as one window. Images and controls are letterboxed to the "
+        "output size. Wan-Move's defaults are 832x480, 81 frames, 40 steps, guidance 5 at 16 fps.",
     )
     infer.add_argument("--model", choices=("das", "wan-move"), default="das", help="which model (default: das)")
     infer.add_argument("--prompt", required=True, help="what the video shows")
@@ -42,7 +52,14 @@ def _register_infer(subparsers: argparse._SubParsersAction) -> None:
     infer.add_argument("--base_model", default=None, help="wan-move: the diffusers Wan 2.1 I2V base (hub id or folder)")
     infer.add_argument("--tracking_path", default=None, help="das: tracking video file or folder of frames")
     infer.add_argument(
-        "--tracks", type=Path, default=None, help="wan-move: tracks file (das export) to track points on"
+        "--tracks", type=Path, default=None, help="tracks of every frame of a shot (das export): the whole shot"
+    )
+    infer.add_argument(
+        "--frames",
+        default=None,
+        metavar="every|model",
+        help="with --tracks, what the MP4 holds: every frame of the tracks at their frame rate, or the model's "
+        "frames at its rate (default: every)",
     )
     infer.add_argument(
         "--point_tracks",
@@ -57,7 +74,12 @@ def _register_infer(subparsers: argparse._SubParsersAction) -> None:
     infer.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (default: 50, 40)")
     infer.add_argument("--guidance_scale", type=float, default=None, help="CFG scale (default: 6.0, 5.0)")
     infer.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    infer.add_argument("--fps", type=float, default=None, help="frame rate of the MP4 (default: 8, 16)")
+    infer.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate of the MP4 (default: the tracks' with --frames every, else 8, 16)",
+    )
     infer.add_argument("--output_path", default="./output.mp4", help="MP4 to write (default: %(default)s)")
     infer.add_argument(
         "--offload",
@@ -97,7 +119,7 @@ def _output_arguments(infer: argparse.ArgumentParser) -> None:
         "--num_frames",
         type=int,
         default=None,
-        help=f"output frames (default: {DAS_WINDOW.frames}; {WAN_MOVE_WINDOW.frames} for wan-move)",
+        help=f"frames the model makes per window (default: {DAS_WINDOW.frames}; {WAN_MOVE_WINDOW.frames} for wan-move)",
     )
 
 
@@ -128,43 +150,68 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
 
 def run_infer(args: argparse.Namespace) -> int:
     """Read inputs first (cheap, fails fast), then the model's configs, fit the inputs, load, generate, write."""
-    import numpy as np
     import torch
+
+    from das_core.commands.infer_shot import refuse_frames_without_tracks, run_shot, shot_tracks
 
     window = WAN_MOVE_WINDOW if args.model == "wan-move" else DAS_WINDOW
     steps, guidance = (40, 5.0) if args.model == "wan-move" else (50, 6.0)
     args.num_inference_steps = args.num_inference_steps or steps
     args.guidance_scale = guidance if args.guidance_scale is None else args.guidance_scale
-    args.fps, args.num_frames = args.fps or window.fps, args.num_frames or window.frames
+    args.num_frames = args.num_frames or window.frames
+    refuse_frames_without_tracks(args)
+    if args.tracks is None:
+        args.fps = args.fps or window.fps  # with --tracks: the tracks' or the model's, as --frames says
     if args.model == "wan-move":
         from das_core.commands.wan_move import run_wan_move_infer
 
         args.width, args.height = args.width or window.width, args.height or window.height
         return run_wan_move_infer(args)
-    if args.tracking_path is None:
-        raise DasError("das infer needs --tracking_path (the tracking video); --tracks is for --model wan-move")
+    if (args.tracking_path is None) == (args.tracks is None):
+        raise DasError(
+            "das infer needs --tracks TRACKS.npz (a whole shot) or --tracking_path (a tracking video), one of them"
+        )
 
     from das_core.model.loading import DEFAULT_MODEL, load_pipeline, resolve_model_folder
-    from das_core.model.pipeline import DEFAULT_NEGATIVE_PROMPT
     from das_core.tracking import video
+    from das_core.wire.protocol import JobRequest
 
-    tracking = video.read_video(args.tracking_path)
-    if len(tracking) == 0:
+    tracks = shot_tracks(args) if args.tracks is not None else None
+    tracking = video.read_video(args.tracking_path) if tracks is None else None
+    if tracking is not None and len(tracking) == 0:
         raise DasError(f"tracking video {args.tracking_path} has no frames")
     first = video.read_video(args.image_or_video_path)[0]
     folder = resolve_model_folder(args.model_path or DEFAULT_MODEL)
     args.height, args.width = _output_size(args.height, args.width, folder)
+    pipe = load_pipeline(folder, device=args.device, dtype=getattr(torch, args.dtype), offload=args.offload)
+    pipe.set_progress_bar_config(desc="das infer", unit="step")
+    if tracks is not None:
+        window = ModelWindow(args.width, args.height, args.num_frames, DAS_WINDOW.fps)
+        return run_shot(args, tracks, first, window, lambda request: _das_frames(pipe, args, request))
+
     tracking = tracking[video.sample_indices(len(tracking), args.num_frames)]
     tracking = video.fit_frames(tracking, width=args.width, height=args.height)
     image = video.fit_frames(first, width=args.width, height=args.height, resample="bilinear")
+    frames = _das_frames(pipe, args, JobRequest(prompt=args.prompt, image=image, tracking=tracking))
+    path = video.write_mp4(args.output_path, frames, fps=args.fps)
+    print(f"wrote {path} ({len(frames)} frames, {args.width} x {args.height}, {args.fps:g} fps)")
+    return 0
 
-    pipe = load_pipeline(folder, device=args.device, dtype=getattr(torch, args.dtype), offload=args.offload)
-    pipe.set_progress_bar_config(desc="das infer", unit="step")
+
+def _das_frames(pipe, args: argparse.Namespace, request: JobRequest) -> np.ndarray:
+    """The DaS pipeline on one window (`request`: its image and tracking video at the output size), uint8, one
+    frame per tracking frame (a shorter window is held to --num_frames, then cut back)."""
+    import numpy as np
+    import torch
+
+    from das_core.commands.infer_shot import held
+    from das_core.model.pipeline import DEFAULT_NEGATIVE_PROMPT
+
     result = pipe(
-        image,
+        request.image,
         args.prompt,
         negative_prompt=DEFAULT_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt,
-        tracking_video=tracking,
+        tracking_video=held(request.tracking, args.num_frames),
         tracking_normalization=args.tracking_normalization,
         num_frames=args.num_frames,
         height=args.height,
@@ -175,9 +222,7 @@ def run_infer(args: argparse.Namespace) -> int:
         output_type="np",
     )
     frames = np.clip(np.rint(result.frames[0] * 255.0), 0, 255).astype(np.uint8)
-    path = video.write_mp4(args.output_path, frames, fps=args.fps)
-    print(f"wrote {path} ({len(frames)} frames, {args.width} x {args.height}, {args.fps:g} fps)")
-    return 0
+    return frames[: len(request.tracking)]
 
 
 def _output_size(height: int | None, width: int | None, folder: Path) -> tuple[int, int]:

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from das_core.errors import DasError
-from das_core.tracking.shot import FRAMES_EVERY, FRAMES_SETTINGS
 from das_core.tracking.window import DAS_WINDOW
 
 _DEFAULT_SERVER = "tcp://127.0.0.1:5555"
@@ -123,8 +122,8 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
 def _frames_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frames",
-        choices=FRAMES_SETTINGS,
         default=None,
+        metavar="every|model",
         help="with --tracks, what the MP4 holds: every frame of the tracks at their frame rate, or the model's "
         "frames at its rate (default: every)",
     )
@@ -207,7 +206,7 @@ def _read_motion(args: argparse.Namespace):
     ((tracks, visibility)) holds."""
     from das_core.tracking.tracks import Tracks
     from das_core.tracking.video import read_video
-    from das_core.workflow.whole_shot import check_tracks
+    from das_core.workflow.whole_shot import FRAMES_EVERY, check_tracks
 
     if args.tracks is not None:
         tracks = Tracks.load(args.tracks)
@@ -232,7 +231,7 @@ def _read_motion(args: argparse.Namespace):
 
 def _whole_shot(args: argparse.Namespace, tracks, window):
     """The --tracks shot planned at the server's `window`, or None for the other inputs."""
-    from das_core.workflow.whole_shot import WholeShot
+    from das_core.workflow.whole_shot import FRAMES_EVERY, WholeShot
 
     if args.tracks is None:
         return None
@@ -281,7 +280,7 @@ def _control_fields(args: argparse.Namespace, motion, image, window) -> dict:
 def fetch_command(args: argparse.Namespace) -> int:
     from das_core.tracking.tracks import Tracks
     from das_core.wire.protocol import check_job_id
-    from das_core.workflow.whole_shot import check_tracks
+    from das_core.workflow.whole_shot import FRAMES_EVERY, check_tracks
 
     job_id = check_job_id(args.job_id)
     if args.tracks is None and args.frames is not None:

@@ -1,4 +1,5 @@
-"""`das infer --model wan-move`: the Wan-Move pipeline run locally from a tracks file or `das render-tracks`' .npy files."""
+"""`das infer --model wan-move`: the Wan-Move pipeline run locally on a whole shot (a tracks file) or on
+`das render-tracks`' .npy files."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ from das_core.errors import DasError
 
 
 def run_wan_move_infer(args: argparse.Namespace) -> int:
-    """Image and point tracks first (cheap, fails fast), then the model; writes the MP4."""
+    """Image and point tracks (or the shot's tracks) first (cheap, fails fast), then the model; writes the MP4."""
     import torch
 
+    from das_core.commands.infer_shot import run_shot, shot_tracks
     from das_core.model.wan_move.loading import DEFAULT_MODEL, load_wan_move_pipeline
     from das_core.tracking import video
+    from das_core.tracking.window import WAN_MOVE_WINDOW, ModelWindow
+    from das_core.wire.protocol import JobRequest
 
-    image, tracks, visibility = _inputs(args)
+    if (args.tracks is None) == (args.point_tracks is None):
+        raise DasError("das infer --model wan-move needs --tracks TRACKS.npz or --point_tracks DIR (one of them)")
+    tracks = shot_tracks(args) if args.tracks is not None else None
+    first = video.read_video(args.image_or_video_path)[0]
+    points = _point_tracks(args, first) if tracks is None else None
     pipe = load_wan_move_pipeline(
         args.model_path or DEFAULT_MODEL,
         **({"base_model": args.base_model} if args.base_model else {}),
@@ -26,38 +34,48 @@ def run_wan_move_infer(args: argparse.Namespace) -> int:
         offload=args.offload,
     )
     pipe.set_progress_bar_config(desc="das infer wan-move", unit="step")
-    generator = torch.Generator(device=pipe._execution_device).manual_seed(args.seed)
-    result = pipe(
-        image=image, prompt=args.prompt, tracks=tracks, visibility=visibility, negative_prompt=args.negative_prompt,
-        height=args.height, width=args.width, num_frames=args.num_frames, num_inference_steps=args.num_inference_steps,
-        guidance_scale=args.guidance_scale, generator=generator, output_type="np",
-    )  # fmt: skip
-    frames = np.clip(np.rint(result.frames[0] * 255.0), 0, 255).astype(np.uint8)
+    if tracks is not None:
+        window = ModelWindow(args.width, args.height, args.num_frames, WAN_MOVE_WINDOW.fps, WAN_MOVE_WINDOW.control)
+        return run_shot(args, tracks, first, window, lambda request: _wan_move_frames(pipe, args, request))
+    assert points is not None
+    image = video.fit_frames(first, args.width, args.height, resample="bilinear")
+    request = JobRequest(prompt=args.prompt, image=image, point_tracks=points[0], visibility=points[1])
+    frames = _wan_move_frames(pipe, args, request)
     path = video.write_mp4(args.output_path, frames, fps=args.fps)
     print(f"wrote {path} ({len(frames)} frames, {args.width} x {args.height}, {args.fps:g} fps, Wan-Move)")
     return 0
 
 
-def _inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The image letterboxed to the output size and the tracks (in its pixels, at --num_frames) with visibility."""
-    from das_core.tracking import video
-    from das_core.tracking.point_tracks import point_tracks
-    from das_core.tracking.tracks import Tracks
+def _wan_move_frames(pipe, args: argparse.Namespace, request) -> np.ndarray:
+    """The Wan-Move pipeline on one window (`request`: its image and point tracks at the output size), uint8, one
+    frame per control frame (a shorter window is held to --num_frames, then cut back)."""
+    import torch
 
-    if (args.tracks is None) == (args.point_tracks is None):
-        raise DasError("das infer --model wan-move needs --tracks TRACKS.npz or --point_tracks DIR (one of them)")
-    size = (args.width, args.height)
-    first = video.read_video(args.image_or_video_path)[0]
-    image = video.fit_frames(first, *size, resample="bilinear")
-    if args.tracks is not None:
-        points = point_tracks(Tracks.load(args.tracks), args.num_frames, size, progress=True)
-        return image, points.xy, points.visible
+    from das_core.commands.infer_shot import held
+
+    tracks, visibility = request.tracks_and_visibility()
+    generator = torch.Generator(device=pipe._execution_device).manual_seed(args.seed)
+    result = pipe(
+        image=request.image, prompt=args.prompt, tracks=held(tracks, args.num_frames),
+        visibility=held(visibility, args.num_frames), negative_prompt=args.negative_prompt, height=args.height,
+        width=args.width, num_frames=args.num_frames, num_inference_steps=args.num_inference_steps,
+        guidance_scale=args.guidance_scale, generator=generator, output_type="np",
+    )  # fmt: skip
+    frames = np.clip(np.rint(result.frames[0] * 255.0), 0, 255).astype(np.uint8)
+    return frames[: len(tracks)]
+
+
+def _point_tracks(args: argparse.Namespace, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """--point_tracks at --num_frames, moved with the image (`first`, as given) into its letterbox at the output
+    size, and their visibility."""
+    from das_core.tracking import video
+
     tracks, visibility = load_point_tracks(args.point_tracks)
     if len(tracks) != args.num_frames:
         chosen = video.sample_indices(len(tracks), args.num_frames)
         tracks, visibility = tracks[chosen], visibility[chosen]
     # .npy tracks are pixels of the image as given: move them with it into the letterbox.
-    return image, video.fit_points(tracks, (first.shape[1], first.shape[0]), size), visibility
+    return video.fit_points(tracks, (first.shape[1], first.shape[0]), (args.width, args.height)), visibility
 
 
 def load_point_tracks(folder: Path) -> tuple[np.ndarray, np.ndarray]:

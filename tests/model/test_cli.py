@@ -10,6 +10,7 @@ pytest.importorskip("torch")
 from das_core.cli import main
 from das_core.model.tiny import TINY_HEIGHT, TINY_WIDTH
 from das_core.tracking import video
+from tests.scenes.conftest import gradient_image, square_tracks
 
 
 def test_tiny_model_refuses_a_non_empty_folder(tmp_path, capsys):
@@ -89,3 +90,51 @@ def test_infer_missing_tracking_file_fails_before_loading(tmp_path, capsys):
     )  # fmt: skip
     assert code == 1
     assert "missing.mp4" in capsys.readouterr().err
+
+
+def infer_tracks(tiny_dir, tracks, image, output, *extra: str) -> list[str]:
+    return ["infer", "--prompt", "a square slides", "--model_path", str(tiny_dir), "--tracks", str(tracks),
+            "--image_or_video_path", str(image), "--num_inference_steps", "1", "--device", "cpu",
+            "--dtype", "float32", "--output_path", str(output), *extra]  # fmt: skip
+
+
+def test_infer_tracks_makes_the_whole_shot(tmp_path, tiny_dir, capsys):
+    square_tracks(25, fps=24.0).save(tmp_path / "tracks.npz")  # 9 model frames at 8 fps: one window
+    image = gradient_image(tmp_path / "image.png")
+    assert main(infer_tracks(tiny_dir, tmp_path / "tracks.npz", image, tmp_path / "every.mp4")) == 0
+    captured = capsys.readouterr()
+    assert "25 frames at 24 fps, 9 model frames at 8 fps" in captured.err and "window 1" not in captured.err
+    assert "(25 frames at 24 fps: 9 model frames, 16 in-betweened in" in captured.out
+    assert video.read_video(tmp_path / "every.mp4").shape == (25, TINY_HEIGHT, TINY_WIDTH, 3)
+    assert video.video_info(tmp_path / "every.mp4").fps == pytest.approx(24.0)
+
+    arguments = infer_tracks(tiny_dir, tmp_path / "tracks.npz", image, tmp_path / "model.mp4", "--frames", "model")
+    assert main(arguments) == 0
+    assert video.read_video(tmp_path / "model.mp4").shape == (9, TINY_HEIGHT, TINY_WIDTH, 3)
+    assert video.video_info(tmp_path / "model.mp4").fps == pytest.approx(8.0)
+
+
+def test_infer_tracks_runs_a_long_shot_window_after_window(tmp_path, tiny_dir, capsys):
+    square_tracks(101, fps=16.0).save(tmp_path / "tracks.npz")  # 51 model frames: windows 0-48 and 48-50
+    image = gradient_image(tmp_path / "image.png")
+    assert main(infer_tracks(tiny_dir, tmp_path / "tracks.npz", image, tmp_path / "every.mp4")) == 0
+    err = capsys.readouterr().err
+    assert "51 model frames at 8 fps in 2 windows" in err
+    assert "window 1 of 2: model frames 0..48" in err and "window 2 of 2: model frames 48..50" in err
+    assert video.read_video(tmp_path / "every.mp4").shape == (101, TINY_HEIGHT, TINY_WIDTH, 3)
+
+
+def test_infer_tracks_mistakes_fail_before_loading(tmp_path, capsys):
+    square_tracks(9, faces=False).save(tmp_path / "points.npz")
+    tracking = video.write_mp4(tmp_path / "t.mp4", np.zeros((5, 64, 96, 3), np.uint8))
+    common = ["--prompt", "x", "--model_path", str(tmp_path / "no-model"), "--image_or_video_path", str(tracking)]
+    cases = [
+        (["--tracks", str(tmp_path / "points.npz")], "has points only, no faces"),
+        (["--tracks", str(tmp_path / "points.npz"), "--frames", "all"], "frames must be every or model, got 'all'"),
+        (["--tracking_path", str(tracking), "--frames", "model"], "--frames applies to --tracks"),
+        (["--tracking_path", str(tracking), "--tracks", str(tmp_path / "points.npz")], "one of them"),
+    ]
+    for arguments, message in cases:
+        assert main(["infer", *common, *arguments]) == 1
+        error = capsys.readouterr().err
+        assert message in error and "no-model" not in error

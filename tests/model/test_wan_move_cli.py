@@ -12,6 +12,7 @@ from PIL import Image
 from das_core.cli import main
 from das_core.model.wan_move.tiny import TINY_HEIGHT, TINY_NUM_FRAMES, TINY_WIDTH, save_tiny_wan_move
 from das_core.tracking.video import read_video
+from tests.scenes.conftest import gradient_image, square_tracks
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,24 @@ def test_infer_runs_wan_move_from_npy_tracks(tiny_folders, tmp_path, capsys):
 
     assert main([*arguments[:-2], "--output_path", str(tmp_path / "x.mp4"), "--tracks", str(tmp_path / "t.npz")]) == 1
     assert "needs --tracks TRACKS.npz or --point_tracks DIR (one of them)" in capsys.readouterr().err
+
+
+def test_infer_runs_wan_move_on_a_whole_shot_window_after_window(tiny_folders, tmp_path, capsys):
+    dit, base = tiny_folders
+    square_tracks(49, fps=32.0).save(tmp_path / "tracks.npz")  # 25 model frames at 16 fps: windows 0-12, 12-24
+    image = gradient_image(tmp_path / "image.png")
+    arguments = [
+        "infer", "--model", "wan-move", "--model_path", str(dit), "--base_model", str(base), "--prompt", "a square",
+        "--image_or_video_path", str(image), "--tracks", str(tmp_path / "tracks.npz"), "--device", "cpu",
+        "--dtype", "float32", "--width", str(TINY_WIDTH), "--height", str(TINY_HEIGHT),
+        "--num_frames", str(TINY_NUM_FRAMES), "--num_inference_steps", "1",
+    ]  # fmt: skip
+    assert main([*arguments, "--output_path", str(tmp_path / "every.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert "25 model frames at 16 fps in 2 windows" in err and "window 2 of 2: model frames 12..24" in err
+    assert read_video(tmp_path / "every.mp4").shape == (49, TINY_HEIGHT, TINY_WIDTH, 3)
+    assert main([*arguments, "--output_path", str(tmp_path / "model.mp4"), "--frames", "model"]) == 0
+    assert read_video(tmp_path / "model.mp4").shape == (25, TINY_HEIGHT, TINY_WIDTH, 3)
 
 
 def test_convert_writes_a_diffusers_folder_that_loads_alike(tiny_folders, tmp_path, capsys):
