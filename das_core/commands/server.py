@@ -19,6 +19,12 @@ _DEFAULT_SERVER = "tcp://127.0.0.1:5555"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the server's subcommands to `das`."""
+    _register_generate(subparsers)
+    _register_fetch(subparsers)
+    _register_others(subparsers)
+
+
+def _register_generate(subparsers: argparse._SubParsersAction) -> None:
     generate = subparsers.add_parser(
         "generate",
         help="send an image and the motion to a das server and get the video back",
@@ -70,6 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _server_arguments(generate)
     generate.set_defaults(func=generate_command)
 
+
+def _register_fetch(subparsers: argparse._SubParsersAction) -> None:
     fetch = subparsers.add_parser(
         "fetch",
         help="download a job's video (waits while it is queued or running)",
@@ -86,6 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _server_arguments(fetch)
     fetch.set_defaults(func=fetch_command)
 
+
+def _register_others(subparsers: argparse._SubParsersAction) -> None:
+    """`status`, `keygen` and `serve`."""
     status = subparsers.add_parser("status", help="show the server's backend and queue, or one job's state")
     status.add_argument("job_id", nargs="?", default=None, help="a job id (default: the server summary)")
     status.add_argument("--jobs", action="store_true", help="also list recent jobs")

@@ -87,16 +87,13 @@ def test_bad_frames_settings_are_named_before_the_server_is_asked(tmp_path, shot
     tracks, image = shot
     nowhere = ["--server", f"tcp://127.0.0.1:{free_port()}", "--timeout", "0.5"]
     common = ["--image", str(image), "--prompt", "p", "-o", str(tmp_path / "o.mp4"), *nowhere]
-    with pytest.raises(SystemExit):
-        main(["generate", "--tracks", str(tracks), "--frames", "all", *common])
-    assert "argument --frames: invalid choice: 'all'" in capsys.readouterr().err
-
     square_tracks(13, faces=False).save(tmp_path / "points.npz")
     sampled = square_tracks(13)
     sampled.frame_numbers = np.arange(13, dtype=np.int32) * 4 + 1  # every 4th scene frame, as old exports were
     sampled.save(tmp_path / "sampled.npz")
     tracking = write_mp4(tmp_path / "tracking.mp4", np.zeros((5, 64, 96, 3), np.uint8))
     cases = [
+        (["--tracks", str(tracks), "--frames", "all"], "frames must be every or model, got 'all'"),
         (["--tracks", str(tmp_path / "points.npz")], "has points only, no faces"),
         (["--tracks", str(tmp_path / "points.npz")], "use --frames model for the model's frames only"),
         (["--tracks", str(tmp_path / "sampled.npz")], "holds 13 frames sampled from scene frames 1..49, not every"),
