@@ -1,8 +1,9 @@
 """Export an animated Blender scene to das-tracks/1: evaluated mesh vertices and camera, frame by frame.
 
-`export_tracks(scene)` is usable from any `import bpy` script (no UI needed). Frames are the
-scene's range sampled to 49 evenly spaced frames (`das_core.tracking.video.sample_indices`, the reference's
-`linspace(0, n-1, 49)`), or a chosen window with a fixed step.
+`export_tracks(scene)` is usable from any `import bpy` script (no UI needed). Frames are every frame
+of the scene's range or of a chosen range (the add-on's shots: the model's frames are chosen from
+them later, `das_core.tracking.shot`), every `step`-th frame, or `samples` evenly spaced frames
+(`das_core.tracking.video.sample_indices`, the reference's `linspace(0, n-1, samples)`).
 
 Exported: every visible, renderable object whose evaluated geometry has faces, as Blender renders
 it (modifiers, armatures, shape keys, constraints, parenting), triangulated: meshes; curves with a
@@ -36,7 +37,6 @@ import numpy as np
 from das_core.errors import DasError
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import sample_indices
-from das_core.tracking.window import DAS_WINDOW
 
 from .gather_camera import gather_camera, gather_render_size, resolve_camera
 from .gather_mesh import faceless_objects, gather_layout, gather_positions, renderable_objects
@@ -49,21 +49,21 @@ def export_frames(
     *,
     frame_start: int | None = None,
     frame_end: int | None = None,
-    samples: int = DAS_WINDOW.frames,
-    step: int | None = None,
+    step: int = 1,
+    samples: int | None = None,
 ) -> list[int]:
-    """The Blender frame numbers to export: `samples` evenly spaced frames, or every `step`-th frame."""
+    """The Blender frame numbers to export: every `step`-th frame of the range, or `samples` evenly spaced frames."""
     start = scene.frame_start if frame_start is None else int(frame_start)
     end = scene.frame_end if frame_end is None else int(frame_end)
     if end < start:
         raise DasError(f"frame range {start}..{end} is empty; set an end frame at or after the start frame")
-    if step is not None:
-        if step < 1:
-            raise DasError(f"frame step must be 1 or more, got {step}")
-        return list(range(start, end + 1, int(step)))
-    if samples < 1:
-        raise DasError(f"samples must be 1 or more, got {samples}")
-    return [start + int(i) for i in sample_indices(end - start + 1, samples)]
+    if samples is not None:
+        if samples < 1:
+            raise DasError(f"samples must be 1 or more, got {samples}")
+        return [start + int(i) for i in sample_indices(end - start + 1, samples)]
+    if step < 1:
+        raise DasError(f"frame step must be 1 or more, got {step}")
+    return list(range(start, end + 1, int(step)))
 
 
 def export_tracks(
@@ -72,8 +72,8 @@ def export_tracks(
     camera: bpy.types.Object | None = None,
     frame_start: int | None = None,
     frame_end: int | None = None,
-    samples: int = DAS_WINDOW.frames,
-    step: int | None = None,
+    step: int = 1,
+    samples: int | None = None,
 ) -> Tracks:
     """Evaluate `scene` at each export frame and return its evaluated mesh vertices and camera as `Tracks`.
 
@@ -81,7 +81,7 @@ def export_tracks(
     non-perspective camera, an empty frame range or a scene with nothing to track.
     """
     camera = resolve_camera(scene, camera)
-    frames = export_frames(scene, frame_start=frame_start, frame_end=frame_end, samples=samples, step=step)
+    frames = export_frames(scene, frame_start=frame_start, frame_end=frame_end, step=step, samples=samples)
     view_layer = _view_layer(scene)
     size = gather_render_size(scene)
     objects = renderable_objects(view_layer)

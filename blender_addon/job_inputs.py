@@ -48,14 +48,19 @@ def job_directory(scene: bpy.types.Scene, name: str) -> Path:
     return directory
 
 
-def export_scene(scene: bpy.types.Scene, window: ModelWindow) -> Tracks:
-    """`export_tracks` with the frame range and sampling chosen in `scene.das`, sampled to `window`'s frames."""
+def export_range(scene: bpy.types.Scene) -> tuple[int, int]:
+    """The first and last timeline frame `scene.das` exports: the scene's range or the one chosen."""
     settings = scene.das
-    frame_range = (
-        {} if settings.use_scene_range else {"frame_start": settings.frame_start, "frame_end": settings.frame_end}
-    )
-    step = settings.frame_step if settings.sampling == "STEP" else None
-    return export_tracks(scene, samples=window.frames, step=step, **frame_range)
+    if settings.use_scene_range:
+        return scene.frame_start, scene.frame_end
+    return settings.frame_start, settings.frame_end
+
+
+def export_scene(scene: bpy.types.Scene) -> Tracks:
+    """`export_tracks` at every timeline frame of the range chosen in `scene.das` (the job's thread picks
+    the model's frames from them, `das_core.tracking.shot.plan_shot`)."""
+    start, end = export_range(scene)
+    return export_tracks(scene, frame_start=start, frame_end=end)
 
 
 def chosen_reference(scene: bpy.types.Scene, window: ModelWindow) -> np.ndarray | None:

@@ -6,22 +6,25 @@ redraws the DaS panels. Only this module and the operators change job state, alw
 thread.
 
 Generations are also remembered in the .blend (`scene.das.jobs`, one `DasJobRecord` each: job id,
-server, sequencer scene, frame span, prompt, folder, state), kept in step with each job's state
-here, so that after Blender restarts `operators.reattach` can follow the unfinished ones again.
+server, sequencer scene, frame span, the shot's plan and frames setting, prompt, folder, state), kept
+in step with each job's plan and state here, so that after Blender restarts `operators.reattach` can
+follow the unfinished ones again and land the same strip.
 Opening another file abandons this session's job threads (`forget_session`).
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import queue
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import bpy
+import numpy as np
 
-from das_core.tracking.window import DAS_WINDOW, WAN_MOVE_WINDOW
+from das_core.tracking.shot import FRAMES_EVERY, ShotPlan
 from das_core.wire.protocol import Accepted, Done, JobFailed, Progress
 
 from . import sequencer
@@ -29,9 +32,11 @@ from .network_thread import (
     CancelFailed,
     ClientError,
     FrameSaved,
+    Planned,
     RelayThread,
     SaveFailed,
     Sending,
+    ShotReady,
     Submitted,
     TrackingReady,
 )
@@ -67,9 +72,10 @@ class Job:
     scene_uid: int  # session_uid of the sequencer scene recorded at submit time (survives renames)
     prompt: str  # empty for a tracking preview
     frame_dir: Path
-    source_frames: list[int]  # Blender frame numbers of the exported frames
-    frame_start: int  # timeline span the strip covers
+    frame_start: int  # timeline span the strip covers, every frame of it exported
     frame_end: int
+    frames_setting: str = FRAMES_EVERY  # what the strip holds (`das_core.tracking.shot`): every or model
+    plan: ShotPlan | None = None  # the keys and windows, once the job's thread has planned the shot
     add_tracking_strip: bool = True
     thread: RelayThread | None = None
     state: JobState = JobState.RENDERING
@@ -82,7 +88,8 @@ class Job:
     warnings: list[str] = field(default_factory=list)  # export warnings, reported when the job starts
     tracking_frames: list[Path] = field(default_factory=list)
     tracking_dir: Path | None = None  # a re-attached job's tracking PNGs, read when it is done
-    frames: dict[int, Path] = field(default_factory=dict)
+    frames: dict[int, Path] = field(default_factory=dict)  # the generated frames, one per key
+    shot_frames: list[Path] = field(default_factory=list)  # every timeline frame (frames setting "every")
     strip_name: str = ""
     submitted_at: float = field(default_factory=time.monotonic)
 
@@ -126,12 +133,26 @@ def remember(job: Job, scene: bpy.types.Scene, server: str) -> None:
     record.job_id = job.job_id
     record.server = server
     record.sequencer_scene = next((item for item in bpy.data.scenes if item.session_uid == job.scene_uid), None)
-    record.source_frames = ",".join(str(frame) for frame in job.source_frames)
     record.frame_start, record.frame_end = job.frame_start, job.frame_end
+    record.frames = job.frames_setting
+    record.shot_plan = plan_text(job.plan)
     record.prompt = job.prompt
     record.directory = str(job.frame_dir.parent)
     record.add_tracking_strip = job.add_tracking_strip
     record.state = job.state
+
+
+def plan_text(plan: ShotPlan | None) -> str:
+    """`plan` as the JSON `DasJobRecord.shot_plan` keeps (empty: not planned yet)."""
+    return json.dumps(asdict(plan)) if plan is not None else ""
+
+
+def plan_from_text(text: str) -> ShotPlan | None:
+    """The plan `plan_text` wrote, or None for an empty one."""
+    if not text:
+        return None
+    data = json.loads(text)
+    return ShotPlan(data["num_frames"], tuple(data["keys"]), tuple(tuple(window) for window in data["windows"]))
 
 
 def records() -> list[tuple[bpy.types.Scene, bpy.types.PropertyGroup]]:
@@ -193,8 +214,8 @@ def tick() -> bool:
                 JobState.FAILED,
                 f"{type(error).__name__}: {error}; frames are in {job.frame_dir.parent}",
             )
-        if job.state != state:
-            _save_state(job)
+        if job.state != state or isinstance(event, Planned):
+            _save_record(job)
         changed = True
     if changed:
         redraw_panels()
@@ -206,15 +227,18 @@ def _timer() -> float | None:
     return TICK_INTERVAL_S if any(job.active for job in JOBS.values()) else None
 
 
-def _save_state(job: Job) -> None:
-    """Keep the job's record in the .blend in step (previews have none)."""
+def _save_record(job: Job) -> None:
+    """Keep the job's record in the .blend in step with its state and plan (previews have none)."""
     for _scene, record in records():
         if record.job_id == job.job_id:
             record.state = job.state
+            record.shot_plan = plan_text(job.plan)
 
 
 def _apply(job: Job, event) -> None:
-    if isinstance(event, TrackingReady):
+    if isinstance(event, Planned):
+        job.plan = event.plan
+    elif isinstance(event, TrackingReady):
         job.tracking_frames = event.paths
         if job.is_preview and _add_strips(job, [], event.paths):
             job.state = JobState.DONE
@@ -234,6 +258,8 @@ def _apply(job: Job, event) -> None:
         )
     elif isinstance(event, FrameSaved):
         job.frames[event.index] = event.path
+    elif isinstance(event, ShotReady):
+        job.shot_frames = event.paths
     elif isinstance(event, Done):
         _finish(job, event)
     elif isinstance(event, JobFailed):
@@ -249,21 +275,25 @@ def _apply(job: Job, event) -> None:
 
 
 def _finish(job: Job, done: Done) -> None:
-    """All frames are on disk (the job's thread saw each before `Done`): add the generated strip and the tracking strip."""
-    frames = [job.frames[index] for index in range(done.num_frames)]
-    tracking = job.tracking_frames or _tracking_on_disk(job.tracking_dir)
+    """All frames are on disk (the job's thread saw each before `Done`, and wrote the shot's before it):
+    add the generated strip and the tracking strip."""
+    frames = job.shot_frames or [job.frames[index] for index in range(done.num_frames)]
+    tracking = job.tracking_frames or _tracking_on_disk(job)
     if _add_strips(job, frames, tracking if job.add_tracking_strip else []):
         job.state, job.step = JobState.DONE, job.total
 
 
-def _tracking_on_disk(directory: Path | None) -> list[Path]:
-    """The complete tracking strip in `directory` (an earlier session wrote it, for any model), else none."""
+def _tracking_on_disk(job: Job) -> list[Path]:
+    """The complete tracking strip in the job's tracking folder (an earlier session wrote it), else none."""
+    directory = job.tracking_dir
     paths = sorted(directory.glob("frame_*.png")) if directory is not None else []
-    return paths if len(paths) in (DAS_WINDOW.frames, WAN_MOVE_WINDOW.frames) else []
+    return paths if len(paths) == len(job.plan.keys) else []
 
 
 def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bool:
-    """The generated strip with the tracking strip above it (either may be absent), on free channels."""
+    """The generated strip with the tracking strip above it (either may be absent), on free channels, one
+    element per timeline frame of the shot: a frame of the shot's own (`frames` holds every timeline
+    frame), or its key's frame, held (one image per key: the model's frames, the control)."""
     scene = next((scene for scene in bpy.data.scenes if scene.session_uid == job.scene_uid), None)
     if scene is None:
         job.state, job.error = (
@@ -271,11 +301,14 @@ def _add_strips(job: Job, frames: list[Path], tracking_frames: list[Path]) -> bo
             f"the job's sequencer scene no longer exists; its frames are in {job.frame_dir.parent}",
         )
         return False
+    plan = job.plan
+    held = sequencer.timeline_elements(plan.keys, plan.num_frames)
     layers = [(job.name, frames), (f"tracking [{job.job_id[:8]}]", tracking_frames)]
     layers = [(name, images) for name, images in layers if images]
     channel = sequencer.free_channel(scene, job.frame_start, job.frame_end, len(layers))
     for offset, (name, images) in enumerate(layers):
-        elements = sequencer.timeline_elements(job.source_frames, len(images), job.frame_start, job.frame_end)
+        # Where the model makes every timeline frame (a scene at or below its frame rate) the two are the same.
+        elements = np.arange(plan.num_frames) if len(images) == plan.num_frames else held
         strip = sequencer.add_image_sequence(
             scene, name, images, elements, channel=channel + offset, frame_start=job.frame_start
         )

@@ -4,13 +4,20 @@ Each job gets a thread that owns its own `DasClient` (one thread per socket), fo
 events, writes each arriving frame as a PNG into the job's folder, and posts every event to an
 outbox `queue.Queue`; a `bpy.app.timers` function (`jobs.tick`) drains it on the main thread.
 
-- `JobThread` (Generate, Preview): asks the server what its model follows (`info`), makes that control
-  from the exported tracks (the tracking video, or point tracks; pure numpy), submits it, and only
-  then writes the control's PNGs (the tracking video, or the point tracks drawn on the reference) and
-  the tracks file (in a helper thread, while the server starts the job), so nothing on disk stands
-  between Generate and the first progress. A preview makes the control of `window` without a server.
+- `JobThread` (Generate, Preview): asks the server what its model runs (`info`), plans the shot at the
+  model's frame rate from the tracks of every timeline frame (`das_core.tracking.shot.plan_shot`: the
+  keys, in windows), makes each window's control (the tracking video, or point tracks; pure numpy),
+  submits them, and only then writes the control's PNGs (the tracking video, or the point tracks drawn
+  on the reference) and the tracks file (in a helper thread, while the server starts the job), so
+  nothing on disk stands between Generate and the first progress. A preview plans for `window` and
+  makes its control without a server.
 - `ReattachThread`: follows a job submitted in an earlier Blender session (`DasClient.fetch`
   replays its events from the first frame and waits if it is unfinished).
+
+The arriving frames (one per key) stay in `frames/`, so a job can be fetched again. Once the job is
+done and the frames setting is "every", the thread makes every timeline frame of the shot from them and
+the exact motion (`das_core.tracking.shot.scene_frames`) and writes it to `shot/`, posting progress
+(Cancel stops it); with "model" the strip holds the keys' frames from `frames/` instead.
 
 A Cancel pressed while the job is on the wire goes out at once from a short thread with a client
 of its own. A thread whose file was closed is `abandon`ed: it posts nothing more.
@@ -20,13 +27,14 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from das_core.errors import DasError
-from das_core.tracking.control import prepare_control
+from das_core.errors import DasError, plural
+from das_core.tracking.shot import FRAMES_EVERY, ShotControl, ShotPlan, plan_shot, scene_frames
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import fit_frames
 from das_core.tracking.window import DAS_WINDOW, ModelWindow
@@ -37,6 +45,8 @@ from . import server_info
 from .tracking_video import write_tracking_video
 
 FRAME_NAME = "frame_{:05d}.png"
+SHOT_DIR = "shot"  # next to frames/: every timeline frame of a finished shot
+INBETWEEN_PHASE = "in-betweening"
 # How the images travel: lossless zlib encodes the mostly black tracking video about twice as fast
 # as PNG (~0.1 s for 49 frames of 720x480) and stays small (~3 MB); see tests/benchmarks/RESULTS.md.
 WIRE_CODEC = "zlib"
@@ -63,6 +73,22 @@ class Connection:
             client_secret_key=self.client_secret_key.encode() or None,
             client_public_key=self.client_public_key.encode() or None,
         )
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The shot is planned at the model's frame rate: `plan.keys` are the timeline indices the model makes."""
+
+    job_id: str
+    plan: ShotPlan
+
+
+@dataclass(frozen=True)
+class ShotReady:
+    """Every timeline frame of the finished shot is on disk at `paths` (posted just before `Done`)."""
+
+    job_id: str
+    paths: list[Path]
 
 
 @dataclass(frozen=True)
@@ -126,14 +152,26 @@ class CancelFailed:
 
 
 class RelayThread(threading.Thread):
-    """What both job threads share: posting (unless abandoned), cancel requests, relaying events."""
+    """What both job threads share: posting (unless abandoned), cancel requests, relaying events, and making
+    the shot's timeline frames from the generated ones for `plan` (`frames_setting`: every or model)."""
 
-    def __init__(self, job_id: str, outbox: queue.Queue, connection: Connection | None, frame_dir: Path | None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        outbox: queue.Queue,
+        connection: Connection | None,
+        frame_dir: Path | None,
+        *,
+        frames_setting: str = FRAMES_EVERY,
+        plan: ShotPlan | None = None,
+    ) -> None:
         super().__init__(name=f"das-job-{job_id}", daemon=True)
         self.job_id = job_id
         self.outbox = outbox
         self.connection = connection
         self.frame_dir = Path(frame_dir) if frame_dir else None
+        self.frames_setting = frames_setting
+        self.plan = plan
         self._cancelled = threading.Event()
         self._abandoned = threading.Event()
         self._post_lock = threading.Lock()
@@ -162,13 +200,18 @@ class RelayThread(threading.Thread):
     def _work(self) -> None:
         raise NotImplementedError
 
+    def _tracks(self) -> Tracks:
+        """The shot's tracks, every timeline frame (for the in-betweens)."""
+        raise NotImplementedError
+
     def _post(self, event: object) -> None:
         with self._post_lock:
             if not self._abandoned.is_set():
                 self.outbox.put(event)
 
     def _relay(self, events) -> None:
-        """Post each event (frames written to disk first) until the job ends, then its `Done` or `JobFailed`."""
+        """Post each event (frames written to disk first) until the job ends, then make the shot's frames
+        and post its `Done`, or post its `JobFailed`."""
         try:
             result = collect_frames(self._until_abandoned(events), on_event=self._relay_one)
         except JobFailedError as error:
@@ -176,7 +219,33 @@ class RelayThread(threading.Thread):
             self._post(error.failure)
             return
         self._before_end()
-        self._post(result.done)
+        if self._make_shot(result.frames):
+            self._post(result.done)
+
+    def _make_shot(self, generated: np.ndarray) -> bool:
+        """With `frames_setting` "every", write every timeline frame of the shot to shot/, posting progress (the keys'
+        frames are held otherwise). False when cancelled or abandoned meanwhile."""
+        plan = self.plan
+        if len(generated) != len(plan.keys):
+            raise DasError(
+                f"the server made {plural(len(generated), 'frame')} but this shot has {len(plan.keys)} model "
+                f"frames, and one per model frame was expected (a server older than whole shots returns its "
+                f"window's frames: update it); its frames are in {self.frame_dir}"
+            )
+        if self.frames_setting != FRAMES_EVERY:
+            return True
+        directory, paths, started = self.frame_dir.parent / SHOT_DIR, [], time.monotonic()
+        for index, frame in enumerate(scene_frames(self._tracks(), plan, generated, FRAMES_EVERY)):
+            if self._abandoned.is_set():
+                return False
+            if self._cancelled.is_set():
+                self._post(JobFailed(self.job_id, "cancelled", "cancelled while in-betweening"))
+                return False
+            paths.append(_write_png(directory, index, frame))
+            left = (time.monotonic() - started) / (index + 1) * (plan.num_frames - index - 1)
+            self._post(Progress(self.job_id, INBETWEEN_PHASE, index + 1, plan.num_frames, left))
+        self._post(ShotReady(self.job_id, paths))
+        return True
 
     def _until_abandoned(self, events):
         """The events, cut short once the thread is abandoned (the stream then ends without a result)."""
@@ -200,15 +269,14 @@ class RelayThread(threading.Thread):
 
 
 class JobThread(RelayThread):
-    """Make the control, then (with a `request`) submit it and relay the job's events to `outbox`.
+    """Plan the shot and make its control, then (with a `request`) submit it and relay the job's events to `outbox`.
 
-    The tracks were exported for `window`. With a `request` the control is the one the server's `info`
-    names (and the request's image is letterboxed to its size); a server whose window takes another
-    number of frames fails the job (the export cannot be redone off the main thread). Without a
-    request, the control is `window`'s. `tracks_path`, if given, is where the tracks are saved after sending.
+    `tracks` hold every timeline frame of the shot. With a `request` the plan and the control are for the
+    window the server's `info` names (and the request's image is letterboxed to its size). Without a
+    request, they are `window`'s. `tracks_path`, if given, is where the tracks are saved after sending.
     The tracking PNGs and the tracks file are written by a helper thread that starts once the server
     reports progress (so it does not compete with the server for the CPU before that), and is done
-    before the job's last event is posted (the tracking strip needs the PNGs).
+    before the shot's frames are made (the tracking strip needs the PNGs).
     """
 
     def __init__(
@@ -224,8 +292,9 @@ class JobThread(RelayThread):
         frame_dir: Path | None = None,
         tracks_path: Path | None = None,
         window: ModelWindow = DAS_WINDOW,
+        frames_setting: str = FRAMES_EVERY,
     ) -> None:
-        super().__init__(job_id, outbox, connection, frame_dir)
+        super().__init__(job_id, outbox, connection, frame_dir, frames_setting=frames_setting)
         self.window = window
         self.tracks = tracks
         self.mode = mode
@@ -234,9 +303,12 @@ class JobThread(RelayThread):
         self.tracks_path = Path(tracks_path) if tracks_path else None
         self._writer: threading.Thread | None = None
 
+    def _tracks(self) -> Tracks:
+        return self.tracks
+
     def _work(self) -> None:
         if self.request is None:
-            self._save_inputs(prepare_control(self.tracks, self.window, self.mode).preview())
+            self._save_inputs(self._plan(self.window).preview())
             return
         with self.connection.client() as client:
             try:
@@ -250,20 +322,14 @@ class JobThread(RelayThread):
                 return
             server_info.remember(self.connection.address, info)
             window = info.window
-            if window.frames != self.window.frames:  # resampling the export would repeat or drop frames
-                raise DasError(
-                    f"the server at {self.connection.address} now runs {info.model or info.backend}, which takes "
-                    f"{window.frames} frames, but this job's animation was exported as {self.window.frames}; "
-                    "press Generate again to export it for this server"
-                )
-            control = prepare_control(self.tracks, window, self.mode)
+            shot = self._plan(window)
             image = fit_frames(self.request.image, *window.size, resample="bilinear")
-            frames = control.preview(image)
+            frames = shot.preview(image)
             if self._cancelled.is_set():
                 self._post(JobFailed(self.job_id, "cancelled", "cancelled before it was sent"))
                 return
             self._post(Sending(self.job_id))
-            request = replace(self.request, image=image, job_id=self.job_id, **control.job_fields())
+            request = replace(self.request, image=image, job_id=self.job_id, fps=window.fps, **shot.job_fields())
             client.submit(request, codec=WIRE_CODEC)
             self._post(Submitted(self.job_id))
             self._writer = threading.Thread(
@@ -275,6 +341,12 @@ class JobThread(RelayThread):
                 self._relay(client.events(self.job_id))  # raises ServerStopped once the server goes quiet
             finally:
                 self._before_end()  # however the job ends, its inputs end up on disk
+
+    def _plan(self, window: ModelWindow) -> ShotControl:
+        """Plan the shot at `window`'s frame rate (posted, for the strips and the file's record) and make its control."""
+        self.plan = plan_shot(self.tracks.num_frames, self.tracks.fps, window)
+        self._post(Planned(self.job_id, self.plan))
+        return ShotControl.prepare(self.tracks, self.plan, window, self.mode)
 
     def _after(self, event: object) -> None:
         if isinstance(event, Progress) and self._writer.ident is None:
@@ -298,7 +370,38 @@ class JobThread(RelayThread):
 
 
 class ReattachThread(RelayThread):
-    """Follow a job the server already has (submitted before Blender was closed): replay and relay its events."""
+    """Follow a job the server already has (submitted before Blender was closed): replay and relay its events.
+
+    The shot's tracks are read from `tracks_path` (the job's tracks.npz) when the in-betweens need them,
+    and the shot is planned again from them and the server's `info` if the file was saved before its
+    plan was made.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        outbox: queue.Queue,
+        connection: Connection,
+        frame_dir: Path,
+        *,
+        tracks_path: Path,
+        frames_setting: str = FRAMES_EVERY,
+        plan: ShotPlan | None = None,
+    ) -> None:
+        super().__init__(job_id, outbox, connection, frame_dir, frames_setting=frames_setting, plan=plan)
+        self.tracks_path = Path(tracks_path)
+        self._loaded: Tracks | None = None
+
+    def _tracks(self) -> Tracks:
+        if self._loaded is None:
+            try:
+                self._loaded = Tracks.load(self.tracks_path)
+            except (DasError, OSError) as error:
+                raise DasError(
+                    f"cannot make the shot's frames of job {self.job_id[:8]}: its tracks file cannot be read "
+                    f"({error}); the model's frames are in {self.frame_dir}"
+                ) from None
+        return self._loaded
 
     def _work(self) -> None:
         from das_core.wire.client import ServerError
@@ -306,6 +409,9 @@ class ReattachThread(RelayThread):
         with self.connection.client() as client:
             try:
                 client.status(self.job_id)  # a server that is down or lost the job says so within the timeout
+                if self.plan is None:
+                    self.plan = plan_shot(self._tracks().num_frames, self._tracks().fps, client.info().window)
+                    self._post(Planned(self.job_id, self.plan))
                 self._relay(client.fetch(self.job_id))
             except ServerError as error:
                 if error.code != "unknown_job":

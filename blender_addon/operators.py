@@ -123,34 +123,33 @@ class DAS_OT_generate(_JobOperator, bpy.types.Operator):
         if not settings.prompt.strip():
             raise DasError("the prompt is empty; describe the video in the DaS panel's Prompt field")
         connection = connection_for(context)
-        window = server_info.window_asking(connection)  # the job's thread asks again before it sends
+        # The reference is rendered at this window's size; the job's thread asks again, and plans the shot.
+        window = server_info.window_asking(connection)
         image = chosen_reference(scene, window)  # a picked image is read first: a missing file fails before any work
-        tracks = export_scene(scene, window)
+        tracks = export_scene(scene)
         job_id = uuid.uuid4().hex
         directory = job_directory(scene, job_id)
-        frames = [int(frame) for frame in tracks.frame_numbers]
         if image is None:
             # Before the job's thread starts: on few cores, its tracking render would slow this
             # render and hold Blender longer (measured: 0.35 -> 0.53 s warm, 1.07 -> 1.44 s on the
             # first press of a session, with no earlier first progress).
-            image = rendered_reference(scene, frames[0], directory, window)
+            image = rendered_reference(scene, int(tracks.frame_numbers[0]), directory, window)
         request = JobRequest(
             prompt=settings.prompt,
             image=image,
-            tracking=None,  # the control is made in the job's thread
+            tracking=None,  # the control, its windows and the model's fps are set in the job's thread
             negative_prompt=settings.negative_prompt or None,
             seed=settings.seed,
             steps=settings.steps,
             guidance=settings.guidance,
             job_id=job_id,
-            fps=window.frames * scene.render.fps / scene.render.fps_base / max(1, frames[-1] - frames[0] + 1),
         )
         job = _job(context, job_id, settings.prompt, directory, tracks)
-        job.add_tracking_strip = settings.add_tracking_strip
+        job.add_tracking_strip, job.frames_setting = settings.add_tracking_strip, settings.frames
         job.thread = JobThread(
             job_id, tracks, settings.tracking_mode, directory / "tracking", jobs.OUTBOX,
             connection=connection, request=request, frame_dir=job.frame_dir, tracks_path=directory / "tracks.npz",
-            window=window,
+            window=window, frames_setting=settings.frames,
         )  # fmt: skip
         jobs.start(job)
         jobs.remember(job, scene, connection.address)
@@ -191,7 +190,7 @@ class DAS_OT_cancel(bpy.types.Operator):
 
 
 class DAS_OT_preview_tracking(_JobOperator, bpy.types.Operator):
-    """Render the control of the animation (tracking video, or point tracks for Wan-Move) into the sequencer"""
+    """Render the control of the whole shot (tracking video, or point tracks for Wan-Move) into the sequencer"""
 
     bl_idname = "das.preview_tracking"
     bl_label = "Preview tracking video"
@@ -200,7 +199,7 @@ class DAS_OT_preview_tracking(_JobOperator, bpy.types.Operator):
     def _start(self, context: bpy.types.Context) -> jobs.Job:
         scene = context.scene
         window = server_info.window_for(server_address(context))  # as the server last said; no server needed
-        tracks = export_scene(scene, window)
+        tracks = export_scene(scene)
         job_id = uuid.uuid4().hex
         directory = job_directory(scene, f"preview-{job_id}")
         job = _job(context, job_id, "", directory, tracks)
@@ -219,15 +218,13 @@ class DAS_OT_preview_tracking(_JobOperator, bpy.types.Operator):
 
 def _job(context: bpy.types.Context, job_id: str, prompt: str, directory, tracks) -> jobs.Job:
     """A job whose strips span the exported frames, in the sequencer scene of this moment."""
-    frames = [int(frame) for frame in tracks.frame_numbers]
     return jobs.Job(
         job_id=job_id,
         scene_uid=sequencer.sequencer_scene(context).session_uid,
         prompt=prompt,
         frame_dir=directory / "frames",
-        source_frames=frames,
-        frame_start=frames[0],
-        frame_end=frames[-1],
+        frame_start=int(tracks.frame_numbers[0]),
+        frame_end=int(tracks.frame_numbers[-1]),
         warnings=list(tracks.extra.get("warnings", [])),
     )
 
@@ -237,8 +234,9 @@ class DAS_OT_reattach(bpy.types.Operator):
 
     Runs by itself when a .blend is opened (every scene's `das.jobs` whose state is not done, failed
     or cancelled, and that nothing follows yet); call it from scripts to retry, e.g. after starting a
-    server that was down. Frames already on disk are kept; the strip lands in the recorded sequencer
-    scene over the recorded span, as it would have. A job its server no longer knows fails with a
+    server that was down. Frames already on disk are kept; the shot's frames are made again as the
+    recorded plan and frames setting say (in-betweened from the job folder's tracks.npz for "every
+    frame"), and the strip lands in the recorded sequencer scene over the recorded span, as it would have. A job its server no longer knows fails with a
     message saying so. With `wait`, it blocks until every followed job has ended and fails (a
     RuntimeError in Python) with the first error.
     """
@@ -277,15 +275,15 @@ def reattach(context: bpy.types.Context) -> list[jobs.Job]:
     for record in jobs.unfollowed():
         scene = record.sequencer_scene or record.id_data
         directory = _job_folder(record)
-        frames = [int(frame) for frame in record.source_frames.split(",") if frame]
         job = jobs.Job(
             job_id=record.job_id,
             scene_uid=scene.session_uid,
             prompt=record.prompt,
             frame_dir=directory / "frames",
-            source_frames=frames,
             frame_start=record.frame_start,
             frame_end=record.frame_end,
+            frames_setting=record.frames,
+            plan=jobs.plan_from_text(record.shot_plan),
             add_tracking_strip=record.add_tracking_strip,
             state=jobs.JobState.QUEUED,  # the server has it (or says it does not)
             tracking_dir=directory / "tracking",
@@ -305,7 +303,10 @@ def reattach(context: bpy.types.Context) -> list[jobs.Job]:
             job.state, job.error = jobs.JobState.OFFLINE, str(error)
             jobs.JOBS[job.job_id] = job
             continue
-        job.thread = ReattachThread(record.job_id, jobs.OUTBOX, connection, job.frame_dir)
+        job.thread = ReattachThread(
+            record.job_id, jobs.OUTBOX, connection, job.frame_dir, tracks_path=directory / "tracks.npz",
+            frames_setting=job.frames_setting, plan=job.plan,
+        )  # fmt: skip
         jobs.start(job)
     return followed
 

@@ -1,8 +1,9 @@
 """The DaS panels in the 3D viewport's and the Sequencer's sidebar (N-panel). They only draw.
 
-Besides the settings and buttons: the latest job's progress and the last error, how long each
-depth request has waited, and "Re-attach jobs" while this scene remembers unfinished jobs that
-nothing follows.
+Besides the settings and buttons: how many frames the model makes of the frame range at the server's
+frame rate, in how many windows; the latest job's progress (the server's phases, then in-betweening)
+and the last error; how long each depth request has waited; and "Re-attach jobs" while this scene
+remembers unfinished jobs that nothing follows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ import time
 
 import bpy
 
+from das_core.errors import DasError, plural
+from das_core.tracking.shot import plan_shot
+from das_core.tracking.window import ModelWindow
+
 from . import depth_request, jobs, sequencer, server_info
+from .job_inputs import export_range
 from .operators import server_address
 
 
@@ -33,9 +39,8 @@ def draw_das_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
         row = box.row(align=True)
         row.prop(settings, "frame_start")
         row.prop(settings, "frame_end")
-    box.prop(settings, "sampling")
-    if settings.sampling == "STEP":
-        box.prop(settings, "frame_step")
+    box.prop(settings, "frames")
+    _draw_shot(box, context.scene, server_info.window_for(server_address(context)))
     box.prop(settings, "tracking_mode")
 
     box = layout.box()
@@ -80,6 +85,20 @@ def _draw_server(layout: bpy.types.UILayout, address: str) -> None:
     else:
         row.label(text=f"Server not asked yet: {error[:60]}" if error else "Server not asked yet", icon="QUESTION")
     row.operator("das.server_info", text="", icon="FILE_REFRESH")
+
+
+def _draw_shot(layout: bpy.types.UILayout, scene: bpy.types.Scene, window: ModelWindow) -> None:
+    """How many frames the model makes of the range at its frame rate, in how many windows."""
+    start, end = export_range(scene)
+    try:
+        plan = plan_shot(end - start + 1, scene.render.fps / scene.render.fps_base, window)
+    except DasError as error:
+        layout.label(text=str(error), icon="ERROR")
+        return
+    layout.label(
+        text=f"{plural(len(plan.keys), 'model frame')} at {window.fps:g} fps, {plural(len(plan.windows), 'window')}",
+        icon="INFO",
+    )
 
 
 def _draw_job(layout: bpy.types.UILayout, job: jobs.Job) -> None:

@@ -13,9 +13,18 @@ from bpy.props import (
     StringProperty,
 )
 
-from das_core.tracking.window import DAS_WINDOW
+from das_core.tracking.shot import FRAMES_EVERY, FRAMES_MODEL
 
 DEFAULT_SERVER = "tcp://127.0.0.1:5555"
+# What a finished shot's strip holds (`das_core.tracking.shot.scene_frames`).
+FRAMES_ITEMS = (
+    (
+        FRAMES_EVERY,
+        "Every frame",
+        "One distinct frame per timeline frame: the model's frames, and in-betweens made from the exact motion",
+    ),
+    (FRAMES_MODEL, "Model frames", "Only the frames the model makes at its frame rate, each held until the next"),
+)
 
 
 class DasPreferences(bpy.types.AddonPreferences):
@@ -62,12 +71,16 @@ class DasJobRecord(bpy.types.PropertyGroup):
     sequencer_scene: PointerProperty(
         type=bpy.types.Scene, name="Sequencer scene", description="Where the strip lands (recorded at submit time)"
     )
-    source_frames: StringProperty(description="Blender frame numbers of the exported frames, comma-separated")
-    frame_start: IntProperty(description="First timeline frame the strip covers")
+    frame_start: IntProperty(description="First timeline frame the strip covers (every one of them was exported)")
     frame_end: IntProperty(description="Last timeline frame the strip covers")
+    shot_plan: StringProperty(
+        description="The shot's plan as JSON (das_core.tracking.shot.ShotPlan): its timeline frames, the keys "
+        "(timeline indices of the model's frames) and windows; empty until the job's thread has made it"
+    )
+    frames: EnumProperty(name="Frames", items=FRAMES_ITEMS, default=FRAMES_EVERY)
     prompt: StringProperty(name="Prompt")
     directory: StringProperty(
-        description="The job's folder in the cache folder (frames/, tracking/)", subtype="DIR_PATH"
+        description="The job's folder in the cache folder (frames/, shot/, tracking/, tracks.npz)", subtype="DIR_PATH"
     )
     add_tracking_strip: BoolProperty(default=True)
     state: StringProperty(
@@ -76,7 +89,7 @@ class DasJobRecord(bpy.types.PropertyGroup):
 
 
 class DasSceneSettings(bpy.types.PropertyGroup):
-    """What to generate for this scene: prompt, sampling, frames and the reference image."""
+    """What to generate for this scene: prompt, seed and steps, frame range, the frames to make and the reference image."""
 
     server: StringProperty(
         name="Server", description="DaS server address (tcp://host:port); empty uses the add-on preferences"
@@ -93,27 +106,16 @@ class DasSceneSettings(bpy.types.PropertyGroup):
         name="Guidance", description="Classifier-free guidance scale", default=6.0, min=0.0, max=30.0
     )
     use_scene_range: BoolProperty(
-        name="Scene frame range", description="Export the scene's frame range; off: choose a window", default=True
+        name="Scene frame range", description="Export the scene's frame range; off: choose a range", default=True
     )
-    frame_start: IntProperty(name="Start", description="First frame of the exported window", default=1)
-    frame_end: IntProperty(name="End", description="Last frame of the exported window", default=250)
-    sampling: EnumProperty(
-        name="Sampling",
-        items=(
-            (
-                "EVEN",
-                f"{DAS_WINDOW.frames} evenly spaced",
-                f"Sample the range to the model's {DAS_WINDOW.frames} frames, evenly spaced",
-            ),
-            (
-                "STEP",
-                "Every Nth frame",
-                f"Take every Nth frame of the range (then sampled to {DAS_WINDOW.frames} if longer)",
-            ),
-        ),
-        default="EVEN",
+    frame_start: IntProperty(name="Start", description="First frame of the exported range", default=1)
+    frame_end: IntProperty(name="End", description="Last frame of the exported range", default=250)
+    frames: EnumProperty(
+        name="Frames",
+        description="What the strip holds: every timeline frame of the range, or the model's frames only (held)",
+        items=FRAMES_ITEMS,
+        default=FRAMES_EVERY,
     )
-    frame_step: IntProperty(name="Step", description="Take every Nth frame", default=1, min=1)
     tracking_mode: EnumProperty(
         name="Tracking video",
         items=(

@@ -1,22 +1,22 @@
 """Generated and tracking frames into the Video Sequence Editor, lined up with the exported frames.
 
 A strip is an image sequence whose elements are the PNG files on disk, one element per timeline
-frame of the exported span: timeline frame f shows the generated frame whose source frame is
-nearest to f, so 49 generated frames are retimed to the span without effects or frame-rate tricks,
-and Blender's prefetch, proxies and rendering read plain files. Blender 4.4 renamed
+frame of the exported span: the shot's own frame there (in-betweened), or the model's frame at or
+before it, held (`timeline_elements`), so the model's frame rate meets the scene's without effects or
+frame-rate tricks, and Blender's prefetch, proxies and rendering read plain files. Blender 4.4 renamed
 `sequence_editor.sequences` to `strips` (5.0 dropped the old name and added a per-workspace sequencer
 scene): those version differences live only in this module.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import bpy
 import numpy as np
 
 from das_core.errors import DasError, plural
-from das_core.tracking.video import sample_indices
 
 MAX_CHANNEL = 128
 
@@ -59,16 +59,10 @@ def free_channel(scene: bpy.types.Scene, frame_start: int, frame_end: int, heigh
     )
 
 
-def timeline_elements(source_frames: list[int], num_images: int, frame_start: int, frame_end: int) -> np.ndarray:
-    """For each timeline frame in [frame_start, frame_end], the index of the image to show.
-
-    Image k of `num_images` shows source frame `source_frames[sample_indices(len(source_frames), num_images)[k]]`
-    (the tracking video's own sampling); each timeline frame takes the image whose source frame is nearest.
-    """
-    shown = np.asarray(source_frames)[sample_indices(len(source_frames), num_images)]
-    timeline = np.arange(frame_start, frame_end + 1)
-    distance = np.abs(timeline[:, None] - shown[None, :])
-    return distance.argmin(axis=1)  # ties go to the earlier image
+def timeline_elements(keys: Sequence[int], num_frames: int) -> np.ndarray:
+    """For each of a shot's `num_frames` timeline frames, the index into `keys` (the timeline indices of the
+    model's frames, increasing from 0) of the key it shows: the last one at or before it."""
+    return np.searchsorted(np.asarray(keys), np.arange(num_frames), side="right") - 1
 
 
 def add_image_sequence(

@@ -1,8 +1,8 @@
 """What each server runs, as its last `info` said: kept per address, asked for off the main thread.
 
-A job's thread asks the server before it prepares the control (`JobThread`) and records the answer
-here; the panel shows it (model, size, frames, fps) and the operators prepare the export and the
-reference for it. `ask_in_background` asks without a job (the panel's "Ask server" button);
+A job's thread asks the server before it plans the shot and prepares the control (`JobThread`) and
+records the answer here; the panel shows it (model, size, frames, fps, and the model frames and windows
+the frame range makes) and Generate renders the reference at its size. `ask_in_background` asks without a job (the panel's "Ask server" button);
 `window_asking` asks on the main thread, briefly, when Generate meets a server it has not heard from.
 """
 
@@ -35,8 +35,8 @@ def window_for(address: str) -> ModelWindow:
 def window_asking(connection) -> ModelWindow:
     """The window of the server at `connection.address`, asked for now (at most `FIRST_ASK_TIMEOUT_S`) if unknown.
 
-    The export is sampled to this window on the main thread (it needs bpy), so it must be known
-    before the job's thread can ask. A server that does not answer in time gets DaS's window: the
+    The reference is rendered at this window's size on the main thread (it needs bpy), so it must be
+    known before the job's thread can ask. A server that does not answer in time gets DaS's window: the
     job's thread then asks with the full timeout and reports the same error a job always has.
     """
     if connection.address not in KNOWN:

@@ -119,6 +119,13 @@ def _service_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="control frames per job at most (default: the backend's frames, 49 for das, 81 for wan-move)",
     )
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        default=Limits.max_windows,
+        help="windows per job at most: a shot longer than one window runs as consecutive windows sharing a frame "
+        f"(default: {Limits.max_windows})",
+    )
     parser.add_argument("--max-steps", type=int, default=200, help="denoising steps per job at most (default: 200)")
     parser.add_argument(
         "--result-codec",
@@ -157,10 +164,16 @@ def _service_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     from das_server.backends import backend_window
 
-    for name in ("max_queue", "max_queue_per_client", "max_frames", "max_steps"):
+    for name in ("max_queue", "max_queue_per_client", "max_frames", "max_windows", "max_steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise DasError(f"--{name.replace('_', '-')} must be at least 1")
     max_frames = args.max_frames or backend_window(args.backend, args.model).frames
+    limits = Limits(max_frames=max_frames, max_windows=args.max_windows, max_steps=args.max_steps)
+    if limits.max_control_frames > limits.max_header_list_len:  # a submit lists its tracking frames in the header
+        raise DasError(
+            f"--max-frames {max_frames} times --max-windows {args.max_windows} is {limits.max_control_frames} "
+            f"frames a job; the protocol lists at most {limits.max_header_list_len}: lower one of them"
+        )
     return ServerConfig(
         state_dir=args.state_dir,
         backend=args.backend,
@@ -172,7 +185,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         offload=args.offload,
         max_queue=args.max_queue,
         max_queue_per_client=args.max_queue_per_client,
-        limits=Limits(max_frames=max_frames, max_steps=args.max_steps),
+        limits=limits,
         result_codec=args.result_codec,
         retention_days=args.retention_days,
         retention_gb=args.retention_gb,

@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from das_core.errors import DasError
@@ -59,11 +59,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code TEXT,
     error_message TEXT,
     disk_bytes INTEGER NOT NULL DEFAULT 0,
-    turn INTEGER NOT NULL DEFAULT 0
+    turn INTEGER NOT NULL DEFAULT 0,
+    windows TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
 """
-_ADDED_COLUMNS = {"turn": "INTEGER NOT NULL DEFAULT 0"}  # for a state dir made by an older server
+_ADDED_COLUMNS = {"turn": "INTEGER NOT NULL DEFAULT 0", "windows": "TEXT"}  # for a state dir made by an older server
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,16 @@ class JobRecord:
     error_message: str | None
     disk_bytes: int
     turn: int  # jobs start in (turn, seq) order
+    windows: str | None  # the submit's `windows` as a JSON list; None for one window
+
+    def same_job(self, submit: Submit) -> bool:
+        """Whether `submit` is this job sent again (a client retrying), not another job with its id."""
+        return (self.prompt, self.seed, self.steps, self.windows) == (
+            submit.prompt,
+            submit.seed,
+            submit.steps,
+            _windows_text(submit),
+        )
 
     def done(self) -> Done:
         """The `done` event of a finished job, as stored."""
@@ -116,6 +127,10 @@ class JobRecord:
             metadata=json.loads(self.metadata) if self.metadata else None,
             error=JobError(self.error_code, self.error_message or "") if self.error_code else None,
         )
+
+
+# By name: a state dir from an older server has its added columns in the order they were added.
+_RECORD_COLUMNS = ", ".join(field.name for field in fields(JobRecord))
 
 
 class JobStore:
@@ -162,7 +177,7 @@ class JobStore:
             client_turn = self._db.execute("SELECT MAX(turn) + 1 FROM jobs WHERE client=?", (client,)).fetchone()[0]
             self._db.execute(
                 "INSERT INTO jobs (job_id, client, state, prompt, seed, steps, guidance, fps, input_frames,"
-                " created, disk_bytes, turn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created, disk_bytes, turn, windows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     submit.job_id,
                     client,
@@ -176,6 +191,7 @@ class JobStore:
                     time.time(),
                     len(blob),
                     max(now_turn or 0, client_turn or 0),
+                    _windows_text(submit),
                 ),
             )
             job = self.get(submit.job_id)
@@ -267,7 +283,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            row = self._db.execute(f"SELECT {_RECORD_COLUMNS} FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         return None if row is None else JobRecord(*row)
 
     def load_submit(self, job_id: str, limits: Limits) -> Submit:
@@ -306,7 +322,9 @@ class JobStore:
     def queue(self) -> list[JobRecord]:
         """The queued jobs in the order they will start (their turns, see `add`)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM jobs WHERE state=? ORDER BY turn, seq", (QUEUED,)).fetchall()
+            rows = self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM jobs WHERE state=? ORDER BY turn, seq", (QUEUED,)
+            ).fetchall()
         return [JobRecord(*row) for row in rows]
 
     def count_active(self, client: str | None = None) -> int:
@@ -326,7 +344,9 @@ class JobStore:
 
     def recent(self, limit: int = 100) -> list[JobRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)
+            ).fetchall()
         return [JobRecord(*row) for row in rows]
 
     # -- retention ---------------------------------------------------------------------------
@@ -357,6 +377,10 @@ class JobStore:
 
     def _folder(self, job_id: str) -> Path:
         return self.media / check_job_id(job_id)  # a valid id has no path characters
+
+
+def _windows_text(submit: Submit) -> str | None:
+    return None if submit.windows is None else json.dumps(list(submit.windows))
 
 
 def parse_submit(blob: bytes, limits: Limits) -> Submit:

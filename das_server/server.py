@@ -261,7 +261,7 @@ class Server:
     def _submit(self, identity: bytes, frames: list, submit: Submit, req: int | None) -> None:
         existing = self.store.get(submit.job_id)
         if existing is not None:
-            if (existing.prompt, existing.seed, existing.steps) != (submit.prompt, submit.seed, submit.steps):
+            if not existing.same_job(submit):
                 self._send(
                     identity,
                     ErrorReply(

@@ -5,7 +5,8 @@ into `events` (a `queue.Queue`) and a one-byte nudge on an inproc PUSH socket wa
 thread, which forwards it to the job's clients. Frames are encoded once (in a small thread pool,
 in order), written to the job store, then forwarded, so a later fetch sends the same bytes.
 `Runner` is what the server needs from whatever runs its jobs: this thread, or a pool of remote
-workers (`das_server.cluster`), which shares `Control`, `Emitter`, `encoded_frames` and `failure`.
+workers (`das_server.cluster`), which shares `Control`, `Emitter`, `encoded_frames` and `failure`;
+both run a job's windows through `das_server.windows.WindowedJob`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,7 +32,6 @@ from das_core.wire.protocol import (
     Event,
     Frame,
     JobFailed,
-    JobRequest,
     Limits,
     Progress,
     WorkerStatus,
@@ -40,6 +40,7 @@ from das_core.wire.protocol import (
 )
 from das_server.backends import Backend
 from das_server.job_store import JobStore
+from das_server.windows import WindowedJob
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +141,11 @@ class Emitter:
 
 
 def encoded_frames(
-    backend: Backend, request: JobRequest, control: Control, codec: str, encoder: ThreadPoolExecutor
+    frames: Iterable[np.ndarray], codec: str, encoder: ThreadPoolExecutor
 ) -> Iterator[tuple[int, EncodedImage, bytes]]:
-    """Run the backend; yield each frame's index, its encoding (made in `encoder`, kept in order) and digest."""
+    """Yield each of a job's frames' index, its encoding (made in `encoder`, kept in order) and digest."""
     pending: deque[tuple[int, np.ndarray, Future[EncodedImage]]] = deque()
-    for index, frame in enumerate(backend.generate(request, control)):
+    for index, frame in enumerate(frames):
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
         pending.append((index, frame, encoder.submit(EncodedImage.encode, frame, codec)))
         while pending and pending[0][2].done():
@@ -252,7 +253,8 @@ class Worker(threading.Thread):
         last: EncodedImage | None = None
         try:
             request = self.store.load_submit(job_id, self.limits).to_request()
-            for index, encoded, digest in encoded_frames(self.backend, request, control, self.result_codec, encoder):
+            job = WindowedJob(self.backend, request, control)
+            for index, encoded, digest in encoded_frames(job.frames(), self.result_codec, encoder):
                 digests.append(digest)
                 self.store.add_frame(job_id, index, encoded)
                 self.emit(Frame(job_id, index, encoded))
@@ -281,6 +283,7 @@ class Worker(threading.Thread):
             **self.backend.describe(),
             "fps": request.fps,
             "seconds": round(time.monotonic() - control.started, 3),
+            **job.metadata(),
         }
         checksum = result_checksum(digests)
         self.emit(Done(job_id, len(digests), checksum, metadata))  # clients need not wait for the fsync

@@ -4,7 +4,7 @@ The model runs at its own frame rate (`ModelWindow.fps`: DaS 8, Wan-Move 16), so
 at every timeline frame is sampled at that rate in scene time (`plan_shot`): at 24 fps and 8 fps
 the model makes timeline frames 0, 3, 6, ... (the keys). A shot with more keys than one window
 holds is split into consecutive windows that share one key: window k + 1 starts on window k's last
-key, whose generated frame becomes its reference image. `shot_control` makes each window's control
+key, whose generated frame becomes its reference image. `ShotControl.prepare` makes each window's control
 from the tracks over its own keys, encoded from its own first frame as the model expects, and
 joins them into one job (`JobRequest.windows`). `scene_frames` turns the generated keys back into
 the shot: every timeline frame (`every`: the ones between keys made by the in-betweener from the
@@ -133,7 +133,7 @@ class ShotControl:
 
     def preview(self, background: np.ndarray | None = None) -> np.ndarray:
         """One frame per key, uint8 [K, H, W, 3]: the tracking video or the point tracks drawn on `background`,
-        each window's own (a shared key shows the later window's, which starts there)."""
+        each window's own (a shared key shows the earlier window's, which made it)."""
         parts = [control.preview(background) for control in self.windows]
         return np.concatenate([parts[0], *(part[1:] for part in parts[1:])])
 

@@ -4,10 +4,11 @@ video, no model at all) and `sleep` (a simulated GPU for tests and benchmarks: i
 
 A backend is built once at server start (`load_backend`) and says in `window` what its jobs carry:
 the control (a tracking video or point tracks) and the size, frames and fps to prepare it at
-(`info` tells clients). It then runs one job at a time:
-`generate(request, control)` yields result frames (uint8 [H, W, 3]) as soon as each exists,
-reports progress through `control.progress(phase, step, total)` and stops early when
-`control.should_stop()` turns true.
+(`info` tells clients). It then runs one window of a job at a time (`das_server.windows` runs a
+job's windows): `generate(request, control)` yields result frames (uint8 [H, W, 3]) as soon as each
+exists, one per frame of the request's control (a model backend holds a shorter control's last frame
+to fill its window, `framing`), reports progress through `control.progress(phase, step, total)` and
+stops early when `control.should_stop()` turns true.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The `das` backend: the DaS pipeline (CogVideoX-5B-I2V + tracking branch) kept warm on a GPU.
 
 `PipelineBackend` runs a diffusers pipeline: it drives progress and cancel through
-`callback_on_step_end` (setting `pipe._interrupt`) and scales the results back to the request's size;
+`callback_on_step_end` (setting `pipe._interrupt`), scales the results back to the request's size and
+returns as many as the control has frames (a shorter control is padded, see `framing`);
 `DasPipelineBackend` fits the request to a `DasImageToVideoPipeline`'s size. `DasBackend` loads the
 published weights; without a GPU or without the weights it refuses at server start and names
 `--backend preview`.
@@ -68,8 +69,8 @@ class PipelineBackend:
         if getattr(output, "interrupted", False) or output.frames is None or control.should_stop():
             return
         control.progress("decode", 1, 1)
-        frames = from_model_size(to_uint8(output.frames[0]), out_width, out_height)
-        yield from frames
+        own = output.frames[0][: request.control_frames]  # a shorter control's frames; the rest held its last
+        yield from from_model_size(to_uint8(own), out_width, out_height)
 
     def run_pipe(self, request: JobRequest, steps: int, on_step_end: Callable) -> tuple[Any, tuple[int, int]]:
         """Call the pipeline for `request` (output_type "np"): its output and the (width, height) to return."""

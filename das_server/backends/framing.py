@@ -1,8 +1,10 @@
-"""Getting a request's frames to a model's fixed size and the results back to the request's size.
+"""Getting a request's frames to a model's fixed size and length, and the results back to the request's.
 
 Both directions use the project's one aspect policy (`das_core.tracking.video.fit_frames`: letterbox, never
 stretch): inputs are letterboxed to the model size, results are cropped to the same box and scaled
-back, so a 720x480 request to a 720x480 model passes through untouched.
+back, so a 720x480 request to a 720x480 model passes through untouched. In time, a control shorter
+than the model's window (a shot's last window, a short shot) is never stretched: its last frame is
+held to fill the window (`model_frame_indices`) and only its own frames are returned.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ import numpy as np
 from das_core.tracking.video import fit_frames, letterbox_rect, sample_indices
 
 
+def model_frame_indices(frames: int, model_frames: int) -> np.ndarray:
+    """The control frame behind each of the model's `model_frames`: a shorter control in order, then its last
+    frame held; a longer one (a server with --max-frames above the model's) sampled evenly."""
+    if frames > model_frames:
+        return sample_indices(frames, model_frames)
+    return np.minimum(np.arange(model_frames), frames - 1)
+
+
 def to_model_size(
     request_image: np.ndarray, tracking: np.ndarray, width: int, height: int, num_frames: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reference image (bilinear) and tracking video (nearest, sampled to `num_frames`) at the model size."""
-    if len(tracking) != num_frames:
-        tracking = tracking[sample_indices(len(tracking), num_frames)]
+    """Reference image (bilinear) and tracking video (nearest, fitted to `num_frames` by `model_frame_indices`)
+    at the model size."""
+    tracking = tracking[model_frame_indices(len(tracking), num_frames)]
     image = fit_frames(request_image, width, height, resample="bilinear")
     return image, fit_frames(tracking, width, height, resample="nearest")
 

@@ -1,8 +1,9 @@
 """The `wan-move` backend: Wan-Move (Wan 2.1 I2V 14B following point tracks) kept warm on a GPU.
 
 `WanMovePipelineBackend` runs any `WanMovePipeline`: the image is letterboxed to the model's size and
-the tracks (pixels of the image) moved with it, the tracks are sampled to the model's frames, and
-progress, cancel and the return to the request's size are `PipelineBackend`'s. `WanMoveBackend` loads
+the tracks (pixels of the image) moved with it, the tracks are fitted to the model's frames (a shorter
+control holds its last positions: `framing.model_frame_indices`), and progress, cancel, the return to
+the request's size and to the control's frames are `PipelineBackend`'s. `WanMoveBackend` loads
 the published DiT and the diffusers base; without them it refuses at server start and names the
 download command.
 """
@@ -16,11 +17,12 @@ import numpy as np
 import torch
 
 from das_core.errors import DasError
-from das_core.tracking.video import fit_frames, fit_points, sample_indices
+from das_core.tracking.video import fit_frames, fit_points
 from das_core.tracking.window import WAN_MOVE_WINDOW
 from das_core.wire.protocol import JobRequest
 from das_server.backends import BackendUnavailable
 from das_server.backends.das import PipelineBackend
+from das_server.backends.framing import model_frame_indices
 
 
 class WanMovePipelineBackend(PipelineBackend):
@@ -31,9 +33,8 @@ class WanMovePipelineBackend(PipelineBackend):
         image = np.asarray(request.image)
         out_height, out_width = image.shape[:2]
         window = self.model_window
-        if len(tracks) != window.frames:
-            chosen = sample_indices(len(tracks), window.frames)
-            tracks, visibility = tracks[chosen], visibility[chosen]
+        chosen = model_frame_indices(len(tracks), window.frames)
+        tracks, visibility = tracks[chosen], visibility[chosen]
         output = self.pipe(
             image=fit_frames(image, *window.size, resample="bilinear"),
             prompt=request.prompt,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from das_core.wire.protocol import EncodedImage, Limits, Progress
 from das_server.backends import Backend
 from das_server.job_store import parse_submit
+from das_server.windows import WindowedJob
 from das_server.worker import Control, encoded_frames, failure
 
 logger = logging.getLogger(__name__)
@@ -129,13 +130,15 @@ class JobActor:
     ) -> None:
         try:
             request = parse_submit(request_bytes, limits).to_request()
+            job = WindowedJob(backend, request, control)
             count = 0
-            for index, image, digest in encoded_frames(backend, request, control, codec, self._encoder):
+            for index, image, digest in encoded_frames(job.frames(), codec, self._encoder):
                 count += 1
                 if index >= from_index:
                     put(Produced(index, image, digest))
             seconds = round(time.monotonic() - control.started, 3)
-            put(Finished(count, {**backend.describe(), "fps": request.fps, "seconds": seconds}, control.should_stop()))
+            metadata = {**backend.describe(), "fps": request.fps, "seconds": seconds, **job.metadata()}
+            put(Finished(count, metadata, control.should_stop()))
         except Exception as error:  # reported to the front end as the job's failure; the actor lives on
             code, message = failure(error)
             if code != "bad_input":

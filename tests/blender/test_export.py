@@ -94,13 +94,16 @@ def test_moving_zooming_camera_projects_like_blender(factory_scene):
     assert tracks.intrinsics[-1, 0, 0] > 1.6 * tracks.intrinsics[0, 0, 0]
 
 
-def test_window_and_step(factory_scene):
+def test_range_step_and_samples(factory_scene):
     scene = factory_scene
     build_test_scene(scene)
     assert export_frames(scene, frame_start=3, frame_end=20, step=5) == [3, 8, 13, 18]
     tracks = export_tracks(scene, frame_start=3, frame_end=20, step=5)
     assert tracks.frame_numbers.tolist() == [3, 8, 13, 18]
-    assert len(export_frames(scene)) == 49  # the default: the scene range sampled to 49 frames
+    assert export_frames(scene) == list(range(1, 25))  # the default: every frame of the scene's range
+    assert export_frames(scene, frame_start=3, frame_end=20, samples=4) == [3, 9, 14, 20]  # evenly spaced
+    with pytest.raises(DasError, match="frame step must be 1 or more"):
+        export_frames(scene, step=0)
 
 
 def test_changing_topology_is_left_out_with_a_warning(factory_scene):

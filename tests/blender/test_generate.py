@@ -1,5 +1,6 @@
 """Generate, Cancel and server errors against real servers (`python -m das_server` subprocesses on loopback)."""
 
+import itertools
 import socket
 import subprocess
 import sys
@@ -40,7 +41,18 @@ def _strips(scene):
     return {strip.name: strip for strip in strip_collection(scene)}
 
 
-def test_generate_wait_adds_retimed_strips_on_a_free_channel(factory_scene, addon, preview_server, tmp_path):
+def _distinct_neighbours(paths: list[Path]) -> bool:
+    """True if no image's pixels equal the one before it."""
+    from PIL import Image
+
+    images = [np.asarray(Image.open(path)) for path in paths]
+    return all(not np.array_equal(before, after) for before, after in itertools.pairwise(images))
+
+
+def test_generate_wait_adds_a_strip_of_every_timeline_frame_on_a_free_channel(
+    factory_scene, addon, preview_server, tmp_path
+):
+    """30 timeline frames at 24 fps: the model makes every third (8 fps), the add-on in-betweens the rest."""
     scene = factory_scene
     _setup(scene, preview_server, tmp_path)
     busy = add_color_strip(scene, "busy", channel=1, frame_start=20, length=5)
@@ -58,12 +70,16 @@ def test_generate_wait_adds_retimed_strips_on_a_free_channel(factory_scene, addo
     for strip in (generated, tracking):
         assert strip_span(strip) == (11, 41)  # the exported span, 30 frames
         assert len(strip.elements) == 30
-    frames = sorted(job.frame_dir.glob("frame_*.png"))
-    assert len(frames) == 49
-    assert Path(bpy.path.abspath(generated.directory)) == job.frame_dir
-    names = [element.filename for element in generated.elements]
-    assert names[0] == "frame_00000.png" and names[-1] == "frame_00048.png"
-    assert names == sorted(names), "retiming keeps the frames in order"
+    assert job.plan.keys == tuple(range(0, 30, 3))
+    assert len(list(job.frame_dir.glob("frame_*.png"))) == 10  # the model's frames, as they arrived
+    shot = job.frame_dir.parent / "shot"
+    assert Path(bpy.path.abspath(generated.directory)) == shot
+    assert [element.filename for element in generated.elements] == [f"frame_{index:05d}.png" for index in range(30)]
+    for key, index in enumerate(job.plan.keys):  # the model's frames unchanged, the others made between them
+        assert (shot / f"frame_{index:05d}.png").read_bytes() == (job.frame_dir / f"frame_{key:05d}.png").read_bytes()
+    assert _distinct_neighbours(sorted(shot.glob("frame_*.png")))
+    names = [element.filename for element in tracking.elements]  # each timeline frame shows its key's control
+    assert names[:4] == ["frame_00000.png"] * 3 + ["frame_00001.png"] and names[-1] == "frame_00009.png"
     assert (job.frame_dir.parent / "tracks.npz").is_file() and (job.frame_dir.parent / "reference.png").is_file()
 
 
@@ -81,11 +97,12 @@ def test_tracking_video_on_disk_is_what_was_sent(factory_scene, addon, preview, 
     submit, _ = decode(split_parts(stored), decode_images=False)
     assert {frame.codec for frame in submit.tracking} == {"zlib"}  # the fast lossless codec
     sent = submit.to_request()
+    assert sent.fps == 8.0  # the model's frame rate, not the scene's
     on_disk = read_video(job.frame_dir.parent / "tracking")
-    assert on_disk.shape == (49, 480, 720, 3) and on_disk.max() > 100
+    assert on_disk.shape == (10, 480, 720, 3) and on_disk.max() > 100  # one frame per key
     np.testing.assert_array_equal(on_disk, sent.tracking)
     tracks = Tracks.load(job.frame_dir.parent / "tracks.npz")  # saved after sending, for `das render-tracking`
-    assert [int(frame) for frame in tracks.frame_numbers] == job.source_frames
+    assert tracks.frame_numbers.tolist() == list(range(11, 41))  # every timeline frame
 
 
 def test_generate_returns_at_once_and_timer_ticks_stay_short(factory_scene, addon, preview_server, tmp_path):

@@ -76,21 +76,26 @@ def test_panel_draws_settings_buttons_progress_and_error(factory_scene, addon, t
     context = bpy.context
     log = _draw(context)
     drawn = {name for kind, name in log if kind == "prop"}
-    assert {"server", "prompt", "negative_prompt", "seed", "steps", "guidance", "reference", "sampling"} <= drawn
+    assert {"server", "prompt", "negative_prompt", "seed", "steps", "guidance", "reference", "frames"} <= drawn
     operators = [name for kind, name in log if kind == "operator"]
     assert operators == [
         "das.server_info", "das.generate", "das.cancel", "das.preview_tracking",
         "das.image_scene", "das.split_by_depth", "das.camera_move",
     ]  # fmt: skip
     assert ("label", "Server not asked yet") in log
+    # Frames 1..250 at 24 fps: the model's frames at DaS's 8 fps (until the server says) are every third.
+    assert ("label", "84 model frames at 8 fps, 2 windows") in log
 
     factory_scene.das.use_scene_range = False
-    factory_scene.das.sampling = "STEP"
+    factory_scene.das.frame_start, factory_scene.das.frame_end = 10, 12
     factory_scene.das.reference = "IMAGE"
-    drawn = {name for kind, name in _draw(context) if kind == "prop"}
-    assert {"frame_start", "frame_end", "frame_step", "reference_image"} <= drawn
+    log = _draw(context)
+    assert {"frame_start", "frame_end", "reference_image"} <= {name for kind, name in log if kind == "prop"}
+    assert ("label", "1 model frame at 8 fps, 1 window") in log
+    factory_scene.das.frame_end = 9
+    assert ("label", "a shot needs at least one timeline frame, got 0") in _draw(context)
 
-    job = jobs.Job("0123456789abcdef", factory_scene.session_uid, "a prompt", tmp_path, [1, 49], 1, 49)
+    job = jobs.Job("0123456789abcdef", factory_scene.session_uid, "a prompt", tmp_path, 1, 49)
     job.state, job.phase, job.step, job.total, job.eta_s = "running", "denoise", 12, 50, 31.0
     jobs.JOBS[job.job_id] = job
     jobs.ERRORS[factory_scene.session_uid] = "no das server answered at tcp://127.0.0.1:5555 within 10 s; start one"

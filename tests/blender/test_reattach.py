@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import bpy
+import numpy as np
 import pytest
 from blender_scenes import build_test_scene
 
@@ -32,6 +33,18 @@ def _run_until(condition, seconds: float = 30.0) -> None:
         jobs.tick()
         time.sleep(0.01)
     assert condition(), "timed out"
+
+
+def _assert_every_frame_strip(strip, folder: Path, plan) -> None:
+    """`strip` shows shot/'s frames in order: the shot made from the job's frames and tracks, as without a restart."""
+    from das_core.tracking.shot import scene_frames
+    from das_core.tracking.tracks import Tracks
+    from das_core.tracking.video import read_video
+
+    assert Path(bpy.path.abspath(strip.directory)).resolve() == (folder / "shot").resolve()
+    assert [element.filename for element in strip.elements] == [f"frame_{t:05d}.png" for t in range(plan.num_frames)]
+    expected = scene_frames(Tracks.load(folder / "tracks.npz"), plan, read_video(folder / "frames"))
+    np.testing.assert_array_equal(read_video(folder / "shot"), np.stack(list(expected)))
 
 
 def _restart_blender_and_open(path) -> None:
@@ -56,6 +69,8 @@ def test_a_job_finished_while_blender_was_closed_lands_on_load(factory_scene, ad
     job = jobs.latest()
     _run_until(lambda: job.state != "rendering" and job.state != "submitting")
     assert job.state in ("queued", "running"), (job.state, job.error)
+    (record,) = scene.das.jobs
+    assert record.frames == "every" and jobs.plan_from_text(record.shot_plan) == job.plan  # remembered for re-attach
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))  # no tick after this: saved unfinished
     deadline = time.monotonic() + 30
     while not list(job.frame_dir.glob("frame_*.png")) and time.monotonic() < deadline:
@@ -89,8 +104,11 @@ def test_a_job_finished_while_blender_was_closed_lands_on_load(factory_scene, ad
         assert strip_span(strip) == (11, 41)  # the span recorded at submit time
         assert len(strip.elements) == 30
     assert (generated.channel, tracking.channel) == (1, 2)
-    assert len(list(job.frame_dir.glob("frame_*.png"))) == 49
+    assert followed.plan == job.plan and len(list(job.frame_dir.glob("frame_*.png"))) == 10  # one per key
     assert {name: (job.frame_dir / name).stat().st_mtime_ns for name in kept} == kept, "frames on disk are kept"
+    _assert_every_frame_strip(generated, job.frame_dir.parent, job.plan)
+    held = [element.filename for element in tracking.elements]
+    assert held == [f"frame_{index // 3:05d}.png" for index in range(30)]  # each timeline frame's key's control
     assert bpy.ops.das.reattach() == {"FINISHED"} and jobs.JOBS[job.job_id] is followed  # nothing left to follow
 
 
@@ -118,8 +136,8 @@ def test_a_moved_project_follows_its_job_in_its_own_cache(factory_scene, addon, 
     bpy.ops.wm.read_homefile(use_factory_startup=True, app_template="")
     old_thread.join(30)
     deadline = time.monotonic() + 30
-    while len(list((job.frame_dir.parent / "tracking").glob("frame_*.png"))) < 49 and time.monotonic() < deadline:
-        time.sleep(0.01)  # the tracking video is written while the job runs
+    while len(list((job.frame_dir.parent / "tracking").glob("frame_*.png"))) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the tracking video (7 model frames of 20 timeline frames) is written while the job runs
     shutil.move(tmp_path / "old", tmp_path / "new")
 
     bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "new" / "shot.blend"))
@@ -127,7 +145,7 @@ def test_a_moved_project_follows_its_job_in_its_own_cache(factory_scene, addon, 
     _run_until(lambda: not followed.active)
     assert followed.state == "done", followed.error
     moved = tmp_path / "new" / "das_cache" / job.job_id
-    assert followed.frame_dir == moved / "frames" and len(list(followed.frame_dir.glob("frame_*.png"))) == 49
+    assert followed.frame_dir == moved / "frames" and len(list(followed.frame_dir.glob("frame_*.png"))) == 7
     assert not (tmp_path / "old").exists()
     strips = {strip.name: strip for strip in strip_collection(bpy.data.scenes[name])}
     for strip in (strips[followed.strip_name], strips[f"tracking [{job.job_id[:8]}]"]):
@@ -135,10 +153,40 @@ def test_a_moved_project_follows_its_job_in_its_own_cache(factory_scene, addon, 
         assert strip_span(strip) == (1, 21)
 
 
+def test_a_job_saved_before_its_shot_was_planned_is_planned_from_its_tracks(factory_scene, addon, preview, tmp_path):
+    """A file saved while the job's thread was still planning keeps no plan: re-attaching plans the shot again from
+    the job's tracks.npz at the server's frame rate, and lands the strip the frames setting names (model: held)."""
+    scene = factory_scene
+    name = scene.name
+    build_test_scene(scene, frame_start=1, frame_end=12)
+    scene.das.server, scene.das.prompt, scene.das.reference = preview.address, "a column", "WORKBENCH"
+    scene.das.output_dir, scene.das.frames = str(tmp_path / "cache"), "model"
+    assert bpy.ops.das.generate(wait=True) == {"FINISHED"}
+    from blender_addon import jobs
+
+    job = jobs.latest()
+    (record,) = scene.das.jobs
+    record.state, record.shot_plan = "running", ""  # as saved before the plan arrived
+    scene.sequence_editor_clear()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+
+    _restart_blender_and_open(tmp_path / "shot.blend")
+    followed = jobs.JOBS[job.job_id]
+    _run_until(lambda: not followed.active)
+    assert followed.state == "done", followed.error
+    assert followed.plan == job.plan and followed.plan.keys == (0, 3, 6, 9)
+    (record,) = bpy.data.scenes[name].das.jobs
+    assert jobs.plan_from_text(record.shot_plan) == job.plan  # remembered this time
+    strips = {strip.name: strip for strip in strip_collection(bpy.data.scenes[name])}
+    generated = strips[followed.strip_name]
+    assert [element.filename for element in generated.elements] == [f"frame_{t // 3:05d}.png" for t in range(12)]
+    assert Path(bpy.path.abspath(generated.directory)).resolve() == job.frame_dir.resolve()
+
+
 def _remember(scene, job_id: str, server: str, directory) -> None:
     record = scene.das.jobs.add()
     record.job_id, record.server, record.sequencer_scene = job_id, server, scene
-    record.source_frames, record.frame_start, record.frame_end = "1,2,3", 1, 3
+    record.frame_start, record.frame_end = 1, 3
     record.prompt, record.directory, record.state = "lost", str(directory), "running"
 
 

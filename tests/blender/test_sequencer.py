@@ -7,16 +7,11 @@ from blender_scenes import add_color_strip, build_test_scene
 from blender_addon import sequencer
 
 
-def test_timeline_elements_follow_the_exported_frames():
-    # 49 images over frames 1..97 sampled every 2 frames: frame f shows image (f - 1) / 2, held in between.
-    source = list(range(1, 98, 2))
-    elements = sequencer.timeline_elements(source, 49, 1, 97)
-    assert len(elements) == 97
-    assert elements[0] == 0 and elements[-1] == 48
-    assert elements[2] == 1 and elements[1] == 0  # a tie between frames 1 and 3 goes to the earlier image
-    # More images than timeline frames (a 10-frame shot): images are skipped, never reordered.
-    short = sequencer.timeline_elements(list(range(5, 15)), 49, 5, 14)
-    assert len(short) == 10 and np.all(np.diff(short) > 0)
+def test_timeline_elements_hold_each_key_until_the_next():
+    # Keys every 3 timeline frames (24 fps scene, 8 fps model); frames after the last key show it.
+    elements = sequencer.timeline_elements((0, 3, 6), 8)
+    assert elements.tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert sequencer.timeline_elements(range(5), 5).tolist() == [0, 1, 2, 3, 4]  # a key at every frame
 
 
 def test_free_channel_skips_overlapping_strips_only(factory_scene):
@@ -52,7 +47,10 @@ def test_preview_tracking_adds_a_strip_without_a_server(factory_scene, addon, tm
     assert (*sequencer.strip_span(strip), strip.channel) == (5, 31, 1)
     assert strip.name.startswith("tracking [")
     files = sorted(tmp_path.glob("preview-*/tracking/frame_*.png"))
-    assert len(files) == 49
+    assert len(files) == 9  # 26 frames at 24 fps: the model's frames at 8 fps are timeline frames 0, 3, ..., 24
+    names = [element.filename for element in strip.elements]
+    assert len(names) == 26 and names[:4] == ["frame_00000.png"] * 3 + ["frame_00001.png"]
+    assert names[-3:] == ["frame_00007.png", "frame_00008.png", "frame_00008.png"]  # the last key held to the end
 
     # The strip survives saving (paths become relative) and renders through the sequencer.
     blend = tmp_path / "shot.blend"
@@ -74,3 +72,31 @@ def test_preview_tracking_adds_a_strip_without_a_server(factory_scene, addon, tm
         3,
     )
     assert rendered.max() > 50, "the sequencer rendered the tracking frames, not black"
+
+
+def test_preview_of_a_shot_longer_than_a_window_shows_every_window(factory_scene, addon, tmp_path):
+    """60 frames at the model's 8 fps: 60 model frames, in two DaS windows that share frame 48, each
+    tracking video coloured by its own first frame (`ShotControl.preview`)."""
+    scene = factory_scene
+    build_test_scene(scene, frame_start=1, frame_end=60)
+    scene.render.fps, scene.render.fps_base = 8, 1.0
+    scene.das.output_dir = str(tmp_path)
+
+    assert bpy.ops.das.preview_tracking(wait=True) == {"FINISHED"}
+
+    (strip,) = sequencer.strip_collection(scene)
+    assert sequencer.strip_span(strip) == (1, 61)
+    assert [element.filename for element in strip.elements] == [f"frame_{index:05d}.png" for index in range(60)]
+    from das_core.tracking.shot import ShotControl, plan_shot
+    from das_core.tracking.tracks import Tracks
+    from das_core.tracking.video import read_video
+    from das_core.tracking.window import DAS_WINDOW
+
+    folder = next(tmp_path.glob("preview-*"))
+    tracks = Tracks.load(folder / "tracks.npz")
+    assert tracks.num_frames == 60  # every timeline frame exported
+    plan = plan_shot(60, 8.0, DAS_WINDOW)
+    assert plan.windows == ((0, 48), (48, 59))
+    np.testing.assert_array_equal(
+        read_video(folder / "tracking"), ShotControl.prepare(tracks, plan, DAS_WINDOW).preview()
+    )

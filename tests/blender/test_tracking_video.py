@@ -1,4 +1,8 @@
-"""The add-on's tracking video is exactly what `das render-tracking --fit` makes from the add-on's exported file."""
+"""The add-on's tracking video is exactly what `das render-tracking --fit` makes from the add-on's exported file.
+
+The shot is one window whose model frames are all of its frames (49 frames at DaS's 8 fps), as
+`das render-tracking` samples the tracks evenly and knows nothing of shots at the scene's frame rate.
+"""
 
 import subprocess
 import sys
@@ -14,7 +18,8 @@ from das_core.tracking.video import read_video
 @pytest.mark.parametrize("mode", ["mesh", "points"])
 def test_preview_equals_das_render_tracking(factory_scene, addon, tmp_path, mode):
     scene = factory_scene
-    build_test_scene(scene, frame_start=1, frame_end=60)
+    build_test_scene(scene, frame_start=1, frame_end=49)
+    scene.render.fps, scene.render.fps_base = 8, 1.0
     scene.das.output_dir = str(tmp_path)
     scene.das.tracking_mode = mode
     assert bpy.ops.das.preview_tracking(wait=True) == {"FINISHED"}

@@ -1,5 +1,6 @@
 """A pool of workers on a local Ray cluster behind the usual front end: jobs spread over the workers,
-fair order across clients, cancel, status, and the preview and tiny backends in Ray workers."""
+fair order across clients, cancel, jobs of several windows, status, and the preview and tiny backends in Ray
+workers."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_clients_take_turns_and_positions_follow_that_order(ray_cluster, tmp_pat
         server.stop()
 
 
-def test_cancel_reaches_a_running_job_at_its_next_step(ray_cluster, tmp_path):
+def test_cancel_reaches_a_running_job_at_its_next_step_and_two_windows_run_next(ray_cluster, tmp_path):
     server = PoolServer(tmp_path / "state", workers=1)
     try:
         with DasClient(server.address) as client:
@@ -79,8 +80,12 @@ def test_cancel_reaches_a_running_job_at_its_next_step(ray_cluster, tmp_path):
             assert isinstance(other[-1], JobFailed) and other[-1].code == "cancelled" and not frames
             assert max(e.step for e in other if isinstance(e, Progress)) < 200
             assert client.status(job_id).state == "cancelled"
-            later = client.submit(make_request(2, height=24, width=36, steps=2))  # the worker goes on
-            assert isinstance(list(client.events(later, timeout=30))[-1], Done)
+            later = make_request(2, height=24, width=36, steps=2, windows=(25, 24))  # the worker goes on
+            frames, other = frames_and_rest(client.events(client.submit(later), timeout=30))
+            assert isinstance(other[-1], Done) and other[-1].metadata["windows"] == [25, 24]
+            # Two windows in the actor: the sleep backend returns each window's control, the shared frame once.
+            assert len(frames) == 48
+            np.testing.assert_array_equal(frames[25].image, later.tracking[26])
     finally:
         server.stop()
 

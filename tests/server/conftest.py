@@ -88,6 +88,27 @@ class GatedPreview(PreviewBackend):
         yield from super().generate(request, control)
 
 
+class Recording:
+    """A real backend, instrumented: it records each request it is given and the frames it makes for it."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.window = backend.window
+        self.requests: list[JobRequest] = []
+        self.made: list[list[np.ndarray]] = []
+
+    def describe(self) -> dict:
+        return self.backend.describe()
+
+    def generate(self, request, control):
+        self.requests.append(request)
+        self.made.append([])
+        for frame in self.backend.generate(request, control):
+            self.made[-1].append(frame)
+            yield frame
+
+
 class ProcessServer:
     """`python -m das_server` (or `module` taking its options) as a child process, for kill and restart tests."""
 
@@ -119,7 +140,9 @@ def run_server_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProce
     )
 
 
-class _NoStop:
+class NoStop:
+    """A job control that ignores progress and never stops: for calling a backend directly."""
+
     def progress(self, phase: str, step: int, total: int) -> None:
         pass
 
@@ -129,4 +152,4 @@ class _NoStop:
 
 def preview_frames(request: JobRequest) -> list[np.ndarray]:
     """What the preview backend must produce for `request`, computed in the test process."""
-    return list(load_backend("preview", model="", device=None, offload="none").generate(request, _NoStop()))
+    return list(load_backend("preview", model="", device=None, offload="none").generate(request, NoStop()))

@@ -260,7 +260,7 @@ def test_huge_declared_sizes_are_refused_before_allocation():
         decode(_submit_parts(image={"shape": [100000, 100000, 3], "codec": "raw"}))
     assert error.value.code == "limit"
     with pytest.raises(ProtocolError, match="frames"):
-        decode(_submit_parts(tracking=[{"shape": [4, 4, 3], "codec": "raw"}] * 500))
+        decode(_submit_parts(tracking=[{"shape": [4, 4, 3], "codec": "raw"}] * (Limits().max_control_frames + 1)))
 
 
 def test_zlib_bomb_inflates_no_further_than_declared():
@@ -306,7 +306,7 @@ def test_submit_fields_are_checked(overrides, reason):
 def test_limits_are_the_servers_own():
     parts = _submit_parts()
     with pytest.raises(ProtocolError, match="at most 3 are allowed"):
-        decode(parts, Limits(max_frames=1))
+        decode(parts, Limits(max_frames=1, max_windows=1))
     with pytest.raises(ProtocolError, match="accepts 1x1 up to 32x32"):
         decode(parts, Limits(max_width=32, max_height=32))
 

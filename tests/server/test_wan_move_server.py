@@ -13,7 +13,7 @@ from das_core.tracking.window import WAN_MOVE_WINDOW
 from das_core.wire.client import DasClient, JobFailed, Progress, ServerError, collect_frames
 from das_core.wire.protocol import JobRequest, Limits
 from das_server.backends import load_backend
-from tests.server.conftest import ThreadServer, make_request, run_server_cli
+from tests.server.conftest import Recording, ThreadServer, make_request, run_server_cli
 
 
 def point_job(steps: int = 2, frames: int = 81, seed: int = 1) -> JobRequest:
@@ -52,6 +52,28 @@ def test_a_point_track_job_runs_end_to_end_at_the_request_size(server):
     assert [step for phase, step, _ in progress if phase == "denoise"] == [0, 1, 2] and progress[-1][0] == "decode"
     assert result.done.metadata["model_size"] == [48, 32] and result.done.metadata["preview"] is False
     assert result.frames.std() > 1  # the VAE decoded something, not a constant
+
+
+def test_a_shot_of_two_windows_follows_each_windows_own_points(tmp_path, tiny_wan_move):
+    job = point_job(steps=1, frames=9)
+    job.visibility[:] = False
+    job.visibility[:5, :8] = True  # window 0 (frames 0-4): points 0-7; window 1 (frames 5-8): points 4-11
+    job.visibility[5:, 4:] = True
+    job.windows = (5, 4)
+    backend = Recording(tiny_wan_move)
+    server = ThreadServer(tmp_path / "state", backend="tiny", instance=backend, limits=Limits(max_frames=81))
+    try:
+        with DasClient(server.address) as client:
+            result = collect_frames(client.events(client.submit(job), timeout=300))
+    finally:
+        server.stop()
+    assert result.frames.shape == (5 + 4 - 1, 64, 96, 3) and result.done.metadata["windows"] == [5, 4]
+    assert [len(made) for made in backend.made] == [5, 4]  # not stretched to the model's 81 frames
+    first, second = backend.requests
+    np.testing.assert_array_equal(first.point_tracks, job.point_tracks[:5, :8])
+    np.testing.assert_array_equal(second.point_tracks, job.point_tracks[5:, 4:])
+    assert second.visibility.all() and second.windows is None
+    np.testing.assert_array_equal(second.image, result.frames[4])  # window 0's last frame
 
 
 def test_a_running_job_is_cancelled_within_one_step(server):

@@ -71,7 +71,6 @@ class ServerInfo:
 
     @classmethod
     def from_wire(cls, fields: Fields) -> ServerInfo:
-        limits = fields.nested("limits")
         return cls(
             version=fields.integer("version"),
             das=fields.text("das"),
@@ -83,7 +82,7 @@ class ServerInfo:
             max_queue=fields.integer("max_queue"),
             max_queue_per_client=fields.integer("max_queue_per_client"),
             result_codec=fields.text("result_codec"),
-            limits=Limits(**{name: limits.integer(name) for name in Limits.PUBLISHED}),
+            limits=_published_limits(fields.nested("limits")),
             control=fields.optional_text("control"),
             width=fields.optional_integer("width"),
             height=fields.optional_integer("height"),
@@ -91,6 +90,13 @@ class ServerInfo:
             fps=fields.optional_number("fps"),
             workers=fields.optional_integer("workers"),
         )
+
+
+def _published_limits(fields: Fields) -> Limits:
+    """The limits an `info` publishes; without `max_windows` (servers before windows) one window per job."""
+    windows = fields.optional_integer("max_windows")
+    required = {name: fields.integer(name) for name in Limits.PUBLISHED if name != "max_windows"}
+    return Limits(**required, max_windows=1 if windows is None else windows)
 
 
 @dataclass(frozen=True)

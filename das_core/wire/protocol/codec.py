@@ -88,6 +88,8 @@ def encode(message: Message, req: int | None = None) -> list[bytes]:
             tracks = message.point_tracks
             header["point_tracks"] = {"frames": tracks.frames, "points": tracks.points}
             buffers.extend((tracks.positions, tracks.visibility))
+        if message.windows is not None:  # absent for one window, as before windows existed
+            header["windows"] = list(message.windows)
     elif isinstance(message, Info):
         header["info"] = message.body.to_wire()
     elif isinstance(message, Reply):
@@ -196,9 +198,11 @@ def _build_submit(fields: Fields) -> Submit:
         point_tracks = fields.point_tracks("point_tracks")
     else:
         tracking = fields.field("tracking", list)
-        if not 1 <= len(tracking) <= fields.limits.max_frames:
+        limits = fields.limits
+        if not 1 <= len(tracking) <= limits.max_control_frames:  # each window's frames: `Submit.validate`
             raise ProtocolError(
-                f"the tracking video has {len(tracking)} frames; this server takes 1 to {fields.limits.max_frames}",
+                f"the tracking video has {len(tracking)} frames; this server takes 1 to {limits.max_frames} per "
+                f"window and at most {limits.max_windows} windows",
                 "limit",
             )
         image = fields.image("image")
@@ -215,6 +219,7 @@ def _build_submit(fields: Fields) -> Submit:
         fps=fields.number("fps"),
         client=fields.optional_text("client") or "",
         point_tracks=point_tracks,
+        windows=fields.optional_integers("windows"),
     )
     submit.validate(fields.limits)
     return submit

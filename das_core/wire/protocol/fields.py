@@ -77,6 +77,16 @@ class Fields:
         value: int | None = self.optional_field(name, int)
         return value
 
+    def optional_integers(self, name: str) -> tuple[int, ...] | None:
+        """A list of integers (the header's list bound limits its length)."""
+        values = self.optional_field(name, list)
+        if values is None:
+            return None
+        for index, value in enumerate(values):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ProtocolError(f"field {self.path}{name}[{index}] must be int, got {type(value).__name__}")
+        return tuple(values)
+
     def number(self, name: str) -> float:
         return float(self.field(name, (int, float)))
 

@@ -25,8 +25,9 @@ class ProtocolError(DasError):
 class Limits:
     """Bounds on every field a peer may send, checked before anything is allocated.
 
-    A server sets the first seven (`PUBLISHED`) from its command line and reports them in `info`;
-    the rest are fixed by protocol version 1, so both sides already know them.
+    A server sets the first eight (`PUBLISHED`) from its command line and reports them in `info`;
+    the rest are fixed by protocol version 1, so both sides already know them. `max_frames` bounds one
+    window; a job of several windows (`submit` `windows`) carries up to `max_control_frames` in all.
     """
 
     PUBLISHED: ClassVar[tuple[str, ...]] = (
@@ -37,6 +38,7 @@ class Limits:
         "max_steps",
         "max_part_bytes",
         "max_metadata_bytes",
+        "max_windows",
     )
 
     max_frames: int = DAS_WINDOW.frames
@@ -46,6 +48,7 @@ class Limits:
     max_steps: int = 200
     max_part_bytes: int = 8 << 20  # one image frame (raw 1920x1080 is 6.2 MB); also ZMQ_MAXMSGSIZE
     max_metadata_bytes: int = 64 << 10
+    max_windows: int = 16  # windows in one job; 1 (a server before windows) is not published
     max_header_bytes: int = 1 << 20
     max_header_list_len: int = 4096  # items in any one list of the header (a submit lists its frames)
     max_header_map_len: int = 1024  # keys in any one map of the header
@@ -61,14 +64,20 @@ class Limits:
     max_track_coordinate: float = 65536.0  # pixels either way: far outside any image
 
     @property
+    def max_control_frames(self) -> int:
+        """Control frames in one job: every window at its longest."""
+        return self.max_frames * self.max_windows
+
+    @property
     def max_message_frames(self) -> int:
         """Frames in one message: the header, the reference image and one per tracking frame (point tracks
         take two)."""
-        return self.max_frames + 2
+        return self.max_control_frames + 2
 
     def published(self) -> dict[str, int]:
-        """The limits `info` reports, in their wire order."""
-        return {name: getattr(self, name) for name in self.PUBLISHED}
+        """The limits `info` reports, in their wire order; `max_windows` only when jobs may have several
+        (a reader takes its absence as 1, so an older server's `info` reads back to the same bytes)."""
+        return {name: getattr(self, name) for name in self.PUBLISHED if name != "max_windows" or self.max_windows != 1}
 
     def check_size(self, what: str, height: int, width: int) -> None:
         """Raise `ProtocolError` when an image is larger than allowed."""

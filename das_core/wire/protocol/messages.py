@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,8 @@ from das_core.wire.protocol.images import EncodedImage
 from das_core.wire.protocol.limits import Limits, ProtocolError, check_job_id, check_text
 from das_core.wire.protocol.point_tracks import EncodedPointTracks
 
-# What a client checks before sending: the most frames any model takes (the server checks its own limits).
+# What a client checks before sending: the most frames any model takes per window, in the default number
+# of windows (the server checks its own limits).
 _SENDABLE = Limits(max_frames=max(DAS_WINDOW.frames, WAN_MOVE_WINDOW.frames))
 
 
@@ -57,6 +58,40 @@ class JobRequest:
             raise ProtocolError("this job carries a tracking video, not the point tracks this backend needs")
         return np.asarray(self.point_tracks), np.asarray(self.visibility)
 
+    @property
+    def control_frames(self) -> int:
+        """Frames of its control, all windows together."""
+        control = self.point_tracks if self.point_tracks is not None else self.tracking
+        return 0 if control is None else len(control)
+
+    @property
+    def window_lengths(self) -> tuple[int, ...]:
+        """Control frames per window: `windows`, or all of them as one window."""
+        return tuple(self.windows) if self.windows is not None else (self.control_frames,)
+
+    @property
+    def window_count(self) -> int:
+        return len(self.window_lengths)
+
+    def window(self, index: int, image: np.ndarray) -> JobRequest:
+        """Window `index` as a job of one window: its slice of the control, `image` as its reference
+        (window k + 1 starts from window k's last generated frame), `windows` None.
+
+        Point tracks keep only the points visible in some frame of the window: a client pads every
+        window to one point count with the other windows' points, invisible throughout.
+        """
+        lengths = self.window_lengths
+        if not 0 <= index < len(lengths):
+            raise ProtocolError(f"window {index} does not exist; this job has {len(lengths)} (0 to {len(lengths) - 1})")
+        start = sum(lengths[:index])
+        frames = slice(start, start + lengths[index])
+        if self.point_tracks is None:
+            return replace(self, image=image, tracking=self.tracking_video()[frames], windows=None)
+        tracks, visibility = self.tracks_and_visibility()
+        tracks, visibility = tracks[frames], visibility[frames]
+        kept = visibility.any(axis=0)
+        return replace(self, image=image, point_tracks=tracks[:, kept], visibility=visibility[:, kept], windows=None)
+
 
 @dataclass(frozen=True)
 class Hello:
@@ -81,6 +116,7 @@ class Submit:
     fps: float = DAS_WINDOW.fps
     client: str = ""
     point_tracks: EncodedPointTracks | None = None
+    windows: tuple[int, ...] | None = None  # as `JobRequest.windows`
 
     @property
     def control(self) -> str:
@@ -126,6 +162,7 @@ class Submit:
             fps=float(request.fps),
             client=client,
             point_tracks=point_tracks,
+            windows=_whole_numbers(request.windows),
         )
         submit.validate(_SENDABLE)
         return submit
@@ -154,13 +191,9 @@ class Submit:
             if self.tracking:
                 raise ProtocolError("a submit carries a tracking video or point tracks, not both", "bad_request")
             self.point_tracks.check(limits)
+            self._check_windows(limits)
             return
-        if not 1 <= len(self.tracking) <= limits.max_frames:
-            raise ProtocolError(
-                f"the tracking video has {len(self.tracking)} frames; this server takes 1 to "
-                f"{limits.max_frames} (sample longer videos down, e.g. with das_core.tracking.video.sample_indices)",
-                "limit",
-            )
+        self._check_windows(limits)
         first = self.tracking[0]
         limits.check_size("the tracking video", first.height, first.width)
         for index, frame in enumerate(self.tracking):
@@ -170,6 +203,46 @@ class Submit:
                     f"{first.width}x{first.height}; all frames must have one size",
                     "bad_request",
                 )
+
+    def _check_windows(self, limits: Limits) -> None:
+        """Raise `ProtocolError` unless the control's frames fit one window, or `windows` splits them into
+        at most `max_windows` windows of 2 to `max_frames` frames each."""
+        what = "point tracks" if self.point_tracks is not None else "tracking video"
+        frames = self.control_frames
+        if self.windows is None:
+            if not 1 <= frames <= limits.max_frames:
+                raise ProtocolError(
+                    f"the {what} has {frames} frames; this server takes 1 to {limits.max_frames} in one window "
+                    "(sample it to the frames the server's info names, or split the shot into windows: "
+                    "das_core.tracking.shot.plan_shot)",
+                    "limit",
+                )
+            return
+        count = len(self.windows)
+        if count < 2:
+            raise ProtocolError(
+                "windows lists one window; a job of one window sends no windows (leave the field out)", "bad_request"
+            )
+        if count > limits.max_windows:
+            raise ProtocolError(
+                f"the job has {count} windows; this server runs at most {limits.max_windows} per job (split the "
+                "shot into several jobs, or start the server with a larger --max-windows)",
+                "limit",
+            )
+        for index, length in enumerate(self.windows):
+            if not 2 <= length <= limits.max_frames:
+                raise ProtocolError(
+                    f"window {index} has {length} frames; each window of a job of several takes 2 to "
+                    f"{limits.max_frames} (consecutive windows share a frame; plan them with "
+                    "das_core.tracking.shot.plan_shot for the server's window)",
+                    "limit",
+                )
+        if sum(self.windows) != frames:
+            raise ProtocolError(
+                f"the windows add up to {sum(self.windows)} frames but the {what} has {frames}; list each window's "
+                "frames in order, a shared frame counted in both windows",
+                "bad_request",
+            )
 
     def to_request(self) -> JobRequest:
         """Decode the images (and point tracks) into a `JobRequest` (raises `ProtocolError` on corrupt data)."""
@@ -186,7 +259,18 @@ class Submit:
             fps=self.fps,
             point_tracks=tracks,
             visibility=visibility,
+            windows=self.windows,
         )
+
+
+def _whole_numbers(windows: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """`JobRequest.windows` as a tuple of ints; a `ProtocolError` for anything that is not whole numbers."""
+    if windows is None:
+        return None
+    lengths = tuple(windows)
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in lengths):
+        raise ProtocolError(f"windows must be whole numbers of frames, got {list(lengths)[:20]}", "bad_request")
+    return tuple(int(n) for n in lengths)
 
 
 @dataclass(frozen=True)

@@ -62,17 +62,26 @@ class EncodedPointTracks:
 
     @staticmethod
     def check_shape(frames: int, points: int, limits: Limits) -> None:
-        """Raise `ProtocolError` unless T and N are within `limits` (before any buffer is read)."""
-        if not 1 <= frames <= limits.max_frames:
+        """Raise `ProtocolError` unless T (all windows together) and N are within `limits` (before any
+        buffer is read); `Submit.validate` checks each window's frames."""
+        if not 1 <= frames <= limits.max_control_frames:
             raise ProtocolError(
-                f"the point tracks have {frames} frames; this server takes 1 to {limits.max_frames} (sample them "
-                "to the frames the server's info names)",
+                f"the point tracks have {frames} frames; this server takes 1 to {limits.max_frames} per window "
+                f"and at most {limits.max_windows} windows (sample them to the frames the server's info names)",
                 "limit",
             )
         if not 1 <= points <= limits.max_points:
             raise ProtocolError(
                 f"the point tracks have {points} points; this server takes 1 to {limits.max_points} (track a "
                 "coarser grid, e.g. a larger spacing)",
+                "limit",
+            )
+        positions_size = EncodedPointTracks.sizes(frames, points)[0]
+        if positions_size > limits.max_part_bytes:  # one binary frame, like any image
+            raise ProtocolError(
+                f"the point tracks of {frames} frames x {points} points are {positions_size} bytes of positions; "
+                f"one frame of a message holds at most {limits.max_part_bytes} (track fewer points, or send the "
+                "shot as several jobs)",
                 "limit",
             )
 
