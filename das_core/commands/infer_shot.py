@@ -2,8 +2,8 @@
 
 The shot is planned at the model's frame rate (`das_core.workflow.whole_shot`) and sent to the model
 as a server would get it: one `JobRequest` whose control holds every window's, each made from its own
-first frame. The windows run in order, each starting at the last frame the one before made (the key
-they share); a window shorter than the model's frames runs with its last control frame held to that
+first frame. The windows run in order (`JobRequest.window`, as a server runs them), each starting at
+the last frame the one before made (the key they share); a window shorter than the model's frames runs with its last control frame held to that
 length, and its frames past the window are dropped. The video is written as `das generate --tracks`
 writes it.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -64,34 +63,12 @@ def run_shot(
     for index, keys in enumerate(shot.plan.windows):
         if len(shot.plan.windows) > 1:
             print(f"window {index + 1} of {len(shot.plan.windows)}: model frames {keys[0]}..{keys[1]}", file=sys.stderr)
-        frames = run(window_request(request, index, image))
+        frames = run(request.window(index, image))
         parts.append(frames if index == 0 else frames[1:])  # the shared key is the previous window's frame
         image = frames[-1]
     video = shot.write(args.output_path, np.concatenate(parts), fps=args.fps, progress=True)
     print(f"{video.summary()}, {window.width} x {window.height}")
     return 0
-
-
-def window_request(request: JobRequest, index: int, image: np.ndarray) -> JobRequest:
-    """Window `index` of `request` as a job of its own, starting at `image`.
-
-    Stand-in for `JobRequest.window(index, image)`, which the wire tier is getting: swap it in then.
-    """
-    lengths = request.windows or (len(request.point_tracks if request.tracking is None else request.tracking),)
-    start = sum(lengths[:index])
-    part = slice(start, start + lengths[index])
-
-    def cut(array: np.ndarray | None) -> np.ndarray | None:
-        return None if array is None else np.asarray(array)[part]
-
-    return replace(
-        request,
-        image=image,
-        windows=None,
-        tracking=cut(request.tracking),
-        point_tracks=cut(request.point_tracks),
-        visibility=cut(request.visibility),
-    )
 
 
 def held(frames: np.ndarray, length: int) -> np.ndarray:
