@@ -25,7 +25,8 @@ def draw(triangles: Triangles, nearest: np.ndarray, shader: Shader | None) -> No
     """Scatter every fragment's key into `nearest` by max: its 1/z's float bits in the high
     32 bits, its 8-bit colour by `shader` in the `_COLOUR_BYTES` (so the nearest fragment's
     colour is the pixel's; equally near ones, on a shared edge, the brightest). Without a
-    shader the low 32 bits hold the fragment's triangle (its index in `triangles`).
+    shader the low 32 bits hold the fragment's triangle: its index in `triangles` plus one,
+    so that they alone tell an empty pixel (0).
 
     `nearest` has one int64 per pixel of the chunk: frame * H * W + row * W + column; 0 is
     an empty pixel.
@@ -142,6 +143,7 @@ def _scatter_windows(
     order, batches = window_batches(triangles.columns.take(subset), triangles.rows.take(subset), width, height)
     # Gathered once in batch order, so that each batch reads contiguous slices.
     subset = subset.take(order)
+    labels = subset + 1  # a key's low bits without a shader (see `draw`)
     place = triangles.place.take(subset, axis=1)
     set_up = triangles.set_up(subset, far)
     for part, columns, rows in batches:
@@ -170,7 +172,7 @@ def _scatter_windows(
             cell = hits - local * (rows * columns)
         if shader is None:
             key = _depth_key(window, rows_of_batch, hits)
-            key |= subset[part].take(local)
+            key |= labels[part].take(local)
         else:
             key = _shade(window, rows_of_batch, hits, shader)
         _scatter_max(nearest, start.take(local) + offset.take(cell), key)
