@@ -240,7 +240,7 @@ class Inbetweener:
         intrinsics_a = canvas.intrinsics[a].astype(np.float64)
         to_canvas = np.array([[1, 0, canvas.left - 0.5], [0, 1, canvas.top - 0.5], [0, 0, 1]])
         centre = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
-        return to_canvas @ intrinsics_a @ rotation_a @ rotation_t.T @ np.linalg.inv(intrinsics_t) @ centre
+        return to_canvas @ intrinsics_a @ rotation_a @ rotation_t.T @ _inverse(intrinsics_t) @ centre
 
     def _locate(
         self, a: int, table: np.ndarray, owner: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: np.ndarray | None
@@ -323,6 +323,15 @@ class Inbetweener:
         canvas = self.canvas
         image = image.reshape(canvas.height, canvas.width, *image.shape[2:]) if image.ndim == 1 else image
         return image[canvas.top : canvas.top + canvas.content_height, canvas.left : canvas.left + canvas.content_width]
+
+
+def _inverse(matrix: np.ndarray) -> np.ndarray:
+    """The inverse of a 3 x 3 matrix by its adjugate: `np.linalg.inv` wakes OpenBLAS's threads,
+    which then spin on the other core for milliseconds."""
+    adjugate = np.stack(
+        [np.cross(matrix[1], matrix[2]), np.cross(matrix[2], matrix[0]), np.cross(matrix[0], matrix[1])]
+    )
+    return adjugate.T / (matrix[0] * adjugate[0]).sum()
 
 
 def _plane(rows: np.ndarray, owner: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
