@@ -133,10 +133,21 @@ class Inbetweener:
         code = np.zeros((height, width), dtype=np.uint8)
         for k, a in enumerate(sources):
             code |= (self._depth_content(a) <= threshold.reshape(height, width)).view(np.uint8) << np.uint8(k)
+        code = code.reshape(-1)
+        # Most pixels are seen in every source: their weights are the same, the others' differ.
+        everywhere = len(time_weights[0]) - 1
         total = np.zeros((height, width), dtype=np.uint64)
         for k, a in enumerate(sources):
-            total += self._content(self._packed(a)) * time_weights[k].astype(np.uint64).take(code)
-        return total.reshape(-1), code.reshape(-1)
+            total += self._content(self._packed(a)) * np.uint64(time_weights[k][everywhere])
+        total = total.reshape(-1)
+        partly = np.flatnonzero(code != everywhere)
+        if len(partly):
+            seen = code.take(partly)
+            at = self._canvas_index(partly)
+            total[partly] = sum(
+                self._packed(a).take(at) * time_weights[k].astype(np.uint64).take(seen) for k, a in enumerate(sources)
+            )
+        return total, code
 
     def _moving(
         self,
@@ -317,6 +328,12 @@ class Inbetweener:
             )
             self._packed_frames[a] = packed
         return self._packed_frames[a]
+
+    def _canvas_index(self, pixels: np.ndarray) -> np.ndarray:
+        """Flat content `pixels` as flat canvas pixels."""
+        canvas = self.canvas
+        rows = pixels // canvas.content_width
+        return pixels + rows * (canvas.width - canvas.content_width) + (canvas.top * canvas.width + canvas.left)
 
     def _content(self, image: np.ndarray) -> np.ndarray:
         """The content rectangle of a canvas-sized `image` [H, W, ...] or flat [H * W] (a view)."""

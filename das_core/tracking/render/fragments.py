@@ -11,6 +11,7 @@ where and how it needs them.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from das_core.tracking.render.mesh import set_up_triangles
 from das_core.tracking.render.triangles import Triangles
 
 _TRIANGLE_BITS = 0xFFFFFFFF  # the low 32 bits of a key drawn without a shader: triangle + 1
+_HIGH_HALF = 1 if sys.byteorder == "little" else 0  # where a key's high 32 bits (1/z) lie
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def nearest_surfaces(
     if triangles is None:
         return Surfaces(np.zeros(width * height, dtype=np.float32), nearest, np.zeros((1, attributes.shape[1] + 1, 3)))
     raster.draw(triangles, nearest, None)
-    inverse_z = (nearest >> 32).astype(np.int32).view(np.float32)
+    inverse_z = nearest.view(np.float32)[_HIGH_HALF::2].copy()
     label = nearest & _TRIANGLE_BITS
     # Fit only the triangles that won a pixel: mark them, number them densely from 1.
     won = np.zeros(len(triangles.frame) + 1, dtype=bool)
