@@ -393,7 +393,7 @@ def _bilinear(
     bottom -= bottom_right
     total = np.zeros(len(index), dtype=np.uint64)
     for offset, corner in ((0, top), (1, top_right), (stride, bottom), (stride + 1, bottom_right)):
-        total += packed[offset:].take(index) * np.rint(corner).astype(np.uint64)
+        total += packed[offset:].take(index) * np.rint(corner, out=corner).astype(np.uint32)
     return total
 
 
