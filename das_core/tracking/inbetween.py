@@ -30,7 +30,10 @@ no source's camera turns or zooms) skip that: each source is read at the pixel i
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,6 +48,7 @@ __all__ = ["DEPTH_TOLERANCE", "InbetweenError", "Inbetweener"]
 # nearer than its own depth by more than this fraction (a grazing ground plane changes depth by
 # about a percent per pixel).
 DEPTH_TOLERANCE = 0.03
+_THREADS = 2  # bands of rows made at once
 # The blend sums each channel times integer weights that add to _ONE per pixel, in lanes of
 # _LANE_BITS bits of one uint64 (255 * _ONE, rounded, fits in 21 bits): all three channels of
 # a pixel in one gather and one multiply per sample.
@@ -52,6 +56,22 @@ _WEIGHT_BITS = 13
 _ONE = 1 << _WEIGHT_BITS
 _LANE_BITS = 21
 _ROUNDING = sum(1 << (_WEIGHT_BITS - 1 + _LANE_BITS * channel) for channel in range(3))  # half a level each
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What every band of an in-between frame reads (`Inbetweener._blend`): the `sources`, their
+    `maps` (`Inbetweener._map`) and `time_weights` (`_time_weights`); per content pixel its
+    surface (`owner`) and the depth test's `threshold`; per surface whether it is `static`
+    (`Inbetweener._static`); and the `nearest` source in time."""
+
+    sources: list[int]
+    maps: list[np.ndarray]
+    time_weights: list[np.ndarray]
+    owner: np.ndarray
+    threshold: np.ndarray
+    static: np.ndarray
+    nearest: int
 
 
 class InbetweenError(DasError):
@@ -103,91 +123,104 @@ class Inbetweener:
     def _blend(self, t: int, sources: list[int], weights: list[float], nearest: int) -> np.ndarray:
         """Frame t from `sources` with time `weights` (the pixels' sum, renormalised per pixel)."""
         surfaces = self._surfaces(t, sources)
-        maps = [self._map(t, a, k, surfaces) for k, a in enumerate(sources)]
-        threshold = surfaces.inverse_z * np.float32(1 + DEPTH_TOLERANCE)
-        time_weights = _time_weights(weights)
-        static = self._static(t, sources, surfaces).take(surfaces.owner)
+        frame = _Frame(
+            sources,
+            [self._map(t, a, k, surfaces) for k, a in enumerate(sources)],
+            _time_weights(weights),
+            surfaces.owner,
+            surfaces.inverse_z * np.float32(1 + DEPTH_TOLERANCE),
+            self._static(t, sources, surfaces),
+            nearest,
+        )
+        for a in sources:  # drawn and packed once, before the threads read them
+            self._depth_buffer(a), self._packed(a)
+        out = self.frames[nearest].copy()
+        # Bands of rows, each on its own thread: numpy lets go of the GIL in its array loops.
+        bands = list(itertools.pairwise(np.linspace(0, self.canvas.content_height, _THREADS + 1).astype(int).tolist()))
+        with ThreadPoolExecutor(max(1, _THREADS - 1)) as pool:
+            done = [pool.submit(self._band, frame, first, last, out) for first, last in bands[1:]]
+            self._band(frame, *bands[0], out)
+            for future in done:
+                future.result()
+        return out
+
+    def _band(self, frame: _Frame, first: int, last: int, out: np.ndarray) -> None:
+        """Content rows `first` to `last` of the frame into `out`, the canvas frame."""
+        width = self.canvas.content_width
+        rows = slice(first * width, last * width)
+        static = frame.static.take(frame.owner[rows])
         if static.any():
-            total, code = self._still(sources, time_weights, threshold)
-            moving: np.ndarray | slice = np.flatnonzero(~static)
+            total, code = self._still(frame, first, last)
+            moving: np.ndarray | slice = np.flatnonzero(~static) + first * width
         else:
             total, code = np.empty(len(static), dtype=np.uint64), np.empty(len(static), dtype=np.uint8)
-            moving = slice(None)
+            moving = rows
         if not isinstance(moving, np.ndarray) or len(moving):
-            total[moving], code[moving] = self._moving(
-                sources, maps, time_weights, surfaces.owner[moving], threshold[moving], moving
-            )
+            local = slice(None) if isinstance(moving, slice) else moving - first * width
+            total[local], code[local] = self._moving(frame, moving)
         # Pixels seen in neither source: the nearer frame at the homography position.
         lost = np.flatnonzero(code == 0)
         if len(lost):
-            total[lost] = self._lost(nearest, maps[sources.index(nearest)], lost)
-        return self._output(total, nearest)
+            total[lost] = self._lost(frame, lost + first * width)
+        self._write(total, first, last, out)
 
-    def _still(
-        self, sources: list[int], time_weights: list[np.ndarray], threshold: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Every content pixel as if its surface (or the background) stood still in every
-        source: each source at the pixel itself, if seen there. Returns the blend's sums, uint64,
-        and which sources see each pixel (bit k: source k), uint8, both flat [P]."""
-        height, width = self.canvas.content_height, self.canvas.content_width
-        code = np.zeros((height, width), dtype=np.uint8)
-        for k, a in enumerate(sources):
-            code |= (self._depth_content(a) <= threshold.reshape(height, width)).view(np.uint8) << np.uint8(k)
+    def _write(self, total: np.ndarray, first: int, last: int, out: np.ndarray) -> None:
+        """The blend's sums `total` for content rows `first` to `last`, rounded, into `out`."""
+        total += np.uint64(_ROUNDING)
+        content = self._content(out)[first:last]
+        for channel in range(3):
+            shift = np.uint64(_WEIGHT_BITS + _LANE_BITS * channel)
+            content[..., channel] = (total >> shift).reshape(content.shape[:2])
+
+    def _still(self, frame: _Frame, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        """Content rows `first` to `last` as if every pixel's surface (or the background) stood
+        still in every source: each source at the pixel itself, if seen there. Returns the
+        blend's sums, uint64, and which sources see each pixel (bit k: source k), uint8, flat."""
+        width = self.canvas.content_width
+        threshold = frame.threshold[first * width : last * width].reshape(-1, width)
+        code = np.zeros((last - first, width), dtype=np.uint8)
+        for k, a in enumerate(frame.sources):
+            code |= (self._depth_content(a)[first:last] <= threshold).view(np.uint8) << np.uint8(k)
         code = code.reshape(-1)
         # Most pixels are seen in every source: their weights are the same, the others' differ.
-        everywhere = len(time_weights[0]) - 1
-        total = np.zeros((height, width), dtype=np.uint64)
-        for k, a in enumerate(sources):
-            total += self._content(self._packed(a)) * np.uint64(time_weights[k][everywhere])
+        everywhere = len(frame.time_weights[0]) - 1
+        total = np.zeros((last - first, width), dtype=np.uint64)
+        for k, a in enumerate(frame.sources):
+            total += self._content(self._packed(a))[first:last] * np.uint64(frame.time_weights[k][everywhere])
         total = total.reshape(-1)
         partly = np.flatnonzero(code != everywhere)
         if len(partly):
             seen = code.take(partly)
-            at = self._canvas_index(partly)
+            at = self._canvas_index(partly + first * width)
             total[partly] = sum(
-                self._packed(a).take(at) * time_weights[k].astype(np.uint64).take(seen) for k, a in enumerate(sources)
+                self._packed(a).take(at) * weights.astype(np.uint64).take(seen)
+                for a, weights in zip(frame.sources, frame.time_weights)
             )
         return total, code
 
-    def _moving(
-        self,
-        sources: list[int],
-        maps: list[np.ndarray],
-        time_weights: list[np.ndarray],
-        owner: np.ndarray,
-        threshold: np.ndarray,
-        pixels: np.ndarray | slice,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The content `pixels` (flat) on the surfaces `owner`, each source where `maps` puts
-        them: the blend's sums and which sources see them, as `_still`'s."""
+    def _moving(self, frame: _Frame, pixels: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        """The content `pixels` (flat), each source where its map puts them: the blend's sums
+        and which sources see them, as `_still`'s."""
+        owner, threshold = frame.owner[pixels], frame.threshold[pixels]
         x, y = self._columns[pixels], self._rows[pixels]
-        located = [self._locate(a, table, owner, x, y, threshold) for a, table in zip(sources, maps)]
+        located = [self._locate(a, table, owner, x, y, threshold) for a, table in zip(frame.sources, frame.maps)]
         code = np.zeros(len(owner), dtype=np.uint8)
         for k, (_, _, _, seen) in enumerate(located):
             assert seen is not None
             code |= seen.view(np.uint8) << np.uint8(k)
         total = np.zeros(len(owner), dtype=np.uint64)
-        for k, (a, (index, fx, fy, _)) in enumerate(zip(sources, located)):
-            total += _bilinear(self._packed(a), self.canvas.width, index, fx, fy, time_weights[k].take(code))
+        for a, weights, (index, fx, fy, _) in zip(frame.sources, frame.time_weights, located):
+            total += _bilinear(self._packed(a), self.canvas.width, index, fx, fy, weights.take(code))
         return total, code
 
-    def _lost(self, nearest: int, table: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-        """The blend's sums for content `pixels` (flat) seen in no source: frame `nearest` (its
-        `_map`, `table`) at their positions as points at infinity."""
+    def _lost(self, frame: _Frame, pixels: np.ndarray) -> np.ndarray:
+        """The blend's sums for content `pixels` (flat) seen in no source: the nearer frame at
+        their positions as points at infinity."""
+        nearest = frame.nearest
+        table = frame.maps[frame.sources.index(nearest)][:, :1]
         x, y = self._columns.take(pixels), self._rows.take(pixels)
-        index, fx, fy, _ = self._locate(nearest, table[:, :1], np.zeros(len(pixels), dtype=np.intp), x, y, None)
+        index, fx, fy, _ = self._locate(nearest, table, np.zeros(len(pixels), dtype=np.intp), x, y, None)
         return _bilinear(self._packed(nearest), self.canvas.width, index, fx, fy, np.float32(_ONE))
-
-    def _output(self, total: np.ndarray, nearest: int) -> np.ndarray:
-        """The canvas frame: the blend's sums `total` [P] rounded into the content, the bars from
-        frame `nearest`."""
-        height, width = self.canvas.content_height, self.canvas.content_width
-        total += np.uint64(_ROUNDING)
-        out = self.frames[nearest].copy()
-        content = self._content(out)
-        for channel in range(3):
-            content[..., channel] = (total >> np.uint64(_WEIGHT_BITS + _LANE_BITS * channel)).reshape(height, width)
-        return out
 
     def _surfaces(self, t: int, sources: list[int]) -> Surfaces:
         """Frame t drawn with each vertex's position in every source (`_homogeneous`) and whether
