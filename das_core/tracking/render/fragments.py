@@ -22,6 +22,9 @@ from das_core.tracking.render.triangles import Triangles
 
 _TRIANGLE_BITS = 0xFFFFFFFF  # the low 32 bits of a key drawn without a shader: triangle + 1
 _HIGH_HALF = 1 if sys.byteorder == "little" else 0  # where a key's high 32 bits (1/z) lie
+# One frame of a small mesh makes many small window batches: joining them pays while it adds
+# fewer candidate pixels than this (a batch's numpy calls cost about as much as ~8 k pixels).
+_BATCH_COST = 8000
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def nearest_surfaces(
     nearest = np.zeros(width * height, dtype=np.int64)
     if triangles is None:
         return Surfaces(np.zeros(width * height, dtype=np.float32), nearest, np.zeros((1, attributes.shape[1] + 1, 3)))
-    raster.draw(triangles, nearest, None)
+    raster.draw(triangles, nearest, None, _BATCH_COST)
     inverse_z = nearest.view(np.float32)[_HIGH_HALF::2].copy()
     label = nearest & _TRIANGLE_BITS
     # Fit only the triangles that won a pixel: mark them, number them densely from 1.
