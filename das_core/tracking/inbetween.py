@@ -25,7 +25,8 @@ affine function of the pixel of t, so each pixel's position there is three plane
 surface (a triangle, or the background) evaluated and divided (`_map`, `_locate`). Pixels whose
 surface stands still between t and every source (none of its corners moves; for the background,
 no source's camera turns or zooms) skip that: each source is read at the pixel itself
-(`_still`). The blend is integer arithmetic on packed pixels (`_bilinear`).
+(`_still`). The blend is integer arithmetic on packed pixels (`_bilinear`), made in bands of
+rows on `_THREADS` threads.
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ class InbetweenError(DasError):
 
 class Inbetweener:
     """Makes every timeline frame of `tracks` from the `generated` frames, uint8 [H, W, 3] keyed by
-    timeline index (0 .. T - 1): `frame(t)`. Each generated frame's depth buffer is drawn once,
-    when first needed."""
+    timeline index (0 .. T - 1): `frame(t)`. Each generated frame's depth buffer is drawn, and
+    the frame packed for the blend, once, when first needed."""
 
     def __init__(self, tracks: Tracks, generated: Mapping[int, np.ndarray]) -> None:
         if not isinstance(tracks, Tracks):
@@ -310,7 +311,8 @@ class Inbetweener:
             seen &= (u >= left - 0.5) & (u < left + canvas.content_width - 0.5)
             seen &= (v >= top - 0.5) & (v < top + canvas.content_height - 0.5)
         else:
-            u[z <= 0] = np.nan
+            behind = z <= 0
+            u[behind] = v[behind] = np.nan
         # NaN (behind the camera, or on its plane) clamps to the corner: fmax and fmin skip it.
         np.fmin(np.fmax(u, left, out=u), max(left, left + canvas.content_width - 1.001), out=u)
         np.fmin(np.fmax(v, top, out=v), max(top, top + canvas.content_height - 1.001), out=v)
