@@ -99,6 +99,9 @@ class Inbetweener:
         # Every content pixel's column and row (float32, flat): where the planes are evaluated.
         rows, columns = np.indices((self.canvas.content_height, self.canvas.content_width), dtype=np.float32)
         self._columns, self._rows = columns.reshape(-1), rows.reshape(-1)
+        # Threads for all bands of rows but the first; they start on first use and end with this
+        # object (a new pool per frame costs about half a millisecond).
+        self._pool = ThreadPoolExecutor(max(1, _THREADS - 1))
 
     def frame(self, t: int) -> np.ndarray:
         """Timeline frame `t` (module docstring): a generated frame as given, any other one made
@@ -138,11 +141,10 @@ class Inbetweener:
         out = self.frames[nearest].copy()
         # Bands of rows, each on its own thread: numpy lets go of the GIL in its array loops.
         bands = list(itertools.pairwise(np.linspace(0, self.canvas.content_height, _THREADS + 1).astype(int).tolist()))
-        with ThreadPoolExecutor(max(1, _THREADS - 1)) as pool:
-            done = [pool.submit(self._band, frame, first, last, out) for first, last in bands[1:]]
-            self._band(frame, *bands[0], out)
-            for future in done:
-                future.result()
+        done = [self._pool.submit(self._band, frame, first, last, out) for first, last in bands[1:]]
+        self._band(frame, *bands[0], out)
+        for future in done:
+            future.result()
         return out
 
     def _band(self, frame: _Frame, first: int, last: int, out: np.ndarray) -> None:
