@@ -19,17 +19,28 @@ traced to where its surface point is in a and in b, and the generated frames are
 Frames may be the tracks' size or a letterboxed fit of it (the model's 720 x 480, by the same
 `Canvas` geometry the tracking video is drawn with); the bars are copied from the nearer frame.
 Numpy only (it runs in Blender, on the server and in the CLI).
+
+How, per frame: a surface's homogeneous position in a source, like the homography's, is an
+affine function of the pixel of t, so each pixel's position there is three planes of its
+surface (a triangle, or the background) evaluated and divided (`_map`, `_locate`). Pixels whose
+surface stands still between t and every source (none of its corners moves; for the background,
+no source's camera turns or zooms) skip that: each source is read at the pixel itself
+(`_still`). The blend is integer arithmetic on packed pixels (`_bilinear`), made in bands of
+rows on `_THREADS` threads.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
 from das_core.errors import DasError
 from das_core.tracking.render.canvas import Canvas
-from das_core.tracking.render.fragments import nearest_surfaces
+from das_core.tracking.render.fragments import Surfaces, nearest_surfaces
 from das_core.tracking.tracks import Tracks
 
 __all__ = ["DEPTH_TOLERANCE", "InbetweenError", "Inbetweener"]
@@ -38,6 +49,30 @@ __all__ = ["DEPTH_TOLERANCE", "InbetweenError", "Inbetweener"]
 # nearer than its own depth by more than this fraction (a grazing ground plane changes depth by
 # about a percent per pixel).
 DEPTH_TOLERANCE = 0.03
+_THREADS = 2  # bands of rows made at once
+# The blend sums each channel times integer weights that add to _ONE per pixel, in lanes of
+# _LANE_BITS bits of one uint64 (255 * _ONE, rounded, fits in 21 bits): all three channels of
+# a pixel in one gather and one multiply per sample.
+_WEIGHT_BITS = 13
+_ONE = 1 << _WEIGHT_BITS
+_LANE_BITS = 21
+_ROUNDING = sum(1 << (_WEIGHT_BITS - 1 + _LANE_BITS * channel) for channel in range(3))  # half a level each
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What every band of an in-between frame reads (`Inbetweener._blend`): the `sources`, their
+    `maps` (`Inbetweener._map`) and `time_weights` (`_time_weights`); per content pixel its
+    surface (`owner`) and the depth test's `threshold`; per surface whether it is `static`
+    (`Inbetweener._static`); and the `nearest` source in time."""
+
+    sources: list[int]
+    maps: list[np.ndarray]
+    time_weights: list[np.ndarray]
+    owner: np.ndarray
+    threshold: np.ndarray
+    static: np.ndarray
+    nearest: int
 
 
 class InbetweenError(DasError):
@@ -46,8 +81,8 @@ class InbetweenError(DasError):
 
 class Inbetweener:
     """Makes every timeline frame of `tracks` from the `generated` frames, uint8 [H, W, 3] keyed by
-    timeline index (0 .. T - 1): `frame(t)`. Each generated frame's depth buffer is drawn once,
-    when first needed."""
+    timeline index (0 .. T - 1): `frame(t)`. Each generated frame's depth buffer is drawn, and
+    the frame packed for the blend, once, when first needed."""
 
     def __init__(self, tracks: Tracks, generated: Mapping[int, np.ndarray]) -> None:
         if not isinstance(tracks, Tracks):
@@ -60,7 +95,13 @@ class Inbetweener:
         height, width = self.frames[int(self.keys[0])].shape[:2]
         self.canvas = Canvas.fitting(tracks, (width, height))
         self._depth: dict[int, np.ndarray] = {}
-        self._float: dict[int, np.ndarray] = {}
+        self._packed_frames: dict[int, np.ndarray] = {}
+        # Every content pixel's column and row (float32, flat): where the planes are evaluated.
+        rows, columns = np.indices((self.canvas.content_height, self.canvas.content_width), dtype=np.float32)
+        self._columns, self._rows = columns.reshape(-1), rows.reshape(-1)
+        # Threads for all bands of rows but the first; they start on first use and end with this
+        # object (a new pool per frame costs about half a millisecond).
+        self._pool = ThreadPoolExecutor(max(1, _THREADS - 1))
 
     def frame(self, t: int) -> np.ndarray:
         """Timeline frame `t` (module docstring): a generated frame as given, any other one made
@@ -85,52 +126,149 @@ class Inbetweener:
 
     def _blend(self, t: int, sources: list[int], weights: list[float], nearest: int) -> np.ndarray:
         """Frame t from `sources` with time `weights` (the pixels' sum, renormalised per pixel)."""
-        canvas = self.canvas
-        width, height = canvas.content_width, canvas.content_height
-        tracks = self.tracks
-        surfaces = nearest_surfaces(
+        surfaces = self._surfaces(t, sources)
+        frame = _Frame(
+            sources,
+            [self._map(t, a, k, surfaces) for k, a in enumerate(sources)],
+            _time_weights(weights),
+            surfaces.owner,
+            surfaces.inverse_z * np.float32(1 + DEPTH_TOLERANCE),
+            self._static(t, sources, surfaces),
+            nearest,
+        )
+        for a in sources:  # drawn and packed once, before the threads read them
+            self._depth_buffer(a), self._packed(a)
+        out = self.frames[nearest].copy()
+        # Bands of rows, each on its own thread: numpy lets go of the GIL in its array loops.
+        bands = list(itertools.pairwise(np.linspace(0, self.canvas.content_height, _THREADS + 1).astype(int).tolist()))
+        done = [self._pool.submit(self._band, frame, first, last, out) for first, last in bands[1:]]
+        self._band(frame, *bands[0], out)
+        for future in done:
+            future.result()
+        return out
+
+    def _band(self, frame: _Frame, first: int, last: int, out: np.ndarray) -> None:
+        """Content rows `first` to `last` of the frame into `out`, the canvas frame."""
+        width = self.canvas.content_width
+        rows = slice(first * width, last * width)
+        static = frame.static.take(frame.owner[rows])
+        if static.any():
+            total, code = self._still(frame, first, last)
+            moving: np.ndarray | slice = np.flatnonzero(~static) + first * width
+        else:
+            total, code = np.empty(len(static), dtype=np.uint64), np.empty(len(static), dtype=np.uint8)
+            moving = rows
+        if not isinstance(moving, np.ndarray) or len(moving):
+            local = slice(None) if isinstance(moving, slice) else moving - first * width
+            total[local], code[local] = self._moving(frame, moving)
+        # Pixels seen in neither source: the nearer frame at the homography position.
+        lost = np.flatnonzero(code == 0)
+        if len(lost):
+            total[lost] = self._lost(frame, lost + first * width)
+        self._write(total, first, last, out)
+
+    def _write(self, total: np.ndarray, first: int, last: int, out: np.ndarray) -> None:
+        """The blend's sums `total` for content rows `first` to `last`, rounded, into `out`."""
+        total += np.uint64(_ROUNDING)
+        content = self._content(out)[first:last]
+        for channel in range(3):
+            shift = np.uint64(_WEIGHT_BITS + _LANE_BITS * channel)
+            content[..., channel] = (total >> shift).reshape(content.shape[:2])
+
+    def _still(self, frame: _Frame, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        """Content rows `first` to `last` as if every pixel's surface (or the background) stood
+        still in every source: each source at the pixel itself, if seen there. Returns the
+        blend's sums, uint64, and which sources see each pixel (bit k: source k), uint8, flat."""
+        width = self.canvas.content_width
+        threshold = frame.threshold[first * width : last * width].reshape(-1, width)
+        code = np.zeros((last - first, width), dtype=np.uint8)
+        for k, a in enumerate(frame.sources):
+            code |= (self._depth_content(a)[first:last] <= threshold).view(np.uint8) << np.uint8(k)
+        code = code.reshape(-1)
+        # Most pixels are seen in every source: their weights are the same, the others' differ.
+        everywhere = len(frame.time_weights[0]) - 1
+        total = np.zeros((last - first, width), dtype=np.uint64)
+        for k, a in enumerate(frame.sources):
+            total += self._content(self._packed(a))[first:last] * np.uint64(frame.time_weights[k][everywhere])
+        total = total.reshape(-1)
+        partly = np.flatnonzero(code != everywhere)
+        if len(partly):
+            seen = code.take(partly)
+            at = self._canvas_index(partly + first * width)
+            total[partly] = sum(
+                self._packed(a).take(at) * weights.astype(np.uint64).take(seen)
+                for a, weights in zip(frame.sources, frame.time_weights)
+            )
+        return total, code
+
+    def _moving(self, frame: _Frame, pixels: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        """The content `pixels` (flat), each source where its map puts them: the blend's sums
+        and which sources see them, as `_still`'s."""
+        owner, threshold = frame.owner[pixels], frame.threshold[pixels]
+        x, y = self._columns[pixels], self._rows[pixels]
+        located = [self._locate(a, table, owner, x, y, threshold) for a, table in zip(frame.sources, frame.maps)]
+        code = np.zeros(len(owner), dtype=np.uint8)
+        for k, (_, _, _, seen) in enumerate(located):
+            assert seen is not None
+            code |= seen.view(np.uint8) << np.uint8(k)
+        total = np.zeros(len(owner), dtype=np.uint64)
+        for a, weights, (index, fx, fy, _) in zip(frame.sources, frame.time_weights, located):
+            total += _bilinear(self._packed(a), self.canvas.width, index, fx, fy, weights.take(code))
+        return total, code
+
+    def _lost(self, frame: _Frame, pixels: np.ndarray) -> np.ndarray:
+        """The blend's sums for content `pixels` (flat) seen in no source: the nearer frame at
+        their positions as points at infinity."""
+        nearest = frame.nearest
+        table = frame.maps[frame.sources.index(nearest)][:, :1]
+        x, y = self._columns.take(pixels), self._rows.take(pixels)
+        index, fx, fy, _ = self._locate(nearest, table, np.zeros(len(pixels), dtype=np.intp), x, y, None)
+        return _bilinear(self._packed(nearest), self.canvas.width, index, fx, fy, np.float32(_ONE))
+
+    def _surfaces(self, t: int, sources: list[int]) -> Surfaces:
+        """Frame t drawn with each vertex's position in every source (`_homogeneous`) and whether
+        it moves between t and any source (the last attribute: 1 if so) as attributes."""
+        canvas, tracks = self.canvas, self.tracks
+        here = self._homogeneous(t)
+        there = [self._homogeneous(a) for a in sources]
+        moved = np.zeros(len(here), dtype=bool)
+        for positions in there:
+            moved |= (positions != here).any(axis=1)
+        return nearest_surfaces(
             tracks.points[t],
             tracks.world_to_camera[t],
             canvas.intrinsics[t],
             self.faces,
-            width,
-            height,
-            np.concatenate([self._homogeneous(a) for a in sources], axis=1),
+            canvas.content_width,
+            canvas.content_height,
+            np.concatenate([*there, moved[:, None]], axis=1),
         )
-        background = np.flatnonzero(surfaces.inverse_z == 0)
-        total = np.zeros((width * height, 3))
-        weight_sum = np.zeros(width * height)
-        fallback: np.ndarray | None = None
-        for k, (a, weight) in enumerate(zip(sources, weights)):
-            u = np.empty(width * height)
-            v = np.empty(width * height)
-            point = surfaces.values[:, 3 * k : 3 * k + 3]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u[surfaces.covered] = point[:, 0] / point[:, 2]
-                v[surfaces.covered] = point[:, 1] / point[:, 2]
-            u[background], v[background] = self._homography(t, a, background)
-            depth = np.full(width * height, -1.0)  # background: no surface may be drawn there
-            depth[surfaces.covered] = point[:, 2]
-            seen = self._seen(a, u, v, depth)
-            colour = self._sample(a, u, v)
-            total += colour * (weight * seen)[:, None]
-            weight_sum += weight * seen
-            if a == nearest:
-                fallback = colour
-        assert fallback is not None
-        # Pixels seen in neither source: the nearer frame at the homography position.
-        lost = np.flatnonzero(weight_sum == 0)
-        lost_covered = lost[surfaces.inverse_z.take(lost) > 0]
-        if len(lost_covered):
-            u, v = self._homography(t, nearest, lost_covered)
-            fallback[lost_covered] = self._sample(nearest, u, v)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            content = np.where(weight_sum[:, None] > 0, total / weight_sum[:, None], fallback)
-        out = self.frames[nearest].copy()
-        out[canvas.top : canvas.top + height, canvas.left : canvas.left + width] = (
-            np.clip(content + 0.5, 0, 255).astype(np.uint8).reshape(height, width, 3)
+
+    def _map(self, t: int, a: int, k: int, surfaces: Surfaces) -> np.ndarray:
+        """Where each surface of frame t (`surfaces`, drawn by `_surfaces`; k: the index of source
+        a there) lies in frame a, as planes of homogeneous canvas positions: float32 [9, S], rows
+        (value at pixel (0, 0), step per column, step per row) of X, Y and Z, where X / Z and
+        Y / Z are the sampling position (canvas pixel centres at whole numbers) and Z > 0 in
+        front of camera a; for a surface point, Z is also its depth in a over its depth in t.
+        Surface 0, none, moves as a point at infinity: `_homography`."""
+        canvas = self.canvas
+        x, y, z = (surfaces.planes[:, 1 + 3 * k + i] for i in range(3))
+        table = np.stack([x + (canvas.left - 0.5) * z, y + (canvas.top - 0.5) * z, z], axis=1)
+        table[0] = self._homography(t, a)[:, [2, 0, 1]]  # a pixel (column, row): steps, then constant
+        return np.ascontiguousarray(table.reshape(len(table), 9).T, dtype=np.float32)
+
+    def _static(self, t: int, sources: list[int], surfaces: Surfaces) -> np.ndarray:
+        """Per surface of `surfaces` (`_surfaces`), whether it is where it is in frame t in every
+        source: none of its corners moves; for the background, every source's camera turns and
+        zooms as frame t's."""
+        static = ~surfaces.planes[:, -1].any(axis=1)
+        tracks, intrinsics = self.tracks, self.canvas.intrinsics
+        static[0] = all(
+            np.array_equal(tracks.world_to_camera[a, :3, :3], tracks.world_to_camera[t, :3, :3])
+            and np.array_equal(intrinsics[a], intrinsics[t])
+            for a in sources
         )
-        return out
+        return static
 
     def _homogeneous(self, a: int) -> np.ndarray:
         """Every vertex at frame a as K_a (R_a X + t_a): (u z, v z, z), content pixels, [N, 3]."""
@@ -138,39 +276,68 @@ class Inbetweener:
         camera = self.tracks.points[a].astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
         return camera @ self.canvas.intrinsics[a].astype(np.float64).T
 
-    def _homography(self, t: int, a: int, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where the flat content pixels `pixels` of frame t lie in frame a as points at infinity:
-        K_a R_a R_t^T K_t^-1 applied to their centres."""
-        width = self.canvas.content_width
+    def _homography(self, t: int, a: int) -> np.ndarray:
+        """Where a pixel (column, row) of frame t's content lies in frame a's canvas (pixel
+        centres at whole numbers) as a point at infinity: K_a R_a R_t^T K_t^-1 applied to its
+        centre, [3, 3] on (column, row, 1), the third row positive in front of camera a."""
+        canvas = self.canvas
         rotation_t = self.tracks.world_to_camera[t, :3, :3].astype(np.float64)
         rotation_a = self.tracks.world_to_camera[a, :3, :3].astype(np.float64)
-        intrinsics_t = self.canvas.intrinsics[t].astype(np.float64)
-        intrinsics_a = self.canvas.intrinsics[a].astype(np.float64)
-        homography = intrinsics_a @ rotation_a @ rotation_t.T @ np.linalg.inv(intrinsics_t)
-        x, y = pixels % width + 0.5, pixels // width + 0.5
-        h = homography
-        with np.errstate(divide="ignore", invalid="ignore"):
-            w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
-            w = np.where(w > 0, w, np.nan)  # behind camera a: nowhere in its frame
-            return (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w, (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
+        intrinsics_t = canvas.intrinsics[t].astype(np.float64)
+        intrinsics_a = canvas.intrinsics[a].astype(np.float64)
+        to_canvas = np.array([[1, 0, canvas.left - 0.5], [0, 1, canvas.top - 0.5], [0, 0, 1]])
+        centre = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+        return to_canvas @ intrinsics_a @ rotation_a @ rotation_t.T @ _inverse(intrinsics_t) @ centre
 
-    def _seen(self, a: int, u: np.ndarray, v: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Whether each point (content pixel position `u`, `v` in frame a, its depth there; < 0 for
-        the background) is inside frame a and not behind a surface drawn there."""
-        width, height = self.canvas.content_width, self.canvas.content_height
-        with np.errstate(invalid="ignore"):
-            inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-        pixel = np.zeros(len(u), dtype=np.int64)
-        pixel[inside] = v[inside].astype(np.int64) * width + u[inside].astype(np.int64)
-        buffer = self._depth_buffer(a).take(pixel)
-        # Background: seen where nothing is drawn; a surface point: where nothing is much nearer.
-        return inside & np.where(depth < 0, buffer == 0, depth * buffer <= 1 + DEPTH_TOLERANCE)
+    def _locate(
+        self, a: int, table: np.ndarray, owner: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Where the content pixels (`x`, `y`), float32 [P], on the surfaces `owner` [P] lie in
+        frame a by its planes `table` (`_map`): (index of the canvas pixel left of and above the
+        sampling position, clamped to the content; fractions to the next pixel in x and y;
+        whether seen in a). Seen: inside a's content, in front of camera a, and not behind a
+        surface drawn there: its depth in a times the 1/z drawn there is at most `threshold`
+        [P] times its 1/z in frame t (1 + `DEPTH_TOLERANCE`; 0 on the background: nothing may
+        be drawn). Without a threshold, `seen` is None and a point behind camera a samples the
+        content's top left corner (the fallback's guess)."""
+        canvas = self.canvas
+        left, top = canvas.left, canvas.top
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u, v, z = (_plane(table[3 * i : 3 * i + 3], owner, x, y) for i in range(3))
+            scale = np.divide(1, z, dtype=np.float32)
+            u *= scale
+            v *= scale
+        seen = None
+        if threshold is not None:
+            seen = z > 0
+            seen &= (u >= left - 0.5) & (u < left + canvas.content_width - 0.5)
+            seen &= (v >= top - 0.5) & (v < top + canvas.content_height - 0.5)
+        else:
+            behind = z <= 0
+            u[behind] = v[behind] = np.nan
+        # NaN (behind the camera, or on its plane) clamps to the corner: fmax and fmin skip it.
+        np.fmin(np.fmax(u, left, out=u), max(left, left + canvas.content_width - 1.001), out=u)
+        np.fmin(np.fmax(v, top, out=v), max(top, top + canvas.content_height - 1.001), out=v)
+        column, row = np.floor(u), np.floor(v)
+        u -= column
+        v -= row
+        index = row.astype(np.intp)
+        index *= canvas.width
+        index += column.astype(np.intp)
+        if seen is not None:
+            # The pixel holding the point is the nearest of the four sampled.
+            pixel = index + (u >= 0.5)
+            pixel += (v >= 0.5) * canvas.width
+            z *= self._depth_buffer(a).take(pixel)
+            seen &= z <= threshold
+        return index, u, v, seen
 
     def _depth_buffer(self, a: int) -> np.ndarray:
-        """1/z of the nearest surface per content pixel of frame a (0: none), drawn once."""
+        """1/z of the nearest surface per canvas pixel of frame a (0: none, and in the bars),
+        float32 [height * width], drawn once."""
         if a not in self._depth:
             tracks, canvas = self.tracks, self.canvas
-            self._depth[a] = nearest_surfaces(
+            drawn = nearest_surfaces(
                 tracks.points[a],
                 tracks.world_to_camera[a],
                 canvas.intrinsics[a],
@@ -179,38 +346,92 @@ class Inbetweener:
                 canvas.content_height,
                 np.zeros((tracks.num_points, 0)),
             ).inverse_z
+            buffer = np.zeros((canvas.height, canvas.width), dtype=np.float32)
+            self._content(buffer)[:] = drawn.reshape(canvas.content_height, canvas.content_width)
+            self._depth[a] = buffer.reshape(-1)
         return self._depth[a]
 
-    def _sample(self, a: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Generated frame a sampled bilinearly at content positions (`u`, `v`) [P] (clamped to
-        the content rectangle; NaN reads as its corner): float32 [P, 3]."""
-        canvas = self.canvas
-        planes = self._planes(a)
-        stride = planes.shape[1] // self.frames[a].shape[0]
-        x = np.nan_to_num(u, nan=0.0).astype(np.float32)
-        y = np.nan_to_num(v, nan=0.0).astype(np.float32)
-        x += canvas.left - 0.5
-        y += canvas.top - 0.5
-        np.clip(x, canvas.left, max(canvas.left, canvas.left + canvas.content_width - 1.001), out=x)
-        np.clip(y, canvas.top, max(canvas.top, canvas.top + canvas.content_height - 1.001), out=y)
-        x0, y0 = x.astype(np.int32), y.astype(np.int32)
-        fx, fy = x - x0, y - y0
-        index = y0 * stride + x0
-        # Each planar channel gathered at the four corners: 1-D takes are the fast ones.
-        weights = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
-        offsets = (0, 1, stride, stride + 1)
-        corners = [index + offset for offset in offsets]
-        out = np.zeros((3, len(index)), dtype=np.float32)
-        for channel, plane in enumerate(planes):
-            for weight, corner in zip(weights, corners):
-                out[channel] += plane.take(corner) * weight
-        return out.T
+    def _depth_content(self, a: int) -> np.ndarray:
+        """`_depth_buffer(a)` over the content rectangle, [content height, content width]."""
+        return self._content(self._depth_buffer(a).reshape(self.canvas.height, self.canvas.width))
 
-    def _planes(self, a: int) -> np.ndarray:
-        """Generated frame a as float32 planes [3, H * W], made once."""
-        if a not in self._float:
-            self._float[a] = np.ascontiguousarray(self.frames[a].reshape(-1, 3).T, dtype=np.float32)
-        return self._float[a]
+    def _packed(self, a: int) -> np.ndarray:
+        """Generated frame a as one uint64 per canvas pixel, made once: R, G and B in the low
+        bits of lanes `_LANE_BITS` apart, room for `_bilinear` to sum them with integer weights."""
+        if a not in self._packed_frames:
+            pixels = self.frames[a].reshape(-1, 3).astype(np.uint64)
+            packed = (
+                pixels[:, 0] | (pixels[:, 1] << np.uint64(_LANE_BITS)) | (pixels[:, 2] << np.uint64(2 * _LANE_BITS))
+            )
+            self._packed_frames[a] = packed
+        return self._packed_frames[a]
+
+    def _canvas_index(self, pixels: np.ndarray) -> np.ndarray:
+        """Flat content `pixels` as flat canvas pixels."""
+        canvas = self.canvas
+        rows = pixels // canvas.content_width
+        return pixels + rows * (canvas.width - canvas.content_width) + (canvas.top * canvas.width + canvas.left)
+
+    def _content(self, image: np.ndarray) -> np.ndarray:
+        """The content rectangle of a canvas-sized `image` [H, W, ...] or flat [H * W] (a view)."""
+        canvas = self.canvas
+        image = image.reshape(canvas.height, canvas.width, *image.shape[2:]) if image.ndim == 1 else image
+        return image[canvas.top : canvas.top + canvas.content_height, canvas.left : canvas.left + canvas.content_width]
+
+
+def _inverse(matrix: np.ndarray) -> np.ndarray:
+    """The inverse of a 3 x 3 matrix by its adjugate: `np.linalg.inv` wakes OpenBLAS's threads,
+    which then spin on the other core for milliseconds."""
+    adjugate = np.stack(
+        [np.cross(matrix[1], matrix[2]), np.cross(matrix[2], matrix[0]), np.cross(matrix[0], matrix[1])]
+    )
+    return adjugate.T / (matrix[0] * adjugate[0]).sum()
+
+
+def _plane(rows: np.ndarray, owner: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Affine quantities `rows` [3, S] (value at pixel (0, 0), step per column, step per row) of
+    the surfaces `owner` [P] at pixels (`x`, `y`) [P]: float32 [P]."""
+    value = rows[1].take(owner)
+    value *= x
+    step = rows[2].take(owner)
+    step *= y
+    value += step
+    value += rows[0].take(owner)
+    return value
+
+
+def _time_weights(weights: list[float]) -> list[np.ndarray]:
+    """Per source, its integer weight (of `_ONE`) for each code of which sources see a pixel
+    (bit k: source k): the time `weights` of those seen, renormalised; 0 where none is seen.
+    Float32 [2 ** len(weights)], whole numbers."""
+    table = np.zeros((len(weights), 1 << len(weights)), dtype=np.float32)
+    for code in range(1, 1 << len(weights)):
+        seen = [k for k in range(len(weights)) if code >> k & 1]
+        total = sum(weights[k] for k in seen)
+        for k in seen[:-1]:
+            table[k, code] = round(_ONE * weights[k] / total)
+        table[seen[-1], code] = _ONE - table[seen[:-1], code].sum()
+    return list(table)
+
+
+def _bilinear(
+    packed: np.ndarray, stride: int, index: np.ndarray, fx: np.ndarray, fy: np.ndarray, weight: np.ndarray | np.float32
+) -> np.ndarray:
+    """`packed` frame pixels (`Inbetweener._packed`, rows of `stride`) sampled bilinearly at
+    `index` (left of and above the position) plus fractions (`fx`, `fy`), times `weight` (whole
+    numbers up to `_ONE`): uint64 [P], each lane the channel times its weight. Each corner's
+    weight is rounded to a whole number, so a lane's sum of samples whose weights add to `_ONE`
+    stays within a few `_ONE`-ths of a level and below 2 ** `_LANE_BITS`."""
+    bottom = fy * weight
+    top = weight - bottom
+    top_right = top * fx
+    top -= top_right
+    bottom_right = bottom * fx
+    bottom -= bottom_right
+    total = np.zeros(len(index), dtype=np.uint64)
+    for offset, corner in ((0, top), (1, top_right), (stride, bottom), (stride + 1, bottom_right)):
+        total += packed[offset:].take(index) * np.rint(corner, out=corner).astype(np.uint32)
+    return total
 
 
 def _check_generated(generated: Mapping[int, np.ndarray], num_frames: int) -> list[int]:

@@ -2,7 +2,8 @@
 example scenes (a benchmark, not a test).
 
 Run: `PYTHONPATH=. python tests/benchmarks/inbetween.py [--size 240x160] [--step 3] [--sheet PNG]`
-(needs the `bpy` module and opencv-python-headless).
+(needs the `bpy` module and opencv-python-headless), or with `--timing [--repeat N]` for the cost
+alone (below).
 
 For each example .blend (walk_cycle, camera_orbit, thrown_ball: a ball thrown in front of crates),
 every mesh gets a UV-mapped colour-grid texture; every frame of the range is rendered with
@@ -18,6 +19,11 @@ ways and compared with its true render (PSNR, SSIM on luma):
 Then the cost of one exact in-between frame at 720 x 480 (generated frames upscaled from the
 renders; the depth buffers of the two sources drawn once beforehand), and a contact sheet of
 true / hold / flow / exact for the thrown ball's frame where flow does worst.
+
+`--timing` renders nothing: for each example's saved tracks (`examples/NAME/tracks.npz`, 720 x 480,
+its `reference.png` playing both generated frames 0 and 3) it times frame 1, best of `--repeat`
+runs, as it runs (bands of rows on threads) and on one thread per stage of `Inbetweener` (each
+stage's best over the runs, so they need not add up), with the load average before and after.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import argparse
 import itertools
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import bpy
 import cv2
@@ -34,8 +42,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from blender_addon.export import export_tracks
+from das_core.tracking import inbetween
 from das_core.tracking.inbetween import Inbetweener
-from das_core.tracking.render.fragments import nearest_surfaces
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import read_video
 
@@ -162,23 +170,83 @@ def compare(tracks: Tracks, true: np.ndarray, step: int) -> tuple[dict[str, list
     return scores, made
 
 
-def cost_at_720(tracks: Tracks, true: np.ndarray, step: int, repeat: int = 5) -> tuple[float, float]:
-    """Best wall ms of one exact in-between frame at 720 x 480, and of the rasterising part of it."""
-    big = {k: np.asarray(Image.fromarray(true[k]).resize((720, 480), Image.BILINEAR)) for k in (0, step)}
-    exact = Inbetweener(tracks, big)
-    exact.frame(1)  # draws both depth buffers
-    total, draw = [], []
-    canvas = exact.canvas
+# The stages of `Inbetweener.frame`, by method: "rest" is the frame's time outside them.
+STAGES = {
+    "rasterise": "_surfaces",
+    "still pixels": "_still",
+    "moving pixels": "_moving",
+    "lost pixels": "_lost",
+    "output": "_write",
+}
+
+
+def stage_times(exact: Inbetweener, t: int, repeat: int) -> dict[str, float]:
+    """Best wall ms over `repeat` runs of `exact.frame(t)` as it runs ("total", its bands of rows
+    on threads), then on one thread ("one thread") with each of its `STAGES` and the rest (each
+    its own best: they need not add up). Run once first, so that the sources' depth buffers
+    are drawn."""
+    best = {"total": _best_ms(lambda: exact.frame(t), repeat)}
+    spent = dict.fromkeys(STAGES, 0.0)
+
+    def timed(stage: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = method(*args, **kwargs)
+            spent[stage] += time.perf_counter() - start
+            return result
+
+        return run
+
+    threads, inbetween._THREADS = inbetween._THREADS, 1
+    for stage, name in STAGES.items():
+        setattr(exact, name, timed(stage, getattr(exact, name)))
+    for _ in range(repeat):
+        spent.update(dict.fromkeys(STAGES, 0.0))
+        start = time.perf_counter()
+        exact.frame(t)
+        spent["one thread"] = time.perf_counter() - start
+        spent["rest"] = spent["one thread"] - sum(spent[stage] for stage in STAGES)
+        for stage, seconds in spent.items():
+            best[stage] = min(best.get(stage, np.inf), 1000 * seconds)
+    for name in STAGES.values():
+        delattr(exact, name)
+    inbetween._THREADS = threads
+    return best
+
+
+def _best_ms(run: Callable[[], Any], repeat: int) -> float:
+    """The best wall ms of `repeat` calls of `run`, after one unmeasured."""
+    run()
+    times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        exact.frame(1)
-        total.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        attributes = np.concatenate([exact._homogeneous(0), exact._homogeneous(step)], axis=1)
-        nearest_surfaces(tracks.points[1], tracks.world_to_camera[1], canvas.intrinsics[1], tracks.faces,
-                         720, 480, attributes)  # fmt: skip
-        draw.append(time.perf_counter() - start)
-    return 1000 * min(total), 1000 * min(draw)
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def cost_at_720(tracks: Tracks, true: np.ndarray, step: int, repeat: int = 15) -> dict[str, float]:
+    """`stage_times` of the exact in-between frame 1 at 720 x 480 (generated frames 0 and `step`,
+    upscaled)."""
+    big = {k: np.asarray(Image.fromarray(true[k]).resize((720, 480), Image.BILINEAR)) for k in (0, step)}
+    return stage_times(Inbetweener(tracks, big), 1, repeat)
+
+
+def timing(repeat: int) -> None:
+    """`--timing`: `stage_times` of frame 1 of the examples' saved tracks at 720 x 480."""
+    print(f"best of {repeat} ms per in-between frame at 720x480 (frame 1 from 0 and 3)\n")
+    print(f"| scene | triangles | total | one thread | {' | '.join(STAGES)} | rest | load before / after |")
+    print("|---|---|---|---|" + "---|" * len(STAGES) + "---|---|")
+    for name in ("thrown_ball", "walk_cycle", "camera_orbit"):
+        tracks = Tracks.load(ROOT / "examples" / name / "tracks.npz")
+        image = np.asarray(Image.open(ROOT / "examples" / name / "reference.png").convert("RGB"))
+        exact = Inbetweener(tracks, {0: image, 3: image})
+        load = Path("/proc/loadavg").read_text().split()[0]
+        best = stage_times(exact, 1, repeat)
+        cells = " | ".join(f"{best[stage]:.1f}" for stage in ("one thread", *STAGES, "rest"))
+        faces = len(tracks.faces) if tracks.faces is not None else 0
+        after = Path("/proc/loadavg").read_text().split()[0]
+        print(f"| {name} | {faces:,} | {best['total']:.1f} | {cells} | {load} / {after} |")
 
 
 def contact_sheet(true: np.ndarray, made: dict, path: Path) -> int:
@@ -200,7 +268,12 @@ def main() -> None:
     parser.add_argument("--size", default="240x160", help="render size WxH (default: %(default)s)")
     parser.add_argument("--step", type=int, default=3, help="generated frames every STEP frames (default: 3)")
     parser.add_argument("--sheet", type=Path, default=Path("/tmp/inbetween_sheet.png"), help="contact sheet PNG")
+    parser.add_argument("--timing", action="store_true", help="only time the stages of in-betweens at 720x480")
+    parser.add_argument("--repeat", type=int, default=20, help="runs per timing, best taken (default: 20)")
     args = parser.parse_args()
+    if args.timing:
+        timing(args.repeat)
+        return
     width, height = (int(v) for v in args.size.split("x"))
     print("| scene | in-betweens | hold PSNR / SSIM | cross-fade | flow (DIS) | exact | exact - flow dB |")
     print("|---|---|---|---|---|---|---|")
@@ -217,11 +290,11 @@ def main() -> None:
               f"(worst frame {worst:+.2f}) |")  # fmt: skip
         if name == "thrown_ball":
             t = contact_sheet(true, made, args.sheet)
-            total, draw = cost_at_720(tracks, true, args.step)
+            cost = cost_at_720(tracks, true, args.step, args.repeat)
             faces = len(tracks.faces) if tracks.faces is not None else 0
     print(f"\ncontact sheet (thrown_ball frame {t}): {args.sheet}")
-    print(f"exact in-between at 720x480, thrown_ball ({faces:,} triangles): best {total:.1f} ms per frame, "
-          f"of which rasterising with motion attributes {draw:.1f} ms")  # fmt: skip
+    print(f"exact in-between at 720x480, thrown_ball ({faces:,} triangles): best {cost['total']:.1f} ms per frame, "
+          f"of which rasterising with motion attributes {cost['rasterise']:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from das_core.cli import main
+from das_core.tracking import inbetween
 from das_core.tracking.inbetween import Inbetweener, InbetweenError
+from das_core.tracking.render.canvas import Canvas
+from das_core.tracking.render.fragments import nearest_surfaces
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import read_video, video_info, write_mp4, write_png_dir
 
@@ -40,18 +43,22 @@ def texture(x: np.ndarray, y: np.ndarray, phase: float = 0.0) -> np.ndarray:
     )
 
 
-def rays(world_to_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """World camera centre [3] and world ray directions [H, W, 3] through every pixel centre."""
+def rays(world_to_camera: np.ndarray, intrinsics: np.ndarray = K, size=(W, H)) -> tuple[np.ndarray, np.ndarray]:
+    """World camera centre [3] and world ray directions [H, W, 3] through every pixel centre of
+    an image of `size` (width, height) seen through `intrinsics` (no skew)."""
     rotation = world_to_camera[:3, :3]
     centre = -rotation.T @ world_to_camera[:3, 3]
-    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
-    directions = np.stack([(u - W / 2) / FOCAL, (v - H / 2) / FOCAL, np.ones_like(u)], axis=-1)
+    u, v = np.meshgrid(np.arange(size[0]) + 0.5, np.arange(size[1]) + 0.5)
+    (fx, _, cx), (_, fy, cy) = intrinsics[:2]
+    directions = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], axis=-1)
     return centre, directions @ rotation  # R^T d, row-wise
 
 
-def plane_hit(world_to_camera: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def plane_hit(
+    world_to_camera: np.ndarray, z: float, intrinsics: np.ndarray = K, size=(W, H)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each pixel's ray meets the plane at world depth z: x, y and the ray parameter."""
-    centre, directions = rays(world_to_camera)
+    centre, directions = rays(world_to_camera, intrinsics, size)
     along = (z - centre[2]) / directions[..., 2]
     hit = centre + along[..., None] * directions
     return hit[..., 0], hit[..., 1], along
@@ -127,6 +134,70 @@ def test_empty_background_moves_with_the_camera() -> None:
     for t in (1, 2, 3):
         # Columns that the panning camera saw in both source frames.
         assert psnr(made.frame(t)[:, 20:-20], sky(cameras[t])[:, 20:-20]) >= 35, t
+
+
+def test_letterboxed_frames_keep_the_bars_and_match_in_the_content() -> None:
+    """Generated frames twice the tracks' size with bars above and below (the model's canvas):
+    the content is made at its scaled geometry, the bars come from the nearer frame."""
+    cameras = [camera(0.03 * f, (0.15 * f, 0.05 * f, -0.2 * f)) for f in range(4)]
+    points, faces = grid(-30, 30, -30, 30, 6.0, 6)
+    tracks = tracks_of(np.tile(points, (4, 1, 1)), faces, cameras)
+    canvas = Canvas.fitting(tracks, (2 * W, 2 * H + 20))
+    assert (canvas.left, canvas.top, canvas.content_width, canvas.content_height) == (0, 10, 2 * W, 2 * H)
+    size = (canvas.content_width, canvas.content_height)
+
+    def true(f: int) -> np.ndarray:
+        frame = np.full((canvas.height, canvas.width, 3), 40 * f, dtype=np.uint8)
+        frame[10:-10] = to_uint8(texture(*plane_hit(cameras[f], 6.0, canvas.intrinsics[f], size)[:2]))
+        return frame
+
+    made = Inbetweener(tracks, {0: true(0), 3: true(3)})
+    for t, nearer in ((1, 0), (2, 3)):
+        frame = made.frame(t)
+        assert psnr(frame[10:-10], true(t)[10:-10]) >= 35, t
+        assert np.array_equal(frame[:10], true(nearer)[:10]) and np.array_equal(frame[-10:], true(nearer)[-10:])
+
+
+def test_still_surfaces_and_bands_on_threads_change_nothing(monkeypatch) -> None:
+    """Pixels whose surface stands still read each source at the pixel itself, and the frame is
+    made in bands of rows on threads: both give what tracing every pixel on one thread does."""
+    wall, wall_faces = grid(-20, 20, -20, 20, 10.0, 4)
+    square, square_faces = grid(-0.5, 0.5, -0.5, 0.5, 4.0, 2)
+    points = np.stack([np.concatenate([wall, square + [x, 0, 0]]) for x in (-1.2, 0.0, 1.2)])
+    tracks = tracks_of(points, np.concatenate([wall_faces, square_faces + len(wall)]), [camera(0, (0, 0, 0))] * 3)
+    rng = np.random.default_rng(0)
+    generated = {k: rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for k in (0, 2)}
+    made = Inbetweener(tracks, generated).frame(1)
+
+    monkeypatch.setattr(inbetween, "_THREADS", 1)
+    assert np.array_equal(Inbetweener(tracks, generated).frame(1), made)
+    traced = Inbetweener(tracks, generated)
+    still = traced._static
+    monkeypatch.setattr(traced, "_static", lambda *a: np.zeros_like(still(*a)))
+    assert still(1, [0, 2], traced._surfaces(1, [0, 2])).sum() > 1  # the wall's triangles and the background
+    assert np.abs(traced.frame(1).astype(int) - made).max() <= 1
+
+
+def test_nearest_surfaces_planes_give_the_attributes_at_pixel_centres() -> None:
+    """A plane turned away from the camera with each vertex's world position as its attributes:
+    the planes' ratios at every drawn pixel are where that pixel's ray meets it."""
+    points, faces = grid(-3, 3, -3, 3, 0.0, 3)
+    tilt = np.array([[1, 0, 0], [0, np.cos(0.6), -np.sin(0.6)], [0, np.sin(0.6), np.cos(0.6)]])
+    points = points @ tilt.T + [0.2, 0.1, 6.0]
+    surfaces = nearest_surfaces(points, np.eye(4), K, faces, W, H, points)
+    drawn = np.flatnonzero(surfaces.owner)
+    assert 0.5 * W * H < len(drawn) < W * H and np.array_equal(drawn, np.flatnonzero(surfaces.inverse_z))
+    row, column = np.divmod(drawn, W)
+    at = surfaces.planes[surfaces.owner[drawn]] @ [1.0, 0.0, 0.0]  # value at pixel (0, 0)
+    at += surfaces.planes[surfaces.owner[drawn]] @ [0.0, 1.0, 0.0] * column[:, None]
+    at += surfaces.planes[surfaces.owner[drawn]] @ [0.0, 0.0, 1.0] * row[:, None]
+    centre, directions = rays(np.eye(4))
+    normal = tilt[:, 2]
+    along = ((points[0] - centre) @ normal) / (directions.reshape(-1, 3)[drawn] @ normal)
+    expected = centre + along[:, None] * directions.reshape(-1, 3)[drawn]
+    np.testing.assert_allclose(at[:, 1:] / at[:, :1], expected, atol=1e-4)
+    np.testing.assert_allclose(at[:, 0], 1 / along, rtol=1e-4)  # plane 0 is 1/z (z: along the axis here)
+    np.testing.assert_allclose(surfaces.inverse_z[drawn], 1 / along, rtol=1e-4)
 
 
 def test_bad_input_is_named() -> None:

@@ -21,11 +21,12 @@ from das_core.tracking.render.windows import window_batches
 _COLOUR_BYTES = (0, 1, 2) if sys.byteorder == "little" else (7, 6, 5)
 
 
-def draw(triangles: Triangles, nearest: np.ndarray, shader: Shader | None) -> None:
+def draw(triangles: Triangles, nearest: np.ndarray, shader: Shader | None, batch_cost: int = 0) -> None:
     """Scatter every fragment's key into `nearest` by max: its 1/z's float bits in the high
     32 bits, its 8-bit colour by `shader` in the `_COLOUR_BYTES` (so the nearest fragment's
     colour is the pixel's; equally near ones, on a shared edge, the brightest). Without a
-    shader the low 32 bits hold the fragment's triangle (its index in `triangles`).
+    shader the low 32 bits hold the fragment's triangle: its index in `triangles` plus one,
+    so that they alone tell an empty pixel (0).
 
     `nearest` has one int64 per pixel of the chunk: frame * H * W + row * W + column; 0 is
     an empty pixel.
@@ -34,16 +35,19 @@ def draw(triangles: Triangles, nearest: np.ndarray, shader: Shader | None) -> No
     whole box and are all nearer than its nearest corner (it could not win a pixel), which
     spares most hidden back faces without culling any that could show: first by 8 x 8 tiles
     (`_hidden`, cheap), then pixel by pixel (`_showing`).
+
+    `batch_cost` is passed to `windows.window_batches` for the triangles drawn (0: batches by
+    size alone).
     """
     facing = triangles.facing
     count = facing.sum()
     if 0 < count < len(facing) and triangles.z2[facing].mean() < triangles.z2[~facing].mean():
         facing = ~facing
-    _scatter(triangles, nearest, np.flatnonzero(facing), shader)
+    _scatter(triangles, nearest, np.flatnonzero(facing), shader, batch_cost)
     rest = np.flatnonzero(~facing)
     if len(rest):
         rest = rest[~_hidden(triangles, nearest, rest)]
-        _scatter(triangles, nearest, rest[_showing(triangles, nearest, rest)], shader)
+        _scatter(triangles, nearest, rest[_showing(triangles, nearest, rest)], shader, batch_cost)
 
 
 def colour(nearest: np.ndarray, out: np.ndarray) -> None:
@@ -95,15 +99,17 @@ def _showing(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray) -> n
     return showing
 
 
-def _scatter(triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, shader: Shader | None) -> None:
+def _scatter(
+    triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, shader: Shader | None, batch_cost: int
+) -> None:
     """Rasterise the triangles `subset` into `nearest` (see `draw`), those reaching past the
     guard band by their float64-set-up edge distances."""
     if triangles.far is not None:
         far = triangles.far[subset]
         if far.any():
-            _scatter_windows(triangles, nearest, subset[far], True, shader)
+            _scatter_windows(triangles, nearest, subset[far], True, shader, batch_cost)
             subset = subset[~far]
-    _scatter_windows(triangles, nearest, subset, False, shader)
+    _scatter_windows(triangles, nearest, subset, False, shader, batch_cost)
 
 
 @dataclass(frozen=True)
@@ -133,15 +139,17 @@ class _Window:
 
 
 def _scatter_windows(
-    triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, far: bool, shader: Shader | None
+    triangles: Triangles, nearest: np.ndarray, subset: np.ndarray, far: bool, shader: Shader | None, batch_cost: int
 ) -> None:
     """Rasterise `subset`, all near (barycentric test) or all `far` (edge-distance test), and
     shade every hit: its key's low bytes are its 8-bit colour by `shader`, or its triangle
     without one (see `draw`)."""
     width, height = triangles.width, triangles.height
-    order, batches = window_batches(triangles.columns.take(subset), triangles.rows.take(subset), width, height)
+    sizes = triangles.columns.take(subset), triangles.rows.take(subset)
+    order, batches = window_batches(*sizes, width, height, batch_cost)
     # Gathered once in batch order, so that each batch reads contiguous slices.
     subset = subset.take(order)
+    labels = subset + 1  # a key's low bits without a shader (see `draw`)
     place = triangles.place.take(subset, axis=1)
     set_up = triangles.set_up(subset, far)
     for part, columns, rows in batches:
@@ -170,7 +178,7 @@ def _scatter_windows(
             cell = hits - local * (rows * columns)
         if shader is None:
             key = _depth_key(window, rows_of_batch, hits)
-            key |= subset[part].take(local)
+            key |= labels[part].take(local)
         else:
             key = _shade(window, rows_of_batch, hits, shader)
         _scatter_max(nearest, start.take(local) + offset.take(cell), key)
