@@ -1,9 +1,10 @@
 """The one-command demo: a committed example all the way through a real local server and client.
 
-Steps: start `python -m das_server` on a free loopback port, ask it (`info`) which control its model
-follows, make that control from the example's tracks (the tracking video, or Wan-Move's point tracks),
-submit through `DasClient`, stream the frames back, and write `tracking.mp4`, `result.mp4` and
-`comparison.png`. No GPU and no weights: the
+Steps: start `python -m das_server` on a free loopback port, ask it (`info`) which model it runs,
+plan the example's shot at that model's frame rate and make its control from the example's tracks
+(the tracking video, or Wan-Move's point tracks), submit through `DasClient`, stream the model's
+frames back, in-between every timeline frame from the exact motion, and write `tracking.mp4` (the
+control, at the model's frame rate), `result.mp4` (the whole shot at the scene's) and `comparison.png`. No GPU and no weights: the
 `preview` backend warps the reference image along the tracking video; `tiny` runs the real
 diffusion code with a tiny random DaS or Wan-Move model (its output is noise-like, the point is the
 code path).
@@ -25,13 +26,14 @@ from tqdm import tqdm
 
 from das_core.errors import DasError
 from das_core.tracking.contact_sheet import comparison_sheet
-from das_core.tracking.control import Control, prepare_control
+from das_core.tracking.shot import FRAMES_EVERY
 from das_core.tracking.tracks import Tracks
 from das_core.tracking.video import fit_frames, read_video, write_mp4
 from das_core.tracking.window import TRACKING_VIDEO, ModelWindow
 from das_core.wire.client import DasClient, Frame, Progress, collect_frames
 from das_core.wire.protocol import Event, JobRequest
 from das_core.workflow.local_server import LocalServer
+from das_core.workflow.whole_shot import WholeShot
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 DEFAULT_EXAMPLE = EXAMPLES_DIR / "walk_cycle"
@@ -81,15 +83,13 @@ def run_demo(
     prompt = prompt_path.read_text(encoding="utf-8").strip()
     with _local_client(backend, model, report) as client:
         window = client.info().window
-        control, reference, tracking_path = _prepare(example, window, out_dir, progress, report)
+        shot, fields, reference, tracking_path = _prepare(example, window, out_dir, progress, report)
         request = JobRequest(
-            prompt=prompt, image=reference, steps=DEMO_STEPS[backend], seed=42, fps=window.fps,
-            **control.job_fields(),
+            prompt=prompt, image=reference, steps=DEMO_STEPS[backend], seed=42, fps=window.fps, **fields
         )  # fmt: skip
-        result, fps = _generate(client, request, progress, report)
-    result_path = write_mp4(out_dir / "result.mp4", result, fps=fps)
-
-    report("[4/4] writing the comparison image")
+        result = _generate(client, request, progress, report)
+    report("[4/4] in-betweening every frame of the shot, writing result.mp4 and the comparison image")
+    result_path = shot.write(out_dir / "result.mp4", result, progress=progress).path
     comparison_path = out_dir / "comparison.png"
     sheet = comparison_sheet(reference, read_video(tracking_path), result)
     Image.fromarray(sheet).save(comparison_path, optimize=True)
@@ -108,19 +108,21 @@ def _local_client(backend: str, model: str | None, report: Callable[[str], None]
 
 def _prepare(
     example: Path, window: ModelWindow, out_dir: Path, progress: bool, report: Callable[[str], None]
-) -> tuple[Control, np.ndarray, Path]:
-    """The control for `window` from the example's tracks, the fitted reference, and tracking.mp4 showing it."""
-    tracks = Tracks.load(example / "tracks.npz")
+) -> tuple[WholeShot, dict, np.ndarray, Path]:
+    """The example's shot planned for `window`, its control's job fields, the fitted reference, and
+    tracking.mp4 showing the control."""
+    tracks_path = example / "tracks.npz"
+    shot = WholeShot.planned(Tracks.load(tracks_path), str(tracks_path), window, FRAMES_EVERY, None)
     reference = fit_frames(read_video(example / "reference.png")[0], *window.size, resample="bilinear")
     what = "tracking video" if window.control == TRACKING_VIDEO else "point tracks"
-    report(f"[2/4] making the {what} of {example.name} ({tracks.num_points} points, {window.frames} frames)")
-    control = prepare_control(tracks, window, progress=progress)
+    report(f"[2/4] making the {what} of {example.name} ({shot.tracks.num_points} points; {shot.describe()})")
+    control = shot.control(progress=progress)
     tracking_path = write_mp4(out_dir / "tracking.mp4", control.preview(reference), fps=window.fps)
-    return control, reference, tracking_path
+    return shot, control.job_fields(), reference, tracking_path
 
 
-def _generate(client: DasClient, request: JobRequest, progress: bool, report: Callable[[str], None]):
-    """Submit `request` through the real client and stream it: (frames, fps)."""
+def _generate(client: DasClient, request: JobRequest, progress: bool, report: Callable[[str], None]) -> np.ndarray:
+    """Submit `request` through the real client and stream it: the model's frames."""
     report(f"[3/4] submitting to {client.address} and streaming the result")
     job_id = client.submit(request)
     with tqdm(total=None, unit="frame", desc="result", disable=not progress) as bar:
@@ -132,4 +134,4 @@ def _generate(client: DasClient, request: JobRequest, progress: bool, report: Ca
                 bar.update(1)
 
         result = collect_frames(client.events(job_id), on_event=show)
-    return result.frames, float(result.done.metadata.get("fps", request.fps))
+    return result.frames
