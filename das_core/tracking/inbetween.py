@@ -52,6 +52,8 @@ __all__ = ["DEPTH_TOLERANCE", "InbetweenError", "Inbetweener"]
 # about a percent per pixel).
 DEPTH_TOLERANCE = 0.03
 _THREADS = 2  # bands of rows made at once
+# Rows traced at once where a band takes one path throughout: the temporaries stay in cache.
+_BLOCK_ROWS = 32
 # The blend sums each channel times integer weights that add to _ONE per pixel, in lanes of
 # _LANE_BITS bits of one uint64 (255 * _ONE, rounded, fits in 21 bits): all three channels of
 # a pixel in one gather and one multiply per sample.
@@ -167,7 +169,10 @@ class Inbetweener:
         for kind, trace in ((_FIXED, self._fixed), (_MOVING, self._moving)):
             on_path = path == kind
             if on_path.all():  # all the band's pixels: rows, no index
-                total[:], code[:] = trace(frame, first, last, None)
+                for start in range(first, last, _BLOCK_ROWS):
+                    end = min(start + _BLOCK_ROWS, last)
+                    block = slice((start - first) * width, (end - first) * width)
+                    total[block], code[block] = trace(frame, start, end, None)
             elif on_path.any():
                 local = np.flatnonzero(on_path)
                 total[local], code[local] = trace(frame, first, last, local + first * width)
