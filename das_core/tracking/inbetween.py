@@ -258,7 +258,7 @@ class Inbetweener:
             code |= seen.view(np.uint8) << np.uint8(k)
         total = np.zeros(len(code), dtype=np.uint64)
         for a, weights, (index, fx, fy, _) in zip(frame.sources, frame.time_weights, located):
-            total += _bilinear(self._packed(a), self.canvas.width, index, fx, fy, weights.take(code))
+            _bilinear(self._packed(a), self.canvas.width, index, fx, fy, weights.take(code), total)
         return total, code
 
     def _lost(self, frame: _Frame, pixels: np.ndarray) -> np.ndarray:
@@ -269,7 +269,9 @@ class Inbetweener:
         x, y = self._columns.take(pixels), self._rows.take(pixels)
         u, v, z = (_affine(matrix[i], x, y, None) for i in range(3))
         index, fx, fy, _ = self._locate(nearest, u, v, z, None)
-        return _bilinear(self._packed(nearest), self.canvas.width, index, fx, fy, np.float32(_ONE))
+        total = np.zeros(len(pixels), dtype=np.uint64)
+        _bilinear(self._packed(nearest), self.canvas.width, index, fx, fy, np.float32(_ONE), total)
+        return total
 
     def _surfaces(self, t: int, sources: list[int]) -> Surfaces:
         """Frame t drawn with each vertex's position in every source (`_homogeneous`) and, as
@@ -375,14 +377,17 @@ class Inbetweener:
         column, row = np.floor(u), np.floor(v)
         u -= column
         v -= row
+        # Flat pixel indices as floats, exact in float32 below 2 ** 24 pixels: one conversion each.
+        if canvas.width * canvas.height > 1 << 24:
+            row = row.astype(np.float64)
+        row *= canvas.width
+        row += column
         index = row.astype(np.intp)
-        index *= canvas.width
-        index += column.astype(np.intp)
         if seen is not None:
             # The pixel holding the point is the nearest of the four sampled.
-            pixel = index + (u >= 0.5)
-            pixel += (v >= 0.5) * canvas.width
-            z *= self._depth_buffer(a).take(pixel)
+            row += u >= 0.5
+            row += (v >= 0.5) * row.dtype.type(canvas.width)
+            z *= self._depth_buffer(a).take(row.astype(np.intp))
             seen &= z <= threshold
         return index, u, v, seen
 
@@ -482,11 +487,17 @@ def _time_weights(weights: list[float]) -> list[np.ndarray]:
 
 
 def _bilinear(
-    packed: np.ndarray, stride: int, index: np.ndarray, fx: np.ndarray, fy: np.ndarray, weight: np.ndarray | np.float32
-) -> np.ndarray:
+    packed: np.ndarray,
+    stride: int,
+    index: np.ndarray,
+    fx: np.ndarray,
+    fy: np.ndarray,
+    weight: np.ndarray | np.float32,
+    total: np.ndarray,
+) -> None:
     """`packed` frame pixels (`Inbetweener._packed`, rows of `stride`) sampled bilinearly at
     `index` (left of and above the position) plus fractions (`fx`, `fy`), times `weight` (whole
-    numbers up to `_ONE`): uint64 [P], each lane the channel times its weight. Each corner's
+    numbers up to `_ONE`), added to `total`, uint64 [P]: each lane the channel times its weight. Each corner's
     weight is rounded to a whole number, so a lane's sum of samples whose weights add to `_ONE`
     stays within a few `_ONE`-ths of a level and below 2 ** `_LANE_BITS`."""
     bottom = fy * weight
@@ -495,10 +506,8 @@ def _bilinear(
     top -= top_right
     bottom_right = bottom * fx
     bottom -= bottom_right
-    total = np.zeros(len(index), dtype=np.uint64)
     for offset, corner in ((0, top), (1, top_right), (stride, bottom), (stride + 1, bottom_right)):
         total += packed[offset:].take(index) * np.rint(corner, out=corner).astype(np.uint32)
-    return total
 
 
 def _check_generated(generated: Mapping[int, np.ndarray], num_frames: int) -> list[int]:
