@@ -182,8 +182,8 @@ def test_still_surfaces_and_bands_on_threads_change_nothing(monkeypatch) -> None
 def test_surfaces_fixed_in_the_world_under_a_moving_camera_change_nothing(monkeypatch) -> None:
     """Under a moving camera, pixels on surfaces that stay put in the world (and the background)
     take each source's position from the camera's motion and their 1/z: what tracing them
-    through their triangles' planes gives, within a level. A square sliding in front keeps the
-    traced path for its own pixels."""
+    through their triangles' planes gives, within a level, however the rows are cut into
+    blocks. A square sliding in front keeps the traced path for its own pixels."""
     wall, wall_faces = grid(-3, 3, -3, 3, 10.0, 4)
     square, square_faces = grid(-0.5, 0.5, -0.5, 0.5, 4.0, 2)
     points = np.stack([np.concatenate([wall, square + [x, 0, 0]]) for x in (-0.6, 0.0, 0.6)])
@@ -196,6 +196,9 @@ def test_surfaces_fixed_in_the_world_under_a_moving_camera_change_nothing(monkey
     assert (paths == inbetween._FIXED).sum() > 2 and (paths == inbetween._MOVING).sum() > 1
     assert not (paths == inbetween._STILL).any()
     made = fixed.frame(1)
+    monkeypatch.setattr(inbetween, "_BLOCK_ROWS", 5)  # bands of 32 rows: blocks of 5 and a rest of 2
+    assert np.array_equal(fixed.frame(1), made)
+    monkeypatch.setattr(inbetween, "_BLOCK_ROWS", 64)
 
     traced = Inbetweener(tracks, generated)
     monkeypatch.setattr(traced, "_paths", lambda *a: np.full_like(paths, inbetween._MOVING))
