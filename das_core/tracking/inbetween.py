@@ -22,10 +22,12 @@ Numpy only (it runs in Blender, on the server and in the CLI).
 
 How, per frame: a surface's homogeneous position in a source, like the homography's, is an
 affine function of the pixel of t, so each pixel's position there is three planes of its
-surface (a triangle, or the background) evaluated and divided (`_map`, `_locate`). Pixels whose
+surface (a triangle, or the background) evaluated and divided (`_map`, `_moving`). Pixels whose
 surface stands still between t and every source (none of its corners moves; for the background,
 no source's camera turns or zooms) skip that: each source is read at the pixel itself
-(`_still`). The blend is integer arithmetic on packed pixels (`_bilinear`), made in bands of
+(`_still`). Pixels whose surface stays put in the world while the camera moves (and the
+background) need no planes: their position in a source is one 3 x 4 map of the camera's motion
+applied to (column, row, 1, 1/z) (`_camera_map`, `_fixed`). The blend is integer arithmetic on packed pixels (`_bilinear`), made in bands of
 rows on `_THREADS` threads.
 """
 
@@ -50,28 +52,34 @@ __all__ = ["DEPTH_TOLERANCE", "InbetweenError", "Inbetweener"]
 # about a percent per pixel).
 DEPTH_TOLERANCE = 0.03
 _THREADS = 2  # bands of rows made at once
+# Rows traced at once where a band takes one path throughout: the temporaries stay in cache.
+_BLOCK_ROWS = 32
 # The blend sums each channel times integer weights that add to _ONE per pixel, in lanes of
 # _LANE_BITS bits of one uint64 (255 * _ONE, rounded, fits in 21 bits): all three channels of
 # a pixel in one gather and one multiply per sample.
 _WEIGHT_BITS = 13
 _ONE = 1 << _WEIGHT_BITS
 _LANE_BITS = 21
+# Per surface, how its pixels are traced (`Inbetweener._paths`).
+_STILL, _FIXED, _MOVING = 0, 1, 2
 _ROUNDING = sum(1 << (_WEIGHT_BITS - 1 + _LANE_BITS * channel) for channel in range(3))  # half a level each
 
 
 @dataclass(frozen=True)
 class _Frame:
     """What every band of an in-between frame reads (`Inbetweener._blend`): the `sources`, their
-    `maps` (`Inbetweener._map`) and `time_weights` (`_time_weights`); per content pixel its
-    surface (`owner`) and the depth test's `threshold`; per surface whether it is `static`
-    (`Inbetweener._static`); and the `nearest` source in time."""
+    `maps` (`Inbetweener._map`), `camera_maps` (`Inbetweener._camera_map`) and `time_weights`
+    (`_time_weights`); per content pixel its surface (`owner`), 1/z and the depth test's
+    `threshold`; per surface its `path` (`Inbetweener._paths`); and the `nearest` source in time."""
 
     sources: list[int]
     maps: list[np.ndarray]
+    camera_maps: list[np.ndarray]
     time_weights: list[np.ndarray]
     owner: np.ndarray
+    inverse_z: np.ndarray
     threshold: np.ndarray
-    static: np.ndarray
+    path: np.ndarray
     nearest: int
 
 
@@ -127,13 +135,16 @@ class Inbetweener:
     def _blend(self, t: int, sources: list[int], weights: list[float], nearest: int) -> np.ndarray:
         """Frame t from `sources` with time `weights` (the pixels' sum, renormalised per pixel)."""
         surfaces = self._surfaces(t, sources)
+        camera_maps = [self._camera_map(t, a) for a in sources]
         frame = _Frame(
             sources,
-            [self._map(t, a, k, surfaces) for k, a in enumerate(sources)],
+            [self._map(k, surfaces, camera_map) for k, camera_map in enumerate(camera_maps)],
+            [np.ascontiguousarray(camera_map, dtype=np.float32) for camera_map in camera_maps],
             _time_weights(weights),
             surfaces.owner,
+            surfaces.inverse_z,
             surfaces.inverse_z * np.float32(1 + DEPTH_TOLERANCE),
-            self._static(t, sources, surfaces),
+            self._paths(t, sources, surfaces),
             nearest,
         )
         for a in sources:  # drawn and packed once, before the threads read them
@@ -150,17 +161,21 @@ class Inbetweener:
     def _band(self, frame: _Frame, first: int, last: int, out: np.ndarray) -> None:
         """Content rows `first` to `last` of the frame into `out`, the canvas frame."""
         width = self.canvas.content_width
-        rows = slice(first * width, last * width)
-        static = frame.static.take(frame.owner[rows])
-        if static.any():
+        path = frame.path.take(frame.owner[first * width : last * width])
+        if (path == _STILL).any():
             total, code = self._still(frame, first, last)
-            moving: np.ndarray | slice = np.flatnonzero(~static) + first * width
         else:
-            total, code = np.empty(len(static), dtype=np.uint64), np.empty(len(static), dtype=np.uint8)
-            moving = rows
-        if not isinstance(moving, np.ndarray) or len(moving):
-            local = slice(None) if isinstance(moving, slice) else moving - first * width
-            total[local], code[local] = self._moving(frame, moving)
+            total, code = np.empty(len(path), dtype=np.uint64), np.empty(len(path), dtype=np.uint8)
+        for kind, trace in ((_FIXED, self._fixed), (_MOVING, self._moving)):
+            on_path = path == kind
+            if on_path.all():  # all the band's pixels: rows, no index
+                for start in range(first, last, _BLOCK_ROWS):
+                    end = min(start + _BLOCK_ROWS, last)
+                    block = slice((start - first) * width, (end - first) * width)
+                    total[block], code[block] = trace(frame, start, end, None)
+            elif on_path.any():
+                local = np.flatnonzero(on_path)
+                total[local], code[local] = trace(frame, first, last, local + first * width)
         # Pixels seen in neither source: the nearer frame at the homography position.
         lost = np.flatnonzero(code == 0)
         if len(lost):
@@ -201,39 +216,74 @@ class Inbetweener:
             )
         return total, code
 
-    def _moving(self, frame: _Frame, pixels: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
-        """The content `pixels` (flat), each source where its map puts them: the blend's sums
-        and which sources see them, as `_still`'s."""
-        owner, threshold = frame.owner[pixels], frame.threshold[pixels]
-        x, y = self._columns[pixels], self._rows[pixels]
-        located = [self._locate(a, table, owner, x, y, threshold) for a, table in zip(frame.sources, frame.maps)]
-        code = np.zeros(len(owner), dtype=np.uint8)
+    def _moving(self, frame: _Frame, first: int, last: int, pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The content `pixels` (flat; None: rows `first` to `last`), each source where its map
+        puts them: the blend's sums and which sources see them, as `_still`'s."""
+        width = self.canvas.content_width
+        at = slice(first * width, last * width) if pixels is None else pixels
+        owner, x, y = frame.owner[at], self._columns[at], self._rows[at]
+        located = []
+        for a, table in zip(frame.sources, frame.maps):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u, v, z = (_plane(table[3 * i : 3 * i + 3], owner, x, y) for i in range(3))
+            located.append(self._locate(a, u, v, z, frame.threshold[at]))
+        return self._sum(frame, located)
+
+    def _fixed(self, frame: _Frame, first: int, last: int, pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """`_moving` for pixels whose surface stays put in the world (or the background): each
+        source's position is its `camera_maps` entry applied to (column, row, 1, 1/z)."""
+        width = self.canvas.content_width
+        if pixels is None:  # whole rows: the affine part is a sum of a row and a column term
+            x: np.ndarray = np.arange(width, dtype=np.float32)
+            y: np.ndarray = np.arange(first, last, dtype=np.float32)[:, None]
+            at: slice | np.ndarray = slice(first * width, last * width)
+            inverse_z = frame.inverse_z[at].reshape(last - first, width)
+        else:
+            x, y, at = self._columns.take(pixels), self._rows.take(pixels), pixels
+            inverse_z = frame.inverse_z.take(pixels)
+        located = []
+        for a, matrix in zip(frame.sources, frame.camera_maps):
+            u, v, z = (_affine(matrix[i], x, y, inverse_z).reshape(-1) for i in range(3))
+            located.append(self._locate(a, u, v, z, frame.threshold[at]))
+        return self._sum(frame, located)
+
+    def _sum(
+        self, frame: _Frame, located: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The blend's sums and which sources see each pixel (as `_still`'s) from each source's
+        `_locate` result."""
+        code = np.zeros(len(located[0][0]), dtype=np.uint8)
         for k, (_, _, _, seen) in enumerate(located):
             assert seen is not None
             code |= seen.view(np.uint8) << np.uint8(k)
-        total = np.zeros(len(owner), dtype=np.uint64)
+        total = np.zeros(len(code), dtype=np.uint64)
         for a, weights, (index, fx, fy, _) in zip(frame.sources, frame.time_weights, located):
-            total += _bilinear(self._packed(a), self.canvas.width, index, fx, fy, weights.take(code))
+            _bilinear(self._packed(a), self.canvas.width, index, fx, fy, weights.take(code), total)
         return total, code
 
     def _lost(self, frame: _Frame, pixels: np.ndarray) -> np.ndarray:
         """The blend's sums for content `pixels` (flat) seen in no source: the nearer frame at
         their positions as points at infinity."""
         nearest = frame.nearest
-        table = frame.maps[frame.sources.index(nearest)][:, :1]
+        matrix = frame.camera_maps[frame.sources.index(nearest)]
         x, y = self._columns.take(pixels), self._rows.take(pixels)
-        index, fx, fy, _ = self._locate(nearest, table, np.zeros(len(pixels), dtype=np.intp), x, y, None)
-        return _bilinear(self._packed(nearest), self.canvas.width, index, fx, fy, np.float32(_ONE))
+        u, v, z = (_affine(matrix[i], x, y, None) for i in range(3))
+        index, fx, fy, _ = self._locate(nearest, u, v, z, None)
+        total = np.zeros(len(pixels), dtype=np.uint64)
+        _bilinear(self._packed(nearest), self.canvas.width, index, fx, fy, np.float32(_ONE), total)
+        return total
 
     def _surfaces(self, t: int, sources: list[int]) -> Surfaces:
-        """Frame t drawn with each vertex's position in every source (`_homogeneous`) and whether
-        it moves between t and any source (the last attribute: 1 if so) as attributes."""
+        """Frame t drawn with each vertex's position in every source (`_homogeneous`) and, as
+        the last two attributes (1 if so), whether it moves between t and any source in the
+        image and in the world."""
         canvas, tracks = self.canvas, self.tracks
         here = self._homogeneous(t)
         there = [self._homogeneous(a) for a in sources]
-        moved = np.zeros(len(here), dtype=bool)
-        for positions in there:
+        moved, wandered = np.zeros(len(here), dtype=bool), np.zeros(len(here), dtype=bool)
+        for a, positions in zip(sources, there):
             moved |= (positions != here).any(axis=1)
+            wandered |= (tracks.points[a] != tracks.points[t]).any(axis=1)
         return nearest_surfaces(
             tracks.points[t],
             tracks.world_to_camera[t],
@@ -241,34 +291,38 @@ class Inbetweener:
             self.faces,
             canvas.content_width,
             canvas.content_height,
-            np.concatenate([*there, moved[:, None]], axis=1),
+            np.concatenate([*there, moved[:, None], wandered[:, None]], axis=1),
         )
 
-    def _map(self, t: int, a: int, k: int, surfaces: Surfaces) -> np.ndarray:
-        """Where each surface of frame t (`surfaces`, drawn by `_surfaces`; k: the index of source
-        a there) lies in frame a, as planes of homogeneous canvas positions: float32 [9, S], rows
-        (value at pixel (0, 0), step per column, step per row) of X, Y and Z, where X / Z and
-        Y / Z are the sampling position (canvas pixel centres at whole numbers) and Z > 0 in
-        front of camera a; for a surface point, Z is also its depth in a over its depth in t.
-        Surface 0, none, moves as a point at infinity: `_homography`."""
+    def _map(self, k: int, surfaces: Surfaces, camera_map: np.ndarray) -> np.ndarray:
+        """Where each surface of frame t (`surfaces`, drawn by `_surfaces`; k: the index of a
+        source there) lies in that source, as planes of homogeneous canvas positions: float32
+        [9, S], rows (value at pixel (0, 0), step per column, step per row) of X, Y and Z, where
+        X / Z and Y / Z are the sampling position (canvas pixel centres at whole numbers) and
+        Z > 0 in front of the source's camera; for a surface point, Z is also its depth there
+        over its depth in t. Surface 0, none, moves as a point at infinity: the homography of
+        `camera_map` (`_camera_map`)."""
         canvas = self.canvas
         x, y, z = (surfaces.planes[:, 1 + 3 * k + i] for i in range(3))
         table = np.stack([x + (canvas.left - 0.5) * z, y + (canvas.top - 0.5) * z, z], axis=1)
-        table[0] = self._homography(t, a)[:, [2, 0, 1]]  # a pixel (column, row): steps, then constant
+        table[0] = camera_map[:, [2, 0, 1]]  # a pixel (column, row): steps, then constant
         return np.ascontiguousarray(table.reshape(len(table), 9).T, dtype=np.float32)
 
-    def _static(self, t: int, sources: list[int], surfaces: Surfaces) -> np.ndarray:
-        """Per surface of `surfaces` (`_surfaces`), whether it is where it is in frame t in every
-        source: none of its corners moves; for the background, every source's camera turns and
-        zooms as frame t's."""
-        static = ~surfaces.planes[:, -1].any(axis=1)
+    def _paths(self, t: int, sources: list[int], surfaces: Surfaces) -> np.ndarray:
+        """Per surface of `surfaces` (`_surfaces`), how its pixels are traced, uint8: `_STILL`
+        where it is where it is in frame t in every source (none of its corners moves; for the
+        background, every source's camera turns and zooms as frame t's), else `_FIXED` where it
+        stays put in the world (and the background), else `_MOVING`."""
+        path = np.where(surfaces.planes[:, -1].any(axis=1), _MOVING, _FIXED).astype(np.uint8)
+        path[~surfaces.planes[:, -2].any(axis=1)] = _STILL
         tracks, intrinsics = self.tracks, self.canvas.intrinsics
-        static[0] = all(
+        still = all(
             np.array_equal(tracks.world_to_camera[a, :3, :3], tracks.world_to_camera[t, :3, :3])
             and np.array_equal(intrinsics[a], intrinsics[t])
             for a in sources
         )
-        return static
+        path[0] = _STILL if still else _FIXED
+        return path
 
     def _homogeneous(self, a: int) -> np.ndarray:
         """Every vertex at frame a as K_a (R_a X + t_a): (u z, v z, z), content pixels, [N, 3]."""
@@ -276,24 +330,27 @@ class Inbetweener:
         camera = self.tracks.points[a].astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
         return camera @ self.canvas.intrinsics[a].astype(np.float64).T
 
-    def _homography(self, t: int, a: int) -> np.ndarray:
-        """Where a pixel (column, row) of frame t's content lies in frame a's canvas (pixel
-        centres at whole numbers) as a point at infinity: K_a R_a R_t^T K_t^-1 applied to its
-        centre, [3, 3] on (column, row, 1), the third row positive in front of camera a."""
-        canvas = self.canvas
-        rotation_t = self.tracks.world_to_camera[t, :3, :3].astype(np.float64)
-        rotation_a = self.tracks.world_to_camera[a, :3, :3].astype(np.float64)
+    def _camera_map(self, t: int, a: int) -> np.ndarray:
+        """Where a point fixed in the world, at pixel (column, row) of frame t's content with
+        1/z there, lies in frame a's canvas (pixel centres at whole numbers): [3, 4] on (column,
+        row, 1, 1/z), homogeneous with the third row its depth in a over its depth in t (positive
+        in front of camera a). Its first three columns, the homography K_a R_a R_t^T K_t^-1 at
+        the pixel's centre, are where a point at infinity (1/z = 0) lies."""
+        canvas, cameras = self.canvas, self.tracks.world_to_camera
+        rotation = cameras[a, :3, :3].astype(np.float64) @ cameras[t, :3, :3].astype(np.float64).T
+        shift = cameras[a, :3, 3].astype(np.float64) - rotation @ cameras[t, :3, 3].astype(np.float64)
         intrinsics_t = canvas.intrinsics[t].astype(np.float64)
         intrinsics_a = canvas.intrinsics[a].astype(np.float64)
-        to_canvas = np.array([[1, 0, canvas.left - 0.5], [0, 1, canvas.top - 0.5], [0, 0, 1]])
+        to_canvas = np.array([[1, 0, canvas.left - 0.5], [0, 1, canvas.top - 0.5], [0, 0, 1]]) @ intrinsics_a
         centre = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
-        return to_canvas @ intrinsics_a @ rotation_a @ rotation_t.T @ _inverse(intrinsics_t) @ centre
+        homography = to_canvas @ rotation @ _inverse(intrinsics_t) @ centre
+        return np.concatenate([homography, (to_canvas @ shift)[:, None]], axis=1)
 
     def _locate(
-        self, a: int, table: np.ndarray, owner: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: np.ndarray | None
+        self, a: int, u: np.ndarray, v: np.ndarray, z: np.ndarray, threshold: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """Where the content pixels (`x`, `y`), float32 [P], on the surfaces `owner` [P] lie in
-        frame a by its planes `table` (`_map`): (index of the canvas pixel left of and above the
+        """Where points at homogeneous canvas positions (`u`, `v`, `z`) of frame a (see `_map`),
+        float32 [P] (overwritten), lie in it: (index of the canvas pixel left of and above the
         sampling position, clamped to the content; fractions to the next pixel in x and y;
         whether seen in a). Seen: inside a's content, in front of camera a, and not behind a
         surface drawn there: its depth in a times the 1/z drawn there is at most `threshold`
@@ -303,7 +360,6 @@ class Inbetweener:
         canvas = self.canvas
         left, top = canvas.left, canvas.top
         with np.errstate(divide="ignore", invalid="ignore"):
-            u, v, z = (_plane(table[3 * i : 3 * i + 3], owner, x, y) for i in range(3))
             scale = np.divide(1, z, dtype=np.float32)
             u *= scale
             v *= scale
@@ -321,14 +377,17 @@ class Inbetweener:
         column, row = np.floor(u), np.floor(v)
         u -= column
         v -= row
+        # Flat pixel indices as floats, exact in float32 below 2 ** 24 pixels: one conversion each.
+        if canvas.width * canvas.height > 1 << 24:
+            row = row.astype(np.float64)
+        row *= canvas.width
+        row += column
         index = row.astype(np.intp)
-        index *= canvas.width
-        index += column.astype(np.intp)
         if seen is not None:
             # The pixel holding the point is the nearest of the four sampled.
-            pixel = index + (u >= 0.5)
-            pixel += (v >= 0.5) * canvas.width
-            z *= self._depth_buffer(a).take(pixel)
+            row += u >= 0.5
+            row += (v >= 0.5) * row.dtype.type(canvas.width)
+            z *= self._depth_buffer(a).take(row.astype(np.intp))
             seen &= z <= threshold
         return index, u, v, seen
 
@@ -400,6 +459,19 @@ def _plane(rows: np.ndarray, owner: np.ndarray, x: np.ndarray, y: np.ndarray) ->
     return value
 
 
+def _affine(row: np.ndarray, x: np.ndarray, y: np.ndarray, inverse_z: np.ndarray | None) -> np.ndarray:
+    """`row` [4] (per column, per row, constant, per 1/z; a `_camera_map` row) at pixels
+    (`x`, `y`) with 1/z `inverse_z` (None: 0), float32, broadcast together."""
+    value = row[1] * y
+    value += row[2]
+    if inverse_z is None:
+        return value + row[0] * x
+    total = inverse_z * row[3]
+    total += value
+    total += row[0] * x
+    return total
+
+
 def _time_weights(weights: list[float]) -> list[np.ndarray]:
     """Per source, its integer weight (of `_ONE`) for each code of which sources see a pixel
     (bit k: source k): the time `weights` of those seen, renormalised; 0 where none is seen.
@@ -415,11 +487,17 @@ def _time_weights(weights: list[float]) -> list[np.ndarray]:
 
 
 def _bilinear(
-    packed: np.ndarray, stride: int, index: np.ndarray, fx: np.ndarray, fy: np.ndarray, weight: np.ndarray | np.float32
-) -> np.ndarray:
+    packed: np.ndarray,
+    stride: int,
+    index: np.ndarray,
+    fx: np.ndarray,
+    fy: np.ndarray,
+    weight: np.ndarray | np.float32,
+    total: np.ndarray,
+) -> None:
     """`packed` frame pixels (`Inbetweener._packed`, rows of `stride`) sampled bilinearly at
     `index` (left of and above the position) plus fractions (`fx`, `fy`), times `weight` (whole
-    numbers up to `_ONE`): uint64 [P], each lane the channel times its weight. Each corner's
+    numbers up to `_ONE`), added to `total`, uint64 [P]: each lane the channel times its weight. Each corner's
     weight is rounded to a whole number, so a lane's sum of samples whose weights add to `_ONE`
     stays within a few `_ONE`-ths of a level and below 2 ** `_LANE_BITS`."""
     bottom = fy * weight
@@ -428,10 +506,8 @@ def _bilinear(
     top -= top_right
     bottom_right = bottom * fx
     bottom -= bottom_right
-    total = np.zeros(len(index), dtype=np.uint64)
     for offset, corner in ((0, top), (1, top_right), (stride, bottom), (stride + 1, bottom_right)):
         total += packed[offset:].take(index) * np.rint(corner, out=corner).astype(np.uint32)
-    return total
 
 
 def _check_generated(generated: Mapping[int, np.ndarray], num_frames: int) -> list[int]:

@@ -174,6 +174,7 @@ def compare(tracks: Tracks, true: np.ndarray, step: int) -> tuple[dict[str, list
 STAGES = {
     "rasterise": "_surfaces",
     "still pixels": "_still",
+    "fixed pixels": "_fixed",
     "moving pixels": "_moving",
     "lost pixels": "_lost",
     "output": "_write",

@@ -172,10 +172,38 @@ def test_still_surfaces_and_bands_on_threads_change_nothing(monkeypatch) -> None
     monkeypatch.setattr(inbetween, "_THREADS", 1)
     assert np.array_equal(Inbetweener(tracks, generated).frame(1), made)
     traced = Inbetweener(tracks, generated)
-    still = traced._static
-    monkeypatch.setattr(traced, "_static", lambda *a: np.zeros_like(still(*a)))
-    assert still(1, [0, 2], traced._surfaces(1, [0, 2])).sum() > 1  # the wall's triangles and the background
+    paths = traced._paths
+    monkeypatch.setattr(traced, "_paths", lambda *a: np.full_like(paths(*a), inbetween._MOVING))
+    # The wall's triangles and the background
+    assert (paths(1, [0, 2], traced._surfaces(1, [0, 2])) == inbetween._STILL).sum() > 1
     assert np.abs(traced.frame(1).astype(int) - made).max() <= 1
+
+
+def test_surfaces_fixed_in_the_world_under_a_moving_camera_change_nothing(monkeypatch) -> None:
+    """Under a moving camera, pixels on surfaces that stay put in the world (and the background)
+    take each source's position from the camera's motion and their 1/z: what tracing them
+    through their triangles' planes gives, within a level, however the rows are cut into
+    blocks. A square sliding in front keeps the traced path for its own pixels."""
+    wall, wall_faces = grid(-3, 3, -3, 3, 10.0, 4)
+    square, square_faces = grid(-0.5, 0.5, -0.5, 0.5, 4.0, 2)
+    points = np.stack([np.concatenate([wall, square + [x, 0, 0]]) for x in (-0.6, 0.0, 0.6)])
+    cameras = [camera(0.04 * f, (0.2 * f, 0.05 * f, -0.3 * f)) for f in range(3)]
+    tracks = tracks_of(points, np.concatenate([wall_faces, square_faces + len(wall)]), cameras)
+    rng = np.random.default_rng(1)
+    generated = {k: rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for k in (0, 2)}
+    fixed = Inbetweener(tracks, generated)
+    paths = fixed._paths(1, [0, 2], fixed._surfaces(1, [0, 2]))
+    assert (paths == inbetween._FIXED).sum() > 2 and (paths == inbetween._MOVING).sum() > 1
+    assert not (paths == inbetween._STILL).any()
+    made = fixed.frame(1)
+    monkeypatch.setattr(inbetween, "_BLOCK_ROWS", 5)  # bands of 32 rows: blocks of 5 and a rest of 2
+    assert np.array_equal(fixed.frame(1), made)
+    monkeypatch.setattr(inbetween, "_BLOCK_ROWS", 64)
+
+    traced = Inbetweener(tracks, generated)
+    monkeypatch.setattr(traced, "_paths", lambda *a: np.full_like(paths, inbetween._MOVING))
+    difference = np.abs(traced.frame(1).astype(int) - made)
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
 
 
 def test_nearest_surfaces_planes_give_the_attributes_at_pixel_centres() -> None:
