@@ -30,6 +30,7 @@ Not exported: viewport-hidden objects. The camera must be perspective.
 from __future__ import annotations
 
 import logging
+import mmap
 
 import bpy
 import numpy as np
@@ -101,7 +102,7 @@ def export_tracks(
         if not layout.counts:
             reason = f": {warnings[0]}" if warnings else ""
             raise DasError(f"scene {scene.name!r} has no visible, renderable objects with faces to track{reason}")
-        points = np.empty((len(frames), layout.num_points, 3), dtype=np.float32)
+        points = _ordinary_pages((len(frames), layout.num_points, 3), np.float32)
         rendered = np.ones((len(frames), len(layout.counts)), dtype=bool)
         world_to_camera = np.empty((len(frames), 4, 4), dtype=np.float64)
         intrinsics = np.empty((len(frames), 3, 3), dtype=np.float64)
@@ -144,6 +145,19 @@ def export_tracks(
             "warnings": warnings,
         },
     )
+
+
+def _ordinary_pages(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """An uninitialised array on the system's ordinary memory pages.
+
+    numpy asks Linux for huge pages for large arrays; where memory is fragmented, the first write to
+    them can stall in compaction for a second or more, and this array (every frame of the shot) is the
+    largest thing Generate writes while it holds Blender.
+    """
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if not size:
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, size), dtype=dtype).reshape(shape)
 
 
 def _changed_warning(names: set[str]) -> str:

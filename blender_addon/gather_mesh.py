@@ -176,8 +176,11 @@ def _read(mesh: bpy.types.Mesh, matrix_world, out: np.ndarray, layout: MeshLayou
     offset, count, rebuilt = layout.offsets[index], layout.counts[index], layout.rebuilt[index]
     if len(mesh.vertices) != count or (rebuilt is not None and not np.array_equal(_triangles(mesh), rebuilt)):
         return False
+    if not count:  # a mesh without vertices has no position attribute
+        return True
     rows = out[offset : offset + count]
-    mesh.vertices.foreach_get("co", rows.reshape(-1))
+    # The position attribute reads as one block; `vertices.foreach_get("co")` goes vertex by vertex.
+    mesh.attributes["position"].data.foreach_get("vector", rows.reshape(-1))
     matrix = np.array(matrix_world, dtype=np.float32)
     np.matmul(rows, matrix[:3, :3].T, out=rows)
     rows += matrix[:3, 3]

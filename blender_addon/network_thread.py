@@ -26,8 +26,10 @@ of its own. A thread whose file was closed is `abandon`ed: it posts nothing more
 from __future__ import annotations
 
 import queue
+import shutil
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -235,17 +237,43 @@ class RelayThread(threading.Thread):
         if self.frames_setting != FRAMES_EVERY:
             return True
         directory, paths, started = self.frame_dir.parent / SHOT_DIR, [], time.monotonic()
-        for index, frame in enumerate(scene_frames(self._tracks(), plan, generated, FRAMES_EVERY)):
-            if self._abandoned.is_set():
-                return False
-            if self._cancelled.is_set():
-                self._post(JobFailed(self.job_id, "cancelled", "cancelled while in-betweening"))
-                return False
-            paths.append(_write_png(directory, index, frame))
-            left = (time.monotonic() - started) / (index + 1) * (plan.num_frames - index - 1)
-            self._post(Progress(self.job_id, INBETWEEN_PHASE, index + 1, plan.num_frames, left))
+        keys = {key: index for index, key in enumerate(plan.keys)}
+        # One frame is written (PNG's zlib runs without the GIL) while the next is made.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"das-shot-{self.job_id}") as writer:
+            pending: Future | None = None
+            for index, frame in enumerate(scene_frames(self._tracks(), plan, generated, FRAMES_EVERY)):
+                if self._abandoned.is_set():
+                    return False
+                if self._cancelled.is_set():
+                    self._post(JobFailed(self.job_id, "cancelled", "cancelled while in-betweening"))
+                    return False
+                written = writer.submit(self._write_shot_frame, directory, index, frame, keys.get(index))
+                if pending is not None:
+                    paths.append(pending.result())
+                    self._shot_progress(len(paths), started)
+                pending = written
+            paths.append(pending.result())
+            self._shot_progress(len(paths), started)
         self._post(ShotReady(self.job_id, paths))
         return True
+
+    def _write_shot_frame(self, directory: Path, index: int, frame: np.ndarray, key: int | None) -> Path:
+        """Timeline frame `index` into `directory`; a key's frame is a copy of its PNG in frames/ (the same pixels)."""
+        source = None if key is None else self.frame_dir / FRAME_NAME.format(key)
+        if source is None or not source.is_file():
+            return _write_png(directory, index, frame)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / FRAME_NAME.format(index)
+        partial = path.with_name(f"{path.name}.{threading.get_ident()}.part")
+        shutil.copyfile(source, partial)
+        partial.replace(path)
+        return path
+
+    def _shot_progress(self, done: int, started: float) -> None:
+        total = self.plan.num_frames
+        self._post(
+            Progress(self.job_id, INBETWEEN_PHASE, done, total, (time.monotonic() - started) / done * (total - done))
+        )
 
     def _until_abandoned(self, events):
         """The events, cut short once the thread is abandoned (the stream then ends without a result)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -149,7 +150,9 @@ class Submit:
                     f"tracking must be a uint8 [T, H, W, 3] video, got {video.dtype} {list(video.shape)}",
                     "bad_request",
                 )
-            tracking = tuple(EncodedImage.encode(frame, codec) for frame in video)
+            # zlib and PNG encode without the GIL, so the frames are encoded two at a time.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                tracking = tuple(pool.map(lambda frame: EncodedImage.encode(frame, codec), video))
         submit = cls(
             job_id=job_id,
             prompt=request.prompt,
