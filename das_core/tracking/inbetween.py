@@ -52,8 +52,10 @@ __all__ = ["DEPTH_TOLERANCE", "InbetweenError", "Inbetweener"]
 # about a percent per pixel).
 DEPTH_TOLERANCE = 0.03
 _THREADS = 2  # bands of rows made at once
-# Rows traced at once where a band takes one path throughout: the temporaries stay in cache.
-_BLOCK_ROWS = 32
+# Pixels traced at once where a band takes one path throughout. Smaller blocks keep the
+# temporaries in cache, but each numpy call must run long enough that passing the GIL between
+# the bands' threads (at every call) costs little beside it.
+_BLOCK_PIXELS = 86_400
 # The blend sums each channel times integer weights that add to _ONE per pixel, in lanes of
 # _LANE_BITS bits of one uint64 (255 * _ONE, rounded, fits in 21 bits): all three channels of
 # a pixel in one gather and one multiply per sample.
@@ -169,8 +171,9 @@ class Inbetweener:
         for kind, trace in ((_FIXED, self._fixed), (_MOVING, self._moving)):
             on_path = path == kind
             if on_path.all():  # all the band's pixels: rows, no index
-                for start in range(first, last, _BLOCK_ROWS):
-                    end = min(start + _BLOCK_ROWS, last)
+                rows = max(1, _BLOCK_PIXELS // width)
+                for start in range(first, last, rows):
+                    end = min(start + rows, last)
                     block = slice((start - first) * width, (end - first) * width)
                     total[block], code[block] = trace(frame, start, end, None)
             elif on_path.any():

@@ -196,9 +196,9 @@ def test_surfaces_fixed_in_the_world_under_a_moving_camera_change_nothing(monkey
     assert (paths == inbetween._FIXED).sum() > 2 and (paths == inbetween._MOVING).sum() > 1
     assert not (paths == inbetween._STILL).any()
     made = fixed.frame(1)
-    monkeypatch.setattr(inbetween, "_BLOCK_ROWS", 5)  # bands of 32 rows: blocks of 5 and a rest of 2
+    monkeypatch.setattr(inbetween, "_BLOCK_PIXELS", 5 * W)  # bands of 32 rows: blocks of 5 and a rest of 2
     assert np.array_equal(fixed.frame(1), made)
-    monkeypatch.setattr(inbetween, "_BLOCK_ROWS", 64)
+    monkeypatch.setattr(inbetween, "_BLOCK_PIXELS", 64 * W)
 
     traced = Inbetweener(tracks, generated)
     monkeypatch.setattr(traced, "_paths", lambda *a: np.full_like(paths, inbetween._MOVING))
