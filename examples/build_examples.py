@@ -4,7 +4,7 @@ Run from anywhere: `python examples/build_examples.py [--blender PATH]`. For eac
 `examples/scenes/` it writes `examples/NAME/`:
 
 - `NAME.blend`          the scene, built by `scenes/NAME.py`
-- `tracks.npz`          `das export` of frames 1..49 (49 samples)
+- `tracks.npz`          `das export` of frames 1..49 (every frame, 24 fps)
 - `reference.png`       the first frame rendered with Workbench at 720x480
 - `contact_sheet.png`   8 frames of the tracking video: what `das render-tracking` should give you
 - `prompt.txt`          the prompt the demo and the example batch spec use
