@@ -17,8 +17,10 @@ imageio / imageio-ffmpeg / PIL are imported inside the functions so importing th
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -110,27 +112,37 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
 
 def write_mp4(
     path: str | os.PathLike,
-    frames: np.ndarray,
+    frames: np.ndarray | Iterable[np.ndarray],
     fps: float = DAS_WINDOW.fps,
     quality: int = 8,
     *,
     progress: bool = False,
+    total: int | None = None,
 ) -> Path:
-    """Write uint8 [T, H, W, 3] frames as an H.264 MP4 (libx264, yuv420p) and return its path.
+    """Write uint8 frames as an H.264 MP4 (libx264, yuv420p) and return its path.
 
-    `quality` runs from 1 (smallest file) to 10 (best); 8, the default, is x264's CRF 10, close to
-    visually lossless, since tracking colours are data. yuv420p needs even sizes: an odd width or
-    height gets one black column (right) or row (bottom) added, never a resize; black is "nothing
-    here" in a tracking video. Missing parent folders are created.
+    `frames` is an array [T, H, W, 3], or any iterable of [H, W, 3] frames of one size (a generator
+    is encoded as it yields, by ffmpeg in its own process, without holding the video in memory;
+    `total` is its length for the progress bar). `quality` runs from 1 (smallest file) to 10 (best);
+    8, the default, is x264's CRF 10, close to visually lossless, since tracking colours are data.
+    yuv420p needs even sizes: an odd width or height gets one black column (right) or row (bottom)
+    added, never a resize; black is "nothing here" in a tracking video. Missing parent folders are created.
     """
     import imageio_ffmpeg
 
-    frames = _check_frames(frames)
     if not np.isfinite(fps) or fps <= 0:
         raise VideoError(f"fps must be a positive number, got {fps!r}")
     if int(quality) != quality or not 1 <= quality <= 10:
         raise VideoError(f"quality must be a whole number from 1 to 10, got {quality!r}")
-    height, width = frames.shape[1:3]
+    if isinstance(frames, np.ndarray):
+        frames = _check_frames(frames)
+        total, stream = len(frames), iter(frames)
+    else:
+        stream = iter(frames)
+    first = next(stream, None)
+    if first is None:
+        raise VideoError("no frames to write: give at least one")
+    height, width = _check_frames(np.asarray(first)[None]).shape[1:3]
     padded = (height + height % 2, width + width % 2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,12 +160,22 @@ def write_mp4(
     try:
         writer.send(None)
         canvas = np.zeros((*padded, 3), dtype=np.uint8)
-        for frame in _progress(frames, progress, f"writing {path.name}"):
+        for index, frame in enumerate(
+            _progress(itertools.chain([first], stream), progress, f"writing {path.name}", total)
+        ):
+            frame = np.asarray(frame)
+            if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+                raise VideoError(
+                    f"frame {index} is {frame.dtype} {list(frame.shape)}, frame 0 uint8 {[height, width, 3]}: "
+                    "give frames of one size"
+                )
             canvas[:height, :width] = frame
             writer.send(canvas.tobytes())
         writer.close()
     except (OSError, RuntimeError) as error:
         raise VideoError(f"{path}: could not write the MP4 ({_last_line(error)})") from None
+    finally:
+        writer.close()
     return path
 
 

@@ -99,6 +99,18 @@ def test_mp4_round_trip_keeps_frames_size_and_fps(tmp_path):
     assert info.fps == pytest.approx(12.5)
 
 
+def test_mp4_from_a_generator_matches_the_array_and_refuses_a_frame_of_another_size(tmp_path):
+    frames = _smooth_frames()
+    streamed = write_mp4(tmp_path / "streamed.mp4", (frame for frame in frames), fps=12.5, total=len(frames))
+    whole = write_mp4(tmp_path / "whole.mp4", frames, fps=12.5)
+    np.testing.assert_array_equal(read_video(streamed), read_video(whole))
+    mixed = [frames[0], frames[1, :40]]
+    with pytest.raises(VideoError, match="frame 1 is uint8 \\[40, 64, 3\\], frame 0 uint8 \\[48, 64, 3\\]"):
+        write_mp4(tmp_path / "mixed.mp4", iter(mixed))
+    with pytest.raises(VideoError, match="no frames"):
+        write_mp4(tmp_path / "none.mp4", iter([]))
+
+
 def test_mp4_is_h264_yuv420p(tmp_path):
     import subprocess
 
