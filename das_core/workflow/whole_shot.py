@@ -62,7 +62,8 @@ def check_tracks(tracks: Tracks, frames: str, name: str, model_option: str | Non
 
 @dataclass(frozen=True)
 class ShotVideo:
-    """What `write_shot_video` wrote: `frames` frames at `fps`, `made` of them in-betweened in `seconds`."""
+    """What `WholeShot.write` wrote: `frames` frames at `fps`, `made` of them in-betweened; `seconds` to make
+    and encode them."""
 
     path: Path
     frames: int
@@ -71,12 +72,12 @@ class ShotVideo:
     seconds: float
 
     def summary(self) -> str:
-        """'wrote PATH (73 frames at 24 fps: 25 model frames, 48 in-betweened in 9.1 s)' or '(25 frames at 8 fps)'."""
+        """'wrote PATH (73 frames at 24 fps: 25 model frames, 48 in-betweened, all encoded in 9.1 s)' or '(25 frames at 8 fps)'."""
         if not self.made:
             return f"wrote {self.path} ({plural(self.frames, 'frame')} at {self.fps:g} fps)"
         return (
             f"wrote {self.path} ({plural(self.frames, 'frame')} at {self.fps:g} fps: "
-            f"{plural(self.frames - self.made, 'model frame')}, {self.made} in-betweened in {self.seconds:.1f} s)"
+            f"{plural(self.frames - self.made, 'model frame')}, {self.made} in-betweened, all encoded in {self.seconds:.1f} s)"
         )
 
 
@@ -138,10 +139,11 @@ class WholeShot:
             rate = fps or self.window.fps
             return ShotVideo(write_mp4(path, generated, fps=rate, progress=progress), len(generated), rate, 0, 0.0)
         start = time.perf_counter()
+        rate = fps or self.tracks.fps
+        # Each timeline frame goes to ffmpeg as it is made: the in-betweener and the encoder overlap,
+        # and the whole video (a quarter of a gigabyte for ten seconds) is never held in memory.
         timeline = scene_frames(self.tracks, self.plan, generated, self.frames)
         bar = tqdm(timeline, total=self.plan.num_frames, desc="in-betweening", unit="frame", disable=not progress)
-        video = np.stack(list(bar))
+        written = write_mp4(path, bar, fps=rate)
         seconds = time.perf_counter() - start
-        rate = fps or self.tracks.fps
-        written = write_mp4(path, video, fps=rate, progress=progress)
-        return ShotVideo(written, len(video), rate, len(video) - len(generated), seconds)
+        return ShotVideo(written, self.plan.num_frames, rate, self.plan.num_frames - len(generated), seconds)

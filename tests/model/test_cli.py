@@ -104,7 +104,7 @@ def test_infer_tracks_makes_the_whole_shot(tmp_path, tiny_dir, capsys):
     assert main(infer_tracks(tiny_dir, tmp_path / "tracks.npz", image, tmp_path / "every.mp4")) == 0
     captured = capsys.readouterr()
     assert "25 frames at 24 fps, 9 model frames at 8 fps" in captured.err and "window 1" not in captured.err
-    assert "(25 frames at 24 fps: 9 model frames, 16 in-betweened in" in captured.out
+    assert "(25 frames at 24 fps: 9 model frames, 16 in-betweened, all encoded in" in captured.out
     assert video.read_video(tmp_path / "every.mp4").shape == (25, TINY_HEIGHT, TINY_WIDTH, 3)
     assert video.video_info(tmp_path / "every.mp4").fps == pytest.approx(24.0)
 

@@ -39,7 +39,7 @@ def test_generate_makes_every_timeline_frame_or_the_models(tmp_path, shot, serve
     assert generate(tracks, image, tmp_path / "every.mp4", server) == 0
     err = capsys.readouterr().err
     assert "13 frames at 24 fps, 5 model frames at 8 fps" in err
-    assert "(13 frames at 24 fps: 5 model frames, 8 in-betweened in" in err
+    assert "(13 frames at 24 fps: 5 model frames, 8 in-betweened, all encoded in" in err
     every = read_video(tmp_path / "every.mp4")
     assert every.shape == (13, DAS_WINDOW.height, DAS_WINDOW.width, 3)
     assert video_info(tmp_path / "every.mp4").fps == pytest.approx(24.0)
