@@ -32,7 +32,7 @@ import argparse
 import itertools
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,36 @@ def timing(repeat: int) -> None:
         print(f"| {name} | {faces:,} | {best['total']:.1f} | {cells} | {load} / {after} |")
 
 
+def sequence_timing(repeat: int) -> None:
+    """`--timing --sequence`: whole shots of the examples' saved tracks at 720 x 480 in timeline
+    order (`scene_frames`), every 3rd frame generated (their `reference.png`)."""
+    print(f"best of {repeat} runs over each whole shot at 720x480, every 3rd frame generated\n")
+    print("| scene | timeline frames | in-betweens | ms per timeline frame | ms per in-between | load before / after |")
+    print("|---|---|---|---|---|---|")
+    for name in ("thrown_ball", "walk_cycle", "camera_orbit"):
+        tracks = Tracks.load(ROOT / "examples" / name / "tracks.npz")
+        image = np.asarray(Image.open(ROOT / "examples" / name / "reference.png").convert("RGB"))
+        generated = dict.fromkeys(range(0, tracks.num_frames, 3), image)
+        load = Path("/proc/loadavg").read_text().split()[0]
+
+        def shot() -> None:
+            for _ in scene_frames(tracks, generated):
+                pass
+
+        best = _best_ms(shot, repeat)
+        after = Path("/proc/loadavg").read_text().split()[0]
+        count = tracks.num_frames - len(generated)
+        print(f"| {name} | {tracks.num_frames} | {count} | {best / tracks.num_frames:.1f} | {best / count:.1f} "
+              f"| {load} / {after} |")  # fmt: skip
+
+
+def scene_frames(tracks: Tracks, generated: dict[int, np.ndarray]) -> Iterator[np.ndarray]:
+    """Every timeline frame in order, as `das_core.tracking.shot.scene_frames` makes them."""
+    exact = Inbetweener(tracks, generated)
+    for t in range(tracks.num_frames):
+        yield exact.frame(t)
+
+
 def contact_sheet(true: np.ndarray, made: dict, path: Path) -> int:
     """true / hold / flow / exact of the frame where flow is furthest from the truth; returns t."""
     t = max(made, key=lambda k: -psnr(made[k]["flow"], true[k]))
@@ -270,8 +300,12 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=3, help="generated frames every STEP frames (default: 3)")
     parser.add_argument("--sheet", type=Path, default=Path("/tmp/inbetween_sheet.png"), help="contact sheet PNG")
     parser.add_argument("--timing", action="store_true", help="only time the stages of in-betweens at 720x480")
+    parser.add_argument("--sequence", action="store_true", help="with --timing: time whole shots in timeline order")
     parser.add_argument("--repeat", type=int, default=20, help="runs per timing, best taken (default: 20)")
     args = parser.parse_args()
+    if args.timing and args.sequence:
+        sequence_timing(args.repeat)
+        return
     if args.timing:
         timing(args.repeat)
         return
