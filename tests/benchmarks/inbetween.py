@@ -262,15 +262,17 @@ def sequence_timing(repeat: int) -> None:
         generated = dict.fromkeys(range(0, tracks.num_frames, 3), image)
         load = Path("/proc/loadavg").read_text().split()[0]
 
-        def shot() -> None:
-            for _ in scene_frames(tracks, generated):
-                pass
-
-        best = _best_ms(shot, repeat)
+        best = _best_ms(lambda: _drain(scene_frames(tracks, generated)), repeat)  # noqa: B023 (called here)
         after = Path("/proc/loadavg").read_text().split()[0]
         count = tracks.num_frames - len(generated)
         print(f"| {name} | {tracks.num_frames} | {count} | {best / tracks.num_frames:.1f} | {best / count:.1f} "
               f"| {load} / {after} |")  # fmt: skip
+
+
+def _drain(frames: Iterator[np.ndarray]) -> None:
+    """Make every frame of `frames`, keeping none."""
+    for _ in frames:
+        pass
 
 
 def scene_frames(tracks: Tracks, generated: dict[int, np.ndarray]) -> Iterator[np.ndarray]:
