@@ -84,7 +84,8 @@ def test_front_end_stopped_with_jobs_running_finishes_them_after_a_restart(ray_c
                 frames, other = frames_and_rest(client.fetch(request.job_id, timeout=60))
                 assert isinstance(other[-1], Done) and other[-1].checksum == sleep_checksum(request)
                 assert sorted(frame.index for frame in frames) == list(range(49))
-            assert client.status().jobs == {"done": 5}  # none lost, none run twice
+            # `done` goes out before the job's row says so: wait for the store, then none lost, none run twice.
+            wait_for(lambda: client.status().jobs == {"done": 5}, timeout=10, what="five jobs stored as done")
     finally:
         second.stop()
 
@@ -108,7 +109,7 @@ def test_front_end_sigkilled_mid_queue_then_restarted_from_the_command_line(ray_
             for request in requests:
                 _, other = frames_and_rest(client.fetch(request.job_id, timeout=60))
                 assert isinstance(other[-1], Done) and other[-1].checksum == sleep_checksum(request)
-            assert client.status().jobs == {"done": 4}
+            wait_for(lambda: client.status().jobs == {"done": 4}, timeout=10, what="four jobs stored as done")
         assert time.monotonic() - started < 30
     finally:
         assert restarted.terminate() == 0
