@@ -69,12 +69,3 @@ def run_shot(
     video = shot.write(args.output_path, np.concatenate(parts), fps=args.fps, progress=True)
     print(f"{video.summary()}, {window.width} x {window.height}")
     return 0
-
-
-def held(frames: np.ndarray, length: int) -> np.ndarray:
-    """`frames` with the last one repeated to `length` (a window shorter than the model's frames: the scene
-    holds still after it, so the frames the model makes within the window keep its frame rate)."""
-    frames = np.asarray(frames)
-    if len(frames) > length:
-        raise DasError(f"a window of {len(frames)} frames is longer than the model's {length}")
-    return np.concatenate([frames, np.repeat(frames[-1:], length - len(frames), axis=0)])

@@ -204,14 +204,14 @@ def _das_frames(pipe, args: argparse.Namespace, request: JobRequest) -> np.ndarr
     import numpy as np
     import torch
 
-    from das_core.commands.infer_shot import held
     from das_core.model.pipeline import DEFAULT_NEGATIVE_PROMPT
+    from das_core.tracking.video import model_frame_indices
 
     result = pipe(
         request.image,
         args.prompt,
         negative_prompt=DEFAULT_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt,
-        tracking_video=held(request.tracking, args.num_frames),
+        tracking_video=request.tracking[model_frame_indices(len(request.tracking), args.num_frames)],
         tracking_normalization=args.tracking_normalization,
         num_frames=args.num_frames,
         height=args.height,

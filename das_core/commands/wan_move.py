@@ -51,13 +51,14 @@ def _wan_move_frames(pipe, args: argparse.Namespace, request) -> np.ndarray:
     frame per control frame (a shorter window is held to --num_frames, then cut back)."""
     import torch
 
-    from das_core.commands.infer_shot import held
+    from das_core.tracking.video import model_frame_indices
 
     tracks, visibility = request.tracks_and_visibility()
+    held = model_frame_indices(len(tracks), args.num_frames)
     generator = torch.Generator(device=pipe._execution_device).manual_seed(args.seed)
     result = pipe(
-        image=request.image, prompt=args.prompt, tracks=held(tracks, args.num_frames),
-        visibility=held(visibility, args.num_frames), negative_prompt=args.negative_prompt, height=args.height,
+        image=request.image, prompt=args.prompt, tracks=tracks[held],
+        visibility=visibility[held], negative_prompt=args.negative_prompt, height=args.height,
         width=args.width, num_frames=args.num_frames, num_inference_steps=args.num_inference_steps,
         guidance_scale=args.guidance_scale, generator=generator, output_type="np",
     )  # fmt: skip

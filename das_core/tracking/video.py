@@ -222,6 +222,14 @@ def sample_indices(total: int, n: int) -> np.ndarray:
     return np.rint(np.linspace(0, total - 1, n)).astype(np.int64)
 
 
+def model_frame_indices(frames: int, model_frames: int) -> np.ndarray:
+    """The control frame behind each of the model's `model_frames`: a shorter control in order, then its last
+    frame held; a longer one (e.g. a server with --max-frames above the model's) sampled evenly."""
+    if frames > model_frames:
+        return sample_indices(frames, model_frames)
+    return np.minimum(np.arange(model_frames), frames - 1)
+
+
 def fit_frames(
     frames: np.ndarray,
     width: int = DAS_WINDOW.width,

@@ -11,15 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from das_core.tracking.video import fit_frames, letterbox_rect, sample_indices
-
-
-def model_frame_indices(frames: int, model_frames: int) -> np.ndarray:
-    """The control frame behind each of the model's `model_frames`: a shorter control in order, then its last
-    frame held; a longer one (a server with --max-frames above the model's) sampled evenly."""
-    if frames > model_frames:
-        return sample_indices(frames, model_frames)
-    return np.minimum(np.arange(model_frames), frames - 1)
+from das_core.tracking.video import fit_frames, letterbox_rect, model_frame_indices
 
 
 def to_model_size(

@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from das_core.errors import DasError
-from das_core.tracking.video import fit_frames, fit_points
+from das_core.tracking.video import fit_frames, fit_points, model_frame_indices
 from das_core.tracking.window import WAN_MOVE_WINDOW
 from das_core.wire.protocol import JobRequest
 from das_server.backends import BackendUnavailable
 from das_server.backends.das import PipelineBackend
-from das_server.backends.framing import model_frame_indices
 
 
 class WanMovePipelineBackend(PipelineBackend):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import zmq
 
+from das_core.tracking.video import model_frame_indices
 from das_core.wire.client import DasClient, Done, Frame, JobFailed, Progress, ServerError
 from das_core.wire.protocol import ErrorReply, Limits, Submit, decode, encode
-from das_server.backends.framing import model_frame_indices
 from das_server.backends.sleep import SleepBackend
 from tests.server.conftest import NoStop, Recording, ThreadServer, make_request
 
